@@ -1,0 +1,69 @@
+# Shared helpers for the build scripts. Sourced, never executed.
+# shellcheck shell=bash
+
+set -euo pipefail
+
+IVC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Expensive artifacts (kernel source, kernel builds) live outside the clone so a
+# fresh clone, and CI, can reuse them. Every entry is keyed by its inputs.
+IVC_CACHE="${IVC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ivc}"
+# Where per-checkout build products go (module, initramfs, binaries).
+IVC_OUT="${IVC_OUT:-$IVC_ROOT/target/guest}"
+KERNEL_VERSION="${KERNEL_VERSION:-7.3}"
+LLVM_SUFFIX="${LLVM_SUFFIX:--19}"
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+_ts() { date +%H:%M:%S; }
+log()  { printf '\033[1;34m[%s ivc]\033[0m %s\n' "$(_ts)" "$*" >&2; }
+warn() { printf '\033[1;33m[%s ivc] warning:\033[0m %s\n' "$(_ts)" "$*" >&2; }
+die()  { printf '\033[1;31m[%s ivc] error:\033[0m %s\n' "$(_ts)" "$*" >&2; exit 1; }
+
+need_cmd() {
+    command -v "$1" >/dev/null 2>&1 || die "'$1' not found; run scripts/install-prereqs.sh first"
+}
+
+# Hash of the given files/directories' contents (paths sorted, names included).
+hash_inputs() {
+    local p
+    for p in "$@"; do
+        if [ -d "$p" ]; then
+            (cd "$p" && find . -type f ! -name '*.o' ! -name '*.ko' ! -name '.*.cmd' -print0 \
+                | LC_ALL=C sort -z | xargs -0 sha256sum)
+        elif [ -e "$p" ]; then
+            sha256sum "$p"
+        else
+            echo "missing:$p"
+        fi
+    done | sha256sum | cut -c1-16
+}
+
+# Run a long command, showing a heartbeat with elapsed time and the last line of
+# its log so a multi-minute step never looks hung. Full output goes to $log.
+run_with_progress() {
+    local what="$1" logfile="$2"; shift 2
+    local start=$SECONDS
+    log "$what (log: $logfile)"
+    "$@" >"$logfile" 2>&1 &
+    local pid=$!
+    local interactive=0
+    [ -t 2 ] && interactive=1
+    local last_report=$SECONDS
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 2
+        if [ $interactive = 1 ]; then
+            printf '\r\033[K  %4ds  %s' $((SECONDS - start)) "$(tail -n1 "$logfile" 2>/dev/null | cut -c1-100)" >&2
+        elif [ $((SECONDS - last_report)) -ge 30 ]; then
+            last_report=$SECONDS
+            printf '  %4ds  %s\n' $((SECONDS - start)) "$(tail -n1 "$logfile" 2>/dev/null | cut -c1-100)" >&2
+        fi
+    done
+    local rc=0
+    wait "$pid" || rc=$?
+    [ $interactive = 1 ] && printf '\r\033[K' >&2
+    if [ $rc -ne 0 ]; then
+        tail -n 40 "$logfile" >&2
+        die "$what failed (exit $rc); full log: $logfile"
+    fi
+    log "$what done in $((SECONDS - start))s"
+}
