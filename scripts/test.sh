@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The README's test command: builds everything that is missing, then runs
+# every test tier this host can run. A tier that cannot run says why.
+#
+#   scripts/test.sh            all tiers
+#   scripts/test.sh -- ARGS    extra arguments for `cargo test` (e.g. a filter)
+source "$(dirname "$0")/lib.sh"
+cd "$IVC_ROOT"
+
+extra=()
+if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
+
+"$IVC_ROOT/scripts/install-prereqs.sh"
+
+log "checking formatting and lints"
+cargo fmt --all --check || die "cargo fmt --check failed: run 'cargo fmt --all'"
+if [ -f vmm/test-guest/Cargo.toml ]; then
+    (cd vmm/test-guest && cargo fmt --check) || die "cargo fmt --check failed in vmm/test-guest"
+fi
+rustfmt --check --edition 2021 guest-kmod/*.rs || die "rustfmt --check failed in guest-kmod"
+run_with_progress "cargo clippy (workspace, -D warnings)" "$IVC_ROOT/target/clippy.log" \
+    cargo clippy --workspace --all-targets -- -D warnings
+
+IVC_OUT="$IVC_OUT" "$IVC_ROOT/scripts/build-guest.sh"
+if [ -x "$IVC_ROOT/scripts/build-test-guest.sh" ]; then
+    IVC_TEST_GUEST="$("$IVC_ROOT/scripts/build-test-guest.sh")"
+    export IVC_TEST_GUEST
+fi
+
+# The guest tiers must not skip silently in this script: missing artifacts or
+# QEMU are failures here, not skips.
+export IVC_REQUIRE_GUEST=1 IVC_REQUIRE_QEMU=1 IVC_GUEST_DIR="$IVC_OUT"
+log "running cargo test (all tiers; tier 2 needs /dev/kvm, tier 3 boots guests under QEMU TCG)"
+cargo test --workspace --release "${extra[@]}" 2>&1 | tee "$IVC_ROOT/target/test.log"
+rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] || die "tests failed (exit $rc); log: target/test.log"
+log "all tests passed"
