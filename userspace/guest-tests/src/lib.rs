@@ -1,0 +1,8 @@
+//! Shared pieces of the tier-3 tests: the shell snippets that run inside the
+//! guests and the parsers for the lines they print.
+//!
+//! The tests themselves live in `tests/`; each boots real Linux guests with
+//! `ivc.ko` under QEMU TCG through `ivc-guest-harness`.
+
+pub mod guest_sh;
+pub mod report;
