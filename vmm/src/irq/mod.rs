@@ -1,0 +1,5 @@
+//! Interrupt plumbing: GSI allocation and the KVM GSI routing table.
+
+pub mod routing;
+
+pub use routing::{InterruptRouter, KvmInterruptRouter};

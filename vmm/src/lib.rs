@@ -1,0 +1,8 @@
+//! ivc-vmm: a small KVM VMM that boots Linux (PVH) and bare-metal test
+//! guests, with a PCI bus. The `ivc-vmm` binary is a thin CLI over this
+//! library; docs/vmm.md describes the machine it builds.
+
+pub mod bus;
+pub mod irq;
+pub mod layout;
+pub mod pci;
