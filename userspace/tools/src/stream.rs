@@ -97,7 +97,7 @@ mod tests {
         fill(1, 50, &mut buf);
         buf[42] ^= 1;
         assert_eq!(verify(1, 50, &buf), Some(92));
-        assert_eq!(verify(2, 50, &buf).is_some(), true);
+        assert!(verify(2, 50, &buf).is_some());
     }
 
     #[test]
