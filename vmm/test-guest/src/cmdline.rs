@@ -1,0 +1,95 @@
+//! Kernel command line: space-separated `key=value` words (or bare `key`).
+//!
+//! `test=NAME` picks the test program; the other keys are that test's
+//! parameters. When a key is repeated, the last one wins, like Linux.
+
+use core::fmt;
+
+#[derive(Clone, Copy)]
+pub struct Cmdline<'a> {
+    raw: &'a str,
+}
+
+/// A parameter that is present but malformed.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamError<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    pub expected: &'static str,
+}
+
+impl fmt::Display for ParamError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bad parameter {}={:?}: expected {}",
+            self.key, self.value, self.expected
+        )
+    }
+}
+
+impl<'a> Cmdline<'a> {
+    pub fn new(raw: &'a str) -> Self {
+        Self { raw }
+    }
+
+    /// Every `(key, value)` pair in order; a bare word has an empty value.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.raw
+            .split_ascii_whitespace()
+            .map(|word| word.split_once('=').unwrap_or((word, "")))
+    }
+
+    /// The value of the last `key=...`, if any.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.pairs()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+            .last()
+    }
+
+    /// A number: decimal or `0x` hex, with an optional `k`/`m`/`g` suffix
+    /// (binary multiples) so sizes read naturally (`bytes=4m`).
+    pub fn u64_or(&self, key: &'a str, default: u64) -> Result<u64, ParamError<'a>> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(value) => parse_u64(value).ok_or(ParamError {
+                key,
+                value,
+                expected: "a number (decimal or 0x hex, optional k/m/g suffix)",
+            }),
+        }
+    }
+
+    /// A boolean: `1/0`, `yes/no`, `on/off`, `true/false`; a bare key means true.
+    pub fn bool_or(&self, key: &'a str, default: bool) -> Result<bool, ParamError<'a>> {
+        match self.get(key) {
+            None => Ok(default),
+            Some("" | "1" | "yes" | "on" | "true") => Ok(true),
+            Some("0" | "no" | "off" | "false") => Ok(false),
+            Some(value) => Err(ParamError {
+                key,
+                value,
+                expected: "1/0, yes/no, on/off or true/false",
+            }),
+        }
+    }
+}
+
+/// Parses decimal or `0x` hex, with an optional binary `k`/`m`/`g` suffix.
+pub fn parse_u64(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'k' | b'K' => (&text[..text.len() - 1], 10),
+        b'm' | b'M' => (&text[..text.len() - 1], 20),
+        b'g' | b'G' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let value = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => digits.parse::<u64>().ok()?,
+    };
+    value.checked_mul(1u64 << shift)
+}
