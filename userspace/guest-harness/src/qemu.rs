@@ -20,6 +20,10 @@ use crate::spec::GuestSpec;
 ///   asks for appears on the guest's PCI bus, so device order is predictable.
 /// - `-no-reboot`: the guest init ends with `reboot -f`, which then ends QEMU
 ///   (the kernel has no ACPI, so power-off would only halt).
+/// - `-smp N,sockets=N`: one core per socket. The guest kernel has no ACPI
+///   and finds CPUs in SeaBIOS's MP table, which lists only the first CPU of
+///   each package: with QEMU's default topology (N cores in one socket) the
+///   guest would see one CPU.
 /// - `-serial stdio`: the console reaches the harness through a pipe.
 pub fn qemu_args(artifacts: &GuestArtifacts, spec: &GuestSpec) -> Result<Vec<OsString>> {
     spec.validate()?;
@@ -34,7 +38,7 @@ pub fn qemu_args(artifacts: &GuestArtifacts, spec: &GuestSpec) -> Result<Vec<OsS
         "-m",
         &spec.memory_mib.to_string(),
         "-smp",
-        &spec.cpus.to_string(),
+        &format!("{0},sockets={0}", spec.cpus),
         "-nodefaults",
         "-display",
         "none",
@@ -204,7 +208,7 @@ mod tests {
         let kernel = a.kernel().display().to_string();
         let initrd = a.initramfs().display().to_string();
         let expected: Vec<&str> = vec![
-            "-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "128", "-smp", "2",
+            "-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "128", "-smp", "2,sockets=2",
             "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio",
             "-kernel", &kernel, "-initrd", &initrd,
             "-append", "console=ttyS0 panic=-1 loglevel=5 ivc_cmd=ZWNobyBoaQ==",

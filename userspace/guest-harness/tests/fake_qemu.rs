@@ -32,7 +32,10 @@ struct Fake {
 }
 
 fn fake() -> Fake {
-    let dir = ScratchDir::new().expect("scratch dir");
+    fake_in(ScratchDir::new().expect("scratch dir"))
+}
+
+fn fake_in(dir: ScratchDir) -> Fake {
     fs::write(dir.join("bzImage"), b"").expect("kernel");
     fs::write(dir.join("initramfs.cpio.gz"), b"").expect("initramfs");
     let qemu = dir.join("fake-qemu");
@@ -324,7 +327,10 @@ fn helper_spawn_then_exit_abruptly() {
     let Ok(report) = std::env::var("IVC_HARNESS_PIDFILE") else {
         return;
     };
-    let f = fake();
+    // Inside the parent's scratch directory, which the parent removes: this
+    // process leaves without running destructors.
+    let parent_dir = Path::new(&report).parent().expect("pidfile in a dir");
+    let f = fake_in(ScratchDir::new_in(parent_dir).expect("scratch dir"));
     let spec = GuestSpec::new("g", "echo sleeper $$; exec sleep 1000");
     let mut guest = Guest::spawn(&f.artifacts, spec).expect("spawn");
     let t = Duration::from_secs(10);
