@@ -2,7 +2,9 @@
 //! guests, with a PCI bus. The `ivc-vmm` binary is a thin CLI over this
 //! library; docs/vmm.md describes the machine it builds.
 
+pub mod boot;
 pub mod bus;
 pub mod irq;
 pub mod layout;
+pub mod memory;
 pub mod pci;
