@@ -131,7 +131,7 @@ pub(crate) fn check_qemu(qemu: &Path) -> std::result::Result<(), String> {
 }
 
 /// For tests that boot guests: the artifacts if guests can run here, `None`
-/// (after printing why the test is skipped) if they cannot.
+/// (after printing `skipped <test>: <why>`) if they cannot.
 ///
 /// With `IVC_REQUIRE_GUEST=1` (set by the project's test script and CI) it
 /// panics instead of skipping, so a missing build can never pass silently.
@@ -140,6 +140,7 @@ pub(crate) fn check_qemu(qemu: &Path) -> std::result::Result<(), String> {
 /// # use ivc_guest_harness::*;
 /// let Some(artifacts) = require_guest_env() else { return };
 /// ```
+#[track_caller]
 pub fn require_guest_env() -> Option<GuestArtifacts> {
     let reason = match GuestArtifacts::locate() {
         Ok(a) => match check_qemu(a.qemu()) {
@@ -154,7 +155,10 @@ pub fn require_guest_env() -> Option<GuestArtifacts> {
     // Straight to the process's stderr rather than eprintln!: the test harness
     // captures eprintln! of passing tests, and a skip must stay visible.
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+    // libtest names each test's thread after the test.
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("test");
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {reason}");
     None
 }
 
