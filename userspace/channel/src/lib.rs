@@ -1,1 +1,73 @@
-//! ivc-channel
+//! `ivc-channel`: the one definition of the ivc shared-memory channel.
+//!
+//! Two sides (guests, host tools, tests) map the same memory (ivshmem BAR2)
+//! and exchange bytes through one ring per direction. This crate holds the
+//! layout (header, peer table, ring control blocks with notification
+//! suppression flags), the attach/handshake/close protocol and a hardened
+//! [`Endpoint`] that treats the shared memory as untrusted. The protocol is
+//! written down in `docs/protocol.md`.
+//!
+//! # Use from the kernel module
+//!
+//! The kernel build cannot use cargo crates, so all channel code lives in
+//! `src/chan/` as plain `no_std`, dependency-free, allocation-free files,
+//! and the module includes that directory with **one line** in its crate
+//! root (path relative to the including file):
+//!
+//! ```ignore
+//! #[path = "../userspace/channel/src/chan/mod.rs"]
+//! mod ivc_channel;
+//! ```
+//!
+//! which compiles exactly these files, under these module names:
+//!
+//! | file | module | contents |
+//! | --- | --- | --- |
+//! | `src/chan/mod.rs` | `ivc_channel` | declarations and re-exports |
+//! | `src/chan/shm.rs` | `ivc_channel::shm` | [`SharedMemory`] trait, [`OutOfBounds`] |
+//! | `src/chan/error.rs` | `ivc_channel::error` | [`ChannelError`] |
+//! | `src/chan/layout.rs` | `ivc_channel::layout` | offsets, [`Layout`], [`format`] |
+//! | `src/chan/endpoint.rs` | `ivc_channel::endpoint` | [`Endpoint`] |
+//! | `src/chan/atomic_mem.rs` | `ivc_channel::atomic_mem` | [`AtomicMem`] (optional for the kernel) |
+//!
+//! The module names are fixed (files refer to each other as `super::shm`,
+//! `super::error`, `super::layout`). Do not include the files one by one
+//! inside an inline `mod x { ... }` block: `#[path]` inside an inline module
+//! resolves relative to a directory named after the module. Kbuild's rustc
+//! dep-info tracks the included files, so edits trigger a rebuild.
+//!
+//! The kernel implements [`SharedMemory`] over its BAR2 mapping (mapped
+//! write-back; see the trait docs) and maps [`ChannelError`] to errnos as
+//! documented on each variant. The files use no `unsafe` except
+//! [`AtomicMem`]'s pointer-to-atomic conversion, never index or slice in a
+//! way that can panic, and use only wrapping/checked arithmetic on values
+//! read from shared memory. Lints the kernel enables that do not hold for
+//! a `pub` item used only partially (`unreachable_pub`, `dead_code`) can be
+//! allowed on the `mod ivc_channel;` line.
+//!
+//! # Quick start (host)
+//!
+//! ```
+//! use core::sync::atomic::AtomicU32;
+//! use ivc_channel::{AtomicMem, Endpoint, PeerState};
+//!
+//! let words: Vec<AtomicU32> = (0..8192 / 4).map(|_| AtomicU32::new(0)).collect();
+//! let mem = AtomicMem::from_words(&words);
+//! let mut a = Endpoint::attach(mem, 0)?; // formats the region: no magic yet
+//! let mut b = Endpoint::attach(mem, 1)?;
+//! while a.peer_state()? != PeerState::Connected || b.peer_state()? != PeerState::Connected {}
+//! assert_eq!(a.write(b"hello")?, 5);
+//! let mut buf = [0u8; 16];
+//! assert_eq!(b.read(&mut buf)?, 5);
+//! assert_eq!(&buf[..5], b"hello");
+//! # Ok::<(), ivc_channel::ChannelError>(())
+//! ```
+
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+mod chan;
+
+pub use chan::*;

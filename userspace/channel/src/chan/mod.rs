@@ -1,0 +1,40 @@
+//! The shared-memory channel: layout, memory access trait and endpoint.
+//!
+//! This directory is the unit both builds compile. The `ivc-channel` crate
+//! loads it as `mod chan;` from `lib.rs`; the kernel module loads it with
+//! one line in its crate root:
+//!
+//! ```ignore
+//! #[path = "../userspace/channel/src/chan/mod.rs"]
+//! mod ivc_channel;
+//! ```
+//!
+//! A module file loaded through `#[path]` resolves its own `mod x;` items
+//! next to itself, so the siblings below come along unchanged. Every file
+//! is `no_std`, allocation-free and depends only on `core` and the siblings
+//! it names in its own header.
+
+// Machine-checked "no panics on any input": no indexing/slicing that can
+// panic, no arithmetic that can overflow, no unwrap/expect/panic.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
+pub mod atomic_mem;
+pub mod endpoint;
+pub mod error;
+pub mod layout;
+pub mod shm;
+
+pub use atomic_mem::AtomicMem;
+pub use endpoint::{AttachOptions, Endpoint, EndpointStats, PeerState, Readiness};
+pub use error::ChannelError;
+pub use layout::{format, format_if_needed, mark_absent, FormatOptions, Layout, RingGeometry};
+pub use shm::{OutOfBounds, SharedMemory};
