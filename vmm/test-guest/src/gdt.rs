@@ -44,8 +44,19 @@ pub static mut GDT: Gdt = Gdt([
     0,
 ]);
 
-/// The 64-bit task state segment. Only RSP0 matters to us: the stack the CPU
-/// switches to when an exception arrives while CPL3 code runs.
+/// Bytes of an I/O permission bitmap covering all 65536 ports, plus the
+/// all-ones byte the CPU requires after it.
+const IO_BITMAP_BYTES: usize = 65536 / 8 + 1;
+
+/// The 64-bit task state segment, followed by an I/O permission bitmap.
+///
+/// RSP0 is the stack the CPU switches to when an exception arrives while CPL3
+/// code runs. The bitmap (all zeros: every port allowed) is how CPL3 port I/O
+/// works under PVM: there guest user code runs natively with the hardware
+/// IOPL forced to 0 (measured: the IOPL=3 we put in RFLAGS is gone by the
+/// time CPL3 code runs), and an `in`/`out` is then checked against this
+/// bitmap. Elsewhere (TCG, hardware virtualization) IOPL=3 already grants
+/// access and the bitmap is never consulted.
 #[repr(C, packed)]
 struct Tss {
     reserved0: u32,
@@ -55,6 +66,7 @@ struct Tss {
     reserved2: u64,
     reserved3: u16,
     iomap_base: u16,
+    io_bitmap: [u8; IO_BITMAP_BYTES],
 }
 
 static mut TSS: Tss = Tss {
@@ -64,10 +76,16 @@ static mut TSS: Tss = Tss {
     ist: [0; 7],
     reserved2: 0,
     reserved3: 0,
-    // Past the TSS limit: no I/O permission bitmap. CPL3 port access is
-    // granted by IOPL=3 in RFLAGS instead, which the CPU checks first.
-    iomap_base: size_of::<Tss>() as u16,
+    iomap_base: core::mem::offset_of!(Tss, io_bitmap) as u16,
+    io_bitmap: io_bitmap(),
 };
+
+/// Every port allowed (0 bits), then the terminating 0xff byte.
+const fn io_bitmap() -> [u8; IO_BITMAP_BYTES] {
+    let mut bitmap = [0; IO_BITMAP_BYTES];
+    bitmap[IO_BITMAP_BYTES - 1] = 0xff;
+    bitmap
+}
 
 /// Points the TSS's RSP0 at `rsp0`, installs the TSS descriptor and loads the
 /// task register. Call once, at CPL0, before entering CPL3.
