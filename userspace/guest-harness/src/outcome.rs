@@ -6,23 +6,49 @@ use std::time::Duration;
 /// Lines of serial output quoted in failure messages.
 pub const TAIL_LINES: usize = 60;
 
-/// Console markers of kernel trouble. Each is how the kernel starts the first
-/// line of its report (mm/, kernel/panic.c, lib/bug.c, arch/x86/kernel/traps.c,
-/// the sanitizers and the lockup/hung-task/RCU-stall detectors).
+/// How the kernel starts the report of trouble (mm/, kernel/panic.c,
+/// lib/bug.c, arch/x86/kernel/traps.c, the sanitizers, the lockup, hung-task
+/// and RCU-stall detectors). Matched at the start of a console message, after
+/// the printk timestamp, so that a test's own output such as `DEBUG: x` or
+/// `no BUG: here` is not taken for a kernel report.
 const KERNEL_ERROR_MARKERS: &[&str] = &[
     "Kernel panic",
     "BUG:",
-    "Oops:",
-    "WARNING: CPU:",
-    "general protection fault",
     "kernel BUG at",
+    "Oops:",
+    "Oops -",
+    "WARNING:",
+    "general protection fault",
     "Unable to handle kernel",
     "UBSAN:",
     "KASAN:",
     "rcu: INFO:",
     "INFO: task ",
+    "INFO: rcu_",
     "watchdog: BUG:",
 ];
+
+/// Whether a console line is the start of a kernel trouble report.
+fn is_kernel_error(line: &str) -> bool {
+    let message = strip_timestamp(line);
+    KERNEL_ERROR_MARKERS.iter().any(|m| message.starts_with(m))
+}
+
+/// The message without its `[    1.234567] ` printk timestamp, if it has one.
+fn strip_timestamp(line: &str) -> &str {
+    let trimmed = line.trim_start();
+    if let Some(rest) = trimmed.strip_prefix('[') {
+        if let Some(end) = rest.find(']') {
+            if rest[..end]
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == ' ')
+            {
+                return rest[end + 1..].trim_start();
+            }
+        }
+    }
+    trimmed
+}
 
 /// The result of one guest run.
 #[derive(Debug, Clone)]
@@ -56,10 +82,7 @@ impl GuestOutcome {
     /// Console lines that report kernel trouble (oops, BUG, WARNING, panic,
     /// sanitizer reports, stalls), in order.
     pub fn kernel_errors(&self) -> Vec<&str> {
-        self.serial
-            .lines()
-            .filter(|l| KERNEL_ERROR_MARKERS.iter().any(|m| l.contains(m)))
-            .collect()
+        self.serial.lines().filter(|l| is_kernel_error(l)).collect()
     }
 
     /// Panics, with a report ending in the serial tail, unless the command
@@ -176,6 +199,27 @@ mod tests {
             .expect("formatted panic");
         assert!(msg.contains("NULL pointer dereference"), "{msg}");
         assert!(msg.contains("---- serial of 'g'"), "{msg}");
+    }
+
+    #[test]
+    fn kernel_errors_are_recognised_at_the_start_of_a_message() {
+        let o = outcome(
+            Some(0),
+            "[    1.000000] WARNING: CPU: 0 PID: 1 at drivers/ivc/ring.rs:10 f+0x1/0x2\n\
+             [    1.000001] Kernel panic - not syncing: Fatal exception\n\
+             general protection fault, probably for non-canonical address\n\
+             DEBUG: ring state\n\
+             ivc-cat: no BUG: here\n\
+             [    1.000002] ivc: channel broken: index out of range",
+        );
+        assert_eq!(
+            o.kernel_errors(),
+            [
+                "[    1.000000] WARNING: CPU: 0 PID: 1 at drivers/ivc/ring.rs:10 f+0x1/0x2",
+                "[    1.000001] Kernel panic - not syncing: Fatal exception",
+                "general protection fault, probably for non-canonical address",
+            ]
+        );
     }
 
     #[test]

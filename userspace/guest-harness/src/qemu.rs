@@ -16,8 +16,8 @@ use crate::spec::GuestSpec;
 ///
 /// - `-M pc -accel tcg -cpu max`: the combination checked to expose ivshmem
 ///   correctly on these hosts (`/dev/kvm` here cannot run Linux userspace).
-/// - `-nodefaults -display none`: no VGA, NIC or monitor; only what the test
-///   asks for appears on the guest's PCI bus, so device order is predictable.
+/// - `-nodefaults -display none`: no VGA, NIC or monitor; after the chipset
+///   functions the guest's PCI bus holds exactly the test's devices, in order.
 /// - `-no-reboot`: the guest init ends with `reboot -f`, which then ends QEMU
 ///   (the kernel has no ACPI, so power-off would only halt).
 /// - `-smp N,sockets=N`: one core per socket. The guest kernel has no ACPI

@@ -121,6 +121,11 @@ impl GuestSpec {
             if arg.starts_with(&format!("{CMD_PARAM}=")) {
                 return Err(self.invalid("set the command with GuestSpec::new, not kernel_arg"));
             }
+            if arg.trim() == "--" {
+                return Err(self.invalid(
+                    "kernel_arg(\"--\") would pass ivc_cmd to init as an argument, not in its environment",
+                ));
+            }
             parts.push(arg.clone());
         }
         parts.push(format!(
@@ -142,6 +147,9 @@ impl GuestSpec {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.name.trim().is_empty() {
             return Err(self.invalid("the name is empty"));
+        }
+        if self.name.chars().any(char::is_control) {
+            return Err(self.invalid("the name contains control characters"));
         }
         if self.cpus == 0 {
             return Err(self.invalid("cpus must be at least 1"));
@@ -217,8 +225,15 @@ mod tests {
     }
 
     #[test]
+    fn double_dash_is_refused() {
+        let s = GuestSpec::new("g", "true").kernel_arg("--");
+        assert!(s.kernel_cmdline().is_err());
+    }
+
+    #[test]
     fn validation() {
         assert!(GuestSpec::new("", "true").validate().is_err());
+        assert!(GuestSpec::new("a\0b", "true").validate().is_err());
         assert!(GuestSpec::new("g", "true").cpus(0).validate().is_err());
         assert!(GuestSpec::new("g", "true")
             .memory_mib(8)
