@@ -92,8 +92,8 @@ pub struct EndpointStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Conn {
     /// No connection. `epipe`: a connection ended and writes fail until a
-    /// new one. `eof_pending`: `read` still owes its caller one end-of-file.
-    Waiting { epipe: bool, eof_pending: bool },
+    /// new one is accepted.
+    Waiting { epipe: bool },
     /// We accepted `peer_gen` (reset our indices, published our ack) and
     /// wait for the peer's ack of our generation.
     Handshake { peer_gen: u32 },
@@ -145,6 +145,9 @@ pub struct Endpoint<M: SharedMemory> {
     /// A lifecycle change the peer must hear about (attach, ack, close,
     /// broken): the next `needs_doorbell_*` returns true.
     pending_kick: bool,
+    /// `read` owes its caller one end-of-file (the end of a connection was
+    /// reported by `write` first).
+    eof_owed: bool,
     broken: Option<ChannelError>,
     closed: bool,
     stats: EndpointStats,
@@ -262,11 +265,9 @@ impl<M: SharedMemory> Endpoint<M> {
             peer_cons_seen: base,
             kick_prod_from: base,
             kick_cons_from: base,
-            conn: Conn::Waiting {
-                epipe: false,
-                eof_pending: false,
-            },
+            conn: Conn::Waiting { epipe: false },
             pending_kick: true,
+            eof_owed: false,
             broken: None,
             closed: false,
             stats: EndpointStats::default(),
@@ -435,10 +436,7 @@ impl<M: SharedMemory> Endpoint<M> {
                     if p.gen == peer_gen && p.ack == self.my_gen {
                         self.conn = Conn::Draining;
                     } else {
-                        self.conn = Conn::Waiting {
-                            epipe: false,
-                            eof_pending: false,
-                        };
+                        self.conn = Conn::Waiting { epipe: false };
                     }
                 } else if p.ack == self.my_gen {
                     self.conn = Conn::Connected { peer_gen };
@@ -462,7 +460,7 @@ impl<M: SharedMemory> Endpoint<M> {
         let r = self.sync();
         self.latch(r)?;
         Ok(match self.conn {
-            Conn::Waiting { epipe: true, .. } | Conn::Draining => PeerState::Gone,
+            Conn::Waiting { epipe: true } | Conn::Draining => PeerState::Gone,
             Conn::Waiting { .. } => PeerState::Waiting,
             Conn::Handshake { .. } => PeerState::Connecting,
             Conn::Connected { .. } => PeerState::Connected,
@@ -507,11 +505,9 @@ impl<M: SharedMemory> Endpoint<M> {
             if let Conn::Connected { .. } = self.conn {
                 self.stats.disconnections = self.stats.disconnections.wrapping_add(1);
             }
-            self.conn = Conn::Waiting {
-                epipe: true,
-                eof_pending: false,
-            };
+            self.conn = Conn::Waiting { epipe: true };
         }
+        self.eof_owed = false;
         let r = self.sync();
         self.latch(r)
     }
@@ -577,14 +573,12 @@ impl<M: SharedMemory> Endpoint<M> {
                 if self.rx_avail()? == 0 {
                     // Nothing left to read: the end is reported (here), so
                     // a new peer may be accepted; `read` still owes EOF.
-                    self.conn = Conn::Waiting {
-                        epipe: true,
-                        eof_pending: true,
-                    };
+                    self.conn = Conn::Waiting { epipe: true };
+                    self.eof_owed = true;
                 }
                 return Err(ChannelError::PeerGone);
             }
-            Conn::Waiting { epipe: true, .. } => return Err(ChannelError::PeerGone),
+            Conn::Waiting { epipe: true } => return Err(ChannelError::PeerGone),
             Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok(0),
         }
         if data.is_empty() {
@@ -636,19 +630,15 @@ impl<M: SharedMemory> Endpoint<M> {
 
     fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, ChannelError> {
         self.sync()?;
+        if self.eof_owed {
+            // The end of an earlier connection was first seen by `write`;
+            // the reader hears it before any data of a newer connection.
+            self.eof_owed = false;
+            return Err(ChannelError::PeerGone);
+        }
         let draining = match self.conn {
             Conn::Connected { .. } => false,
             Conn::Draining => true,
-            Conn::Waiting {
-                epipe,
-                eof_pending: true,
-            } => {
-                self.conn = Conn::Waiting {
-                    epipe,
-                    eof_pending: false,
-                };
-                return Err(ChannelError::PeerGone);
-            }
             Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok(0),
         };
         if buf.is_empty() {
@@ -657,10 +647,7 @@ impl<M: SharedMemory> Endpoint<M> {
         let avail = self.rx_avail()?;
         if avail == 0 {
             if draining {
-                self.conn = Conn::Waiting {
-                    epipe: true,
-                    eof_pending: false,
-                };
+                self.conn = Conn::Waiting { epipe: true };
                 return Err(ChannelError::PeerGone);
             }
             return Ok(0);
@@ -726,13 +713,13 @@ impl<M: SharedMemory> Endpoint<M> {
 
     fn arm_read_inner(&mut self, min_bytes: u32) -> Result<Readiness, ChannelError> {
         self.sync()?;
+        if self.eof_owed {
+            return Ok(Readiness::Ready);
+        }
         match self.conn {
             Conn::Connected { .. } => {}
             // Data or EOF is there to collect.
-            Conn::Draining
-            | Conn::Waiting {
-                eof_pending: true, ..
-            } => return Ok(Readiness::Ready),
+            Conn::Draining => return Ok(Readiness::Ready),
             // Lifecycle changes always ring the doorbell: nothing to arm.
             Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok(Readiness::MaySleep),
         }
@@ -763,7 +750,7 @@ impl<M: SharedMemory> Endpoint<M> {
         match self.conn {
             Conn::Connected { .. } => {}
             // `write` would fail right away.
-            Conn::Draining | Conn::Waiting { epipe: true, .. } => return Ok(Readiness::Ready),
+            Conn::Draining | Conn::Waiting { epipe: true } => return Ok(Readiness::Ready),
             Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok(Readiness::MaySleep),
         }
         let min = min_bytes.clamp(1, self.tx.size);

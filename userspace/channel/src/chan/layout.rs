@@ -267,9 +267,13 @@ impl Layout {
             }
         };
         let r0_off = CONTROL_SIZE;
+        // Ring 1 follows ring 0, cache-line aligned (tiny test rings are
+        // smaller than a line).
         let r1_off = r0_off
             .checked_add(ring_size as usize)
-            .ok_or(ChannelError::InvalidLayout)?;
+            .and_then(|e| e.checked_add(CACHE_LINE - 1))
+            .ok_or(ChannelError::InvalidLayout)?
+            & !(CACHE_LINE - 1);
         let r0_off32 = u32::try_from(r0_off).map_err(|_| ChannelError::InvalidLayout)?;
         let r1_off32 = u32::try_from(r1_off).map_err(|_| ChannelError::InvalidLayout)?;
         let r0 = validate_ring(r0_off32, ring_size, region_size)?;
