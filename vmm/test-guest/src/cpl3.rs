@@ -3,7 +3,9 @@
 //! Under PVM, guest user-mode code runs natively while ring-0 code is
 //! emulated, so loops worth timing belong at CPL3. The switch is one way: we
 //! `iretq` into ring 3 with IOPL=3, the user function does its own port I/O
-//! (serial, debug-exit) and ends the VM itself. Nothing ever returns to ring
+//! (serial, debug-exit) and ends the VM itself. (PVM drops IOPL for native
+//! user code; there the TSS I/O permission bitmap, see [`crate::gdt`], is
+//! what allows the port I/O.) Nothing ever returns to ring
 //! 0 except a CPU exception, which lands on the exception stack (TSS RSP0)
 //! and is reported. No SYSCALL/INT from CPL3: PVM does not deliver them to a
 //! non-PVM guest kernel.

@@ -11,6 +11,7 @@ use crate::println;
 use crate::pvh::StartInfo;
 
 mod cpl3;
+mod fault;
 mod pci_enum;
 mod pio_cost;
 
@@ -30,7 +31,7 @@ pub struct Test {
     pub run: fn(&Context) -> u8,
 }
 
-pub const ALL: &[Test] = &[pci_enum::TEST, cpl3::TEST, pio_cost::TEST];
+pub const ALL: &[Test] = &[pci_enum::TEST, cpl3::TEST, pio_cost::TEST, fault::TEST];
 
 pub fn find(name: &str) -> Option<&'static Test> {
     ALL.iter().find(|t| t.name == name)
