@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Smoke test of ivc-test-guest under QEMU: builds the guest, boots every test
+# program and checks its exit status and key output lines. This checks the
+# guest itself (boot, console, PCI, CPL3, exit) independently of ivc-vmm.
+#
+# Usage: vmm/test-guest/qemu-smoke.sh [--kvm] [--no-build]
+#   --kvm        run under -accel kvm (PVM here) instead of TCG
+#   --no-build   use the existing ELF
+# Exit status 0 when every case passes.
+
+# shellcheck source=../../scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+
+run_args=()
+build=1
+for arg in "$@"; do
+    case "$arg" in
+        --kvm) run_args+=(--kvm) ;;
+        --no-build) build=0 ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+        *) die "unknown argument '$arg' (try --help)" ;;
+    esac
+done
+
+if [ $build = 1 ]; then
+    "$IVC_ROOT/scripts/build-test-guest.sh" >/dev/null
+fi
+run="$IVC_ROOT/vmm/test-guest/qemu-run.sh"
+out="$(mktemp "${TMPDIR:-/tmp}/ivc-smoke.XXXXXX")"
+trap 'rm -f "$out"' EXIT
+
+# An ivshmem-plain device (the register layout ivc-shm copies) and a
+# virtio-rng device (MSI-X, 64-bit BAR) give the PCI code something to chew on.
+pci_devices=(
+    -object memory-backend-ram,id=shm,size=4M,share=on
+    -device ivshmem-plain,memdev=shm
+    -device virtio-rng-pci
+)
+
+passed=0
+failed=0
+# check NAME EXPECTED_STATUS "CMDLINE" "EGREP PATTERN..." -- [QEMU ARGS...]
+check() {
+    local name="$1" want="$2" cmdline="$3"; shift 3
+    local patterns=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do patterns+=("$1"); shift; done
+    [ $# -gt 0 ] && shift
+    local status=0
+    "$run" "${run_args[@]}" "$cmdline" "$@" >"$out" 2>/dev/null || status=$?
+    local problem=""
+    [ "$status" = "$want" ] || problem="status $status, expected $want"
+    local p
+    for p in "${patterns[@]}"; do
+        grep -Eq "$p" "$out" || problem="${problem:+$problem; }no line matching /$p/"
+    done
+    if [ -z "$problem" ]; then
+        log "PASS $name"
+        passed=$((passed + 1))
+    else
+        warn "FAIL $name: $problem"
+        sed 's/^/    /' "$out" >&2
+        failed=$((failed + 1))
+    fi
+}
+
+P='^ivc-test-guest: '
+check "pci-enum finds ivshmem, sizes BARs, reads MSI-X" 0 "test=pci-enum expect=1af4:1110,1af4:1005" \
+    "${P}pci 00:[0-9a-f]{2}\.0 vendor=1af4 device=1110 class=050000 rev=01\$" \
+    "${P}bar 00:[0-9a-f]{2}\.0 index=2 kind=mem64 addr=0x[0-9a-f]+ size=0x400000 prefetch=1" \
+    "${P}msix 00:[0-9a-f]{2}\.0 table_size=[0-9]+ table_bar=[0-9] table_offset=0x[0-9a-f]+ pba_bar=[0-9]" \
+    "${P}done status=0\$" -- "${pci_devices[@]}"
+check "pci-enum assigns every BAR itself and reads MMIO" 0 "test=pci-enum assign=all probe_mmio=1" \
+    "${P}bar .* kind=mem32 addr=0xe0000000 .* assigned=guest\$" \
+    "${P}bar .* kind=io addr=0xc000 .* assigned=guest\$" \
+    "${P}mmio .* value=0x[0-9a-f]{8}\$" -- "${pci_devices[@]}"
+check "pci-enum reports a missing device" 1 "test=pci-enum expect=dead:beef" \
+    "${P}error: expected device dead:beef not found"
+check "default test is pci-enum" 0 "" "${P}test=pci-enum start"
+check "cpl3 runs at CPL3 and checksums memory" 0 "test=cpl3 bytes=256k rounds=2" \
+    "${P}cpl=3\$" "${P}memloop bytes=262144 rounds=2 checksum=(0x[0-9a-f]+) expected=\\1 cycles=[0-9]+\$"
+check "pio-cost measures CPL0 and CPL3" 0 "test=pio-cost n=100" \
+    "${P}pio-cost op=out port=0x80 cpl=0 n=100 cycles=[0-9]+ cycles_per_op=[0-9]+\.[0-9]{2}" \
+    "${P}pio-cost op=out port=0x80 cpl=3 n=100 cycles=[0-9]+ cycles_per_op=[0-9]+\.[0-9]{2}"
+check "pio-cost in from 0xcfc" 0 "test=pio-cost n=50 op=in port=0xcfc cpl=3" \
+    "${P}pio-cost op=in port=0xcfc cpl=3 n=50 "
+check "CPU exception at CPL3 is reported" 102 "test=fault kind=pf cpl=3" \
+    "${P}exception vector=14 .* cpl=3 .* cr2=0x1000000000\$" "${P}done status=102\$"
+check "panic is reported" 101 "test=fault kind=panic" "${P}panic: " "${P}done status=101\$"
+check "unknown test is a usage error" 2 "test=no-such-test" "${P}unknown test \"no-such-test\""
+check "malformed parameter is a usage error" 2 "test=cpl3 bytes=lots" "${P}bad parameter bytes="
+
+if [ $failed = 0 ]; then
+    log "all $passed smoke cases passed"
+else
+    die "$failed of $((passed + failed)) smoke cases failed"
+fi
