@@ -73,6 +73,10 @@ check "pci-enum assigns every BAR itself and reads MMIO" 0 "test=pci-enum assign
     "${P}bar .* kind=mem32 addr=0xe0000000 .* assigned=guest\$" \
     "${P}bar .* kind=io addr=0xc000 .* assigned=guest\$" \
     "${P}mmio .* value=0x[0-9a-f]{8}\$" -- "${pci_devices[@]}"
+check "pci-enum maps a 64-bit BAR at 64 GiB (ivc-vmm's window)" 0 \
+    "test=pci-enum assign=all probe_mmio=1 pci_mem64=0x1000000000" \
+    "${P}bar .* kind=mem64 addr=0x1000000000 size=0x400000 prefetch=1 assigned=guest\$" \
+    "${P}mmio 00:[0-9a-f]{2}\.0 index=2 offset=0x0 value=" -- "${pci_devices[@]}"
 check "pci-enum reports a missing device" 1 "test=pci-enum expect=dead:beef" \
     "${P}error: expected device dead:beef not found"
 check "default test is pci-enum" 0 "" "${P}test=pci-enum start"

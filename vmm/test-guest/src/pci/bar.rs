@@ -98,7 +98,14 @@ impl Allocator {
         // Each window ends where the next one starts when they are in the
         // usual order; otherwise at the top of its address space.
         let mem32_end = if mem64_base > mem32_base {
-            mem64_base
+            mem64_base.min(LOW_MMIO_END)
+        } else {
+            LOW_MMIO_END
+        };
+        // A 64-bit base above 4 GiB (ivc-vmm puts its window at 64 GiB)
+        // makes the first window the high one.
+        let mem64_end = if mem64_base >= HIGH_MMIO_BASE {
+            HIGH_MMIO_END
         } else {
             LOW_MMIO_END
         };
@@ -113,7 +120,7 @@ impl Allocator {
             },
             mem64: Window {
                 next: mem64_base,
-                end: LOW_MMIO_END.max(mem64_base),
+                end: mem64_end,
             },
             mem64_high: Window {
                 next: HIGH_MMIO_BASE,
