@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 pub enum Device {
     /// `ivshmem-plain`: BAR2 backed by the host file `mem_path`, mapped shared,
     /// no interrupts (the `shm-poll` variant). Guests given the same file share
-    /// the memory, and the host test can read it too. QEMU creates the file if
-    /// it does not exist; `size` must be a power of two (it becomes a BAR).
+    /// the memory, and the host test can read and write it too (it is the
+    /// guests' memory itself, not a copy). QEMU creates the file if it does
+    /// not exist; an existing one must hold at least `size` bytes. `size` must
+    /// be a power of two (it becomes a BAR).
     /// Put the file on tmpfs: see [`ScratchDir`](crate::ScratchDir).
     IvshmemPlain {
         /// The backing file (not a directory: QEMU would make a private,

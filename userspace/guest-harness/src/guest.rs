@@ -78,6 +78,33 @@ impl Output {
         // update is a single push), so poisoning is not a reason to fail.
         self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Waits until `done(log)` holds, for at most [`DRAIN_GRACE`]: used once
+    /// the writers are gone (or going), so only a pipe held open by some
+    /// unrelated process could make it wait that long.
+    fn drained<'a>(
+        &'a self,
+        mut log: MutexGuard<'a, Log>,
+        done: impl Fn(&Log) -> bool,
+    ) -> MutexGuard<'a, Log> {
+        let deadline = Instant::now() + DRAIN_GRACE;
+        while !done(&log) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            log = self
+                .changed
+                .wait_timeout(log, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        log
+    }
+
+    fn wait_for_stderr<'a>(&'a self, log: MutexGuard<'a, Log>) -> MutexGuard<'a, Log> {
+        self.drained(log, |log| !log.stderr_open)
+    }
 }
 
 impl Guest {
@@ -163,6 +190,9 @@ impl Guest {
             }
             searched = log.serial.len();
             if !log.serial_open {
+                // QEMU's stderr says why a guest ended early (a bad device
+                // option, a server that went away): let it arrive.
+                log = self.output.wait_for_stderr(log);
                 return Err(HarnessError::GuestEnded {
                     guest: self.name.clone(),
                     pattern: pattern.to_string(),
@@ -225,20 +255,9 @@ impl Guest {
 
         // Every writer is gone; the readers finish as soon as they have
         // taken what is left in the pipes.
-        let drain_deadline = Instant::now() + DRAIN_GRACE;
-        let mut log = self.output.lock();
-        while log.serial_open || log.stderr_open {
-            let now = Instant::now();
-            if now >= drain_deadline {
-                break;
-            }
-            log = self
-                .output
-                .changed
-                .wait_timeout(log, drain_deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let log = self.output.drained(self.output.lock(), |log| {
+            !log.serial_open && !log.stderr_open
+        });
         Ok(GuestOutcome {
             name: self.name.clone(),
             exit_status: log.exit_status,

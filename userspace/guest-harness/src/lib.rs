@@ -48,6 +48,7 @@ mod guest;
 mod outcome;
 mod qemu;
 mod scratch;
+mod shm;
 mod spec;
 
 pub use artifacts::{
@@ -60,4 +61,5 @@ pub use guest::{run_guests, Guest, EXIT_MARKER, VERBOSE_ENV};
 pub use outcome::{GuestOutcome, TAIL_LINES};
 pub use qemu::qemu_args;
 pub use scratch::ScratchDir;
+pub use shm::HostMapping;
 pub use spec::{GuestSpec, BASE_KERNEL_ARGS, CMDLINE_MAX, CMD_PARAM};
