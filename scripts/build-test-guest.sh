@@ -69,5 +69,16 @@ if command -v readelf >/dev/null 2>&1; then
     readelf -n "$ELF" 2>/dev/null | grep -Eq 'Xen.*(0x00000012|PHYS32)' \
         || die "$ELF has no XEN_ELFNOTE_PHYS32_ENTRY note (check linker.ld / src/boot.S)"
 fi
+# The PVM instruction emulator runs our CPL0 code and cannot execute SSE,
+# x87, XSAVE, POPCNT, CLAC/STAC (nor INT3, which LLVM only emits as padding
+# between functions, never executed). Catch a toolchain or code change that
+# brings them in before it turns into a mysterious failure under /dev/kvm.
+if command -v objdump >/dev/null 2>&1; then
+    bad="$(objdump -d --no-show-raw-insn "$ELF" \
+        | grep -E '\b(popcnt|tzcnt|lzcnt|fld|fstp|fst|fninit|fnclex|emms|xsave[a-z]*|xrstor[a-z]*|clac|stac|syscall|sysenter)\b|%[xyz]mm[0-9]|%st\b' \
+        | head -n 5 || true)"
+    [ -z "$bad" ] || die "ivc-test-guest contains instructions PVM cannot emulate at CPL0:
+$bad"
+fi
 log "ivc-test-guest ready in $((SECONDS - start))s ($(stat -c %s "$ELF") bytes)"
 echo "$ELF"
