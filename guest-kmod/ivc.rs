@@ -2,16 +2,37 @@
 
 //! ivc: inter-VM communication channels.
 //!
-//! Binds the two PCI devices that carry an ivc channel between virtual
-//! machines on one host:
+//! Binds the PCI devices that carry an ivc channel between virtual machines on
+//! one host and gives each a character device `/dev/ivcN` with pipe-like
+//! semantics (see docs/driver.md):
 //!
-//! - `ivc-shm`: QEMU's ivshmem (1af4:1110), shared memory in BAR2, optional
-//!   doorbell interrupts through MSI-X;
+//! - `ivc-shm`: QEMU's ivshmem (1af4:1110), shared memory in BAR2; polled
+//!   (`ivshmem-plain`) or with doorbell interrupts through MSI-X
+//!   (`ivshmem-doorbell`);
 //! - `ivc-pio`: ivc's own port-I/O device (1234:1c1c), bytes relayed by the
 //!   VMM.
+//!
+//! Layout of the crate: `pci_driver` binds devices, `pipe` implements the file
+//! semantics over a `transport`, `shm_transport` runs the shared-memory
+//! channel (`ivc_channel`, the same source as the host crate), `poller` serves
+//! waiters where no interrupt does, `stats` exports counters to debugfs, and
+//! `ffi` holds every line of `unsafe` code.
 
+mod ffi;
 mod ids;
+mod names;
 mod pci_driver;
+mod pipe;
+mod poller;
+mod shm_transport;
+mod stats;
+mod transport;
+
+// The shared-memory channel: one definition, compiled here and into the host
+// crate `ivc-channel` (userspace/channel).
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../userspace/channel/src/chan/mod.rs"]
+mod ivc_channel;
 
 kernel::module_pci_driver! {
     type: pci_driver::IvcDriver,
@@ -19,4 +40,22 @@ kernel::module_pci_driver! {
     authors: ["ivc developers"],
     description: "ivc: inter-VM communication channels over ivshmem and ivc-pio",
     license: "GPL v2",
+    params: {
+        mode: u32 {
+            default: 0,
+            description: "ivc-shm waiting: 0 = auto (interrupts if the device has MSI-X), 1 = poll, 2 = irq",
+        },
+        poll_spin_us: u32 {
+            default: 50,
+            description: "shm-poll: microseconds a blocked reader/writer spins before sleeping",
+        },
+        poll_max_ms: u32 {
+            default: 8,
+            description: "shm-poll: longest sleep between two looks at the ring (idle cost: 1000/poll_max_ms wakeups/s while open)",
+        },
+        peer_timeout_ms: u32 {
+            default: 5000,
+            description: "declare a connected peer gone when its heartbeat stalls this long (0 = never)",
+        },
+    },
 }

@@ -1,19 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! PCI binding: probe and remove for ivc-shm and ivc-pio devices.
+//! PCI binding: probe sets up a channel device, remove tears it down.
+//!
+//! Teardown order matters and is encoded in the field order of
+//! [`IvcDevice`] (Rust drops fields top to bottom, after `Drop::drop` has
+//! shut the pipe down): interrupt handler, vectors, device node, and last
+//! the PCI enable.
 
-use kernel::{device::Core, pci, prelude::*};
+use kernel::{device::Core, pci, prelude::*, sync::Arc};
 
+use crate::ffi::{
+    self, IoRegion, IrqHandler, IrqHandlerRegistration, IrqVectors, MiscDevice, SharedMapping,
+};
 use crate::ids::{self, DeviceKind};
+use crate::names::Name;
+use crate::pipe::{Pipe, WaitParams};
+use crate::shm_transport::ShmTransport;
+use crate::stats::Stats;
+use crate::transport::Transport;
+
+/// `mode` module parameter values.
+const MODE_AUTO: u32 = 0;
+const MODE_POLL: u32 = 1;
+const MODE_IRQ: u32 = 2;
 
 /// The ivc PCI driver.
 pub(crate) struct IvcDriver;
-
-/// Per-device state, alive while the device is bound.
-pub(crate) struct IvcDevice<'bound> {
-    pdev: &'bound pci::Device,
-    kind: DeviceKind,
-}
 
 kernel::pci_device_table!(
     PCI_TABLE,
@@ -29,6 +41,158 @@ kernel::pci_device_table!(
         ),
     ]
 );
+
+/// Wakes the pipe on a doorbell.
+struct DoorbellIrq {
+    pipe: Arc<Pipe>,
+    /// INTx: the status register must be read to lower the line.
+    intx: bool,
+}
+
+impl IrqHandler for DoorbellIrq {
+    fn handle(&self) -> bool {
+        if self.intx {
+            let Transport::Shm(t) = &self.pipe.transport;
+            if !t.ack_intx() {
+                return false;
+            }
+        }
+        Stats::inc(&self.pipe.stats.doorbells_received);
+        self.pipe.wake();
+        true
+    }
+}
+
+/// Disables the PCI device when dropped (last field of [`IvcDevice`]).
+struct EnableGuard<'bound>(&'bound pci::Device);
+
+impl Drop for EnableGuard<'_> {
+    fn drop(&mut self) {
+        ffi::disable_device(self.0);
+    }
+}
+
+/// A bound channel device.
+pub(crate) struct IvcDevice<'bound> {
+    pdev: &'bound pci::Device,
+    kind: DeviceKind,
+    _irq: Option<IrqHandlerRegistration<DoorbellIrq>>,
+    _vectors: Option<IrqVectors>,
+    _node: Pin<KBox<MiscDevice<Pipe>>>,
+    pipe: Arc<Pipe>,
+    name: Name,
+    _enable: EnableGuard<'bound>,
+}
+
+fn params() -> (u32, WaitParams, u32) {
+    let p = &crate::module_parameters::mode;
+    (
+        p.value(),
+        WaitParams {
+            spin_us: crate::module_parameters::poll_spin_us.value(),
+            poll_max_ms: crate::module_parameters::poll_max_ms.value(),
+        },
+        crate::module_parameters::peer_timeout_ms.value(),
+    )
+}
+
+impl IvcDriver {
+    fn probe_shm<'bound>(pdev: &'bound pci::Device<Core<'_>>) -> Result<IvcDevice<'bound>> {
+        let (mode, wait, peer_timeout_ms) = params();
+        if mode > MODE_IRQ {
+            dev_err!(
+                pdev,
+                "ivc: mode={} is not 0 (auto), 1 (poll) or 2 (irq)\n",
+                mode
+            );
+            return Err(EINVAL);
+        }
+        ffi::enable_device(pdev)?;
+        let enable = EnableGuard(pdev);
+        let name = Name::claim()?;
+
+        let vectors = match mode {
+            MODE_POLL => None,
+            // Auto: doorbells only with MSI-X (ivshmem-doorbell); plain
+            // ivshmem has no interrupt at all.
+            MODE_AUTO => IrqVectors::alloc(pdev, 1, true).ok(),
+            _ => Some(IrqVectors::alloc(pdev, 1, false)?),
+        };
+        let irq_mode = vectors.is_some();
+
+        let regs = IoRegion::map(pdev, 0)?;
+        let mem = SharedMapping::map_bar(pdev, 2)?;
+        let stats = Arc::new(Stats::default(), GFP_KERNEL)?;
+        let shm = ShmTransport::new(
+            mem,
+            regs,
+            irq_mode,
+            peer_timeout_ms,
+            stats.clone(),
+            name.as_cstr(),
+        )?;
+        let mem_len = shm.mem_len();
+        let my_id = shm.my_id();
+        let pipe = Arc::pin_init(Pipe::new(Transport::Shm(shm), wait, stats)?, GFP_KERNEL)?;
+
+        let irq = match &vectors {
+            Some(v) => {
+                let intx = !v.is_msix();
+                if intx {
+                    let Transport::Shm(t) = &pipe.transport;
+                    t.enable_intx()?;
+                }
+                let handler = Arc::new(
+                    DoorbellIrq {
+                        pipe: pipe.clone(),
+                        intx,
+                    },
+                    GFP_KERNEL,
+                )?;
+                Some(IrqHandlerRegistration::register(
+                    v.irq(0)?,
+                    c"ivc",
+                    handler,
+                )?)
+            }
+            None => None,
+        };
+
+        let node = KBox::pin_init(
+            MiscDevice::register(name.as_cstr(), pipe.clone()),
+            GFP_KERNEL,
+        )?;
+        dev_info!(
+            pdev,
+            "ivc: {} is ivc-shm, {} KiB shared memory, {}\n",
+            name.as_cstr(),
+            mem_len / 1024,
+            match &vectors {
+                Some(v) if v.is_msix() => "doorbell interrupts (MSI-X)",
+                Some(_) => "doorbell interrupts (INTx)",
+                None => "polled",
+            }
+        );
+        if irq_mode {
+            dev_info!(
+                pdev,
+                "ivc: {} has ivshmem peer id {}\n",
+                name.as_cstr(),
+                my_id
+            );
+        }
+        Ok(IvcDevice {
+            pdev,
+            kind: DeviceKind::Shm,
+            _irq: irq,
+            _vectors: vectors,
+            _node: node,
+            pipe,
+            name,
+            _enable: enable,
+        })
+    }
+}
 
 impl pci::Driver for IvcDriver {
     type IdInfo = DeviceKind;
@@ -49,12 +213,30 @@ impl pci::Driver for IvcDriver {
             pdev.device_id(),
             pdev.revision_id()
         );
-        Ok(IvcDevice { pdev, kind })
+        match kind {
+            DeviceKind::Shm => Self::probe_shm(pdev),
+            DeviceKind::Pio => {
+                dev_warn!(
+                    pdev,
+                    "ivc: the ivc-pio transport is not implemented yet; device left unused\n"
+                );
+                Err(ENODEV)
+            }
+        }
     }
 }
 
 impl Drop for IvcDevice<'_> {
     fn drop(&mut self) {
-        dev_info!(self.pdev, "ivc: remove {}\n", self.kind.name());
+        // Fail every operation from now on and wake all sleepers; then make
+        // sure the poller is gone before the module can be.
+        self.pipe.shutdown();
+        self.pipe.stop_poller();
+        dev_info!(
+            self.pdev,
+            "ivc: remove {} ({})\n",
+            self.kind.name(),
+            self.name.as_cstr()
+        );
     }
 }

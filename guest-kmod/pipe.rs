@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Pipe semantics of `/dev/ivcN` over a [`Transport`].
+//!
+//! - byte stream, full duplex; `read` returns what is there (at least one
+//!   byte, blocking until then), `write` blocks until everything is written
+//!   and returns a partial count only when a signal or a gone peer
+//!   interrupts it after some bytes went through, as a pipe does;
+//! - `O_NONBLOCK`: `EAGAIN` instead of blocking;
+//! - end of file once the peer closed and its data was read, `EPIPE` on
+//!   writes to a gone peer, `EIO` once the shared memory broke the protocol,
+//!   `ENODEV` once the device was removed;
+//! - signals interrupt waits (`ERESTARTSYS`).
+//!
+//! Several openers share the one stream; readers are serialised with each
+//! other, and so are writers, so one `write` is never interleaved with
+//! another.
+//!
+//! Waiting: every wake-up source (the doorbell interrupt, the poller, a close)
+//! bumps `events` under its lock and wakes `wait`. A waiter snapshots
+//! `events` before it tries the operation and sleeps only if it is unchanged,
+//! holding the lock, so no wake-up between the try and the sleep is lost.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use kernel::{
+    fs::File,
+    new_mutex, new_poll_condvar, new_spinlock_irq,
+    prelude::*,
+    processor::cpu_relax,
+    sync::{
+        poll::{PollCondVar, PollTable},
+        Arc, CondVarTimeoutResult, Mutex, SpinLockIrq,
+    },
+    time::{msecs_to_jiffies, Instant, Monotonic},
+    uaccess::{UserSliceReader, UserSliceWriter},
+    workqueue::{new_delayed_work, DelayedWork},
+};
+
+use crate::ffi::FileOps;
+use crate::stats::Stats;
+use crate::transport::{Direction, ReadOutcome, Transport};
+
+/// Bytes moved per copy between user memory and the channel.
+const BOUNCE_SIZE: usize = 64 * 1024;
+
+/// Tunables of the waiting strategy (from the module parameters).
+#[derive(Clone, Copy)]
+pub(crate) struct WaitParams {
+    /// Polled transports: how long a waiter spins before it sleeps.
+    pub(crate) spin_us: u32,
+    /// Polled transports: the longest sleep between two looks.
+    pub(crate) poll_max_ms: u32,
+}
+
+/// One channel device's file-level state.
+#[pin_data]
+pub(crate) struct Pipe {
+    pub(crate) transport: Transport,
+    pub(crate) params: WaitParams,
+    #[pin]
+    events: SpinLockIrq<u64>,
+    #[pin]
+    wait: PollCondVar,
+    #[pin]
+    rx: Mutex<KVec<u8>>,
+    #[pin]
+    tx: Mutex<KVec<u8>>,
+    #[pin]
+    openers: Mutex<u32>,
+    /// Mirror of `openers` for the poller, which must not sleep on the mutex.
+    pub(crate) open_count: AtomicU32,
+    /// Readers, writers and poll callers currently waiting.
+    pub(crate) waiters: AtomicU32,
+    pub(crate) removed: AtomicBool,
+    #[pin]
+    pub(crate) poll_work: DelayedWork<Pipe>,
+    pub(crate) poller: crate::poller::PollerState,
+    pub(crate) stats: Arc<Stats>,
+}
+
+impl Pipe {
+    /// A pipe over `transport`.
+    pub(crate) fn new(
+        transport: Transport,
+        params: WaitParams,
+        stats: Arc<Stats>,
+    ) -> Result<impl PinInit<Self, Error>> {
+        let rx = KVec::from_elem(0u8, BOUNCE_SIZE, GFP_KERNEL)?;
+        let tx = KVec::from_elem(0u8, BOUNCE_SIZE, GFP_KERNEL)?;
+        Ok(try_pin_init!(Self {
+            transport,
+            params,
+            events <- new_spinlock_irq!(0, "ivc_events"),
+            wait <- new_poll_condvar!("ivc_wait"),
+            rx <- new_mutex!(rx, "ivc_rx"),
+            tx <- new_mutex!(tx, "ivc_tx"),
+            openers <- new_mutex!(0, "ivc_openers"),
+            open_count: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+            removed: AtomicBool::new(false),
+            poll_work <- new_delayed_work!("ivc_poller"),
+            poller: crate::poller::PollerState::new(),
+            stats,
+        }? Error))
+    }
+
+    /// Wakes every waiter (readers, writers, `poll`); callable from any
+    /// context, including hard interrupts.
+    pub(crate) fn wake(&self) {
+        let mut g = self.events.lock();
+        *g = g.wrapping_add(1);
+        self.wait.notify_all();
+    }
+
+    fn snapshot(&self) -> u64 {
+        *self.events.lock()
+    }
+
+    /// The device is going away: fail everything from now on and wake all
+    /// sleepers so they see it.
+    pub(crate) fn shutdown(&self) {
+        self.removed.store(true, Ordering::Release);
+        self.transport.shutdown();
+        self.wake();
+    }
+
+    fn ready(&self, dir: Direction) -> bool {
+        let s = self.transport.status();
+        match dir {
+            Direction::Read => s.readable,
+            Direction::Write => s.writable,
+        }
+    }
+
+    /// Sleeps until something may have changed since `seq` for `dir`.
+    fn wait_for(self: &Self, seq: u64, dir: Direction) -> Result {
+        if self.removed.load(Ordering::Acquire) {
+            return Err(ENODEV);
+        }
+        let irq = self.transport.uses_interrupts();
+        if !irq && self.params.spin_us > 0 {
+            // Polled: a peer that answers quickly is caught without the cost
+            // of a sleep and a wake-up.
+            let start = Instant::<Monotonic>::now();
+            let limit = i64::from(self.params.spin_us);
+            while start.elapsed().as_micros_ceil() < limit {
+                if self.ready(dir) {
+                    return Ok(());
+                }
+                cpu_relax();
+            }
+        }
+        if irq && self.transport.arm(dir) {
+            return Ok(());
+        }
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+        let timeout = if irq {
+            // Interrupts wake us; the timeout only bounds the damage of a
+            // lost doorbell (a peer that died between the check and the
+            // ring).
+            msecs_to_jiffies(1000)
+        } else {
+            msecs_to_jiffies(self.params.poll_max_ms.max(1))
+        };
+        let mut g = self.events.lock();
+        let res = if *g == seq {
+            self.wait.wait_interruptible_timeout(&mut g, timeout)
+        } else {
+            CondVarTimeoutResult::Woken { jiffies: 0 }
+        };
+        drop(g);
+        self.waiters.fetch_sub(1, Ordering::AcqRel);
+        Stats::inc(&self.stats.wakeups);
+        match res {
+            CondVarTimeoutResult::Signal { .. } => Err(ERESTARTSYS),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FileOps for Pipe {
+    fn open(this: &Arc<Self>) -> Result {
+        let mut n = this.openers.lock();
+        if this.removed.load(Ordering::Acquire) {
+            return Err(ENODEV);
+        }
+        if *n == 0 {
+            this.transport.open()?;
+        }
+        *n += 1;
+        this.open_count.store(*n, Ordering::Release);
+        drop(n);
+        this.start_poller();
+        Ok(())
+    }
+
+    fn release(&self) {
+        let mut n = self.openers.lock();
+        *n = n.saturating_sub(1);
+        self.open_count.store(*n, Ordering::Release);
+        if *n == 0 {
+            self.transport.release();
+        }
+        drop(n);
+        self.wake();
+    }
+
+    fn read(&self, out: &mut UserSliceWriter, nonblock: bool) -> Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let mut buf = self.rx.lock();
+        let want = out.len().min(buf.len());
+        loop {
+            let seq = self.snapshot();
+            let dst = buf.get_mut(..want).ok_or(EINVAL)?;
+            match self.transport.try_read(dst)? {
+                ReadOutcome::Data(n) => {
+                    let src = buf.get(..n).ok_or(EINVAL)?;
+                    out.write_slice(src)?;
+                    Stats::add(&self.stats.bytes_read, n as u64);
+                    return Ok(n);
+                }
+                ReadOutcome::Eof => return Ok(0),
+                ReadOutcome::Empty => {}
+            }
+            if nonblock {
+                return Err(EAGAIN);
+            }
+            self.wait_for(seq, Direction::Read)?;
+        }
+    }
+
+    fn write(&self, input: &mut UserSliceReader, nonblock: bool) -> Result<usize> {
+        let total = input.len();
+        if total == 0 {
+            return Ok(0);
+        }
+        let mut buf = self.tx.lock();
+        let mut done = 0usize;
+        // Only errors before the first byte are reported; after that the
+        // caller gets the count, as write(2) on a pipe does.
+        let partial = |done: usize, e: Error| if done > 0 { Ok(done) } else { Err(e) };
+        while done < total {
+            let chunk = (total - done).min(buf.len());
+            let staged = buf.get_mut(..chunk).ok_or(EINVAL)?;
+            if let Err(e) = input.read_slice(staged) {
+                return partial(done, e);
+            }
+            let mut off = 0;
+            while off < chunk {
+                let seq = self.snapshot();
+                let src = buf.get(off..chunk).ok_or(EINVAL)?;
+                match self.transport.try_write(src) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        off += n;
+                        done += n;
+                        Stats::add(&self.stats.bytes_written, n as u64);
+                        continue;
+                    }
+                    Err(e) => return partial(done, e),
+                }
+                if nonblock {
+                    return partial(done, EAGAIN);
+                }
+                if let Err(e) = self.wait_for(seq, Direction::Write) {
+                    return partial(done, e);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    fn poll(&self, file: &File, table: &PollTable<'_>) -> u32 {
+        table.register_wait(file, &self.wait);
+        let mut s = self.transport.status();
+        if self.transport.uses_interrupts() {
+            // Ask for the doorbells that would change the answer.
+            if !s.readable && self.transport.arm(Direction::Read) {
+                s = self.transport.status();
+            }
+            if !s.writable && self.transport.arm(Direction::Write) {
+                s = self.transport.status();
+            }
+        }
+        let mut mask = 0;
+        if s.readable {
+            mask |= kernel::bindings::POLLIN | kernel::bindings::POLLRDNORM;
+        }
+        if s.writable {
+            mask |= kernel::bindings::POLLOUT | kernel::bindings::POLLWRNORM;
+        }
+        if s.hangup {
+            mask |= kernel::bindings::POLLHUP;
+        }
+        if s.error || self.removed.load(Ordering::Acquire) {
+            mask |= kernel::bindings::POLLERR;
+        }
+        mask
+    }
+}

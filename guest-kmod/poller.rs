@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The poller: a delayed work item that runs while the device is open.
+//!
+//! It gives the transport its periodic tick (heartbeat, peer liveness,
+//! handshake progress) and, for transports without interrupts, is what wakes
+//! `poll`/`epoll` callers: each pass compares the transport's readiness with
+//! the previous pass and wakes all waiters when it changed. The interval
+//! starts at one jiffy after any change and doubles up to `poll_max_ms` while
+//! nothing happens, so an idle open channel costs about `1000 / poll_max_ms`
+//! short passes per second, and a closed one nothing. With interrupts the
+//! interval is fixed at [`IRQ_TICK_MS`]: the doorbells do the waking.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use kernel::{
+    sync::Arc,
+    time::{delay::fsleep, msecs_to_jiffies, Delta},
+    workqueue::{self, impl_has_delayed_work, WorkItem},
+};
+
+use crate::pipe::Pipe;
+use crate::stats::Stats;
+use crate::transport::Status;
+
+/// Tick of interrupt-driven transports (heartbeat and liveness only).
+pub(crate) const IRQ_TICK_MS: u32 = 100;
+
+/// The poller's bookkeeping, inside [`Pipe`].
+pub(crate) struct PollerState {
+    running: AtomicBool,
+    delay_ms: AtomicU32,
+    last: AtomicU32,
+}
+
+impl PollerState {
+    pub(crate) fn new() -> Self {
+        Self {
+            running: AtomicBool::new(false),
+            delay_ms: AtomicU32::new(1),
+            last: AtomicU32::new(0),
+        }
+    }
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Pipe> for Pipe { self.poll_work }
+}
+
+fn bits(s: Status) -> u32 {
+    u32::from(s.readable)
+        | u32::from(s.writable) << 1
+        | u32::from(s.hangup) << 2
+        | u32::from(s.error) << 3
+}
+
+impl Pipe {
+    /// Starts the poller if it is not running (called on open).
+    pub(crate) fn start_poller(self: &Arc<Self>) {
+        if self.poller.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.poller.delay_ms.store(1, Ordering::Relaxed);
+        // Cannot be pending: only a running poller re-queues itself.
+        let _ = workqueue::system_highpri().enqueue_delayed(self.clone(), 1);
+    }
+
+    /// Waits until the poller has stopped for good (called at device removal,
+    /// after `shutdown`, so the work item never runs after the module is
+    /// gone).
+    pub(crate) fn stop_poller(&self) {
+        // A pass notices `removed` within one interval.
+        let mut waited_ms = 0u32;
+        while self.poller.running.load(Ordering::Acquire) && waited_ms < 10_000 {
+            fsleep(Delta::from_millis(1));
+            waited_ms += 1;
+        }
+        crate::ffi::flush_delayed_work(&self.poll_work);
+    }
+
+    fn poll_pass(self: Arc<Self>) {
+        if self.removed.load(Ordering::Acquire) || self.open_count.load(Ordering::Acquire) == 0 {
+            self.poller.running.store(false, Ordering::Release);
+            // Re-check: an open that raced with this decision saw `running`
+            // still set and did not start a new poller.
+            if self.open_count.load(Ordering::Acquire) == 0 || self.removed.load(Ordering::Acquire)
+            {
+                return;
+            }
+            if self.poller.running.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+        Stats::inc(&self.stats.poll_ticks);
+        self.transport.tick();
+        let now = bits(self.transport.status());
+        let before = self.poller.last.swap(now, Ordering::AcqRel);
+        let delay = if self.transport.uses_interrupts() {
+            if now != before {
+                self.wake();
+            }
+            IRQ_TICK_MS
+        } else if now != before {
+            self.wake();
+            1
+        } else {
+            let d = self.poller.delay_ms.load(Ordering::Relaxed);
+            d.saturating_mul(2).min(self.params.poll_max_ms.max(1))
+        };
+        self.poller.delay_ms.store(delay, Ordering::Relaxed);
+        let _ = workqueue::system_highpri().enqueue_delayed(self, msecs_to_jiffies(delay));
+    }
+}
+
+impl WorkItem for Pipe {
+    type Pointer = Arc<Pipe>;
+
+    fn run(this: Arc<Pipe>) {
+        this.poll_pass();
+    }
+}

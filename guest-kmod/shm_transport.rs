@@ -1,0 +1,431 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The shared-memory transport (`ivc-shm`, QEMU's ivshmem).
+//!
+//! The channel itself (layout, rings, handshake, hardening) is
+//! [`crate::ivc_channel`]; this file connects it to the device: BAR2 mapped
+//! write-back as the channel memory, BAR0's Doorbell register to wake the
+//! peer, IVPosition as our doorbell identity. The endpoint exists while the
+//! device is open (the first open attaches, the last close closes), so the
+//! peer sees end of file when our last opener goes, as with a pipe.
+//!
+//! Every value in the shared memory is untrusted; the endpoint validates
+//! them and latches `Corrupted`, which becomes `EIO` here.
+
+use kernel::{
+    new_mutex,
+    prelude::*,
+    sync::{Arc, Mutex},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
+};
+
+use crate::ffi::{IoRegion, SharedMapping};
+use crate::ivc_channel::{
+    layout::{peer_entry, NUM_SLOTS, PEER_HEARTBEAT},
+    AttachOptions, ChannelError, Endpoint, OutOfBounds, PeerState, Readiness, SharedMemory,
+};
+use crate::stats::Stats;
+use crate::transport::{Direction, ReadOutcome, Status};
+
+/// ivshmem BAR0 register offsets (QEMU docs/specs/ivshmem-spec.rst).
+pub(crate) mod regs {
+    /// Interrupt mask (INTx only; bit 0 enables the interrupt).
+    pub(crate) const INTR_MASK: usize = 0x00;
+    /// Interrupt status (INTx only; reading clears it).
+    pub(crate) const INTR_STATUS: usize = 0x04;
+    /// Our peer id (doorbell mode), read-only.
+    pub(crate) const IV_POSITION: usize = 0x08;
+    /// Write `peer << 16 | vector` to interrupt `peer` on `vector`.
+    pub(crate) const DOORBELL: usize = 0x0c;
+}
+
+/// The shared mapping, shared between the transport and its endpoint.
+#[derive(Clone)]
+pub(crate) struct ShmRef(Arc<SharedMapping>);
+
+impl SharedMemory for ShmRef {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn load_u32_acquire(&self, off: usize) -> Result<u32, OutOfBounds> {
+        self.0.load_u32_acquire(off)
+    }
+    fn load_u32_relaxed(&self, off: usize) -> Result<u32, OutOfBounds> {
+        self.0.load_u32_relaxed(off)
+    }
+    fn store_u32_release(&self, off: usize, v: u32) -> Result<(), OutOfBounds> {
+        self.0.store_u32_release(off, v)
+    }
+    fn store_u32_relaxed(&self, off: usize, v: u32) -> Result<(), OutOfBounds> {
+        self.0.store_u32_relaxed(off, v)
+    }
+    fn compare_exchange_u32(
+        &self,
+        off: usize,
+        cur: u32,
+        new: u32,
+    ) -> Result<Result<u32, u32>, OutOfBounds> {
+        self.0.compare_exchange_u32(off, cur, new)
+    }
+    fn read_bytes(&self, off: usize, dst: &mut [u8]) -> Result<(), OutOfBounds> {
+        self.0.read_bytes(off, dst)
+    }
+    fn write_bytes(&self, off: usize, src: &[u8]) -> Result<(), OutOfBounds> {
+        self.0.write_bytes(off, src)
+    }
+    fn fence_seqcst(&self) {
+        self.0.fence_seqcst()
+    }
+}
+
+/// Liveness bookkeeping for the peer's heartbeat.
+struct Liveness {
+    last_beat: u32,
+    since: Instant<Monotonic>,
+}
+
+struct State {
+    ep: Option<Endpoint<ShmRef>>,
+    /// Set by `shutdown`: the device is gone, every call fails.
+    dead: bool,
+    /// A protocol violation was already logged.
+    reported: bool,
+    live: Liveness,
+}
+
+/// One ivc-shm channel.
+pub(crate) struct ShmTransport {
+    mem: ShmRef,
+    regs: IoRegion,
+    /// Doorbells on: we publish our IVPosition and ring the peer's.
+    irq: bool,
+    my_id: u16,
+    peer_timeout_ms: u32,
+    state: Pin<KBox<Mutex<State>>>,
+    pub(crate) stats: Arc<Stats>,
+    name: &'static CStr,
+}
+
+fn errno(e: ChannelError) -> Error {
+    match e {
+        ChannelError::Corrupted | ChannelError::Reset => EIO,
+        ChannelError::NotFormatted => ENODEV,
+        ChannelError::Busy => EAGAIN,
+        ChannelError::Incompatible => EPROTO,
+        ChannelError::InvalidLayout | ChannelError::InvalidSlot => EINVAL,
+        ChannelError::NoFreeSlot => EBUSY,
+        ChannelError::PeerGone => EPIPE,
+        ChannelError::Closed => EBADF,
+    }
+}
+
+impl ShmTransport {
+    /// A transport over `mem` with BAR0 registers `regs`.
+    pub(crate) fn new(
+        mem: SharedMapping,
+        regs: IoRegion,
+        irq: bool,
+        peer_timeout_ms: u32,
+        stats: Arc<Stats>,
+        name: &'static CStr,
+    ) -> Result<Self> {
+        let my_id = if irq {
+            // IVPosition is a peer id from the rendezvous server (< 65536).
+            u16::try_from(regs.read32(regs::IV_POSITION)?).map_err(|_| EIO)?
+        } else {
+            0
+        };
+        let state = KBox::pin_init(
+            new_mutex!(
+                State {
+                    ep: None,
+                    dead: false,
+                    reported: false,
+                    live: Liveness {
+                        last_beat: 0,
+                        since: Instant::now()
+                    },
+                },
+                "ivc_shm_state"
+            ),
+            GFP_KERNEL,
+        )?;
+        Ok(Self {
+            mem: ShmRef(Arc::new(mem, GFP_KERNEL)?),
+            regs,
+            irq,
+            my_id,
+            peer_timeout_ms,
+            state,
+            stats,
+            name,
+        })
+    }
+
+    /// Size of the shared memory in bytes.
+    pub(crate) fn mem_len(&self) -> usize {
+        self.mem.len()
+    }
+
+    /// Our ivshmem peer id (doorbell mode).
+    pub(crate) fn my_id(&self) -> u16 {
+        self.my_id
+    }
+
+    /// Reads and clears the INTx status; `true` if the interrupt was ours.
+    pub(crate) fn ack_intx(&self) -> bool {
+        self.regs
+            .read32(regs::INTR_STATUS)
+            .map(|s| s != 0)
+            .unwrap_or(false)
+    }
+
+    /// Enables the INTx interrupt (MSI-X needs nothing).
+    pub(crate) fn enable_intx(&self) -> Result {
+        self.regs.write32(regs::INTR_MASK, 1)
+    }
+
+    /// Latches a protocol error into a logged `EIO` (once per breakage).
+    fn fail(&self, st: &mut State, e: ChannelError) -> Error {
+        if matches!(e, ChannelError::Corrupted | ChannelError::Reset) {
+            Stats::inc(&self.stats.errors);
+            if !st.reported {
+                st.reported = true;
+                pr_err!("{}: shared memory broke the channel protocol ({:?}); channel disabled until reopened\n",
+                    self.name, e);
+            }
+        }
+        errno(e)
+    }
+
+    fn ring(&self, ep: &mut Endpoint<ShmRef>) {
+        if !self.irq {
+            return;
+        }
+        // The id is the peer's claim in shared memory: untrusted, but only
+        // ever used as a doorbell target, which the VMM validates.
+        if let Ok(Some(peer)) = ep.peer_doorbell_id() {
+            if self
+                .regs
+                .write32(regs::DOORBELL, u32::from(peer) << 16)
+                .is_ok()
+            {
+                Stats::inc(&self.stats.doorbells_sent);
+            }
+        }
+    }
+
+    fn kick_if_needed(&self, ep: &mut Endpoint<ShmRef>) {
+        if ep.needs_doorbell() {
+            self.ring(ep);
+        }
+    }
+
+    /// First opener: attach to a free slot (formatting the region if it
+    /// holds no channel yet).
+    pub(crate) fn open(&self) -> Result {
+        let mut st = self.state.lock();
+        if st.dead {
+            return Err(ENODEV);
+        }
+        let opts = AttachOptions {
+            doorbell_id: if self.irq { Some(self.my_id) } else { None },
+            ..AttachOptions::default()
+        };
+        let mut tries = 0;
+        let mut ep = loop {
+            match Endpoint::attach_any(self.mem.clone(), &opts) {
+                Ok(ep) => break ep,
+                // The other side is formatting right now.
+                Err(ChannelError::Busy) if tries < 100 => {
+                    tries += 1;
+                    fsleep(Delta::from_millis(1));
+                }
+                Err(ChannelError::NoFreeSlot) => break self.take_over_stale_slot(&opts)?,
+                Err(e) => return Err(self.fail(&mut st, e)),
+            }
+        };
+        st.reported = false;
+        st.live = Liveness {
+            last_beat: ep.peer_heartbeat().unwrap_or(0),
+            since: Instant::now(),
+        };
+        let _ = ep.peer_state();
+        self.kick_if_needed(&mut ep);
+        st.ep = Some(ep);
+        Ok(())
+    }
+
+    /// Both slots claim to be in use: one is a previous incarnation that died
+    /// (a VM killed while open). Take over a slot whose heartbeat is still
+    /// over a sampling interval.
+    fn take_over_stale_slot(&self, opts: &AttachOptions) -> Result<Endpoint<ShmRef>> {
+        let beat = |slot: u32| {
+            self.mem
+                .load_u32_relaxed(peer_entry(slot) + PEER_HEARTBEAT)
+                .ok()
+        };
+        let before: [Option<u32>; NUM_SLOTS as usize] = [beat(0), beat(1)];
+        let wait = self.peer_timeout_ms.clamp(200, 3000);
+        fsleep(Delta::from_millis(i64::from(wait)));
+        for slot in 0..NUM_SLOTS {
+            if before[slot as usize].is_some() && beat(slot) == before[slot as usize] {
+                pr_warn!(
+                    "{}: slot {} looks abandoned (no heartbeat for {} ms); taking it over\n",
+                    self.name,
+                    slot,
+                    wait
+                );
+                return Endpoint::attach_with(self.mem.clone(), slot, opts).map_err(errno);
+            }
+        }
+        Err(EBUSY)
+    }
+
+    /// Last closer: close our side; the peer reads what we sent, then EOF.
+    pub(crate) fn release(&self) {
+        let mut st = self.state.lock();
+        if let Some(mut ep) = st.ep.take() {
+            ep.close();
+            self.kick_if_needed(&mut ep);
+        }
+    }
+
+    /// The device is being removed.
+    pub(crate) fn shutdown(&self) {
+        let mut st = self.state.lock();
+        st.dead = true;
+        if let Some(mut ep) = st.ep.take() {
+            ep.close();
+            self.kick_if_needed(&mut ep);
+        }
+    }
+
+    fn with_ep<R>(&self, f: impl FnOnce(&Self, &mut State) -> Result<R>) -> Result<R> {
+        let mut st = self.state.lock();
+        if st.dead {
+            return Err(ENODEV);
+        }
+        f(self, &mut st)
+    }
+
+    /// Non-blocking read.
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> Result<ReadOutcome> {
+        self.with_ep(|this, st| {
+            let Some(ep) = st.ep.as_mut() else {
+                return Err(EBADF);
+            };
+            let r = ep.read(buf);
+            if this.irq && ep.needs_doorbell_after_read() {
+                this.ring(ep);
+            }
+            match r {
+                Ok(0) => Ok(ReadOutcome::Empty),
+                Ok(n) => Ok(ReadOutcome::Data(n)),
+                Err(ChannelError::PeerGone) => Ok(ReadOutcome::Eof),
+                Err(e) => Err(this.fail(st, e)),
+            }
+        })
+    }
+
+    /// Non-blocking write.
+    pub(crate) fn try_write(&self, buf: &[u8]) -> Result<usize> {
+        self.with_ep(|this, st| {
+            let Some(ep) = st.ep.as_mut() else {
+                return Err(EBADF);
+            };
+            let r = ep.write(buf);
+            if this.irq && ep.needs_doorbell_after_write() {
+                this.ring(ep);
+            }
+            r.map_err(|e| this.fail(st, e))
+        })
+    }
+
+    /// Readiness for `poll` and the poller.
+    pub(crate) fn status(&self) -> Status {
+        let mut st = self.state.lock();
+        if st.dead {
+            return Status {
+                readable: true,
+                writable: true,
+                hangup: true,
+                error: true,
+            };
+        }
+        let Some(ep) = st.ep.as_mut() else {
+            return Status::default();
+        };
+        let peer = ep.peer_state();
+        let readable = ep.readable_bytes();
+        let writable = ep.writable_bytes();
+        if self.irq {
+            self.kick_if_needed(ep);
+        }
+        match (peer, readable, writable) {
+            (Ok(peer), Ok(r), Ok(w)) => {
+                let gone = peer == PeerState::Gone;
+                Status {
+                    readable: r > 0 || gone,
+                    writable: w > 0 || gone,
+                    hangup: gone,
+                    error: false,
+                }
+            }
+            _ => Status {
+                readable: true,
+                writable: true,
+                hangup: false,
+                error: true,
+            },
+        }
+    }
+
+    /// Arms a doorbell for `dir`; `true` if progress is possible already.
+    pub(crate) fn arm(&self, dir: Direction) -> bool {
+        let mut st = self.state.lock();
+        let Some(ep) = st.ep.as_mut() else {
+            return true;
+        };
+        let r = match dir {
+            Direction::Read => ep.arm_read_wakeup(1),
+            Direction::Write => ep.arm_write_wakeup(1),
+        };
+        self.kick_if_needed(ep);
+        !matches!(r, Ok(Readiness::MaySleep))
+    }
+
+    /// Whether waiters are woken by doorbell interrupts.
+    pub(crate) fn uses_interrupts(&self) -> bool {
+        self.irq
+    }
+
+    /// Heartbeat, handshake progress, and the liveness check: a connected
+    /// peer whose heartbeat stalls for `peer_timeout_ms` died without
+    /// closing (its VM was killed), so the connection is given up.
+    pub(crate) fn tick(&self) {
+        let mut st = self.state.lock();
+        let timeout = i64::from(self.peer_timeout_ms);
+        let State { ep, live, .. } = &mut *st;
+        let Some(ep) = ep.as_mut() else { return };
+        let _ = ep.heartbeat();
+        if let Ok(PeerState::Connected) = ep.peer_state() {
+            let beat = ep.peer_heartbeat().unwrap_or(live.last_beat);
+            if beat != live.last_beat {
+                live.last_beat = beat;
+                live.since = Instant::now();
+            } else if timeout > 0 && live.since.elapsed().as_millis() > timeout {
+                pr_warn!(
+                    "{}: peer heartbeat stalled for {} ms; treating the peer as gone\n",
+                    self.name,
+                    timeout
+                );
+                let _ = ep.reconnect();
+                live.since = Instant::now();
+            }
+        } else {
+            live.since = Instant::now();
+        }
+        self.kick_if_needed(ep);
+    }
+}

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What the file semantics (`pipe`) need from a channel transport.
+//!
+//! A transport moves bytes without ever blocking; `pipe` adds waiting,
+//! signals, `O_NONBLOCK` and `poll` on top. All methods may be called from
+//! process context concurrently (one reader and one writer at a time).
+
+use kernel::prelude::*;
+
+use crate::shm_transport::ShmTransport;
+
+/// What a non-blocking read found.
+pub(crate) enum ReadOutcome {
+    /// `n > 0` bytes were copied.
+    Data(usize),
+    /// Nothing to read now; may block.
+    Empty,
+    /// The peer closed and everything it sent was read.
+    Eof,
+}
+
+/// Which direction a waiter waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Data to read (or end of file).
+    Read,
+    /// Room to write (or a gone peer, so `write` fails at once).
+    Write,
+}
+
+/// A snapshot for `poll(2)` and for the poller's change detection.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Status {
+    /// A read would not block (data, end of file or an error to report).
+    pub(crate) readable: bool,
+    /// A write would not block (room, or an error to report).
+    pub(crate) writable: bool,
+    /// The peer went away (`POLLHUP`).
+    pub(crate) hangup: bool,
+    /// The channel is broken or the device gone (`POLLERR`).
+    pub(crate) error: bool,
+}
+
+/// The transports a device can run.
+pub(crate) enum Transport {
+    /// Shared memory, polled or with doorbell interrupts.
+    Shm(ShmTransport),
+}
+
+impl Transport {
+    /// First opener: join the channel.
+    pub(crate) fn open(&self) -> Result {
+        match self {
+            Transport::Shm(t) => t.open(),
+        }
+    }
+
+    /// Last closer: leave the channel (the peer sees end of file).
+    pub(crate) fn release(&self) {
+        match self {
+            Transport::Shm(t) => t.release(),
+        }
+    }
+
+    /// The device is going away: fail every later operation with `ENODEV`.
+    pub(crate) fn shutdown(&self) {
+        match self {
+            Transport::Shm(t) => t.shutdown(),
+        }
+    }
+
+    /// Copies available bytes into `buf` without blocking.
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> Result<ReadOutcome> {
+        match self {
+            Transport::Shm(t) => t.try_read(buf),
+        }
+    }
+
+    /// Copies what fits of `buf` without blocking; `Ok(0)` when full or not
+    /// yet connected, `EPIPE` when the peer is gone.
+    pub(crate) fn try_write(&self, buf: &[u8]) -> Result<usize> {
+        match self {
+            Transport::Shm(t) => t.try_write(buf),
+        }
+    }
+
+    /// Current readiness.
+    pub(crate) fn status(&self) -> Status {
+        match self {
+            Transport::Shm(t) => t.status(),
+        }
+    }
+
+    /// Asks the peer for an interrupt when `dir` may make progress; returns
+    /// `true` if it already can (do not sleep). Transports without
+    /// interrupts return `false`.
+    pub(crate) fn arm(&self, dir: Direction) -> bool {
+        match self {
+            Transport::Shm(t) => t.arm(dir),
+        }
+    }
+
+    /// Whether waiters are woken by interrupts (else by polling).
+    pub(crate) fn uses_interrupts(&self) -> bool {
+        match self {
+            Transport::Shm(t) => t.uses_interrupts(),
+        }
+    }
+
+    /// Periodic housekeeping while open: heartbeat, peer liveness, and for
+    /// interrupt-driven transports the connection handshake.
+    pub(crate) fn tick(&self) {
+        match self {
+            Transport::Shm(t) => t.tick(),
+        }
+    }
+}
