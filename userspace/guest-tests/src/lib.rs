@@ -6,3 +6,4 @@
 
 pub mod guest_sh;
 pub mod report;
+pub mod transfer;
