@@ -56,6 +56,17 @@ pub struct Guest {
     cursor: usize,
 }
 
+impl std::fmt::Debug for Guest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guest")
+            .field("name", &self.name)
+            .field("pid", &self.child.id())
+            .field("status", &self.status)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Output collected by the reader threads.
 #[derive(Default)]
 struct Output {

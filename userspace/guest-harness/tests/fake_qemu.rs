@@ -204,6 +204,28 @@ fn drop_during_a_panic_kills_the_guest() {
     assert!(qemu != 0 && !alive(qemu), "QEMU {qemu} outlived the panic");
 }
 
+/// The parent-death signal must follow the process, not the thread that
+/// happened to spawn the guest.
+#[test]
+fn guest_outlives_the_thread_that_spawned_it() {
+    let f = fake();
+    let artifacts = f.artifacts.clone();
+    let mut guest = std::thread::spawn(move || {
+        Guest::spawn(
+            &artifacts,
+            GuestSpec::new("g", "echo up; sleep 3; echo still-here"),
+        )
+        .expect("spawn")
+    })
+    .join()
+    .expect("spawning thread");
+    guest
+        .wait_for_line("still-here", Duration::from_secs(20))
+        .expect("QEMU died with the thread that spawned it");
+    let outcome = guest.wait().expect("wait");
+    outcome.assert_success();
+}
+
 #[test]
 fn kill_then_wait_reports_what_was_collected() {
     let f = fake();
@@ -308,14 +330,12 @@ fn spawn_errors_are_clear() {
         .artifacts
         .clone()
         .with_qemu("/nonexistent/qemu-system-x86_64");
-    let err = Guest::spawn(&missing, GuestSpec::new("g", "true"))
-        .err()
-        .expect("no binary");
+    let err = Guest::spawn(&missing, GuestSpec::new("g", "true")).expect_err("no binary");
     assert!(matches!(err, HarnessError::Spawn { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/qemu-system-x86_64"));
 
     let long = GuestSpec::new("g", "x".repeat(3000));
-    let err = Guest::spawn(&f.artifacts, long).err().expect("too long");
+    let err = Guest::spawn(&f.artifacts, long).expect_err("too long");
     assert!(matches!(err, HarnessError::CmdlineTooLong { .. }), "{err}");
 }
 
