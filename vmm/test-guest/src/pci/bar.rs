@@ -68,6 +68,11 @@ pub struct Window {
 /// Address windows for unassigned BARs. The defaults sit where a small
 /// guest's RAM never reaches, below the IOAPIC/LAPIC at 0xfec00000, so the
 /// boot-time identity map covers them.
+///
+/// Like firmware, the allocator never hands out a range that is already
+/// taken: nothing in the loader's memory map (RAM, reserved areas) and
+/// nothing [`reserve`](Allocator::reserve)d (BARs that already have an
+/// address).
 pub struct Allocator {
     pub io: Window,
     pub mem32: Window,
@@ -75,8 +80,9 @@ pub struct Allocator {
     pub mem64: Window,
     /// Above 4 GiB; tests must `paging::map_identity` what they use there.
     pub mem64_high: Window,
-    /// Ranges never to hand out (the loader's memory map: RAM, reserved).
-    avoid: &'static [MemmapEntry],
+    memmap: &'static [MemmapEntry],
+    reserved_io: Ranges,
+    reserved_mem: Ranges,
 }
 
 pub const DEFAULT_IO_BASE: u64 = 0xc000;
@@ -87,13 +93,35 @@ const LOW_MMIO_END: u64 = 0xfec0_0000;
 const HIGH_MMIO_BASE: u64 = 0x1_0000_0000;
 /// The highest address `paging::map_identity` can reach (512 GiB).
 const HIGH_MMIO_END: u64 = 512 << 30;
+/// Preassigned BARs remembered per address space; bus 0 has at most
+/// 32 devices x 8 functions x 6 BARs, but real configurations are tiny.
+const MAX_RESERVED: usize = 64;
+
+/// A fixed-capacity list of `[start, end)` ranges (no allocator here).
+struct Ranges {
+    ranges: [(u64, u64); MAX_RESERVED],
+    len: usize,
+}
+
+impl Ranges {
+    const fn new() -> Self {
+        Ranges {
+            ranges: [(0, 0); MAX_RESERVED],
+            len: 0,
+        }
+    }
+
+    fn as_slice(&self) -> &[(u64, u64)] {
+        &self.ranges[..self.len]
+    }
+}
 
 impl Allocator {
     pub fn new(
         io_base: u64,
         mem32_base: u64,
         mem64_base: u64,
-        avoid: &'static [MemmapEntry],
+        memmap: &'static [MemmapEntry],
     ) -> Self {
         // Each window ends where the next one starts when they are in the
         // usual order; otherwise at the top of its address space.
@@ -126,50 +154,103 @@ impl Allocator {
                 next: HIGH_MMIO_BASE,
                 end: HIGH_MMIO_END,
             },
-            avoid,
+            memmap,
+            reserved_io: Ranges::new(),
+            reserved_mem: Ranges::new(),
         }
+    }
+
+    /// Marks an already assigned BAR's range as taken. Returns false when
+    /// the table is full (the range may then be handed out again).
+    pub fn reserve(&mut self, bar: &Bar) -> bool {
+        if bar.addr == 0 || bar.size == 0 {
+            return true;
+        }
+        let list = if bar.kind == BarKind::Io {
+            &mut self.reserved_io
+        } else {
+            &mut self.reserved_mem
+        };
+        if list.len == MAX_RESERVED {
+            return false;
+        }
+        list.ranges[list.len] = (bar.addr, bar.addr.saturating_add(bar.size));
+        list.len += 1;
+        true
     }
 
     /// An address for a BAR of `kind` and `size` (a power of two), aligned to
     /// its size, or `None` when the windows are full.
     pub fn alloc(&mut self, kind: BarKind, size: u64) -> Option<u64> {
-        let avoid = self.avoid;
         match kind {
-            BarKind::Io => take(&mut self.io, size.max(4), &[]),
-            BarKind::Mem32 => take(&mut self.mem32, size.max(16), avoid),
-            BarKind::Mem64 => take(&mut self.mem64, size.max(16), avoid)
-                .or_else(|| take(&mut self.mem64_high, size.max(16), avoid)),
+            BarKind::Io => {
+                let mut window = self.io;
+                let found = self.take(&mut window, true, size.max(4));
+                self.io = window;
+                found
+            }
+            BarKind::Mem32 => {
+                let mut window = self.mem32;
+                let found = self.take(&mut window, false, size.max(16));
+                self.mem32 = window;
+                found
+            }
+            BarKind::Mem64 => {
+                let (mut low, mut high) = (self.mem64, self.mem64_high);
+                let found = self
+                    .take(&mut low, false, size.max(16))
+                    .or_else(|| self.take(&mut high, false, size.max(16)));
+                (self.mem64, self.mem64_high) = (low, high);
+                found
+            }
         }
     }
-}
 
-/// Carves `size` bytes aligned to `size` out of `window`, stepping over
-/// anything in `avoid`.
-fn take(window: &mut Window, size: u64, avoid: &[MemmapEntry]) -> Option<u64> {
-    if !size.is_power_of_two() {
-        return None;
+    /// The end of the first taken range overlapping `[start, end)`.
+    fn blocker(&self, io: bool, start: u64, end: u64) -> Option<u64> {
+        let overlaps = |&(s, e): &(u64, u64)| s < end && start < e;
+        let memmap = self
+            .memmap
+            .iter()
+            .filter(|_| !io)
+            .map(|m| (m.addr, m.addr.saturating_add(m.size)));
+        let reserved = if io {
+            self.reserved_io.as_slice()
+        } else {
+            self.reserved_mem.as_slice()
+        };
+        memmap
+            .chain(reserved.iter().copied())
+            .find(overlaps)
+            .map(|(_, e)| e)
     }
-    let mut start = window.next.checked_add(size - 1)? & !(size - 1);
-    // Each overlap moves `start` past one entry, so this ends.
-    for _ in 0..=avoid.len() {
-        let end = start.checked_add(size)?;
-        if end > window.end {
+
+    /// Carves `size` bytes aligned to `size` out of `window`, stepping over
+    /// taken ranges.
+    fn take(&self, window: &mut Window, io: bool, size: u64) -> Option<u64> {
+        if !size.is_power_of_two() {
             return None;
         }
-        match avoid
-            .iter()
-            .find(|e| e.size != 0 && e.addr < end && start < e.addr.saturating_add(e.size))
-        {
-            None => {
-                window.next = end;
-                return Some(start);
+        let align = |addr: u64| addr.checked_add(size - 1).map(|a| a & !(size - 1));
+        let mut start = align(window.next)?;
+        // Every step moves `start` past the end of one taken range, and no
+        // range can block twice, so this many steps always suffice.
+        let ranges = self.memmap.len() + self.reserved_io.len + self.reserved_mem.len;
+        for _ in 0..=ranges {
+            let end = start.checked_add(size)?;
+            if end > window.end {
+                return None;
             }
-            Some(e) => {
-                start = e.addr.saturating_add(e.size).checked_add(size - 1)? & !(size - 1);
+            match self.blocker(io, start, end) {
+                None => {
+                    window.next = end;
+                    return Some(start);
+                }
+                Some(blocked_until) => start = align(blocked_until)?,
             }
         }
+        None
     }
-    None
 }
 
 /// Writes all-ones to the BAR dword at `offset`, returns what sticks, and
@@ -193,22 +274,66 @@ pub enum Assign {
     All,
 }
 
+/// Sizes every BAR of `function` and leaves it as it was (addresses and
+/// command register).
+pub fn probe(function: &Function) -> Bars {
+    let bdf = function.bdf;
+    let original_command = bdf.command();
+    bdf.set_command(original_command & !(command::IO | command::MEMORY));
+    let bars = size_all(function);
+    bdf.set_command(original_command);
+    bars
+}
+
 /// Sizes every BAR of `function`, gives addresses from `allocator` as
 /// `assign` says, and enables I/O and memory decoding for the kinds of BAR
 /// that have an address, as firmware would leave them.
 pub fn setup(function: &Function, allocator: &mut Allocator, assign: Assign) -> Bars {
     let bdf = function.bdf;
-    let mut bars: Bars = [None; 6];
     let original_command = bdf.command();
+    // Decoding stays off while BARs hold all-ones or half-written addresses.
     bdf.set_command(original_command & !(command::IO | command::MEMORY));
+    let mut bars = size_all(function);
+    for bar in bars.iter_mut().flatten() {
+        let wanted = match assign {
+            Assign::Never => false,
+            Assign::Unset => bar.addr == 0,
+            Assign::All => true,
+        };
+        if wanted {
+            match allocator.alloc(bar.kind, bar.size) {
+                Some(addr) => program(bdf, bar, addr),
+                // Leave no stale address behind: that one may now be
+                // another BAR's.
+                None if bar.addr != 0 => program(bdf, bar, 0),
+                None => {}
+            }
+            bar.assigned_by_guest = bar.addr != 0;
+        }
+    }
+    let mut decode = 0;
+    for bar in bars.iter().flatten().filter(|b| b.addr != 0) {
+        decode |= if bar.kind == BarKind::Io {
+            command::IO
+        } else {
+            command::MEMORY
+        };
+    }
+    bdf.set_command(original_command | decode);
+    bars
+}
 
+/// Sizes the BARs (decoding must be off) and reads their addresses.
+fn size_all(function: &Function) -> Bars {
+    let bdf = function.bdf;
+    let mut bars: Bars = [None; 6];
     let slots = function.bar_slots();
     let mut index = 0;
     while index < slots {
         let offset = reg::BAR0 + 4 * index;
         let low = bdf.read32(offset);
         let low_mask = size_mask(bdf, offset, low);
-        let mut bar = if low & 1 == 1 {
+        let bar = if low & 1 == 1 {
             // Some devices implement only 16 I/O address bits.
             let mut mask = low_mask & !0x3;
             if mask != 0 && mask & 0xffff_0000 == 0 {
@@ -265,35 +390,10 @@ pub fn setup(function: &Function, allocator: &mut Allocator, assign: Assign) -> 
         };
         let width = if bar.kind == BarKind::Mem64 { 2 } else { 1 };
         if bar.size != 0 {
-            let wanted = match assign {
-                Assign::Never => false,
-                Assign::Unset => bar.addr == 0,
-                Assign::All => true,
-            };
-            if wanted {
-                match allocator.alloc(bar.kind, bar.size) {
-                    Some(addr) => program(bdf, &mut bar, addr),
-                    // Leave no stale address behind: that one may now be
-                    // another BAR's.
-                    None if bar.addr != 0 => program(bdf, &mut bar, 0),
-                    None => {}
-                }
-                bar.assigned_by_guest = bar.addr != 0;
-            }
             bars[index as usize] = Some(bar);
         }
         index += width;
     }
-
-    let mut decode = 0;
-    for bar in bars.iter().flatten().filter(|b| b.addr != 0) {
-        decode |= if bar.kind == BarKind::Io {
-            command::IO
-        } else {
-            command::MEMORY
-        };
-    }
-    bdf.set_command(original_command | decode);
     bars
 }
 

@@ -44,6 +44,17 @@ fn run(ctx: &Context) -> u8 {
         Err(err) => return bad_param(err),
     };
     let mut allocator = bar::Allocator::new(io, mem32, mem64, ctx.start_info.memmap);
+    if assign == bar::Assign::Unset {
+        // Firmware's first pass: addresses already taken (by ivc-vmm, or a
+        // BIOS) must not be handed out again.
+        for function in pci::enumerate_bus0() {
+            for b in bar::probe(&function).iter().flatten() {
+                if !allocator.reserve(b) {
+                    println!("warning: too many preassigned BARs; assignments may overlap");
+                }
+            }
+        }
+    }
 
     let mut functions = 0;
     let mut unassigned = 0;
