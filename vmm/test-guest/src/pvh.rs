@@ -69,12 +69,13 @@ fn is_mapped(addr: u64, len: u64) -> bool {
 
 /// Reads the start info at guest-physical `paddr` (from EBX at entry).
 pub fn parse(paddr: u64) -> Result<StartInfo, PvhError> {
-    if !is_mapped(paddr, size_of::<RawStartInfo>() as u64) || paddr % 8 != 0 {
+    if !is_mapped(paddr, size_of::<RawStartInfo>() as u64) {
         return Err(PvhError::BadAddress(paddr));
     }
-    // SAFETY: the range is identity-mapped (checked above) and aligned; the
-    // loader owns its content, so we copy it out once and validate the copy.
-    let raw = unsafe { core::ptr::read_volatile(paddr as *const RawStartInfo) };
+    // SAFETY: the range is identity-mapped (checked above); the ABI does not
+    // promise alignment, hence the unaligned read. We copy the structure out
+    // once and validate the copy.
+    let raw = unsafe { core::ptr::read_unaligned(paddr as *const RawStartInfo) };
     if raw.magic != MAGIC {
         return Err(PvhError::BadMagic(raw.magic));
     }
@@ -114,6 +115,9 @@ fn read_cmdline(paddr: u64) -> &'static str {
     core::str::from_utf8(bytes).unwrap_or("")
 }
 
+/// The memory map as a slice. Loaders place it 8-byte aligned (Xen, QEMU,
+/// ivc-vmm); a misaligned one is treated as absent rather than copied, which
+/// keeps this allocation-free.
 fn read_memmap(paddr: u64, entries: u32) -> &'static [MemmapEntry] {
     let entries = entries.min(MAX_MEMMAP) as usize;
     let bytes = (entries * size_of::<MemmapEntry>()) as u64;
