@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use crate::artifacts::GuestArtifacts;
 use crate::error::Result;
@@ -118,7 +118,7 @@ pub(crate) fn spawn(mut cmd: Command) -> io::Result<Child> {
         });
     }
 
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
         let started = std::thread::Builder::new()
@@ -137,12 +137,10 @@ pub(crate) fn spawn(mut cmd: Command) -> io::Result<Child> {
             // error below instead of a panic here.
             eprintln!("ivc-guest-harness: cannot start the spawner thread: {e}");
         }
-        Mutex::new(tx)
+        tx
     });
     let (reply_tx, reply_rx) = mpsc::channel();
     spawner
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
         .send((cmd, reply_tx))
         .map_err(|_| io::Error::other("the QEMU spawner thread is not running"))?;
     reply_rx
