@@ -10,6 +10,9 @@
 //! protocol says they may. A lost wake-up leaves both asleep, which loom
 //! reports as a deadlock. The second model removes the full fence and
 //! expects loom to find that deadlock, showing the check has teeth.
+// Tests: a failed unwrap is a test failure with a backtrace, which is
+// what we want here.
+#![allow(clippy::unwrap_used)]
 #![cfg(loom)]
 
 use loom::sync::atomic::{fence, AtomicU32, Ordering};

@@ -2,6 +2,9 @@
 //! against a `VecDeque` model, including u32 index wrap-around (index base
 //! near `u32::MAX`) and exact doorbell decisions (computed in the model with
 //! 64-bit absolute positions, independently of the ring's u32 arithmetic).
+// Tests: a failed unwrap is a test failure with a backtrace, which is
+// what we want here.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

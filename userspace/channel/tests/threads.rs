@@ -5,6 +5,9 @@
 //! Also the hostile test: a third thread scribbles random values over the
 //! header, peer table, ring control blocks and ring data while both sides
 //! run; every call must return data or an error, never panic, never hang.
+// Tests: a failed unwrap is a test failure with a backtrace, which is
+// what we want here.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -177,11 +177,9 @@ impl SharedMemory for AtomicMem<'_> {
                 // Merge the partial word without touching the other lanes.
                 let mut val = [0u8; 4];
                 let mut mask = [0u8; 4];
-                for (i, byte) in now.iter().enumerate() {
-                    if let (Some(v), Some(m)) = (
-                        val.get_mut(lane.wrapping_add(i)),
-                        mask.get_mut(lane.wrapping_add(i)),
-                    ) {
+                // (`enumerate` would carry an overflow check.)
+                for (k, byte) in (lane..4).zip(now) {
+                    if let (Some(v), Some(m)) = (val.get_mut(k), mask.get_mut(k)) {
                         *v = *byte;
                         *m = 0xff;
                     }

@@ -161,6 +161,11 @@ fn min_u32(a: u32, b: u32) -> u32 {
     }
 }
 
+/// `v` clamped to `1..=max` (`u32::clamp` would assert `1 <= max`).
+fn clamp_min(v: u32, max: u32) -> u32 {
+    min_u32(if v == 0 { 1 } else { v }, max)
+}
+
 fn clamp_len(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
@@ -723,7 +728,7 @@ impl<M: SharedMemory> Endpoint<M> {
             // Lifecycle changes always ring the doorbell: nothing to arm.
             Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok(Readiness::MaySleep),
         }
-        let min = min_bytes.clamp(1, self.rx.size);
+        let min = clamp_min(min_bytes, self.rx.size);
         let wake_at = self.cons.wrapping_add(min).wrapping_sub(1);
         self.mem
             .store_u32_relaxed(self.rx_ctrl.wrapping_add(RING_DATA_WAKE_AT), wake_at)?;
@@ -753,7 +758,7 @@ impl<M: SharedMemory> Endpoint<M> {
             Conn::Draining | Conn::Waiting { epipe: true } => return Ok(Readiness::Ready),
             Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok(Readiness::MaySleep),
         }
-        let min = min_bytes.clamp(1, self.tx.size);
+        let min = clamp_min(min_bytes, self.tx.size);
         // Free >= min  <=>  cons >= prod - size + min  <=>  cons passes
         // prod - size + min - 1.
         let wake_at = self

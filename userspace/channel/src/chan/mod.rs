@@ -33,8 +33,15 @@ pub mod error;
 pub mod layout;
 pub mod shm;
 
+// The re-exports are the crate's API; an embedder that includes this
+// directory with `#[path]` may use only some of them.
+#[allow(unused_imports)]
 pub use atomic_mem::AtomicMem;
+#[allow(unused_imports)]
 pub use endpoint::{AttachOptions, Endpoint, EndpointStats, PeerState, Readiness};
+#[allow(unused_imports)]
 pub use error::ChannelError;
+#[allow(unused_imports)]
 pub use layout::{format, format_if_needed, mark_absent, FormatOptions, Layout, RingGeometry};
+#[allow(unused_imports)]
 pub use shm::{OutOfBounds, SharedMemory};
