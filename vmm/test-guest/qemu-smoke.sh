@@ -27,7 +27,9 @@ if [ $build = 1 ]; then
 fi
 run="$IVC_ROOT/vmm/test-guest/qemu-run.sh"
 out="$(mktemp "${TMPDIR:-/tmp}/ivc-smoke.XXXXXX")"
-trap 'rm -f "$out"' EXIT
+# Memory two VMs (run one after the other) share through ivshmem-plain.
+shm_file="$(mktemp "${TMPDIR:-/tmp}/ivc-smoke-shm.XXXXXX")"
+trap 'rm -f "$out" "$shm_file"' EXIT
 
 # An ivshmem-plain device (the register layout ivc-shm copies) and a
 # virtio-rng device (MSI-X, 64-bit BAR) give the PCI code something to chew on.
@@ -87,6 +89,19 @@ check "pio-cost measures CPL0 and CPL3" 0 "test=pio-cost n=100" \
     "${P}pio-cost op=out port=0x80 cpl=3 n=100 cycles=[0-9]+ cycles_per_op=[0-9]+\.[0-9]{2}"
 check "pio-cost in from 0xcfc" 0 "test=pio-cost n=50 op=in port=0xcfc cpl=3" \
     "${P}pio-cost op=in port=0xcfc cpl=3 n=50 "
+shared=(
+    -object "memory-backend-file,id=shm,size=4M,share=on,mem-path=$shm_file"
+    -device ivshmem-plain,memdev=shm
+)
+check "shm-rw writes and verifies the whole shared BAR" 0 "test=shm-rw" \
+    "${P}shm 00:[0-9a-f]{2}\.0 bar=2 addr=0x[0-9a-f]+ size=0x400000 offset=0x0 bytes=4194304 mode=rw seed=1\$" \
+    "${P}shm-result written=4194304 verified=4194304 mismatches=0 " -- "${shared[@]}"
+check "shm-rw: VM A writes" 0 "test=shm-rw mode=write seed=42 offset=0x1000 bytes=64k" \
+    "${P}shm-result written=65536 verified=0 mismatches=0 " -- "${shared[@]}"
+check "shm-rw: VM B reads what A wrote" 0 "test=shm-rw mode=read seed=42 offset=0x1000 bytes=64k" \
+    "${P}shm-result written=0 verified=65536 mismatches=0 " -- "${shared[@]}"
+check "shm-rw: a wrong seed is a mismatch" 1 "test=shm-rw mode=read seed=43 offset=0x1000 bytes=64k" \
+    "${P}shm-result written=0 verified=65536 mismatches=8192 " "${P}error: first mismatch at offset=0x0 " -- "${shared[@]}"
 check "CPU exception at CPL3 is reported" 102 "test=fault kind=pf cpl=3" \
     "${P}exception vector=14 .* cpl=3 .* cr2=0x1000000000\$" "${P}done status=102\$"
 check "panic is reported" 101 "test=fault kind=panic" "${P}panic: " "${P}done status=101\$"

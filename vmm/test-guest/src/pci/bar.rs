@@ -179,6 +179,19 @@ impl Allocator {
         true
     }
 
+    /// Firmware's first pass: reserves every BAR on bus 0 that already has
+    /// an address (from the VMM or a BIOS), so none is handed out twice.
+    /// Returns false if there were more than the table holds.
+    pub fn reserve_preassigned(&mut self) -> bool {
+        let mut complete = true;
+        for function in super::enumerate_bus0() {
+            for bar in probe(&function).iter().flatten() {
+                complete &= self.reserve(bar);
+            }
+        }
+        complete
+    }
+
     /// An address for a BAR of `kind` and `size` (a power of two), aligned to
     /// its size, or `None` when the windows are full.
     pub fn alloc(&mut self, kind: BarKind, size: u64) -> Option<u64> {

@@ -7,6 +7,7 @@
 
 use crate::cmdline::{Cmdline, ParamError};
 use crate::exit::status;
+use crate::pci::bar;
 use crate::println;
 use crate::pvh::StartInfo;
 
@@ -14,6 +15,7 @@ mod cpl3;
 mod fault;
 mod pci_enum;
 mod pio_cost;
+mod shm_rw;
 
 /// What a test gets to work with.
 pub struct Context<'a> {
@@ -31,10 +33,36 @@ pub struct Test {
     pub run: fn(&Context) -> u8,
 }
 
-pub const ALL: &[Test] = &[pci_enum::TEST, cpl3::TEST, pio_cost::TEST, fault::TEST];
+pub const ALL: &[Test] = &[
+    pci_enum::TEST,
+    cpl3::TEST,
+    pio_cost::TEST,
+    shm_rw::TEST,
+    fault::TEST,
+];
 
 pub fn find(name: &str) -> Option<&'static Test> {
     ALL.iter().find(|t| t.name == name)
+}
+
+/// Parameter summary of [`allocator`], for `Test::params`.
+#[macro_export]
+macro_rules! allocator_params {
+    () => {
+        "[pci_io=0xc000] [pci_mem32=0xe0000000] [pci_mem64=0xf0000000]"
+    };
+}
+
+/// A BAR allocator with the windows from `pci_io=`, `pci_mem32=`,
+/// `pci_mem64=` (defaults in [`bar`]), avoiding the loader's memory map.
+pub fn allocator<'a>(ctx: &Context<'a>) -> Result<bar::Allocator, ParamError<'static>> {
+    let cmdline = &ctx.cmdline;
+    Ok(bar::Allocator::new(
+        cmdline.u64_or("pci_io", bar::DEFAULT_IO_BASE)?,
+        cmdline.u64_or("pci_mem32", bar::DEFAULT_MEM32_BASE)?,
+        cmdline.u64_or("pci_mem64", bar::DEFAULT_MEM64_BASE)?,
+        ctx.start_info.memmap,
+    ))
 }
 
 /// Reports a malformed parameter; returns the usage status for the test to
@@ -57,4 +85,13 @@ impl core::fmt::Display for Ratio {
         let hundredths = (numerator * 100 + denominator / 2) / denominator;
         write!(f, "{}.{:02}", hundredths / 100, hundredths % 100)
     }
+}
+
+/// Parses `VVVV:DDDD` (hex vendor and device IDs).
+pub fn parse_id(text: &str) -> Option<(u16, u16)> {
+    let (vendor, device) = text.split_once(':')?;
+    Some((
+        u16::from_str_radix(vendor, 16).ok()?,
+        u16::from_str_radix(device, 16).ok()?,
+    ))
 }

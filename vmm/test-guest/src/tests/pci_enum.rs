@@ -4,7 +4,7 @@
 //! when it has none), the MSI-X capability. This is the guest half of
 //! checking a VMM's configuration space and BAR emulation.
 
-use super::{bad_param, Context, Test};
+use super::{allocator, bad_param, Context, Test};
 use crate::cmdline::ParamError;
 use crate::exit::status;
 use crate::pci::{self, bar, msix};
@@ -12,7 +12,10 @@ use crate::println;
 
 pub const TEST: Test = Test {
     name: "pci-enum",
-    params: "[expect=VVVV:DDDD,...] [assign=unset|all|never] [probe_mmio=0] [pci_io=0xc000] [pci_mem32=0xe0000000] [pci_mem64=0xf0000000]",
+    params: concat!(
+        "[expect=VVVV:DDDD,...] [assign=unset|all|never] [probe_mmio=0] ",
+        crate::allocator_params!()
+    ),
     about: "enumerate bus 0, size/assign BARs, show MSI-X",
     run,
 };
@@ -34,26 +37,15 @@ fn run(ctx: &Context) -> u8 {
                 }
             },
             cmdline.bool_or("probe_mmio", false)?,
-            cmdline.u64_or("pci_io", bar::DEFAULT_IO_BASE)?,
-            cmdline.u64_or("pci_mem32", bar::DEFAULT_MEM32_BASE)?,
-            cmdline.u64_or("pci_mem64", bar::DEFAULT_MEM64_BASE)?,
+            allocator(ctx)?,
         ))
     })();
-    let (assign, probe_mmio, io, mem32, mem64) = match params {
+    let (assign, probe_mmio, mut allocator) = match params {
         Ok(p) => p,
         Err(err) => return bad_param(err),
     };
-    let mut allocator = bar::Allocator::new(io, mem32, mem64, ctx.start_info.memmap);
-    if assign == bar::Assign::Unset {
-        // Firmware's first pass: addresses already taken (by ivc-vmm, or a
-        // BIOS) must not be handed out again.
-        for function in pci::enumerate_bus0() {
-            for b in bar::probe(&function).iter().flatten() {
-                if !allocator.reserve(b) {
-                    println!("warning: too many preassigned BARs; assignments may overlap");
-                }
-            }
-        }
+    if assign == bar::Assign::Unset && !allocator.reserve_preassigned() {
+        println!("warning: too many preassigned BARs; assignments may overlap");
     }
 
     let mut functions = 0;
@@ -108,7 +100,7 @@ fn run(ctx: &Context) -> u8 {
     }
     if let Some(list) = cmdline.get("expect") {
         for want in list.split(',').filter(|w| !w.is_empty()) {
-            let Some((vendor, device)) = parse_id(want) else {
+            let Some((vendor, device)) = super::parse_id(want) else {
                 println!("bad parameter expect={list:?}: expected VVVV:DDDD[,VVVV:DDDD...] in hex");
                 return status::USAGE;
             };
@@ -138,12 +130,4 @@ fn probe(bdf: &pci::Bdf, b: &bar::Bar) {
         }
         Err(err) => println!("mmio {bdf} index={} unmapped: {err:?}", b.index),
     }
-}
-
-fn parse_id(text: &str) -> Option<(u16, u16)> {
-    let (vendor, device) = text.split_once(':')?;
-    Some((
-        u16::from_str_radix(vendor, 16).ok()?,
-        u16::from_str_radix(device, 16).ok()?,
-    ))
 }
