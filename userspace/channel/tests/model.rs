@@ -57,7 +57,8 @@ fn base_strategy() -> impl Strategy<Value = u32> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+    // PROPTEST_CASES overrides the default count for longer runs.
+    #![proptest_config(ProptestConfig { cases: common::cases(200), .. ProptestConfig::default() })]
 
     #[test]
     fn matches_vecdeque_model(

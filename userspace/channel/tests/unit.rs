@@ -300,6 +300,28 @@ fn reconnect_discards_undrained_data() {
 }
 
 #[test]
+fn reconnect_on_a_live_connection_is_clean_for_the_peer() {
+    let r = Region::new(SMALL);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    a.write(b"before").unwrap();
+    b.write(b"unread by b's peer").unwrap();
+    let g = b.generation();
+    b.reconnect().unwrap();
+    assert_ne!(b.generation(), g);
+    assert_eq!(b.write(b"x"), Err(ChannelError::PeerGone));
+    // a drains what b wrote, sees the end, then both connect again.
+    let mut buf = [0u8; 64];
+    assert_eq!(a.read(&mut buf).unwrap(), 18);
+    assert_eq!(a.read(&mut buf), Err(ChannelError::PeerGone));
+    connect(&mut a, &mut b);
+    assert_eq!(b.read(&mut buf).unwrap(), 0);
+    a.write(b"after").unwrap();
+    assert_eq!(b.read(&mut buf).unwrap(), 5);
+    assert_eq!(&buf[..5], b"after");
+    assert!(a.broken().is_none() && b.broken().is_none());
+}
+
+#[test]
 fn vmm_marks_peer_absent() {
     let r = Region::new(SMALL);
     let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());

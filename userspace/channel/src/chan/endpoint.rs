@@ -502,19 +502,48 @@ impl<M: SharedMemory> Endpoint<M> {
         self.latch(r)
     }
 
-    /// Gives up the current connection (or its undrained remainder) at
-    /// once, so a new peer incarnation can be accepted without draining.
+    /// Ends the current connection (or discards its undrained remainder) at
+    /// once and starts over, so a new connection can be made without
+    /// draining.
+    ///
+    /// This side becomes a new incarnation (new generation, `ack` cleared),
+    /// exactly as if it had re-attached: that is how the peer learns the old
+    /// connection is over even though both sides stay up. The peer drains
+    /// what we wrote, reports end of file and connects again.
     pub fn reconnect(&mut self) -> Result<(), ChannelError> {
         self.check_usable()?;
-        if !matches!(self.conn, Conn::Waiting { .. }) {
-            if let Conn::Connected { .. } = self.conn {
-                self.stats.disconnections = self.stats.disconnections.wrapping_add(1);
-            }
-            self.conn = Conn::Waiting { epipe: true };
-        }
-        self.eof_owed = false;
-        let r = self.sync();
+        let r = self.reconnect_inner();
         self.latch(r)
+    }
+
+    fn reconnect_inner(&mut self) -> Result<(), ChannelError> {
+        let had_connection = match self.conn {
+            Conn::Connected { .. } => {
+                self.stats.disconnections = self.stats.disconnections.wrapping_add(1);
+                true
+            }
+            Conn::Draining | Conn::Waiting { epipe: true } => true,
+            Conn::Waiting { epipe: false } | Conn::Handshake { .. } => false,
+        };
+        let gen = match self.my_gen.wrapping_add(1) {
+            0 => 1,
+            g => g,
+        };
+        self.mem
+            .store_u32_relaxed(self.my_entry.wrapping_add(PEER_GENERATION), gen)?;
+        self.mem
+            .store_u32_relaxed(self.my_entry.wrapping_add(PEER_ACK), 0)?;
+        // Re-publish UP with release so a peer that reads the state sees
+        // the new generation and the cleared ack.
+        self.mem
+            .store_u32_release(self.my_entry.wrapping_add(PEER_STATE), PEER_UP)?;
+        self.my_gen = gen;
+        self.conn = Conn::Waiting {
+            epipe: had_connection,
+        };
+        self.eof_owed = false;
+        self.pending_kick = true;
+        self.sync()
     }
 
     // -----------------------------------------------------------------------

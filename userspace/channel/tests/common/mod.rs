@@ -77,3 +77,11 @@ pub fn write_all<M: SharedMemory>(
     }
     Ok(())
 }
+
+/// Proptest case count: `PROPTEST_CASES` if set, else `default`.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
