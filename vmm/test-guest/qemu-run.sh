@@ -8,6 +8,8 @@
 #   --elf PATH     guest ELF (default: the release build in target/)
 #   --raw          show the whole serial output (SeaBIOS included), not
 #                  only the guest's "ivc-test-guest: " lines
+#   --serial-file F  keep the raw serial log in F (written live, kept
+#                  afterwards): lets a caller react to lines while it runs
 # Example:
 #   vmm/test-guest/qemu-run.sh "test=pci-enum expect=1af4:1110" \
 #       -object memory-backend-ram,id=m,size=4M,share=on -device ivshmem-plain,memdev=m
@@ -26,13 +28,15 @@ accel=tcg
 timeout_s=120
 elf="$IVC_ROOT/vmm/test-guest/target/x86_64-unknown-none/release/ivc-test-guest"
 raw=0
+serial_keep=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --kvm) accel=kvm ;;
         --timeout) timeout_s="${2:?--timeout needs a value}"; shift ;;
         --elf) elf="${2:?--elf needs a path}"; shift ;;
         --raw) raw=1 ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+        --serial-file) serial_keep="${2:?--serial-file needs a path}"; shift ;;
+        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
         --) shift; break ;;
         -*) die "unknown option '$1' (try --help)" ;;
         *) break ;;
@@ -48,19 +52,28 @@ if [ $accel = kvm ] && ! [ -r /dev/kvm ] && ! [ -w /dev/kvm ]; then
     die "/dev/kvm is not accessible"
 fi
 
-serial="$(mktemp "${TMPDIR:-/tmp}/ivc-test-guest.XXXXXX")"
-trap 'rm -f "$serial"' EXIT
+if [ -n "$serial_keep" ]; then
+    serial="$serial_keep"
+    : >"$serial"
+else
+    serial="$(mktemp "${TMPDIR:-/tmp}/ivc-test-guest.XXXXXX")"
+    trap 'rm -f "$serial"' EXIT
+fi
 
 # -nic none/-vga none keep bus 0 small and predictable; -no-reboot turns a
 # triple fault into a QEMU exit instead of an endless reboot loop.
-rc=0
 timeout "$timeout_s" qemu-system-x86_64 \
     -M pc -accel "$accel" -m 128M \
     -display none -monitor none -nic none -vga none -no-reboot \
     -serial "file:$serial" \
     -device isa-debug-exit,iobase=0xf4,iosize=4 \
     -kernel "$elf" -append "$cmdline" \
-    "$@" >&2 || rc=$?
+    "$@" >&2 &
+qemu_pid=$!
+# Stopping this script stops the VM: `timeout` passes the signal on to QEMU.
+trap 'kill -TERM "$qemu_pid" 2>/dev/null; exit 143' TERM INT HUP
+rc=0
+wait "$qemu_pid" || rc=$?
 
 if [ $raw = 1 ]; then
     cat "$serial"

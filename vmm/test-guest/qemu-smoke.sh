@@ -6,6 +6,9 @@
 # Usage: vmm/test-guest/qemu-smoke.sh [--kvm] [--no-build]
 #   --kvm        run under -accel kvm (PVM here) instead of TCG
 #   --no-build   use the existing ELF
+# The doorbell (MSI-X) cases need the rendezvous server: $IVC_RENDEZVOUS, or
+# target/{debug,release}/ivc-rendezvous, or it is built with cargo; if none
+# can be had they are skipped with a warning.
 # Exit status 0 when every case passes.
 
 # shellcheck source=../../scripts/lib.sh
@@ -17,7 +20,7 @@ for arg in "$@"; do
     case "$arg" in
         --kvm) run_args+=(--kvm) ;;
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
         *) die "unknown argument '$arg' (try --help)" ;;
     esac
 done
@@ -29,7 +32,15 @@ run="$IVC_ROOT/vmm/test-guest/qemu-run.sh"
 out="$(mktemp "${TMPDIR:-/tmp}/ivc-smoke.XXXXXX")"
 # Memory two VMs (run one after the other) share through ivshmem-plain.
 shm_file="$(mktemp "${TMPDIR:-/tmp}/ivc-smoke-shm.XXXXXX")"
-trap 'rm -f "$out" "$shm_file"' EXIT
+work="$(mktemp -d "${TMPDIR:-/tmp}/ivc-smoke.XXXXXX")"
+server_pid=""
+waiter=""
+cleanup() {
+    if [ -n "$waiter" ]; then kill "$waiter" 2>/dev/null || true; fi
+    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+    rm -rf "$out" "$shm_file" "$work"
+}
+trap cleanup EXIT
 
 # An ivshmem-plain device (the register layout ivc-shm copies) and a
 # virtio-rng device (MSI-X, 64-bit BAR) give the PCI code something to chew on.
@@ -102,6 +113,67 @@ check "shm-rw: VM B reads what A wrote" 0 "test=shm-rw mode=read seed=42 offset=
     "${P}shm-result written=0 verified=65536 mismatches=0 " -- "${shared[@]}"
 check "shm-rw: a wrong seed is a mismatch" 1 "test=shm-rw mode=read seed=43 offset=0x1000 bytes=64k" \
     "${P}shm-result written=0 verified=65536 mismatches=8192 " "${P}error: first mismatch at offset=0x0 " -- "${shared[@]}"
+# ---- doorbell -> MSI-X, through the rendezvous server ----
+rendezvous="${IVC_RENDEZVOUS:-}"
+if [ -z "$rendezvous" ]; then
+    for candidate in "$IVC_ROOT/target/debug/ivc-rendezvous" "$IVC_ROOT/target/release/ivc-rendezvous"; do
+        [ -x "$candidate" ] && rendezvous="$candidate" && break
+    done
+fi
+if [ -z "$rendezvous" ]; then
+    log "building ivc-rendezvous for the doorbell cases"
+    if (cd "$IVC_ROOT" && cargo build -q -p ivc-rendezvous) >&2; then
+        rendezvous="$IVC_ROOT/target/debug/ivc-rendezvous"
+    fi
+fi
+if [ -z "$rendezvous" ] || ! [ -x "$rendezvous" ]; then
+    warn "SKIP doorbell cases: no ivc-rendezvous binary (set IVC_RENDEZVOUS)"
+else
+    socket="$work/ivshmem.sock"
+    "$rendezvous" --socket "$socket" --vectors 2 -q 2>"$work/rendezvous.log" &
+    server_pid=$!
+    for _ in $(seq 50); do [ -S "$socket" ] && break; sleep 0.1; done
+    doorbell=(-chardev "socket,path=$socket,id=ivs" -device ivshmem-doorbell,chardev=ivs,vectors=2)
+    check "doorbell: own doorbell arrives as MSI-X (vector 0)" 0 "test=doorbell count=5" \
+        "${P}doorbell 00:[0-9a-f]{2}\.0 ivposition=[0-9]+ mode=self vector=0 count=5\$" \
+        "${P}doorbell-result sent=5 expected=5 received=5 latency_cycles_avg=[0-9]+\$" -- "${doorbell[@]}"
+    check "doorbell: vector 1" 0 "test=doorbell vector=1 count=2" \
+        "${P}doorbell-result sent=2 expected=2 received=2 " -- "${doorbell[@]}"
+    check "doorbell: vector beyond the MSI-X table is a usage error" 2 "test=doorbell vector=5" \
+        "${P}error: vector=5 but the MSI-X table has 2 entries" -- "${doorbell[@]}"
+
+    # Two VMs: B waits, A rings B once B has said who it is.
+    "$run" "${run_args[@]}" --timeout 300 --serial-file "$work/b.serial" \
+        "test=doorbell mode=wait count=1 timeout_ms=60000" "${doorbell[@]}" >"$work/b.out" 2>&1 &
+    waiter=$!
+    peer=""
+    for _ in $(seq 600); do
+        peer="$(sed -n 's/^ivc-test-guest: doorbell .* ivposition=\([0-9]*\) .*/\1/p' "$work/b.serial" 2>/dev/null || true)"
+        [ -n "$peer" ] && break
+        kill -0 "$waiter" 2>/dev/null || break
+        sleep 0.2
+    done
+    if [ -z "$peer" ]; then
+        warn "FAIL doorbell across VMs: the waiting VM never reported its ivposition"
+        sed 's/^/    /' "$work/b.serial" >&2
+        failed=$((failed + 1))
+    else
+        check "doorbell: VM A rings VM B (peer $peer)" 0 "test=doorbell mode=ring peer=$peer count=3" \
+            "${P}doorbell-result sent=3 " -- "${doorbell[@]}"
+        waiter_status=0
+        wait "$waiter" || waiter_status=$?
+        waiter=""
+        if [ "$waiter_status" = 0 ] && grep -Eq "${P}doorbell-result sent=0 expected=1 received=[1-9]" "$work/b.out"; then
+            log "PASS doorbell: VM B received the interrupt"
+            passed=$((passed + 1))
+        else
+            warn "FAIL doorbell: VM B did not receive the interrupt (status $waiter_status)"
+            sed 's/^/    /' "$work/b.out" >&2
+            failed=$((failed + 1))
+        fi
+    fi
+fi
+
 check "CPU exception at CPL3 is reported" 102 "test=fault kind=pf cpl=3" \
     "${P}exception vector=14 .* cpl=3 .* cr2=0x1000000000\$" "${P}done status=102\$"
 check "panic is reported" 101 "test=fault kind=panic" "${P}panic: " "${P}done status=101\$"

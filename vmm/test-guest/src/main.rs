@@ -9,15 +9,18 @@
 #![no_std]
 #![no_main]
 
+mod apic;
 mod boot;
 mod cmdline;
 mod cpl3;
 mod exit;
 mod gdt;
 mod idt;
+mod irq;
 mod paging;
 mod panic;
 mod pci;
+mod pic;
 mod port;
 mod pvh;
 mod serial;

@@ -31,7 +31,6 @@ pub mod reg {
 pub mod command {
     pub const IO: u16 = 1 << 0;
     pub const MEMORY: u16 = 1 << 1;
-    #[allow(dead_code)] // for the interrupt tests (MSI-X needs bus mastering)
     pub const BUS_MASTER: u16 = 1 << 2;
 }
 
@@ -155,7 +154,6 @@ impl Function {
     }
 
     /// Lets the device master the bus (needed for MSI/MSI-X delivery).
-    #[allow(dead_code)] // for the interrupt tests
     pub fn enable_bus_master(&self) {
         let cmd = self.bdf.command();
         self.bdf.set_command(cmd | command::BUS_MASTER);

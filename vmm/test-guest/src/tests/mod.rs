@@ -12,6 +12,7 @@ use crate::println;
 use crate::pvh::StartInfo;
 
 mod cpl3;
+mod doorbell;
 mod fault;
 mod pci_enum;
 mod pio_cost;
@@ -38,6 +39,7 @@ pub const ALL: &[Test] = &[
     cpl3::TEST,
     pio_cost::TEST,
     shm_rw::TEST,
+    doorbell::TEST,
     fault::TEST,
 ];
 

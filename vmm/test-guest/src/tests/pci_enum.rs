@@ -80,14 +80,15 @@ fn run(ctx: &Context) -> u8 {
         }
         if let Some(m) = msix::read(&function) {
             println!(
-                "msix {} table_size={} table_bar={} table_offset=0x{:x} pba_bar={} pba_offset=0x{:x} enabled={}",
+                "msix {} table_size={} table_bar={} table_offset=0x{:x} pba_bar={} pba_offset=0x{:x} enabled={} masked={}",
                 function.bdf,
                 m.table_size,
                 m.table_bar,
                 m.table_offset,
                 m.pba_bar,
                 m.pba_offset,
-                m.enabled as u8
+                m.enabled as u8,
+                m.function_masked as u8
             );
         }
     }

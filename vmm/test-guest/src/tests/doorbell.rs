@@ -1,0 +1,220 @@
+//! `test=doorbell`: an ivshmem doorbell write arriving as an MSI-X interrupt.
+//!
+//! The guest half of the `shm-irq` path: doorbell register write -> VMM
+//! (ioeventfd) -> peer's irqfd -> MSI-X -> local APIC -> IDT. `mode=self`
+//! rings this VM's own doorbell (one VM is enough: the server hands every
+//! peer its own eventfds too); `mode=wait` and `mode=ring peer=N` split the
+//! two halves across two VMs.
+
+use core::ptr::{read_volatile, write_volatile};
+
+use super::{allocator, bad_param, Context, Test};
+use crate::cmdline::ParamError;
+use crate::exit::status;
+use crate::pci::{self, bar, msix};
+use crate::{apic, irq, println, tsc};
+
+pub const TEST: Test = Test {
+    name: "doorbell",
+    params: concat!(
+        "[dev=1af4:1110] [mode=self|wait|ring] [peer=N] [vector=0] [count=10] ",
+        "[timeout_ms=5000] [gap_us=1000] [tsc_khz=auto] ",
+        crate::allocator_params!()
+    ),
+    about: "ring an ivshmem doorbell, receive it as an MSI-X interrupt",
+    run,
+};
+
+/// ivshmem register offsets in BAR0.
+const IVPOSITION: u64 = 8;
+const DOORBELL: u64 = 12;
+/// Used to turn milliseconds into TSC cycles when the TSC frequency is
+/// unknown: a fast guess makes timeouts longer, never shorter.
+const GUESS_TSC_KHZ: u64 = 4_000_000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    SelfRing,
+    Wait,
+    Ring,
+}
+
+fn run(ctx: &Context) -> u8 {
+    let cmdline = &ctx.cmdline;
+    let params = (|| -> Result<_, ParamError> {
+        let dev = cmdline.get("dev").unwrap_or("1af4:1110");
+        let id = super::parse_id(dev).ok_or(ParamError {
+            key: "dev",
+            value: dev,
+            expected: "VVVV:DDDD in hex",
+        })?;
+        let mode = match cmdline.get("mode").unwrap_or("self") {
+            "self" => Mode::SelfRing,
+            "wait" => Mode::Wait,
+            "ring" => Mode::Ring,
+            value => {
+                return Err(ParamError {
+                    key: "mode",
+                    value,
+                    expected: "self, wait or ring",
+                })
+            }
+        };
+        let vector = cmdline.u64_or("vector", 0)?;
+        if vector >= irq::VECTORS as u64 {
+            return Err(ParamError {
+                key: "vector",
+                value: cmdline.get("vector").unwrap_or(""),
+                expected: "a vector below 32",
+            });
+        }
+        let peer = cmdline
+            .get("peer")
+            .map(|_| cmdline.u64_or("peer", 0))
+            .transpose()?;
+        let default_count = if mode == Mode::SelfRing { 10 } else { 1 };
+        let khz = match cmdline.get("tsc_khz") {
+            Some(_) => cmdline.u64_or("tsc_khz", GUESS_TSC_KHZ)?,
+            None => tsc::khz().unwrap_or(GUESS_TSC_KHZ),
+        };
+        Ok((
+            id,
+            mode,
+            vector as u16,
+            peer,
+            cmdline.u64_or("count", default_count)?.max(1),
+            cmdline.u64_or("timeout_ms", 5000)?.saturating_mul(khz),
+            cmdline.u64_or("gap_us", 1000)?.saturating_mul(khz) / 1000,
+            allocator(ctx)?,
+        ))
+    })();
+    let ((vendor, device), mode, vector, peer, count, timeout, gap, mut allocator) = match params {
+        Ok(p) => p,
+        Err(err) => return bad_param(err),
+    };
+
+    let Some(function) = pci::find(vendor, device) else {
+        println!("error: no device {vendor:04x}:{device:04x} on bus 0");
+        return status::FAILURE;
+    };
+    if !allocator.reserve_preassigned() {
+        println!("warning: too many preassigned BARs; assignments may overlap");
+    }
+    let bars = bar::setup(&function, &mut allocator, bar::Assign::Unset);
+    let Some(registers) = bars[0].and_then(|b| b.map().ok()) else {
+        println!(
+            "error: {} BAR0 (registers) is not an assigned memory BAR",
+            function.bdf
+        );
+        return status::FAILURE;
+    };
+    // SAFETY: BAR0 is ivshmem's register block, assigned, decoding and
+    // mapped; IVPosition is a read-only 32-bit register.
+    let ivposition = unsafe { read_volatile((registers + IVPOSITION) as *const u32) };
+    let target = peer.unwrap_or(ivposition as u64);
+
+    if mode != Mode::Ring {
+        if let Err(code) = route_interrupt(&function, &bars, vector) {
+            return code;
+        }
+    }
+    let mode_name = match mode {
+        Mode::SelfRing => "self",
+        Mode::Wait => "wait",
+        Mode::Ring => "ring",
+    };
+    // Tier-2 harnesses start the ringing VM once the waiting one printed this.
+    println!(
+        "doorbell {} ivposition={ivposition} mode={mode_name} vector={vector} count={count}",
+        function.bdf
+    );
+
+    let ring = || {
+        let value = ((target as u32) << 16) | vector as u32;
+        // SAFETY: Doorbell is a write-only 32-bit register in the mapped
+        // BAR0; writing it is the point of the test.
+        unsafe { write_volatile((registers + DOORBELL) as *mut u32, value) };
+    };
+    let n = vector as usize;
+    match mode {
+        Mode::SelfRing => {
+            let mut total_latency: u64 = 0;
+            for i in 0..count {
+                let start = tsc::rdtsc();
+                ring();
+                if !irq::wait_for(n, i + 1, timeout) {
+                    println!("error: interrupt {} of {count} did not arrive", i + 1);
+                    report(i + 1, count, irq::count(n), None);
+                    return status::FAILURE;
+                }
+                total_latency += irq::last_tsc(n).wrapping_sub(start);
+            }
+            report(count, count, irq::count(n), Some(total_latency / count));
+        }
+        Mode::Wait => {
+            // Several doorbells can merge into one interrupt (eventfd
+            // semantics): wait for at least `count`.
+            let reached = irq::wait_for(n, count, timeout);
+            report(0, count, irq::count(n), None);
+            if !reached {
+                println!("error: fewer than {count} interrupts within the timeout");
+                return status::FAILURE;
+            }
+        }
+        Mode::Ring => {
+            for _ in 0..count {
+                ring();
+                let start = tsc::rdtsc();
+                while tsc::rdtsc().wrapping_sub(start) < gap {
+                    core::hint::spin_loop();
+                }
+            }
+            report(count, 0, 0, None);
+        }
+    }
+    status::SUCCESS
+}
+
+/// Enables the APIC, installs the handlers and points MSI-X entry `vector`
+/// at `irq::FIRST_VECTOR + vector` on this CPU.
+fn route_interrupt(function: &pci::Function, bars: &bar::Bars, vector: u16) -> Result<(), u8> {
+    let Some(msix) = msix::read(function) else {
+        println!("error: {} has no MSI-X capability", function.bdf);
+        return Err(status::FAILURE);
+    };
+    let Some(table) = bars[msix.table_bar as usize].and_then(|b| b.map().ok()) else {
+        println!(
+            "error: MSI-X table BAR {} is not an assigned memory BAR",
+            msix.table_bar
+        );
+        return Err(status::FAILURE);
+    };
+    let apic_id = match apic::init() {
+        Ok(id) => id,
+        Err(err) => {
+            println!("error: local APIC unusable: {err}");
+            return Err(status::FAILURE);
+        }
+    };
+    irq::init();
+    if !msix.route(table, vector, apic_id, irq::FIRST_VECTOR + vector as u8) {
+        println!(
+            "error: vector={vector} but the MSI-X table has {} entries",
+            msix.table_size
+        );
+        return Err(status::USAGE);
+    }
+    msix.enable(function);
+    // Without bus mastering a device may not send MSIs (QEMU drops them).
+    function.enable_bus_master();
+    Ok(())
+}
+
+fn report(sent: u64, expected: u64, received: u64, latency: Option<u64>) {
+    match latency {
+        Some(cycles) => println!(
+            "doorbell-result sent={sent} expected={expected} received={received} latency_cycles_avg={cycles}"
+        ),
+        None => println!("doorbell-result sent={sent} expected={expected} received={received}"),
+    }
+}
