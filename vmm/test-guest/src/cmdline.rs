@@ -61,6 +61,46 @@ impl<'a> Cmdline<'a> {
         }
     }
 
+    /// One of a fixed set of words, mapped to values: `options` pairs each
+    /// accepted word with its value; `expected` lists the words for the
+    /// error message (no allocation to build it from `options`).
+    pub fn choice<T: Copy>(
+        &self,
+        key: &'a str,
+        default: T,
+        options: &[(&str, T)],
+        expected: &'static str,
+    ) -> Result<T, ParamError<'a>> {
+        let Some(value) = self.get(key) else {
+            return Ok(default);
+        };
+        options
+            .iter()
+            .find(|(word, _)| *word == value)
+            .map(|&(_, v)| v)
+            .ok_or(ParamError {
+                key,
+                value,
+                expected,
+            })
+    }
+
+    /// A PCI `VVVV:DDDD` vendor:device pair in hex.
+    pub fn pci_id_or(
+        &self,
+        key: &'a str,
+        default: (u16, u16),
+    ) -> Result<(u16, u16), ParamError<'a>> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(value) => parse_pci_id(value).ok_or(ParamError {
+                key,
+                value,
+                expected: "VVVV:DDDD in hex",
+            }),
+        }
+    }
+
     /// A boolean: `1/0`, `yes/no`, `on/off`, `true/false`; a bare key means true.
     pub fn bool_or(&self, key: &'a str, default: bool) -> Result<bool, ParamError<'a>> {
         match self.get(key) {
@@ -92,4 +132,13 @@ pub fn parse_u64(text: &str) -> Option<u64> {
         None => digits.parse::<u64>().ok()?,
     };
     value.checked_mul(1u64 << shift)
+}
+
+/// Parses `VVVV:DDDD` (hex vendor and device IDs).
+pub fn parse_pci_id(text: &str) -> Option<(u16, u16)> {
+    let (vendor, device) = text.split_once(':')?;
+    Some((
+        u16::from_str_radix(vendor, 16).ok()?,
+        u16::from_str_radix(device, 16).ok()?,
+    ))
 }

@@ -34,6 +34,10 @@ pub mod command {
     pub const BUS_MASTER: u16 = 1 << 2;
 }
 
+/// Vendor and device ID of QEMU's ivshmem, which ivc-shm is register
+/// compatible with (docs/devices.md).
+pub const IVSHMEM: (u16, u16) = (0x1af4, 0x1110);
+
 /// Status register: the function has a capability list.
 const STATUS_CAP_LIST: u16 = 1 << 4;
 

@@ -42,24 +42,17 @@ enum Mode {
 fn run(ctx: &Context) -> u8 {
     let cmdline = &ctx.cmdline;
     let params = (|| -> Result<_, ParamError> {
-        let dev = cmdline.get("dev").unwrap_or("1af4:1110");
-        let id = super::parse_id(dev).ok_or(ParamError {
-            key: "dev",
-            value: dev,
-            expected: "VVVV:DDDD in hex",
-        })?;
-        let mode = match cmdline.get("mode").unwrap_or("self") {
-            "self" => Mode::SelfRing,
-            "wait" => Mode::Wait,
-            "ring" => Mode::Ring,
-            value => {
-                return Err(ParamError {
-                    key: "mode",
-                    value,
-                    expected: "self, wait or ring",
-                })
-            }
-        };
+        let id = cmdline.pci_id_or("dev", pci::IVSHMEM)?;
+        let mode = cmdline.choice(
+            "mode",
+            Mode::SelfRing,
+            &[
+                ("self", Mode::SelfRing),
+                ("wait", Mode::Wait),
+                ("ring", Mode::Ring),
+            ],
+            "self, wait or ring",
+        )?;
         let vector = cmdline.u64_or("vector", 0)?;
         if vector >= irq::VECTORS as u64 {
             return Err(ParamError {

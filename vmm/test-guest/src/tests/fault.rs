@@ -3,7 +3,6 @@
 //! status, at CPL0 and at CPL3. Never exits 0.
 
 use super::{bad_param, Context, Test};
-use crate::cmdline::ParamError;
 use crate::exit::status;
 use crate::{cpl3, println};
 
@@ -24,27 +23,26 @@ enum Kind {
 
 fn run(ctx: &Context) -> u8 {
     let cmdline = &ctx.cmdline;
-    let kind = match cmdline.get("kind").unwrap_or("ud") {
-        "ud" => Kind::InvalidOpcode,
-        "gp" => Kind::GeneralProtection,
-        "pf" => Kind::PageFault,
-        "panic" => Kind::Panic,
-        value => {
-            return bad_param(ParamError {
-                key: "kind",
-                value,
-                expected: "ud, gp, pf or panic",
-            })
-        }
-    };
-    match cmdline.get("cpl").unwrap_or("0") {
-        "0" => raise(&kind),
-        "3" => cpl3::run(raise, &kind),
-        value => bad_param(ParamError {
-            key: "cpl",
-            value,
-            expected: "0 or 3",
-        }),
+    let params = (|| {
+        Ok((
+            cmdline.choice(
+                "kind",
+                Kind::InvalidOpcode,
+                &[
+                    ("ud", Kind::InvalidOpcode),
+                    ("gp", Kind::GeneralProtection),
+                    ("pf", Kind::PageFault),
+                    ("panic", Kind::Panic),
+                ],
+                "ud, gp, pf or panic",
+            )?,
+            cmdline.choice("cpl", false, &[("0", false), ("3", true)], "0 or 3")?,
+        ))
+    })();
+    match params {
+        Ok((kind, false)) => raise(&kind),
+        Ok((kind, true)) => cpl3::run(raise, &kind),
+        Err(err) => bad_param(err),
     }
 }
 

@@ -88,12 +88,3 @@ impl core::fmt::Display for Ratio {
         write!(f, "{}.{:02}", hundredths / 100, hundredths % 100)
     }
 }
-
-/// Parses `VVVV:DDDD` (hex vendor and device IDs).
-pub fn parse_id(text: &str) -> Option<(u16, u16)> {
-    let (vendor, device) = text.split_once(':')?;
-    Some((
-        u16::from_str_radix(vendor, 16).ok()?,
-        u16::from_str_radix(device, 16).ok()?,
-    ))
-}

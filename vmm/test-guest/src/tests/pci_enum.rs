@@ -24,18 +24,16 @@ fn run(ctx: &Context) -> u8 {
     let cmdline = &ctx.cmdline;
     let params = (|| -> Result<_, ParamError> {
         Ok((
-            match cmdline.get("assign").unwrap_or("unset") {
-                "unset" => bar::Assign::Unset,
-                "all" => bar::Assign::All,
-                "never" => bar::Assign::Never,
-                value => {
-                    return Err(ParamError {
-                        key: "assign",
-                        value,
-                        expected: "unset, all or never",
-                    })
-                }
-            },
+            cmdline.choice(
+                "assign",
+                bar::Assign::Unset,
+                &[
+                    ("unset", bar::Assign::Unset),
+                    ("all", bar::Assign::All),
+                    ("never", bar::Assign::Never),
+                ],
+                "unset, all or never",
+            )?,
             cmdline.bool_or("probe_mmio", false)?,
             allocator(ctx)?,
         ))
@@ -101,7 +99,7 @@ fn run(ctx: &Context) -> u8 {
     }
     if let Some(list) = cmdline.get("expect") {
         for want in list.split(',').filter(|w| !w.is_empty()) {
-            let Some((vendor, device)) = super::parse_id(want) else {
+            let Some((vendor, device)) = crate::cmdline::parse_pci_id(want) else {
                 println!("bad parameter expect={list:?}: expected VVVV:DDDD[,VVVV:DDDD...] in hex");
                 return status::USAGE;
             };

@@ -32,31 +32,19 @@ struct Params {
 fn run(ctx: &Context) -> u8 {
     let cmdline = &ctx.cmdline;
     let params = (|| -> Result<(Params, &str), ParamError> {
-        let read = match cmdline.get("op").unwrap_or("out") {
-            "out" => false,
-            "in" => true,
-            value => {
-                return Err(ParamError {
-                    key: "op",
-                    value,
-                    expected: "out or in",
-                })
-            }
-        };
+        let read = cmdline.choice("op", false, &[("out", false), ("in", true)], "out or in")?;
         let port = cmdline.u64_or("port", 0x80)?;
         let port = u16::try_from(port).map_err(|_| ParamError {
             key: "port",
             value: cmdline.get("port").unwrap_or(""),
             expected: "a port number below 0x10000",
         })?;
-        let cpl = cmdline.get("cpl").unwrap_or("both");
-        if !matches!(cpl, "both" | "0" | "3") {
-            return Err(ParamError {
-                key: "cpl",
-                value: cpl,
-                expected: "both, 0 or 3",
-            });
-        }
+        let cpl = cmdline.choice(
+            "cpl",
+            "both",
+            &[("both", "both"), ("0", "0"), ("3", "3")],
+            "both, 0 or 3",
+        )?;
         Ok((
             Params {
                 n: cmdline.u64_or("n", 1000)?.max(1),

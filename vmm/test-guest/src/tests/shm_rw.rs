@@ -42,24 +42,17 @@ struct Params {
 fn run(ctx: &Context) -> u8 {
     let cmdline = &ctx.cmdline;
     let params = (|| -> Result<_, ParamError> {
-        let dev = cmdline.get("dev").unwrap_or("1af4:1110");
-        let (vendor, device) = super::parse_id(dev).ok_or(ParamError {
-            key: "dev",
-            value: dev,
-            expected: "VVVV:DDDD in hex",
-        })?;
-        let mode = match cmdline.get("mode").unwrap_or("rw") {
-            "rw" => Mode::ReadWrite,
-            "write" => Mode::Write,
-            "read" => Mode::Read,
-            value => {
-                return Err(ParamError {
-                    key: "mode",
-                    value,
-                    expected: "rw, write or read",
-                })
-            }
-        };
+        let (vendor, device) = cmdline.pci_id_or("dev", pci::IVSHMEM)?;
+        let mode = cmdline.choice(
+            "mode",
+            Mode::ReadWrite,
+            &[
+                ("rw", Mode::ReadWrite),
+                ("write", Mode::Write),
+                ("read", Mode::Read),
+            ],
+            "rw, write or read",
+        )?;
         let index = cmdline.u64_or("bar", 2)?;
         if index > 5 {
             return Err(ParamError {
