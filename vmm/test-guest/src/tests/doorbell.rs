@@ -29,7 +29,7 @@ pub const TEST: Test = Test {
 const IVPOSITION: u64 = 8;
 const DOORBELL: u64 = 12;
 /// Used to turn milliseconds into TSC cycles when the TSC frequency is
-/// unknown: a fast guess makes timeouts longer, never shorter.
+/// unknown: guessing high errs towards longer timeouts, not spurious ones.
 const GUESS_TSC_KHZ: u64 = 4_000_000;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

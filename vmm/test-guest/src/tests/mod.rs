@@ -57,7 +57,7 @@ macro_rules! allocator_params {
 
 /// A BAR allocator with the windows from `pci_io=`, `pci_mem32=`,
 /// `pci_mem64=` (defaults in [`bar`]), avoiding the loader's memory map.
-pub fn allocator<'a>(ctx: &Context<'a>) -> Result<bar::Allocator, ParamError<'static>> {
+pub fn allocator(ctx: &Context) -> Result<bar::Allocator, ParamError<'static>> {
     let cmdline = &ctx.cmdline;
     Ok(bar::Allocator::new(
         cmdline.u64_or("pci_io", bar::DEFAULT_IO_BASE)?,
