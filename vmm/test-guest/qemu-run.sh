@@ -86,7 +86,10 @@ if [ $rc = 124 ]; then
     exit 124
 fi
 if [ $((rc & 1)) = 1 ]; then
-    exit $((rc >> 1))
+    status=$((rc >> 1))
+    grep -aq "^ivc-test-guest: done status=$status\$" "$serial" \
+        || warn "status $status without a matching 'done status=$status' line"
+    exit "$status"
 fi
 warn "QEMU exited with status $rc without a debug-exit write (guest crashed or QEMU failed)"
 exit 125
