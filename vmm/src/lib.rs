@@ -4,7 +4,16 @@
 
 pub mod boot;
 pub mod bus;
+pub mod cli;
+pub mod cpu;
+pub mod devices;
+pub mod exit;
 pub mod irq;
 pub mod layout;
+pub mod logger;
+pub mod machine;
 pub mod memory;
 pub mod pci;
+pub mod signals;
+pub mod vcpu;
+pub mod vm;

@@ -1,1 +1,50 @@
-fn main() {}
+//! ivc-vmm: parse the command line, build the machine, run it, and exit
+//! with the status the guest chose.
+
+use std::fs::File;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ivc_vmm::cli::{Cli, Command, RunArgs};
+use ivc_vmm::devices::serial::SerialOutput;
+use ivc_vmm::machine::{Machine, MachineConfig};
+
+fn run(args: RunArgs) -> Result<i32, String> {
+    let serial: SerialOutput = if args.serial.as_os_str() == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        let f = File::create(&args.serial)
+            .map_err(|e| format!("cannot create {}: {e}", args.serial.display()))?;
+        Box::new(f)
+    };
+    let config = MachineConfig {
+        kernel: args.kernel,
+        initrd: args.initrd,
+        cmdline: args.cmdline,
+        mem_size: args.mem,
+        cpus: args.cpus,
+        serial,
+    };
+    let machine = Machine::new(config).map_err(|e| e.to_string())?;
+    let reason = machine.run().map_err(|e| e.to_string())?;
+    log::info!("{reason}");
+    if let ivc_vmm::exit::ExitReason::Error(e) = &reason {
+        eprintln!("ivc-vmm: error: {e}");
+    }
+    Ok(reason.exit_status())
+}
+
+fn main() -> ExitCode {
+    ivc_vmm::logger::init();
+    let cli = Cli::parse();
+    let status = match cli.command {
+        Command::Run(args) => match run(args) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ivc-vmm: error: {e}");
+                ivc_vmm::exit::VMM_ERROR_STATUS
+            }
+        },
+    };
+    ExitCode::from(status.clamp(0, 255) as u8)
+}

@@ -1,0 +1,224 @@
+//! The command line: `ivc-vmm run --kernel ... [--initrd ...] [--cmdline ...]
+//! [--mem ...] [--cpus ...] [--serial FILE]`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::layout::MAX_VCPUS;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ivc-vmm",
+    version,
+    about = "A small KVM VMM: boots a PVH ELF kernel (Linux vmlinux or a bare-metal test guest) with a serial console and a PCI bus.",
+    after_help = "Exit status: the value the guest wrote to port 0xf4; 0 when the guest resets (i8042 0xfe to port 0x64), \
+powers off or triple-faults; 128+N after signal N (SIGINT/SIGTERM); 1 when the VMM fails; 2 for bad arguments.\n\
+Set IVC_VMM_LOG=debug|info|warn|error for VMM diagnostics on stderr."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a guest and run it until it exits.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Kernel: an ELF image with a PVH entry note (vmlinux built with CONFIG_PVH=y, or ivc-test-guest).
+    #[arg(long, value_name = "FILE", value_parser = existing_file)]
+    pub kernel: PathBuf,
+
+    /// Initramfs loaded at the top of low RAM and passed as PVH module 0.
+    #[arg(long, value_name = "FILE", value_parser = existing_file)]
+    pub initrd: Option<PathBuf>,
+
+    /// Kernel command line (at most 2047 bytes).
+    #[arg(long, value_name = "STRING", default_value = "")]
+    pub cmdline: String,
+
+    /// Guest RAM: a number of MiB or a size with K, M or G suffix (e.g. 512M, 2G).
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_mem_size)]
+    pub mem: u64,
+
+    /// Number of vCPUs (1-32).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=MAX_VCPUS as i64))]
+    pub cpus: u8,
+
+    /// Where the guest's serial console (COM1) goes: a file path, or "-" for stdout.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub serial: PathBuf,
+}
+
+/// Smallest and largest RAM we accept.
+pub const MIN_MEM: u64 = 2 << 20;
+pub const MAX_MEM: u64 = 512 << 30;
+
+pub fn parse_mem_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, c)) if c.eq_ignore_ascii_case(&'k') => (&s[..i], 10),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'m') => (&s[..i], 20),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'g') => (&s[..i], 30),
+        Some(_) => (s, 20),
+        None => return Err("empty size".into()),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 512M or 2G"))?;
+    let bytes = n
+        .checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .ok_or_else(|| format!("'{s}' is too large"))?;
+    if bytes % 4096 != 0 {
+        return Err(format!("'{s}' is not a multiple of 4 KiB"));
+    }
+    if !(MIN_MEM..=MAX_MEM).contains(&bytes) {
+        return Err(format!(
+            "'{s}' is outside {} MiB..{} GiB",
+            MIN_MEM >> 20,
+            MAX_MEM >> 30
+        ));
+    }
+    Ok(bytes)
+}
+
+fn existing_file(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    match std::fs::metadata(&p) {
+        Ok(m) if m.is_file() => Ok(p),
+        Ok(_) => Err(format!("{s} is not a regular file")),
+        Err(e) => Err(format!("{s}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let mut v = vec!["ivc-vmm", "run"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).map(|c| match c.command {
+            Command::Run(r) => r,
+        })
+    }
+
+    fn kernel() -> String {
+        // Any existing regular file will do for parsing.
+        std::env::current_exe()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn defaults() {
+        let k = kernel();
+        let r = parse(&["--kernel", &k]).unwrap();
+        assert_eq!(r.mem, 512 << 20);
+        assert_eq!(r.cpus, 1);
+        assert_eq!(r.cmdline, "");
+        assert_eq!(r.serial, PathBuf::from("-"));
+        assert!(r.initrd.is_none());
+    }
+
+    #[test]
+    fn all_flags() {
+        let k = kernel();
+        let r = parse(&[
+            "--kernel",
+            &k,
+            "--initrd",
+            &k,
+            "--cmdline",
+            "console=ttyS0 x=1",
+            "--mem",
+            "2G",
+            "--cpus",
+            "4",
+            "--serial",
+            "/tmp/s",
+        ])
+        .unwrap();
+        assert_eq!((r.mem, r.cpus), (2 << 30, 4));
+        assert_eq!(r.cmdline, "console=ttyS0 x=1");
+        assert_eq!(r.serial, PathBuf::from("/tmp/s"));
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let k = kernel();
+        assert_eq!(
+            parse(&[]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse(&["--kernel", "/nonexistent/vmlinux"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse(&["--kernel", "/"]).unwrap_err().kind(),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse(&["--kernel", &k, "--cpus", "0"]).unwrap_err().kind(),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse(&["--kernel", &k, "--cpus", "33"]).unwrap_err().kind(),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse(&["--kernel", &k, "--mem", "lots"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse(&["--kernel", &k, "--bogus"]).unwrap_err().kind(),
+            ErrorKind::UnknownArgument
+        );
+        assert!(Cli::try_parse_from(["ivc-vmm"]).is_err());
+    }
+
+    #[test]
+    fn mem_sizes() {
+        assert_eq!(parse_mem_size("256"), Ok(256 << 20));
+        assert_eq!(parse_mem_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_mem_size("4096k"), Ok(4 << 20));
+        assert_eq!(parse_mem_size("1g"), Ok(1 << 30));
+        assert!(parse_mem_size("1M").is_err(), "below the minimum");
+        assert!(parse_mem_size("1T").is_err());
+        assert!(parse_mem_size("513G").is_err());
+        assert!(parse_mem_size("18446744073709551615G").is_err());
+        assert!(parse_mem_size("4097K").is_err());
+        assert!(parse_mem_size("").is_err());
+        assert!(parse_mem_size("-5M").is_err());
+    }
+
+    #[test]
+    fn help_mentions_every_flag() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let run = cmd.find_subcommand_mut("run").unwrap();
+        let help = run.render_long_help().to_string();
+        for flag in [
+            "--kernel",
+            "--initrd",
+            "--cmdline",
+            "--mem",
+            "--cpus",
+            "--serial",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from help");
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Legacy devices every guest has.
+
+pub mod debug_exit;
+pub mod i8042;
+pub mod serial;

@@ -1,0 +1,105 @@
+//! COM1: vm-superio's 16550 model at 0x3f8, interrupting through IRQ 4.
+//!
+//! The interrupt is an eventfd registered as KVM irqfd for GSI 4 (both
+//! PIC and IOAPIC), which is what Linux's 8250 driver waits for once it
+//! switches from polling to interrupt-driven transmit.
+
+use std::io::{self, Write};
+
+use log::warn;
+use vm_superio::serial::NoEvents;
+use vm_superio::{Serial, Trigger};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::bus::BusDevice;
+
+/// A vm-superio interrupt line backed by an eventfd (an irqfd in KVM).
+pub struct EventFdTrigger(pub EventFd);
+
+impl Trigger for EventFdTrigger {
+    type E = io::Error;
+
+    fn trigger(&self) -> io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+pub type SerialOutput = Box<dyn Write + Send>;
+
+pub struct SerialDevice {
+    serial: Serial<EventFdTrigger, NoEvents, SerialOutput>,
+}
+
+impl SerialDevice {
+    pub fn new(interrupt: EventFd, out: SerialOutput) -> Self {
+        SerialDevice {
+            serial: Serial::new(EventFdTrigger(interrupt), out),
+        }
+    }
+}
+
+impl BusDevice for SerialDevice {
+    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
+        if data.len() != 1 || offset >= 8 {
+            warn!(
+                "serial: {}-byte read at offset {offset} ignored",
+                data.len()
+            );
+            data.fill(0xff);
+            return;
+        }
+        data[0] = self.serial.read(offset as u8);
+    }
+
+    fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
+        if data.len() != 1 || offset >= 8 {
+            warn!(
+                "serial: {}-byte write at offset {offset} ignored",
+                data.len()
+            );
+            return;
+        }
+        if let Err(e) = self.serial.write(offset as u8, data[0]) {
+            warn!("serial: {e:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn transmits_and_interrupts() {
+        let sink = Sink::default();
+        let irq = EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap();
+        let mut s = SerialDevice::new(irq.try_clone().unwrap(), Box::new(sink.clone()));
+        s.write(0x3f8, 1, &[0x02]); // IER: THR empty interrupt
+        s.write(0x3f8, 0, b"h");
+        s.write(0x3f8, 0, b"i");
+        assert_eq!(&*sink.0.lock().unwrap(), b"hi");
+        assert!(irq.read().unwrap() >= 1);
+        // Wrong sizes are ignored.
+        s.write(0x3f8, 0, b"xy");
+        let mut w = [0u8; 2];
+        s.read(0x3f8, 5, &mut w);
+        assert_eq!(w, [0xff, 0xff]);
+        assert_eq!(&*sink.0.lock().unwrap(), b"hi");
+        let mut lsr = [0u8];
+        s.read(0x3f8, 5, &mut lsr);
+        assert_eq!(lsr[0] & 0x20, 0x20, "THR empty");
+    }
+}

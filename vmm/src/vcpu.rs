@@ -1,0 +1,176 @@
+//! A vCPU: initial state and the KVM_RUN loop that turns exits into bus
+//! accesses.
+
+use std::sync::Arc;
+
+use kvm_bindings::{
+    CpuId, Msrs, KVM_MAX_CPUID_ENTRIES, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
+use log::{debug, error, warn};
+
+use crate::bus::Bus;
+use crate::cpu::{cpuid, lapic, msrs, regs};
+use crate::exit::{ExitReason, VmExit};
+use crate::vm::VmError;
+
+/// Where the boot CPU starts (PVH entry).
+#[derive(Debug, Clone, Copy)]
+pub struct BootEntry {
+    pub entry: u64,
+    pub start_info: u64,
+    pub gdt_base: u64,
+    pub gdt_limit: u16,
+}
+
+pub struct Vcpu {
+    id: u8,
+    fd: VcpuFd,
+    io_bus: Arc<Bus>,
+    mmio_bus: Arc<Bus>,
+    exit: Arc<VmExit>,
+}
+
+fn setup_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmError {
+    move |e| VmError::Setup(what, e)
+}
+
+impl Vcpu {
+    pub fn new(
+        id: u8,
+        fd: VcpuFd,
+        io_bus: Arc<Bus>,
+        mmio_bus: Arc<Bus>,
+        exit: Arc<VmExit>,
+    ) -> Self {
+        Vcpu {
+            id,
+            fd,
+            io_bus,
+            mmio_bus,
+            exit,
+        }
+    }
+
+    /// Sets CPUID, MSRs and LAPIC; the boot CPU also gets the PVH entry
+    /// registers. Application processors wait for INIT/SIPI in KVM.
+    pub fn configure(
+        &self,
+        kvm: &Kvm,
+        num_cpus: u8,
+        boot: Option<BootEntry>,
+    ) -> Result<(), VmError> {
+        let mut cpuid: CpuId = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(setup_err("KVM_GET_SUPPORTED_CPUID"))?;
+        cpuid::filter(cpuid.as_mut_slice(), self.id, num_cpus);
+        self.fd
+            .set_cpuid2(&cpuid)
+            .map_err(setup_err("KVM_SET_CPUID2"))?;
+
+        let wanted = msrs::boot_msrs();
+        let list = Msrs::from_entries(&wanted)
+            .map_err(|_| VmError::GuestMemory("MSR list too long".to_string()))?;
+        let set = self.fd.set_msrs(&list).map_err(setup_err("KVM_SET_MSRS"))?;
+        if set != wanted.len() {
+            // KVM stops at the first MSR it rejects; the guest copes with the
+            // reset values of the rest.
+            warn!(
+                "vcpu{}: KVM accepted {set} of {} boot MSRs (first rejected: {:#x})",
+                self.id,
+                wanted.len(),
+                wanted[set].index
+            );
+        }
+
+        if let Some(b) = boot {
+            let sregs = self.fd.get_sregs().map_err(setup_err("KVM_GET_SREGS"))?;
+            self.fd
+                .set_sregs(&regs::pvh_sregs(sregs, b.gdt_base, b.gdt_limit))
+                .map_err(setup_err("KVM_SET_SREGS"))?;
+            self.fd
+                .set_regs(&regs::pvh_regs(b.entry, b.start_info))
+                .map_err(setup_err("KVM_SET_REGS"))?;
+            self.fd
+                .set_fpu(&regs::boot_fpu())
+                .map_err(setup_err("KVM_SET_FPU"))?;
+        }
+
+        let mut l = self.fd.get_lapic().map_err(setup_err("KVM_GET_LAPIC"))?;
+        lapic::set_lint_modes(&mut l);
+        self.fd.set_lapic(&l).map_err(setup_err("KVM_SET_LAPIC"))?;
+        Ok(())
+    }
+
+    /// Runs until the VM is asked to stop (by this or another vCPU, a
+    /// device, or a signal kick).
+    pub fn run(&mut self) {
+        while !self.exit.requested() {
+            let outcome = match self.fd.run() {
+                Ok(exit) => handle_exit(self.id, &self.io_bus, &self.mmio_bus, exit),
+                // EINTR: a kick from the main thread; EAGAIN: retry.
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
+                Err(e) => Some(ExitReason::Error(format!("vcpu{}: KVM_RUN: {e}", self.id))),
+            };
+            if let Some(mut reason) = outcome {
+                if let ExitReason::Error(msg) = &mut reason {
+                    if let Ok(r) = self.fd.get_regs() {
+                        msg.push_str(&format!(" (rip {:#x})", r.rip));
+                    }
+                    error!("{msg}");
+                }
+                self.exit.request(reason);
+            }
+        }
+    }
+}
+
+/// Turns one exit into bus accesses; returns why the VM must stop, if it must.
+fn handle_exit(id: u8, io_bus: &Bus, mmio_bus: &Bus, exit: VcpuExit) -> Option<ExitReason> {
+    match exit {
+        VcpuExit::IoIn(port, data) => {
+            if !io_bus.read(u64::from(port), data) {
+                // Nothing decodes the port: the ISA bus floats high.
+                debug!("vcpu{id}: in from unclaimed port {port:#x}");
+                data.fill(0xff);
+            }
+            None
+        }
+        VcpuExit::IoOut(port, data) => {
+            if !io_bus.write(u64::from(port), data) {
+                debug!("vcpu{id}: out {data:x?} to unclaimed port {port:#x}");
+            }
+            None
+        }
+        VcpuExit::MmioRead(addr, data) => {
+            if !mmio_bus.read(addr, data) {
+                debug!("vcpu{id}: read from unclaimed MMIO {addr:#x}");
+                data.fill(0xff);
+            }
+            None
+        }
+        VcpuExit::MmioWrite(addr, data) => {
+            if !mmio_bus.write(addr, data) {
+                debug!("vcpu{id}: write to unclaimed MMIO {addr:#x}");
+            }
+            None
+        }
+        VcpuExit::Hlt => Some(ExitReason::Halted),
+        VcpuExit::Shutdown => Some(ExitReason::TripleFault),
+        VcpuExit::SystemEvent(kind, _) => match kind {
+            KVM_SYSTEM_EVENT_RESET => Some(ExitReason::Reset),
+            KVM_SYSTEM_EVENT_SHUTDOWN => Some(ExitReason::PowerOff),
+            other => Some(ExitReason::Error(format!("vcpu{id}: system event {other}"))),
+        },
+        VcpuExit::Intr | VcpuExit::IrqWindowOpen => None,
+        VcpuExit::FailEntry(reason, cpu) => Some(ExitReason::Error(format!(
+            "vcpu{id}: KVM_EXIT_FAIL_ENTRY reason {reason:#x} on host cpu {cpu}"
+        ))),
+        VcpuExit::InternalError => Some(ExitReason::Error(format!(
+            "vcpu{id}: KVM_EXIT_INTERNAL_ERROR"
+        ))),
+        other => Some(ExitReason::Error(format!(
+            "vcpu{id}: unexpected exit {other:?}"
+        ))),
+    }
+}

@@ -1,0 +1,233 @@
+//! The KVM VM: in-kernel irqchip and PIT, RAM slots, and the handle devices
+//! use to reach KVM (memory slots, ioeventfds, interrupt routing).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, NoDatamatch, VmFd};
+use log::warn;
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::irq::KvmInterruptRouter;
+use crate::layout::{KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR};
+
+#[derive(Debug)]
+pub enum VmError {
+    OpenKvm(kvm_ioctls::Error),
+    MissingCapability(&'static str),
+    CreateVm(kvm_ioctls::Error),
+    Setup(&'static str, kvm_ioctls::Error),
+    GuestMemory(String),
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmError::OpenKvm(e) => write!(f, "cannot open /dev/kvm: {e}"),
+            VmError::MissingCapability(c) => write!(f, "KVM lacks capability {c}"),
+            VmError::CreateVm(e) => write!(f, "KVM_CREATE_VM: {e}"),
+            VmError::Setup(what, e) => write!(f, "{what}: {e}"),
+            VmError::GuestMemory(e) => write!(f, "guest memory: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for VmError {}
+
+/// Opens /dev/kvm and checks what this VMM relies on.
+pub fn open_kvm() -> Result<Kvm, VmError> {
+    let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
+    for (cap, name) in [
+        (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
+        (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+        (Cap::Irqfd, "KVM_CAP_IRQFD"),
+        (Cap::Ioeventfd, "KVM_CAP_IOEVENTFD"),
+        (Cap::IrqRouting, "KVM_CAP_IRQ_ROUTING"),
+        (Cap::Pit2, "KVM_CAP_PIT2"),
+        (Cap::SetTssAddr, "KVM_CAP_SET_TSS_ADDR"),
+        (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
+    ] {
+        if !kvm.check_extension(cap) {
+            return Err(VmError::MissingCapability(name));
+        }
+    }
+    Ok(kvm)
+}
+
+/// An ioeventfd's match condition: any write, or a write of exactly this value
+/// (the width of the value is the width of the access that matches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datamatch {
+    Any,
+    U8(u8),
+    U16(u16),
+    U32(u32),
+    U64(u64),
+}
+
+/// What devices may ask of KVM. Cheap to clone (`Arc`).
+pub struct VmResources {
+    // Field order is drop order: the router's and our VmFd references go
+    // before the RAM mapping KVM points into.
+    router: Arc<KvmInterruptRouter>,
+    vm: Arc<VmFd>,
+    next_slot: AtomicU32,
+    _memory: GuestMemoryMmap,
+}
+
+impl VmResources {
+    pub fn vm_fd(&self) -> &Arc<VmFd> {
+        &self.vm
+    }
+
+    /// The GSI router for MSI-X (`Msix::new(n, resources.router())`).
+    pub fn router(&self) -> Arc<KvmInterruptRouter> {
+        Arc::clone(&self.router)
+    }
+
+    /// A KVM memory slot number nobody else uses.
+    pub fn allocate_memslot(&self) -> u32 {
+        self.next_slot.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Maps `size` bytes of host memory at `host_addr` to guest `gpa` in `slot`
+    /// (replacing what the slot mapped before).
+    ///
+    /// # Safety
+    /// `host_addr..host_addr+size` must be a mapping that stays valid (not
+    /// unmapped or remapped) until the slot is removed or the VM is gone; the
+    /// guest reads and writes it at any time.
+    pub unsafe fn set_user_memory(
+        &self,
+        slot: u32,
+        gpa: u64,
+        size: u64,
+        host_addr: u64,
+    ) -> Result<(), VmError> {
+        let region = kvm_userspace_memory_region {
+            slot,
+            flags: 0,
+            guest_phys_addr: gpa,
+            memory_size: size,
+            userspace_addr: host_addr,
+        };
+        // SAFETY: the caller guarantees the host range outlives the slot.
+        unsafe { self.vm.set_user_memory_region(region) }
+            .map_err(|e| VmError::Setup("KVM_SET_USER_MEMORY_REGION", e))
+    }
+
+    /// Unmaps `slot` from the guest (KVM deletes a slot given size 0).
+    pub fn remove_user_memory(&self, slot: u32) -> Result<(), VmError> {
+        let region = kvm_userspace_memory_region {
+            slot,
+            ..Default::default()
+        };
+        // SAFETY: deleting a slot maps no host memory.
+        unsafe { self.vm.set_user_memory_region(region) }
+            .map_err(|e| VmError::Setup("removing memory slot", e))
+    }
+
+    /// Makes guest writes to `addr` (matching `datamatch`) signal `evt`
+    /// inside KVM, without a vCPU exit to this process.
+    pub fn register_ioeventfd(
+        &self,
+        evt: &EventFd,
+        addr: IoEventAddress,
+        datamatch: Datamatch,
+    ) -> Result<(), VmError> {
+        let r = match datamatch {
+            Datamatch::Any => self.vm.register_ioevent(evt, &addr, NoDatamatch),
+            Datamatch::U8(v) => self.vm.register_ioevent(evt, &addr, v),
+            Datamatch::U16(v) => self.vm.register_ioevent(evt, &addr, v),
+            Datamatch::U32(v) => self.vm.register_ioevent(evt, &addr, v),
+            Datamatch::U64(v) => self.vm.register_ioevent(evt, &addr, v),
+        };
+        r.map_err(|e| VmError::Setup("KVM_IOEVENTFD", e))
+    }
+
+    /// Undoes `register_ioeventfd` (same arguments).
+    pub fn unregister_ioeventfd(
+        &self,
+        evt: &EventFd,
+        addr: IoEventAddress,
+        datamatch: Datamatch,
+    ) -> Result<(), VmError> {
+        let r = match datamatch {
+            Datamatch::Any => self.vm.unregister_ioevent(evt, &addr, NoDatamatch),
+            Datamatch::U8(v) => self.vm.unregister_ioevent(evt, &addr, v),
+            Datamatch::U16(v) => self.vm.unregister_ioevent(evt, &addr, v),
+            Datamatch::U32(v) => self.vm.unregister_ioevent(evt, &addr, v),
+            Datamatch::U64(v) => self.vm.unregister_ioevent(evt, &addr, v),
+        };
+        r.map_err(|e| VmError::Setup("KVM_IOEVENTFD deassign", e))
+    }
+
+    /// Registers `evt` as irqfd for a legacy GSI (IOAPIC pin / ISA IRQ).
+    pub fn register_irqfd(&self, evt: &EventFd, gsi: u32) -> Result<(), VmError> {
+        self.vm
+            .register_irqfd(evt, gsi)
+            .map_err(|e| VmError::Setup("KVM_IRQFD", e))
+    }
+}
+
+pub struct Vm {
+    pub kvm: Kvm,
+    pub resources: Arc<VmResources>,
+    pub memory: GuestMemoryMmap,
+}
+
+impl Vm {
+    /// Creates the VM with irqchip, PIT and `memory` registered as RAM.
+    pub fn new(kvm: Kvm, memory: GuestMemoryMmap) -> Result<Vm, VmError> {
+        let vm = Arc::new(kvm.create_vm().map_err(VmError::CreateVm)?);
+        vm.set_tss_address(KVM_TSS_ADDR as usize)
+            .map_err(|e| VmError::Setup("KVM_SET_TSS_ADDR", e))?;
+        // Only Intel's real-mode emulation uses the identity map; a failure
+        // elsewhere (e.g. a paravirtual KVM) is not fatal.
+        if let Err(e) = vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDR) {
+            warn!("KVM_SET_IDENTITY_MAP_ADDR: {e}");
+        }
+        vm.create_irq_chip()
+            .map_err(|e| VmError::Setup("KVM_CREATE_IRQCHIP", e))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        vm.create_pit2(pit)
+            .map_err(|e| VmError::Setup("KVM_CREATE_PIT2", e))?;
+
+        let mut slot = 0u32;
+        for region in memory.iter() {
+            let host = region
+                .get_host_address(MemoryRegionAddress(0))
+                .map_err(|e| VmError::GuestMemory(e.to_string()))?;
+            let r = kvm_userspace_memory_region {
+                slot,
+                flags: 0,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: host as u64,
+            };
+            // SAFETY: the mapping belongs to `memory`; a clone of it (same
+            // mappings, reference counted) lives in `VmResources` next to the
+            // VM fd and is dropped after it, so the slot never outlives it.
+            unsafe { vm.set_user_memory_region(r) }
+                .map_err(|e| VmError::Setup("registering guest RAM", e))?;
+            slot += 1;
+        }
+        let resources = Arc::new(VmResources {
+            router: Arc::new(KvmInterruptRouter::new(vm.clone())),
+            vm,
+            next_slot: AtomicU32::new(slot),
+            _memory: memory.clone(),
+        });
+        Ok(Vm {
+            kvm,
+            resources,
+            memory,
+        })
+    }
+}
