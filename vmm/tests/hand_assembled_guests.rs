@@ -1,0 +1,169 @@
+//! ivc-vmm under /dev/kvm with tiny hand-assembled PVH guests: exit paths,
+//! serial output, PVH registers, PCI config access, signals.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use common::*;
+
+const T: Duration = Duration::from_secs(60);
+
+/// mov dx,0x3f8; mov al,'O'; out dx,al; mov al,'K'; out dx,al; mov al,'\n'; out dx,al;
+/// mov al,42; out 0xf4,al; jmp $
+const HELLO_42: &[u8] = &[
+    0x66, 0xba, 0xf8, 0x03, 0xb0, b'O', 0xee, 0xb0, b'K', 0xee, 0xb0, b'\n', 0xee, 0xb0, 42, 0xe6,
+    0xf4, 0xeb, 0xfe,
+];
+/// mov al,0xfe; out 0x64,al; jmp $
+const I8042_RESET: &[u8] = &[0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe];
+/// jmp $
+const SPIN: &[u8] = &[0xeb, 0xfe];
+/// mov eax,0x80000000; mov dx,0xcf8; out dx,eax; mov dx,0xcfc; in eax,dx; out 0xf4,al; jmp $
+const PCI_VENDOR_LOW_BYTE: &[u8] = &[
+    0xb8, 0x00, 0x00, 0x00, 0x80, 0x66, 0xba, 0xf8, 0x0c, 0xef, 0x66, 0xba, 0xfc, 0x0c, 0xed, 0xe6,
+    0xf4, 0xeb, 0xfe,
+];
+/// mov eax,[ebx]; cmp eax,0x336ec578; jne +4; mov al,7; out 0xf4,al; mov al,9; out 0xf4,al; jmp $
+const CHECK_PVH_MAGIC: &[u8] = &[
+    0x8b, 0x03, 0x3d, 0x78, 0xc5, 0x6e, 0x33, 0x75, 0x04, 0xb0, 0x07, 0xe6, 0xf4, 0xb0, 0x09, 0xe6,
+    0xf4, 0xeb, 0xfe,
+];
+/// ud2 with no IDT: #UD -> #GP -> double fault -> triple fault.
+const TRIPLE_FAULT: &[u8] = &[0x0f, 0x0b, 0xeb, 0xfe];
+/// Byte reads of 0xcfb must not latch the address register; a 16-bit
+/// write to 0xf4 exits with its low byte: mov ax,0x0105; out 0xf4,ax
+const WIDE_DEBUG_EXIT: &[u8] = &[0x66, 0xb8, 0x05, 0x01, 0x66, 0xe7, 0xf4, 0xeb, 0xfe];
+
+fn run_code(name: &str, code: &[u8], extra: &[&str]) -> Outcome {
+    let elf = guest_elf(name, code);
+    let elf_s = elf.to_string_lossy().into_owned();
+    let mut args = vec!["run", "--kernel", elf_s.as_str(), "--mem", "16M"];
+    args.extend_from_slice(extra);
+    let out = run_vmm(&args, T);
+    let _ = std::fs::remove_file(elf);
+    out
+}
+
+#[test]
+fn serial_output_and_debug_exit_status() {
+    if skip_without_kvm("serial_output_and_debug_exit_status") {
+        return;
+    }
+    let out = run_code("hello", HELLO_42, &[]);
+    assert_eq!(out.status.code(), Some(42), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, "OK\n");
+}
+
+#[test]
+fn serial_to_file_with_two_vcpus() {
+    if skip_without_kvm("serial_to_file_with_two_vcpus") {
+        return;
+    }
+    let file = temp_path("serial.txt");
+    let f = file.to_string_lossy().into_owned();
+    let out = run_code("hello2", HELLO_42, &["--cpus", "2", "--serial", &f]);
+    assert_eq!(out.status.code(), Some(42), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "OK\n");
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn i8042_reset_exits_zero() {
+    if skip_without_kvm("i8042_reset_exits_zero") {
+        return;
+    }
+    let out = run_code("reset", I8042_RESET, &[]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
+}
+
+#[test]
+fn pvh_entry_gets_start_info_in_ebx() {
+    if skip_without_kvm("pvh_entry_gets_start_info_in_ebx") {
+        return;
+    }
+    let out = run_code("magic", CHECK_PVH_MAGIC, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "magic at [ebx] mismatched; stderr: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn pci_config_mechanism_1_reads_host_bridge() {
+    if skip_without_kvm("pci_config_mechanism_1_reads_host_bridge") {
+        return;
+    }
+    let out = run_code("pci", PCI_VENDOR_LOW_BYTE, &[]);
+    assert_eq!(out.status.code(), Some(0x86), "stderr: {}", out.stderr);
+}
+
+#[test]
+fn wide_debug_exit_write_uses_low_byte() {
+    if skip_without_kvm("wide_debug_exit_write_uses_low_byte") {
+        return;
+    }
+    let out = run_code("wide", WIDE_DEBUG_EXIT, &[]);
+    assert_eq!(out.status.code(), Some(5), "stderr: {}", out.stderr);
+}
+
+#[test]
+fn triple_fault_is_a_reset() {
+    if skip_without_kvm("triple_fault_is_a_reset") {
+        return;
+    }
+    let out = run_code("ud2", TRIPLE_FAULT, &[]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
+}
+
+#[test]
+fn sigterm_and_sigint_stop_a_spinning_guest() {
+    if skip_without_kvm("sigterm_and_sigint_stop_a_spinning_guest") {
+        return;
+    }
+    let elf = guest_elf("spin", SPIN);
+    let elf_s = elf.to_string_lossy().into_owned();
+    for (sig, expected) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let child = spawn(&["run", "--kernel", &elf_s, "--mem", "16M", "--cpus", "2"]);
+        // Give the vCPUs time to be inside KVM_RUN.
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: kill(2) on the pid of a child we own.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let out = wait(child, T);
+        assert_eq!(
+            out.status.signal(),
+            None,
+            "the VMM handles the signal itself"
+        );
+        assert_eq!(out.status.code(), Some(expected), "stderr: {}", out.stderr);
+    }
+    let _ = std::fs::remove_file(elf);
+}
+
+#[test]
+fn bad_kernel_is_a_clean_error() {
+    if skip_without_kvm("bad_kernel_is_a_clean_error") {
+        return;
+    }
+    let junk = temp_path("junk.bin");
+    std::fs::write(&junk, vec![0x55u8; 4096]).unwrap();
+    let out = run_vmm(&["run", "--kernel", &junk.to_string_lossy()], T);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("cannot load kernel"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"));
+    let _ = std::fs::remove_file(junk);
+    let elf = temp_path("nonote.elf");
+    std::fs::write(
+        &elf,
+        ivc_vmm::boot::elf_image::build(SPIN, 0x10_0000, false),
+    )
+    .unwrap();
+    let out = run_vmm(&["run", "--kernel", &elf.to_string_lossy()], T);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("no PVH entry point"), "{}", out.stderr);
+    let _ = std::fs::remove_file(elf);
+}
