@@ -245,6 +245,13 @@ impl Client {
     }
 
     fn handshake(stream: UnixStream, options: &ClientOptions) -> Result<Client, ClientError> {
+        // Setup relies on blocking reads with a timeout.
+        stream
+            .set_nonblocking(false)
+            .map_err(|source| ClientError::Io {
+                context: "making the socket blocking",
+                source,
+            })?;
         let deadline = Instant::now() + options.setup_timeout;
         let mut rx = Reassembly::default();
         let version = recv_setup_message(&stream, &mut rx, deadline)?;

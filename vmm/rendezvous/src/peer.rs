@@ -148,6 +148,9 @@ impl Peer {
                 Ok(n) => ReadOutcome::Garbage(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Nothing,
+                // What a client that exits with messages still unread
+                // causes: just another way of hanging up.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => ReadOutcome::HungUp,
                 Err(e) => ReadOutcome::Error(e),
             };
         }

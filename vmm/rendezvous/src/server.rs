@@ -306,7 +306,7 @@ impl Server {
             )
             .map_err(io_error("epoll_ctl (shutdown)"))?;
         info!(
-            "listening on {} ({} bytes of shared memory in a {shm_description}, {} vectors per peer)",
+            "listening on {} (shared memory: {} bytes in a {shm_description}; vectors per peer: {})",
             config.socket_path.display(),
             config.shm_size,
             config.vectors
