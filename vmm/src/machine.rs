@@ -162,6 +162,12 @@ impl Machine {
         self.vm.resources.clone()
     }
 
+    /// Lets another thread stop the VM (`request(ExitReason::...)`), e.g. a
+    /// watchdog or a device backend whose peer went away.
+    pub fn exit_handle(&self) -> Arc<VmExit> {
+        self.exit.clone()
+    }
+
     pub fn io_bus(&self) -> &Arc<Bus> {
         &self.io_bus
     }

@@ -1,0 +1,259 @@
+//! ivc-vmm with the bare-metal ivc-test-guest (vmm/test-guest): what the
+//! guest enumerates on PCI bus 0, with and without an extra device.
+//!
+//! The guest is found through $IVC_TEST_GUEST or its default build path
+//! (build it with scripts/build-test-guest.sh).
+
+mod common;
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use ivc_vmm::exit::ExitReason;
+use ivc_vmm::machine::{Machine, MachineConfig};
+use ivc_vmm::pci::msix::Msix;
+use ivc_vmm::pci::{BarKind, ConfigSpace, PciDevice, PciIds};
+
+const T: Duration = Duration::from_secs(60);
+
+fn lines_with_prefix(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("ivc-test-guest: "))
+        .collect()
+}
+
+#[test]
+fn pci_enum_sees_the_host_bridge_and_exits_cleanly() {
+    if skip_without_kvm("pci_enum_sees_the_host_bridge_and_exits_cleanly") {
+        return;
+    }
+    let guest = test_guest();
+    let out = run_vmm(
+        &[
+            "run",
+            "--kernel",
+            &guest.to_string_lossy(),
+            "--mem",
+            "64M",
+            "--cmdline",
+            "test=pci-enum expect=8086:1237",
+        ],
+        T,
+    );
+    let lines = lines_with_prefix(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("pci 00:00.0 vendor=8086 device=1237 class=060000")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines.contains(&"pci-enum functions=1 unassigned_bars=0"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(lines.last(), Some(&"done status=0"), "{}", out.stdout);
+    // The memmap the guest parsed from the PVH start info.
+    assert!(
+        lines.contains(&"memmap addr=0x9fc00 size=0x60400 type=2"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn missing_device_makes_the_guest_fail() {
+    if skip_without_kvm("missing_device_makes_the_guest_fail") {
+        return;
+    }
+    let guest = test_guest();
+    let out = run_vmm(
+        &[
+            "run",
+            "--kernel",
+            &guest.to_string_lossy(),
+            "--mem",
+            "64M",
+            "--cmdline",
+            "expect=1af4:1110",
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("expected device 1af4:1110 not found"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// A device shaped like ivc-shm: BAR0 registers, BAR1 MSI-X, BAR2 64-bit
+/// prefetchable memory, BAR4 I/O. Register reads return a pattern.
+struct DemoDevice {
+    config: ConfigSpace,
+    msix: Msix,
+}
+
+impl PciDevice for DemoDevice {
+    fn name(&self) -> &str {
+        "demo"
+    }
+    fn config(&self) -> &ConfigSpace {
+        &self.config
+    }
+    fn config_mut(&mut self) -> &mut ConfigSpace {
+        &mut self.config
+    }
+    fn config_written(&mut self, _offset: usize, _len: usize) {
+        self.msix.config_written(&self.config);
+    }
+    fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        match bar {
+            1 if offset < 0x800 => self.msix.read_table(offset, data),
+            1 => self.msix.read_pba(offset - 0x800, data),
+            _ => data.fill(0xa0 | bar as u8),
+        }
+    }
+    fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        match bar {
+            1 if offset < 0x800 => self.msix.write_table(offset, data),
+            1 => self.msix.write_pba(offset - 0x800, data),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Boots the test guest with a `DemoDevice` in slot 1; returns the exit
+/// reason and the serial output.
+fn run_with_demo_device(cmdline: &str) -> (ExitReason, String) {
+    let serial = Capture::default();
+    let machine = Machine::new(MachineConfig {
+        kernel: test_guest(),
+        initrd: None,
+        cmdline: cmdline.into(),
+        mem_size: 64 << 20,
+        cpus: 1,
+        serial: Box::new(serial.clone()),
+    })
+    .expect("machine");
+    let ids = PciIds {
+        vendor: 0x1af4,
+        device: 0x1110,
+        revision: 1,
+        class: 0x050000,
+        subsystem_vendor: 0x1af4,
+        subsystem: 0x1100,
+    };
+    let mut config = ConfigSpace::new(ids);
+    config.add_bar(0, BarKind::Mmio32, 256).unwrap();
+    config.add_bar(1, BarKind::Mmio32, 0x1000).unwrap();
+    config
+        .add_bar(2, BarKind::Mmio64 { prefetchable: true }, 1 << 20)
+        .unwrap();
+    config.add_bar(4, BarKind::Io, 32).unwrap();
+    let mut msix = Msix::new(4, machine.resources().router()).expect("msix");
+    msix.add_capability(&mut config, 1, 0, 1, 0x800).unwrap();
+    let slot = machine
+        .add_pci_device(None, Arc::new(Mutex::new(DemoDevice { config, msix })))
+        .unwrap();
+    assert_eq!(slot, 1);
+
+    // Watchdog: a hung guest fails the test instead of hanging it.
+    let exit = machine.exit_handle();
+    std::thread::spawn(move || {
+        std::thread::sleep(T);
+        exit.request(ExitReason::Error("watchdog: guest did not finish".into()));
+    });
+    let reason = machine.run().expect("run");
+    let out = String::from_utf8_lossy(&serial.0.lock().unwrap()).into_owned();
+    (reason, out)
+}
+
+#[test]
+fn pci_enum_sees_an_added_device_with_its_bars_and_msix() {
+    if skip_without_kvm("pci_enum_sees_an_added_device_with_its_bars_and_msix") {
+        return;
+    }
+    let (reason, out) =
+        run_with_demo_device("test=pci-enum expect=8086:1237,1af4:1110 probe_mmio=1");
+    assert_eq!(reason, ExitReason::DebugExit(0), "{out}");
+    let lines = lines_with_prefix(&out);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("pci 00:01.0 vendor=1af4 device=1110 class=050000 rev=01")),
+        "{out}"
+    );
+    // BARs as placed by the VMM ("preset"), with the sizes declared above.
+    let bar = |index: u32, kind: &str, size: &str, prefetch: u8| {
+        lines.iter().any(|l| {
+            l.starts_with(&format!("bar 00:01.0 index={index} kind={kind} "))
+                && l.contains(&format!("size={size} prefetch={prefetch} assigned=preset"))
+        })
+    };
+    assert!(bar(0, "mem32", "0x1000", 0), "{out}");
+    assert!(bar(2, "mem64", "0x100000", 1), "{out}");
+    assert!(bar(4, "io", "0x20", 0), "{out}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "msix 00:01.0 table_size=4 table_bar=1 table_offset=0x0 pba_bar=1 pba_offset=0x800"
+        )),
+        "{out}"
+    );
+    // MMIO reads reach the device through the VMM's MMIO bus.
+    assert!(
+        lines.contains(&"mmio 00:01.0 index=0 offset=0x0 value=0xa0a0a0a0"),
+        "{out}"
+    );
+    assert!(
+        lines.contains(&"mmio 00:01.0 index=2 offset=0x0 value=0xa2a2a2a2"),
+        "{out}"
+    );
+    assert_eq!(lines.last(), Some(&"done status=0"), "{out}");
+}
+
+#[test]
+fn bars_relocated_by_the_guest_still_decode() {
+    if skip_without_kvm("bars_relocated_by_the_guest_still_decode") {
+        return;
+    }
+    let (reason, out) = run_with_demo_device("test=pci-enum assign=all probe_mmio=1");
+    assert_eq!(reason, ExitReason::DebugExit(0), "{out}");
+    let lines = lines_with_prefix(&out);
+    let moved: Vec<_> = lines
+        .iter()
+        .filter(|l| l.starts_with("bar 00:01.0") && l.ends_with("assigned=guest"))
+        .collect();
+    assert_eq!(moved.len(), 4, "{out}");
+    assert!(
+        lines.contains(&"mmio 00:01.0 index=0 offset=0x0 value=0xa0a0a0a0"),
+        "{out}"
+    );
+    assert!(
+        lines.contains(&"mmio 00:01.0 index=2 offset=0x0 value=0xa2a2a2a2"),
+        "{out}"
+    );
+}
