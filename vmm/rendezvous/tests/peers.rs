@@ -271,3 +271,40 @@ fn many_peers_with_many_vectors() {
     left.sort_unstable();
     assert_eq!(left, (1..=12).collect::<Vec<u16>>());
 }
+
+#[test]
+fn slow_reader_gets_everything_in_order() {
+    let server = start_server("slow", 2);
+    // Connected, but reads nothing until 300 peers have come and gone:
+    // ~900 messages, more than a socket buffer holds, so most of them wait
+    // in the server's outbox for the socket to become writable.
+    let slow = std::os::unix::net::UnixStream::connect(server.socket_path()).unwrap();
+    wait_for_stats(&server, "the slow client to join", |s| s.joined == 1);
+    for _ in 0..300 {
+        drop(Client::connect(server.socket_path(), 2).unwrap());
+    }
+    wait_for_stats(&server, "the churn to end", |s| s.left == 300);
+    let mut client = Client::from_stream(slow, &ClientOptions::new(2)).unwrap();
+    assert_eq!(client.id(), 0);
+    // The server may accept the next client before it notices that the
+    // previous one hung up, so joins and leaves can interleave; but ids come
+    // in order and every leave follows its join.
+    let (mut next_join, mut present, mut left) = (1u16, std::collections::BTreeSet::new(), 0);
+    while left < 300 {
+        match next_event(&mut client) {
+            ClientEvent::PeerJoined(id) => {
+                assert_eq!(id, next_join);
+                next_join += 1;
+                present.insert(id);
+            }
+            ClientEvent::PeerLeft { id, .. } => {
+                assert!(present.remove(&id), "leave of {id} before its join");
+                left += 1;
+            }
+            ClientEvent::ServerGone => panic!("server gone"),
+        }
+    }
+    assert_eq!(next_join, 301);
+    expect_quiet(&mut client);
+    assert_eq!(server.stats().connected, 1);
+}
