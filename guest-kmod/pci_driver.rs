@@ -16,7 +16,7 @@ use crate::ids::{self, DeviceKind};
 use crate::names::Name;
 use crate::pipe::{Pipe, WaitParams};
 use crate::shm_transport::ShmTransport;
-use crate::stats::Stats;
+use crate::stats::{DebugfsStats, Stats};
 use crate::transport::Transport;
 
 /// `mode` module parameter values.
@@ -80,6 +80,7 @@ pub(crate) struct IvcDevice<'bound> {
     _vectors: Option<IrqVectors>,
     _node: Pin<KBox<MiscDevice<Pipe>>>,
     pipe: Arc<Pipe>,
+    _debugfs: DebugfsStats,
     name: Name,
     _enable: EnableGuard<'bound>,
 }
@@ -109,6 +110,9 @@ impl IvcDriver {
         }
         ffi::enable_device(pdev)?;
         let enable = EnableGuard(pdev);
+        // MSI-X messages are memory writes by the device: without bus
+        // mastering they go nowhere (QEMU drops them silently).
+        pdev.set_master();
         let name = Name::claim()?;
 
         let vectors = match mode {
@@ -158,6 +162,7 @@ impl IvcDriver {
             None => None,
         };
 
+        let debugfs = DebugfsStats::new(name.as_cstr(), pipe.stats.clone())?;
         let node = KBox::pin_init(
             MiscDevice::register(name.as_cstr(), pipe.clone()),
             GFP_KERNEL,
@@ -188,6 +193,7 @@ impl IvcDriver {
             _vectors: vectors,
             _node: node,
             pipe,
+            _debugfs: debugfs,
             name,
             _enable: enable,
         })

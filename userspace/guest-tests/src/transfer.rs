@@ -117,6 +117,54 @@ pub fn xfer_lines(serial: &str) -> Vec<XferLine> {
         .collect()
 }
 
+/// Asserts that every stream one side sent arrived at the other with the
+/// same length and checksum.
+pub fn assert_streams_match(
+    a: &ivc_guest_harness::GuestOutcome,
+    b: &ivc_guest_harness::GuestOutcome,
+    plan: &[Transfer],
+) {
+    a.assert_success();
+    b.assert_success();
+    for o in [a, b] {
+        assert!(
+            o.kernel_errors().is_empty(),
+            "kernel trouble in {}:\n{}",
+            o.name,
+            o.report()
+        );
+    }
+    let (la, lb) = (xfer_lines(&a.serial), xfer_lines(&b.serial));
+    let expected: usize = plan
+        .iter()
+        .map(|t| if t.flow == Flow::Duplex { 2 } else { 1 })
+        .sum();
+    assert_eq!(la.len(), expected, "summary lines of A:\n{}", a.report());
+    assert_eq!(lb.len(), expected, "summary lines of B:\n{}", b.report());
+    let sent = |l: &[XferLine]| {
+        l.iter()
+            .filter(|x| x.dir == "sent")
+            .map(|x| (x.bytes, x.fnv.clone()))
+            .collect::<Vec<_>>()
+    };
+    let received = |l: &[XferLine]| {
+        l.iter()
+            .filter(|x| x.dir == "received")
+            .map(|x| (x.bytes, x.fnv.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        sent(&la),
+        received(&lb),
+        "A's streams differ from what B received"
+    );
+    assert_eq!(
+        sent(&lb),
+        received(&la),
+        "B's streams differ from what A received"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

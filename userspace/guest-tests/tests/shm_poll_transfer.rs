@@ -10,54 +10,10 @@ use ivc_guest_harness::{
     require_guest_env, run_guests, Device, GuestOutcome, GuestSpec, ScratchDir,
 };
 use ivc_guest_tests::guest_sh::INSMOD;
-use ivc_guest_tests::transfer::{script, xfer_lines, Flow, Side, Transfer};
+use ivc_guest_tests::transfer::{assert_streams_match, script, Flow, Side, Transfer};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
-
-/// Asserts that every stream one side sent arrived at the other with the
-/// same length and checksum.
-pub fn assert_streams_match(a: &GuestOutcome, b: &GuestOutcome, plan: &[Transfer]) {
-    a.assert_success();
-    b.assert_success();
-    for o in [a, b] {
-        assert!(
-            o.kernel_errors().is_empty(),
-            "kernel trouble in {}:\n{}",
-            o.name,
-            o.report()
-        );
-    }
-    let (la, lb) = (xfer_lines(&a.serial), xfer_lines(&b.serial));
-    let expected: usize = plan
-        .iter()
-        .map(|t| if t.flow == Flow::Duplex { 2 } else { 1 })
-        .sum();
-    assert_eq!(la.len(), expected, "summary lines of A:\n{}", a.report());
-    assert_eq!(lb.len(), expected, "summary lines of B:\n{}", b.report());
-    let sent = |l: &[ivc_guest_tests::transfer::XferLine]| {
-        l.iter()
-            .filter(|x| x.dir == "sent")
-            .map(|x| (x.bytes, x.fnv.clone()))
-            .collect::<Vec<_>>()
-    };
-    let received = |l: &[ivc_guest_tests::transfer::XferLine]| {
-        l.iter()
-            .filter(|x| x.dir == "received")
-            .map(|x| (x.bytes, x.fnv.clone()))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        sent(&la),
-        received(&lb),
-        "A's streams differ from what B received"
-    );
-    assert_eq!(
-        sent(&lb),
-        received(&la),
-        "B's streams differ from what A received"
-    );
-}
 
 fn run_plan(plan: &[Transfer], shm_size: u64, timeout: Duration) {
     let Some(artifacts) = require_guest_env() else {
