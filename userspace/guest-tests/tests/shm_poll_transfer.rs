@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use ivc_guest_harness::{
-    require_guest_env, run_guests, Device, GuestOutcome, GuestSpec, ScratchDir,
-};
+use ivc_guest_harness::{require_guest_env, run_guests, Device, GuestSpec, ScratchDir};
 use ivc_guest_tests::guest_sh::INSMOD;
 use ivc_guest_tests::transfer::{assert_streams_match, script, Flow, Side, Transfer};
 

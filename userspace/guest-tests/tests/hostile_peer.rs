@@ -1,0 +1,166 @@
+//! Tier 3, hostile peer: the test process itself is the guest's peer on an
+//! `ivshmem-plain` region. It connects with the host build of the same
+//! channel code, sends a little valid data, then scribbles random bytes over
+//! the channel's control area (header, peer table, ring indices and flags)
+//! while the guest reads. The guest kernel must not oops, the reader must
+//! get `EIO`, the driver must say why in its log, and the module must still
+//! unload.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ivc_channel::layout::{CONTROL_SIZE, PEER_TABLE};
+use ivc_channel::{AtomicMem, AttachOptions, Endpoint, PeerState};
+use ivc_guest_harness::{require_guest_env, Device, Guest, GuestSpec, HostMapping, ScratchDir};
+use ivc_guest_tests::guest_sh::{DMESG_IVC, INSMOD, RMMOD};
+use ivc_tools::stream::fill;
+
+const SHM_SIZE: u64 = 1 << 20;
+
+/// xorshift64*: a small deterministic generator, so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[test]
+fn scribbling_over_the_whole_control_area_gives_eio() {
+    scribbling_peer_gets_eio_not_an_oops(0);
+}
+
+#[test]
+fn scribbling_over_peer_table_and_indices_only_gives_eio() {
+    // Header intact: the guest must catch bad states and indices, not just
+    // a changed magic.
+    scribbling_peer_gets_eio_not_an_oops(PEER_TABLE);
+}
+
+/// Runs the scenario, scribbling over control bytes `[from, CONTROL_SIZE)`.
+fn scribbling_peer_gets_eio_not_an_oops(from: usize) {
+    let Some(artifacts) = require_guest_env() else {
+        return;
+    };
+    let scratch = ScratchDir::new().expect("scratch dir");
+    let path = scratch.join("shm");
+    let map = HostMapping::open(&path, SHM_SIZE).expect("map shared memory");
+    let cmd = format!(
+        "{INSMOD}echo IVC_READER_START\n\
+         ivc-xfer recv /dev/ivc0 --bytes 64M --chunk 4K --seed 1; echo IVC_XFER_RC=$?\n\
+         {DMESG_IVC}{RMMOD}"
+    );
+    let mut guest = Guest::spawn(
+        &artifacts,
+        GuestSpec::new("victim", cmd)
+            .device(Device::IvshmemPlain {
+                mem_path: path.clone(),
+                size: SHM_SIZE,
+            })
+            .timeout(Duration::from_secs(180)),
+    )
+    .expect("boot guest");
+    guest
+        .wait_for_line("IVC_READER_START", Duration::from_secs(120))
+        .expect("guest reader starts");
+
+    // Be a well-behaved peer first: the guest must accept the connection
+    // and the data before the scribbling starts.
+    let mem = AtomicMem::from_words(map.words());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut ep = loop {
+        match Endpoint::attach_any(mem, &AttachOptions::default()) {
+            Ok(ep) => break ep,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("host peer cannot attach: {e:?}"),
+        }
+    };
+    while ep.peer_state().expect("peer state") != PeerState::Connected {
+        assert!(Instant::now() < deadline, "guest never connected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut data = vec![0u8; 64 * 1024];
+    fill(1, 0, &mut data);
+    let mut sent = 0;
+    while sent < data.len() {
+        sent += ep.write(&data[sent..]).expect("host write");
+        assert!(
+            Instant::now() < deadline,
+            "guest did not drain the valid data"
+        );
+    }
+
+    // Wait until the guest has read all of it (our ring is empty again).
+    while ep.writable_bytes().expect("host ring state") < ep.tx_ring_size() as usize {
+        assert!(
+            Instant::now() < deadline,
+            "guest did not read the valid data"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!(
+        "host peer: sent {sent} bytes, {} writable of {}, stats {:?}",
+        ep.writable_bytes().expect("host ring state"),
+        ep.tx_ring_size(),
+        ep.stats()
+    );
+    // Now turn hostile: random words over the control area, in bursts,
+    // until the guest reports the error.
+    let (first, words_in_range) = (from / 4, (CONTROL_SIZE - from) / 4);
+    let mut rng = Rng(0x1bad_c0de_f00d_5eed);
+    let words = map.words();
+    let stop = AtomicBool::new(false);
+    let scribbler = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let mut writes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..64 {
+                    let i = first + (rng.next() as usize) % words_in_range;
+                    words[i].store(rng.next() as u32, Ordering::Relaxed);
+                    writes += 1;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            writes
+        });
+        let seen = guest.wait_for_line("IVC_XFER_RC=", Duration::from_secs(120));
+        stop.store(true, Ordering::Relaxed);
+        let writes = h.join().expect("scribbler thread");
+        (seen, writes)
+    });
+    drop(ep);
+    let (seen, writes) = scribbler;
+    seen.expect("reader finished");
+    let o = guest.wait().expect("guest run");
+    eprintln!("host scribbled {writes} words over the control area");
+
+    assert!(
+        o.serial_contains("read after 65536 bytes") && o.serial_contains("(os error 5)"),
+        "the reader did not get the valid data and then EIO:\n{}",
+        o.report()
+    );
+    assert!(o.serial_contains("IVC_XFER_RC=1"), "{}", o.report());
+    assert!(
+        o.serial_contains("broke the channel protocol"),
+        "the driver did not log the violation:\n{}",
+        o.report()
+    );
+    assert!(
+        o.serial_contains("IVC_RMMOD=ok"),
+        "module did not unload:\n{}",
+        o.report()
+    );
+    assert!(
+        o.kernel_errors().is_empty(),
+        "kernel trouble:\n{}",
+        o.report()
+    );
+    o.assert_success();
+}
