@@ -234,8 +234,12 @@ impl<M: SharedMemory> Endpoint<M> {
             g => g,
         };
         let doorbell = opts.doorbell_id.map_or(NO_DOORBELL, u32::from);
-        mem.store_u32_relaxed(me.wrapping_add(PEER_GENERATION), gen)?;
+        // Clear the ack *before* publishing the new generation with
+        // release: a peer that has seen the new generation (acquire) can
+        // then no longer read the ack our previous incarnation left, which
+        // names the same peer generation and would look like our consent.
         mem.store_u32_relaxed(me.wrapping_add(PEER_ACK), 0)?;
+        mem.store_u32_release(me.wrapping_add(PEER_GENERATION), gen)?;
         mem.store_u32_relaxed(me.wrapping_add(PEER_HEARTBEAT), 0)?;
         mem.store_u32_relaxed(me.wrapping_add(PEER_DOORBELL_ID), doorbell)?;
         let tx_ctrl = ring_ctrl(slot);
@@ -363,9 +367,11 @@ impl<M: SharedMemory> Endpoint<M> {
     // -----------------------------------------------------------------------
 
     fn read_peer(&self) -> Result<PeerSnap, ChannelError> {
-        // Acquire on each: state (published last at attach) and ack
-        // (published after the peer reset its indices) order our later
-        // index reads after the peer's writes.
+        // Acquire on each, in this order: state (published last at
+        // attach); generation (published after the ack was cleared, so once
+        // we see a new generation we cannot read a stale ack of its previous
+        // incarnation); ack (published after the peer reset its indices, so
+        // our later index reads see the reset).
         let state = self
             .mem
             .load_u32_acquire(self.peer_entry.wrapping_add(PEER_STATE))?;
@@ -529,10 +535,12 @@ impl<M: SharedMemory> Endpoint<M> {
             0 => 1,
             g => g,
         };
-        self.mem
-            .store_u32_relaxed(self.my_entry.wrapping_add(PEER_GENERATION), gen)?;
+        // Ack cleared before the generation is published (release): see
+        // `claim`.
         self.mem
             .store_u32_relaxed(self.my_entry.wrapping_add(PEER_ACK), 0)?;
+        self.mem
+            .store_u32_release(self.my_entry.wrapping_add(PEER_GENERATION), gen)?;
         // Re-publish UP with release so a peer that reads the state sees
         // the new generation and the cleared ack.
         self.mem
