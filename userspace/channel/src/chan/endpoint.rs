@@ -931,8 +931,9 @@ impl<M: SharedMemory> Endpoint<M> {
             return;
         }
         self.closed = true;
-        // After a re-format our entry belongs to the new format: leave it.
-        if self.broken != Some(ChannelError::Reset) {
+        // After a re-format our entry belongs to the new format: leave it
+        // (also when the re-format is only now visible).
+        if self.broken != Some(ChannelError::Reset) && self.check_header().is_ok() {
             let st = if self.broken.is_some() {
                 PEER_BROKEN
             } else {
