@@ -406,6 +406,18 @@ fn consumer_index_going_backwards_or_ahead_is_corruption() {
 }
 
 #[test]
+fn producer_index_going_backwards_is_corruption() {
+    let r = Region::new(SMALL);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    a.write(&[1; 50]).unwrap();
+    assert_eq!(b.readable_bytes().unwrap(), 50);
+    b.read(&mut [0; 10]).unwrap();
+    // Still within one ring of b's consumer index, but behind what b saw.
+    r.mem().store_u32_relaxed(ring_ctrl(0) + RING_PROD, 20).unwrap();
+    assert_eq!(b.readable_bytes(), Err(ChannelError::Corrupted));
+}
+
+#[test]
 fn unknown_peer_state_is_corruption() {
     let r = Region::new(SMALL);
     let (mut a, _b) = pair(r.mem(), &AttachOptions::default());
