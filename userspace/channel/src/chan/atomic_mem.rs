@@ -9,7 +9,7 @@
 //! requested range are never written.
 //!
 //! This file's only unsafe code is the pointer-to-atomic conversion in
-//! [`AtomicMem::word`]; the rest is safe. It uses only
+//! `AtomicMem::word`; the rest is safe. It uses only
 //! `super::shm` from its siblings.
 
 use core::marker::PhantomData;
