@@ -5,7 +5,8 @@
 #![no_std]
 #![allow(dead_code)]
 
-#[allow(dead_code)]
+// Same allowances as the kernel module's include (guest-kmod/ivc.rs).
+#[allow(dead_code, unreachable_pub, unused_imports)]
 #[path = "../src/chan/mod.rs"]
 mod ivc_channel;
 
@@ -20,8 +21,11 @@ fn code<T>(r: Result<T, ivc_channel::ChannelError>) -> isize {
     }
 }
 
+/// Attaches an endpoint over `len` bytes at `p` into `out`.
+///
 /// # Safety
-/// `p` must point to `len` bytes valid for `'static`.
+/// `p` must point to `len` bytes valid for `'static`; `out` must be
+/// writable storage for one endpoint.
 #[no_mangle]
 pub unsafe extern "C" fn kc_attach(p: *mut u8, len: usize, slot: u32, out: *mut Ep) -> isize {
     // SAFETY: forwarded contract.
@@ -38,9 +42,13 @@ pub unsafe extern "C" fn kc_attach(p: *mut u8, len: usize, slot: u32, out: *mut 
     }
 }
 
+/// Writes `len` bytes at `p`.
+///
+/// # Safety
+/// `p`/`len` must describe a readable buffer.
 #[no_mangle]
-pub extern "C" fn kc_write(ep: &mut Ep, p: *const u8, len: usize) -> isize {
-    // SAFETY: test harness contract: p/len describe a valid buffer.
+pub unsafe extern "C" fn kc_write(ep: &mut Ep, p: *const u8, len: usize) -> isize {
+    // SAFETY: forwarded contract.
     let buf = unsafe { core::slice::from_raw_parts(p, len) };
     match ep.write(buf) {
         Ok(n) => n as isize,
@@ -48,9 +56,13 @@ pub extern "C" fn kc_write(ep: &mut Ep, p: *const u8, len: usize) -> isize {
     }
 }
 
+/// Reads up to `len` bytes into `p`.
+///
+/// # Safety
+/// `p`/`len` must describe a writable buffer.
 #[no_mangle]
-pub extern "C" fn kc_read(ep: &mut Ep, p: *mut u8, len: usize) -> isize {
-    // SAFETY: test harness contract: p/len describe a valid buffer.
+pub unsafe extern "C" fn kc_read(ep: &mut Ep, p: *mut u8, len: usize) -> isize {
+    // SAFETY: forwarded contract.
     let buf = unsafe { core::slice::from_raw_parts_mut(p, len) };
     match ep.read(buf) {
         Ok(n) => n as isize,
@@ -58,6 +70,7 @@ pub extern "C" fn kc_read(ep: &mut Ep, p: *mut u8, len: usize) -> isize {
     }
 }
 
+/// Calls every other endpoint method once.
 #[no_mangle]
 pub extern "C" fn kc_misc(ep: &mut Ep, min: u32) -> isize {
     let mut r: isize = 0;
@@ -81,11 +94,14 @@ pub extern "C" fn kc_misc(ep: &mut Ep, min: u32) -> isize {
     r
 }
 
+/// Closes the endpoint.
 #[no_mangle]
 pub extern "C" fn kc_close(ep: &mut Ep) {
     ep.close();
 }
 
+/// Formats, marks a slot absent, or attaches to any slot.
+///
 /// # Safety
 /// `p` must point to `len` bytes valid for `'static`.
 #[no_mangle]

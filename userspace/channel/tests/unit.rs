@@ -413,7 +413,9 @@ fn producer_index_going_backwards_is_corruption() {
     assert_eq!(b.readable_bytes().unwrap(), 50);
     b.read(&mut [0; 10]).unwrap();
     // Still within one ring of b's consumer index, but behind what b saw.
-    r.mem().store_u32_relaxed(ring_ctrl(0) + RING_PROD, 20).unwrap();
+    r.mem()
+        .store_u32_relaxed(ring_ctrl(0) + RING_PROD, 20)
+        .unwrap();
     assert_eq!(b.readable_bytes(), Err(ChannelError::Corrupted));
 }
 

@@ -50,7 +50,7 @@ impl<'a> AtomicMem<'a> {
     /// `mmap(MAP_SHARED)` of the ivshmem memory file kept mapped for `'a`,
     /// or a guest's identity-mapped BAR2 (mapped write-back).
     pub unsafe fn new(ptr: *mut u8, len: usize) -> Option<Self> {
-        if (ptr as usize) % 4 != 0 {
+        if (ptr as usize) & 3 != 0 {
             return None;
         }
         let base = NonNull::new(ptr.cast::<AtomicU32>())?;
@@ -85,7 +85,7 @@ impl<'a> AtomicMem<'a> {
     }
 
     fn word_at(&self, off: usize) -> Result<&'a AtomicU32, OutOfBounds> {
-        if off % 4 != 0 {
+        if off & 3 != 0 {
             return Err(OutOfBounds);
         }
         self.word(off / 4).ok_or(OutOfBounds)
@@ -142,7 +142,7 @@ impl SharedMemory for AtomicMem<'_> {
         let mut pos = off;
         for chunk in dst.chunks_mut(4) {
             // Fast path: a whole aligned word.
-            if pos % 4 == 0 && chunk.len() == 4 {
+            if pos & 3 == 0 && chunk.len() == 4 {
                 let w = self.word(pos / 4).ok_or(OutOfBounds)?;
                 chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
                 pos = pos.wrapping_add(4);

@@ -177,7 +177,7 @@ fn validate_ring(offset: u32, size: u32, region_size: usize) -> Result<RingGeome
         return Err(ChannelError::InvalidLayout);
     }
     let offset = offset as usize;
-    if offset < CONTROL_SIZE || offset % CACHE_LINE != 0 {
+    if offset < CONTROL_SIZE || offset & (CACHE_LINE - 1) != 0 {
         return Err(ChannelError::InvalidLayout);
     }
     match offset.checked_add(size as usize) {
