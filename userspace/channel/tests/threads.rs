@@ -279,3 +279,42 @@ fn atomic_mem_copy_speed() {
         4096.0 * 65536.0 / secs / (1 << 20) as f64
     );
 }
+
+/// Two sides attach to a fresh (all-zero) region at the same moment: exactly
+/// one formats (the other sees `Busy` or the finished format), they get
+/// their slots, and connect. Also with `attach_any`: distinct slots.
+#[test]
+fn concurrent_first_attach_formats_once() {
+    let rounds = if cfg!(miri) { 3 } else { 200 };
+    for round in 0..rounds {
+        let r = Region::new(8192);
+        let mem = r.mem();
+        let any = round % 2 == 1;
+        let attach = |slot: u32| -> Endpoint<AtomicMem<'_>> {
+            let o = ivc_channel::AttachOptions::default();
+            for _ in 0..1_000_000 {
+                let res = if any {
+                    Endpoint::attach_any(mem, &o)
+                } else {
+                    Endpoint::attach_with(mem, slot, &o)
+                };
+                match res {
+                    Ok(ep) => return ep,
+                    Err(ChannelError::Busy) => std::thread::yield_now(),
+                    Err(e) => panic!("attach: {e:?}"),
+                }
+            }
+            panic!("format never finished");
+        };
+        let (mut a, mut b) = std::thread::scope(|s| {
+            let ha = s.spawn(|| attach(0));
+            let b = attach(1);
+            (ha.join().unwrap(), b)
+        });
+        assert_ne!(a.slot(), b.slot());
+        assert_eq!(a.layout(), b.layout());
+        common::connect(&mut a, &mut b);
+        assert_eq!(a.write(b"x").unwrap(), 1);
+        assert_eq!(b.read(&mut [0u8; 2]).unwrap(), 1);
+    }
+}
