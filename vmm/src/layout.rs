@@ -63,6 +63,18 @@ pub const FIRST_MSI_GSI: u32 = IOAPIC_NUM_PINS;
 /// table must fit in the 1 KiB at `MPTABLE_START`.
 pub const MAX_VCPUS: u8 = 32;
 
+// The fixed structures must not overlap: checked when the crate compiles.
+const _: () = {
+    let memmap_end = PVH_MEMMAP + 24 * PVH_MEMMAP_MAX_ENTRIES as u64;
+    assert!(BOOT_GDT_START + 8 * 5 <= PVH_START_INFO);
+    assert!(PVH_START_INFO + 0x38 <= PVH_MODLIST);
+    assert!(PVH_MODLIST + 32 <= PVH_MEMMAP);
+    assert!(memmap_end <= CMDLINE_START);
+    assert!(CMDLINE_START + CMDLINE_MAX_SIZE as u64 <= MPTABLE_START);
+    assert!(MPTABLE_START + 1024 <= LOW_RESERVED_END);
+    assert!(PCI_MMIO32_END <= IOAPIC_ADDR);
+};
+
 /// Start of the 64-bit MMIO window for a guest whose RAM ends at `ram_end`.
 pub fn pci_mmio64_start(ram_end: u64) -> u64 {
     const GIB: u64 = 1 << 30;
@@ -80,17 +92,5 @@ mod tests {
         assert_eq!(pci_mmio64_start(RAM_ABOVE_4G_START), PCI_MMIO64_MIN_START);
         let big = PCI_MMIO64_MIN_START + 5;
         assert_eq!(pci_mmio64_start(big), PCI_MMIO64_MIN_START + (1 << 30));
-    }
-
-    #[test]
-    fn fixed_structures_do_not_overlap() {
-        let memmap_end = PVH_MEMMAP + 24 * PVH_MEMMAP_MAX_ENTRIES as u64;
-        assert!(BOOT_GDT_START + 8 * 5 <= PVH_START_INFO);
-        assert!(PVH_START_INFO + 0x38 <= PVH_MODLIST);
-        assert!(PVH_MODLIST + 32 <= PVH_MEMMAP);
-        assert!(memmap_end <= CMDLINE_START);
-        assert!(CMDLINE_START + CMDLINE_MAX_SIZE as u64 <= MPTABLE_START);
-        assert!(MPTABLE_START + 1024 <= LOW_RESERVED_END);
-        assert!(PCI_MMIO32_END <= IOAPIC_ADDR);
     }
 }

@@ -58,9 +58,8 @@ impl TerminationSignals {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: signalfd returned a new fd that nothing else owns.
-        Ok(TerminationSignals {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(TerminationSignals { fd })
     }
 
     /// The pending signal number, if any.

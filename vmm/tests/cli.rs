@@ -1,6 +1,8 @@
 //! The command line as a user meets it: help, and errors for bad input.
 //! No KVM needed.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! ivc-vmm under /dev/kvm with tiny hand-assembled PVH guests: exit paths,
 //! serial output, PVH registers, PCI config access, signals.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use std::os::unix::process::ExitStatusExt;

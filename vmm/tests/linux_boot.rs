@@ -12,6 +12,8 @@
 //! - `linux_runs_init_command` (tier 4) needs hardware virtualization and
 //!   says why it is skipped otherwise.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use std::io::{BufRead, BufReader};

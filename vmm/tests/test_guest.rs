@@ -4,6 +4,8 @@
 //! The guest is found through $IVC_TEST_GUEST or its default build path
 //! (build it with scripts/build-test-guest.sh).
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use std::io::{self, Write};

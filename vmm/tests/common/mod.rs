@@ -2,6 +2,7 @@
 //! guest and the binary; running the VMM with a deadline.
 
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
