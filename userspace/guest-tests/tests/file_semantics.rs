@@ -1,12 +1,16 @@
-//! Tier 3, file semantics over `shm-poll`: `ivc-polltest checker` in guest A
-//! checks poll transitions, `O_NONBLOCK`, a signal interrupting a blocked
-//! read, EOF/POLLHUP/EPIPE after the peer guest powers off, and a working
-//! channel again once a new peer guest boots on the same region.
+//! Tier 3, file semantics over `shm-poll` and `shm-irq`: `ivc-polltest
+//! checker` in guest A checks poll transitions, `O_NONBLOCK`, a signal
+//! interrupting a blocked read, EOF/POLLHUP/EPIPE after the peer guest powers
+//! off, and a working channel again once a new peer guest boots on the same
+//! region (or joins the same rendezvous server).
 
 use std::time::Duration;
 
-use ivc_guest_harness::{require_guest_env, Device, Guest, GuestOutcome, GuestSpec, ScratchDir};
+use ivc_guest_harness::{
+    require_guest_env, Device, Guest, GuestArtifacts, GuestOutcome, GuestSpec, ScratchDir,
+};
 use ivc_guest_tests::guest_sh::INSMOD;
+use ivc_rendezvous::{Server, ServerConfig};
 
 const CHECKS: &[&str] = &[
     "nonblock_read_eagain",
@@ -27,7 +31,7 @@ const CHECKS: &[&str] = &[
 fn assert_checks(o: &GuestOutcome) {
     for name in CHECKS {
         assert!(
-            o.serial_contains(&format!("IVC_CHECK {name}=ok")),
+            o.serial_contains(&format!("IVC_CHECK {name}=ok ")),
             "check {name} did not pass:\n{}",
             o.report()
         );
@@ -41,7 +45,7 @@ fn assert_checks(o: &GuestOutcome) {
 }
 
 #[test]
-fn poll_nonblock_signals_eof_epipe_and_reconnect() {
+fn shm_poll_semantics() {
     let Some(artifacts) = require_guest_env() else {
         return;
     };
@@ -50,23 +54,44 @@ fn poll_nonblock_signals_eof_epipe_and_reconnect() {
         mem_path: scratch.join("shm"),
         size: 1 << 20,
     };
+    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &shm);
+}
+
+#[test]
+fn shm_irq_semantics() {
+    let Some(artifacts) = require_guest_env() else {
+        return;
+    };
+    let scratch = ScratchDir::new().expect("scratch dir");
+    let socket = scratch.join("ivshmem.sock");
+    let server = Server::bind(ServerConfig::new(&socket, 1 << 20, 1))
+        .expect("bind rendezvous server")
+        .spawn()
+        .expect("start rendezvous server");
+    let dev = Device::IvshmemDoorbell { socket, vectors: 1 };
+    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &dev);
+    server.stop().expect("server shut down cleanly");
+}
+
+/// The checker guest stays up while two peer guests come and go in turn.
+fn poll_nonblock_signals_eof_epipe_and_reconnect(artifacts: &GuestArtifacts, dev: &Device) {
     let timeout = Duration::from_secs(300);
     let checker = Guest::spawn(
-        &artifacts,
+        artifacts,
         GuestSpec::new(
             "checker",
             format!("{INSMOD}ivc-polltest checker /dev/ivc0 --reconnect"),
         )
-        .device(shm.clone())
+        .device(dev.clone())
         .timeout(timeout),
     )
     .expect("boot checker");
     let peer_cmd = format!("{INSMOD}ivc-polltest peer /dev/ivc0");
     for round in ["peer1", "peer2"] {
         let peer = Guest::spawn(
-            &artifacts,
+            artifacts,
             GuestSpec::new(round, &peer_cmd)
-                .device(shm.clone())
+                .device(dev.clone())
                 .timeout(timeout),
         )
         .expect("boot peer");

@@ -228,17 +228,27 @@ fn peer(dev: &Path) -> Result<(), String> {
 
 struct Checks {
     failed: usize,
+    /// When the previous check ended: each line says how long its check took.
+    last: Instant,
 }
 
 impl Checks {
     fn check(&mut self, name: &str, r: Result<(), String>) -> bool {
         match r {
             Ok(()) => {
-                println!("IVC_CHECK {name}=ok");
+                println!(
+                    "IVC_CHECK {name}=ok ({} ms)",
+                    self.last.elapsed().as_millis()
+                );
+                self.last = Instant::now();
                 true
             }
             Err(e) => {
-                println!("IVC_CHECK {name}=FAIL {e}");
+                println!(
+                    "IVC_CHECK {name}=FAIL {e} ({} ms)",
+                    self.last.elapsed().as_millis()
+                );
+                self.last = Instant::now();
                 self.failed += 1;
                 false
             }
@@ -317,7 +327,10 @@ fn ping(fd: &Fd) -> Result<(), String> {
 }
 
 fn checker(dev: &Path, reconnect: bool) -> Result<usize, String> {
-    let mut c = Checks { failed: 0 };
+    let mut c = Checks {
+        failed: 0,
+        last: Instant::now(),
+    };
     let t = Duration::from_secs(60);
     let fd = open(dev, true).map_err(|e| format!("open {}: {e}", dev.display()))?;
 
