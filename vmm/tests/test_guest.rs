@@ -17,6 +17,9 @@ use ivc_vmm::exit::ExitReason;
 use ivc_vmm::machine::{Machine, MachineConfig};
 use ivc_vmm::pci::msix::Msix;
 use ivc_vmm::pci::{BarKind, ConfigSpace, PciDevice, PciIds};
+use ivc_vmm::vm::{Datamatch, VmResources};
+use kvm_ioctls::IoEventAddress;
+use vmm_sys_util::eventfd::EventFd;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -100,11 +103,22 @@ fn missing_device_makes_the_guest_fail() {
 }
 
 /// A device shaped like ivc-shm: BAR0 registers, BAR1 MSI-X, BAR2 64-bit
-/// prefetchable memory, BAR4 I/O. Register reads return a pattern.
+/// prefetchable memory, BAR4 I/O. Register reads return a pattern, except
+/// ivshmem's IVPosition (BAR0+8) which reads 0.
+///
+/// The ivshmem doorbell (BAR0+12) for "peer 0, vector 0" is an ioeventfd
+/// whose eventfd is MSI-X vector 0's irqfd: a guest write interrupts the
+/// guest entirely inside KVM, as the shm-irq path does between two VMs.
+/// It moves with BAR0 (`bar_moved`).
 struct DemoDevice {
     config: ConfigSpace,
     msix: Msix,
+    resources: Arc<VmResources>,
+    doorbell: EventFd,
 }
+
+const IVPOSITION: u64 = 8;
+const DOORBELL: u64 = 12;
 
 impl PciDevice for DemoDevice {
     fn name(&self) -> &str {
@@ -121,6 +135,7 @@ impl PciDevice for DemoDevice {
     }
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
         match bar {
+            0 if offset == IVPOSITION => data.fill(0),
             1 if offset < 0x800 => self.msix.read_table(offset, data),
             1 => self.msix.read_pba(offset - 0x800, data),
             _ => data.fill(0xa0 | bar as u8),
@@ -131,6 +146,29 @@ impl PciDevice for DemoDevice {
             1 if offset < 0x800 => self.msix.write_table(offset, data),
             1 => self.msix.write_pba(offset - 0x800, data),
             _ => {}
+        }
+    }
+    fn bar_moved(&mut self, bar: usize, old: Option<u64>, new: Option<u64>) {
+        if bar != 0 {
+            return;
+        }
+        if let Some(old) = old {
+            self.resources
+                .unregister_ioeventfd(
+                    &self.doorbell,
+                    IoEventAddress::Mmio(old + DOORBELL),
+                    Datamatch::U32(0),
+                )
+                .unwrap();
+        }
+        if let Some(new) = new {
+            self.resources
+                .register_ioeventfd(
+                    &self.doorbell,
+                    IoEventAddress::Mmio(new + DOORBELL),
+                    Datamatch::U32(0),
+                )
+                .unwrap();
         }
     }
 }
@@ -178,8 +216,15 @@ fn run_with_demo_device(cmdline: &str) -> (ExitReason, String) {
     config.add_bar(4, BarKind::Io, 32).unwrap();
     let mut msix = Msix::new(4, machine.resources().router()).expect("msix");
     msix.add_capability(&mut config, 1, 0, 1, 0x800).unwrap();
+    let doorbell = msix.vector_eventfd(0).unwrap().try_clone().unwrap();
+    let device = DemoDevice {
+        config,
+        msix,
+        resources: machine.resources(),
+        doorbell,
+    };
     let slot = machine
-        .add_pci_device(None, Arc::new(Mutex::new(DemoDevice { config, msix })))
+        .add_pci_device(None, Arc::new(Mutex::new(device)))
         .unwrap();
     assert_eq!(slot, 1);
 
@@ -258,4 +303,27 @@ fn bars_relocated_by_the_guest_still_decode() {
         lines.contains(&"mmio 00:01.0 index=2 offset=0x0 value=0xa2a2a2a2"),
         "{out}"
     );
+}
+
+#[test]
+fn doorbell_ioeventfd_reaches_the_guest_as_msix_interrupt() {
+    if skip_without_kvm("doorbell_ioeventfd_reaches_the_guest_as_msix_interrupt") {
+        return;
+    }
+    // Also with the BARs moved by the guest: the ioeventfd must follow BAR0.
+    for extra in ["", " assign=all"] {
+        let (reason, out) =
+            run_with_demo_device(&format!("test=doorbell mode=self vector=0 count=5{extra}"));
+        assert_eq!(reason, ExitReason::DebugExit(0), "{out}");
+        let lines = lines_with_prefix(&out);
+        if let Some(result) = lines.iter().find(|l| l.starts_with("doorbell-result")) {
+            eprintln!("doorbell{extra}: {result}");
+        }
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("doorbell-result sent=5 expected=5 received=5")),
+            "{out}"
+        );
+    }
 }
