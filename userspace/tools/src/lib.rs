@@ -2,6 +2,7 @@
 //! benchmark pattern, statistics, JSON lines and the size parser. The
 //! binaries live in `src/bin/`.
 
+pub mod clock;
 pub mod json;
 pub mod pattern;
 pub mod size;

@@ -31,6 +31,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ivc_tools::clock::Clock;
 use ivc_tools::json::Object;
 use ivc_tools::pattern::{Pattern, DEFAULT_PERIOD};
 use ivc_tools::size::parse_size;
@@ -51,6 +52,12 @@ const MAX_PACKET: u64 = 1 << 20;
 /// Latency iterations before the clock starts (caches, page faults, the
 /// peer's first wake-up).
 const WARMUP: usize = 3;
+/// How long the TSC is calibrated against the (possibly coarse) system clock.
+const CALIBRATION: Duration = Duration::from_millis(200);
+/// A transfer's rate sets the budget of the next ones only if it took at
+/// least this share of the budget: shorter ones are dominated by the fixed
+/// cost of the header and acknowledgement and would cap too early.
+const MIN_RATE_SHARE: f64 = 0.2;
 
 #[derive(Parser)]
 #[command(
@@ -107,6 +114,17 @@ enum Mode {
     Recv {
         #[command(flatten)]
         io: IoOpts,
+    },
+    /// Cost of the layers under a transfer, inside this guest: a null
+    /// system call, a non-blocking read of the empty channel (system call +
+    /// driver + ring check) and memcpy bandwidth. Run it before the peer
+    /// sends anything.
+    Calib {
+        #[command(flatten)]
+        io: IoOpts,
+        /// Time budget per figure, seconds.
+        #[arg(long, default_value_t = 0.5)]
+        seconds: f64,
     },
 }
 
@@ -203,10 +221,6 @@ impl Chan {
     }
 }
 
-fn ns(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 fn fmt_ns(v: f64) -> String {
     if v >= 1e9 {
         format!("{:.2} s", v / 1e9)
@@ -249,12 +263,14 @@ fn latency(
         .map(|&s| check_size("message size", s))
         .collect::<Result<_, _>>()?;
     let budget = Duration::try_from_secs_f64(seconds).map_err(|e| format!("--seconds: {e}"))?;
+    let clock = Clock::calibrate(CALIBRATION);
     let mut ch = Chan::open(io)?;
     let pattern = Pattern::new(0x1a7e, DEFAULT_PERIOD);
     let mut back = vec![0u8; sizes.iter().copied().max().unwrap_or(1)];
     println!(
-        "ivc-bench latency ({} wait), round trip through the peer's echo",
-        io.wait.name()
+        "ivc-bench latency ({} wait, clock {}), round trip through the peer's echo",
+        io.wait.name(),
+        clock.describe()
     );
     println!(
         "{:>9} {:>8} {:>10} {:>10} {:>10} {:>10}",
@@ -269,17 +285,17 @@ fn latency(
         let mut i = 0usize;
         while i < WARMUP + max_iters && (i < WARMUP + min_iters || start.elapsed() < budget) {
             let msg = pattern.window(offset, size);
-            let t0 = Instant::now();
+            let t0 = clock.now();
             ch.write_all(msg)?;
             if !ch.read_exact_in(&mut back[..size], size)? {
                 return Err("the echo peer closed the channel".into());
             }
-            let dt = t0.elapsed();
+            let dt = clock.ns_between(t0, clock.now());
             if back[..size] != *msg {
                 verified = false;
             }
             if i >= WARMUP {
-                samples.push(ns(dt));
+                samples.push(dt);
             }
             offset += size as u64;
             i += 1;
@@ -374,10 +390,14 @@ impl Header {
 
 /// Moves one transfer and waits for the acknowledgement; returns the time
 /// and whether the receiver found every byte intact.
-fn send_one(ch: &mut Chan, h: Header) -> Result<(Duration, bool), String> {
-    let pattern = Pattern::new(h.seed, DEFAULT_PERIOD);
+fn send_one(
+    ch: &mut Chan,
+    clock: &Clock,
+    pattern: &Pattern,
+    h: Header,
+) -> Result<(u64, bool), String> {
     let packet = h.packet as usize;
-    let start = Instant::now();
+    let start = clock.now();
     ch.write_all(&h.encode())?;
     let mut off = 0u64;
     while off < h.total {
@@ -402,7 +422,7 @@ fn send_one(ch: &mut Chan, h: Header) -> Result<(Duration, bool), String> {
     if !ch.read_exact_in(&mut ack, 1)? {
         return Err("receiver closed before acknowledging".into());
     }
-    Ok((start.elapsed(), ack[0] == ACK_OK))
+    Ok((clock.ns_between(start, clock.now()), ack[0] == ACK_OK))
 }
 
 /// Bytes of a transfer of `total` in `packet`s that fit `budget` at `rate`
@@ -426,26 +446,33 @@ fn send(io: &IoOpts, totals: &[u64], packets: &[u64], seconds: f64) -> Result<bo
     }
     let mut totals = totals.to_vec();
     totals.sort_unstable();
+    let clock = Clock::calibrate(CALIBRATION);
     let mut ch = Chan::open(io)?;
     println!(
-        "ivc-bench throughput ({} wait), sender side, time to acknowledged delivery",
-        io.wait.name()
+        "ivc-bench throughput ({} wait, clock {}), sender side, time to acknowledged delivery",
+        io.wait.name(),
+        clock.describe()
     );
     println!(
         "{:>8} {:>10} {:>10} {:>11} {:>12}",
         "packet", "requested", "moved", "time", "rate"
     );
     let mut all_ok = true;
-    let mut seed = 0x5eed_0000u64;
+    // One seed for the whole run: transfers are told apart by their headers
+    // and exact byte counts, and the receiver builds its pattern only once.
+    let seed = 0x5eed_0001u64;
+    let pattern = Pattern::new(seed, DEFAULT_PERIOD);
+    let largest = totals.last().copied().unwrap_or(0);
     for &packet in packets {
-        // Rate of the last transfer with this packet size, for the budget.
+        // Bytes per second with this packet size, learnt from unreported
+        // probes of growing size until one takes a fair share of the budget.
         let mut rate: Option<f64> = None;
-        // Nothing known yet: a short unreported probe sets the first budget.
-        let probe = totals.first().copied().unwrap_or(packet).min(packet * 256);
-        if totals.first().is_some_and(|&t| t > probe) {
-            seed += 1;
+        let mut probe = packet.saturating_mul(64).max(4096);
+        while probe < largest {
             let (dt, ok) = send_one(
                 &mut ch,
+                &clock,
+                &pattern,
                 Header {
                     total: probe,
                     packet,
@@ -453,13 +480,19 @@ fn send(io: &IoOpts, totals: &[u64], packets: &[u64], seconds: f64) -> Result<bo
                 },
             )?;
             all_ok &= ok;
-            rate = Some(probe as f64 / dt.as_secs_f64().max(1e-9));
+            let secs = dt as f64 / 1e9;
+            rate = Some(probe as f64 / secs.max(1e-9));
+            if secs >= seconds * MIN_RATE_SHARE {
+                break;
+            }
+            probe = probe.saturating_mul(4);
         }
         for &requested in &totals {
             let total = capped_total(requested, packet, rate, seconds);
-            seed += 1;
             let (dt, verified) = send_one(
                 &mut ch,
+                &clock,
+                &pattern,
                 Header {
                     total,
                     packet,
@@ -467,8 +500,10 @@ fn send(io: &IoOpts, totals: &[u64], packets: &[u64], seconds: f64) -> Result<bo
                 },
             )?;
             all_ok &= verified;
-            let secs = dt.as_secs_f64().max(1e-9);
-            rate = Some(total as f64 / secs);
+            let secs = (dt as f64 / 1e9).max(1e-9);
+            if secs >= seconds * MIN_RATE_SHARE {
+                rate = Some(total as f64 / secs);
+            }
             let mib_s = total as f64 / secs / (1u64 << 20) as f64;
             println!(
                 "{:>8} {:>10} {:>10} {:>11} {:>8.2} MiB/s{}{}",
@@ -491,7 +526,7 @@ fn send(io: &IoOpts, totals: &[u64], packets: &[u64], seconds: f64) -> Result<bo
                 .int("packet", packet)
                 .int("requested", requested)
                 .int("bytes", total)
-                .int("ns", ns(dt))
+                .int("ns", dt)
                 .num("mib_s", mib_s)
                 .bool("capped", total < requested)
                 .bool("verified", verified)
@@ -507,6 +542,7 @@ fn recv(io: &IoOpts) -> Result<bool, String> {
     let mut all_ok = true;
     let mut transfers = 0u64;
     let mut buf = Vec::new();
+    let mut pattern: Option<(u64, Pattern)> = None;
     loop {
         let mut hb = [0u8; HEADER_LEN];
         if !ch.read_exact_in(&mut hb, HEADER_LEN)? {
@@ -514,7 +550,14 @@ fn recv(io: &IoOpts) -> Result<bool, String> {
             return Ok(all_ok);
         }
         let h = Header::decode(&hb)?;
-        let pattern = Pattern::new(h.seed, DEFAULT_PERIOD);
+        // Building a pattern takes milliseconds in an emulated guest: only
+        // when the sender switches seeds, never inside a timed transfer.
+        if pattern.as_ref().is_none_or(|(seed, _)| *seed != h.seed) {
+            pattern = Some((h.seed, Pattern::new(h.seed, DEFAULT_PERIOD)));
+        }
+        let Some((_, pattern)) = pattern.as_ref() else {
+            continue;
+        };
         buf.resize(h.packet as usize, 0);
         let mut off = 0u64;
         let mut bad = None;
@@ -544,6 +587,73 @@ fn recv(io: &IoOpts) -> Result<bool, String> {
     }
 }
 
+/// Median cost of `op` in ns, over repeated timed batches of 64 calls.
+fn median_cost(clock: &Clock, budget: Duration, mut op: impl FnMut()) -> u64 {
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 5 || start.elapsed() < budget {
+        let t0 = clock.now();
+        for _ in 0..64 {
+            op();
+        }
+        samples.push(clock.ns_between(t0, clock.now()) / 64);
+    }
+    summarize(&mut samples).map_or(0, |s| s.median)
+}
+
+fn calib(io: &IoOpts, seconds: f64) -> Result<bool, String> {
+    let budget = Duration::try_from_secs_f64(seconds).map_err(|e| format!("--seconds: {e}"))?;
+    let clock = Clock::calibrate(CALIBRATION);
+    let syscall_ns = median_cost(&clock, budget, || {
+        // SAFETY: getppid has no arguments and no side effects.
+        std::hint::black_box(unsafe { libc::getppid() });
+    });
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&io.dev)
+        .map_err(|e| format!("cannot open {}: {e}", io.dev))?;
+    let mut byte = [0u8; 1];
+    let mut got_data = false;
+    let empty_read_ns = median_cost(&clock, budget, || {
+        got_data |= (&f).read(&mut byte).is_ok_and(|n| n > 0);
+    });
+    drop(f);
+    if got_data {
+        return Err("calib: the peer sent data; run calib before the peer sends".into());
+    }
+    let src = vec![0x5au8; 64 * 1024];
+    let mut dst = vec![0u8; 64 * 1024];
+    let mut copies = 0u64;
+    let t0 = clock.now();
+    let start = Instant::now();
+    while copies < 16 || start.elapsed() < budget {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+        copies += 1;
+    }
+    let secs = clock.ns_between(t0, clock.now()) as f64 / 1e9;
+    let memcpy_mib_s = (copies * 64 * 1024) as f64 / secs.max(1e-9) / (1u64 << 20) as f64;
+    println!(
+        "ivc-bench calib (clock {}): null syscall {}, empty non-blocking read {}, memcpy 64 KiB {:.0} MiB/s",
+        clock.describe(),
+        fmt_ns(syscall_ns as f64),
+        fmt_ns(empty_read_ns as f64),
+        memcpy_mib_s
+    );
+    let line = Object::new()
+        .str("kind", "calib")
+        .str("label", &io.label)
+        .str("clock", &clock.describe())
+        .int("syscall_ns", syscall_ns)
+        .int("empty_read_ns", empty_read_ns)
+        .num("memcpy_mib_s", memcpy_mib_s)
+        .finish();
+    println!("{JSON_PREFIX}{line}");
+    Ok(true)
+}
+
 fn run(cli: Cli) -> Result<bool, String> {
     match cli.mode {
         Mode::Latency {
@@ -561,6 +671,7 @@ fn run(cli: Cli) -> Result<bool, String> {
             seconds,
         } => send(&io, &totals, &packets, seconds),
         Mode::Recv { io } => recv(&io),
+        Mode::Calib { io, seconds } => calib(&io, seconds),
     }
 }
 
