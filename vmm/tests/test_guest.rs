@@ -261,7 +261,7 @@ fn pci_enum_sees_an_added_device_with_its_bars_and_msix() {
                 && l.contains(&format!("size={size} prefetch={prefetch} assigned=preset"))
         })
     };
-    assert!(bar(0, "mem32", "0x1000", 0), "{out}");
+    assert!(bar(0, "mem32", "0x100", 0), "{out}");
     assert!(bar(2, "mem64", "0x100000", 1), "{out}");
     assert!(bar(4, "io", "0x20", 0), "{out}");
     assert!(

@@ -461,7 +461,7 @@ mod tests {
         cfg_write32(&mut r.cfg, 1, 4, cmd & !0x3);
         assert!(!r.mmio.read(old, &mut [0u8; 4]), "decoding off unmaps");
         cfg_write32(&mut r.cfg, 1, BAR0 as u32, 0xffff_ffff);
-        assert_eq!(cfg_read32(&mut r.cfg, 1, BAR0 as u32), 0xffff_f000);
+        assert_eq!(cfg_read32(&mut r.cfg, 1, BAR0 as u32), 0xffff_ff00);
         cfg_write32(&mut r.cfg, 1, BAR0 as u32, 0xd000_0000);
         cfg_write32(&mut r.cfg, 1, 4, cmd);
         assert!(r.mmio.read(0xd000_0010, &mut [0u8; 4]));

@@ -240,9 +240,9 @@ impl ConfigSpace {
         self.regs[INTERRUPT_PIN] = pin;
     }
 
-    /// Declares BAR `index`. Sizes are powers of two; memory BARs are at
-    /// least 16 bytes (rounded up to 4 KiB so a BAR never shares a page with
-    /// another and can back a KVM memory slot), I/O BARs at least 4 bytes.
+    /// Declares BAR `index`. Sizes are powers of two: memory BARs at least
+    /// 16 bytes, I/O BARs 4 bytes to 64 KiB. A BAR that backs a KVM memory
+    /// slot must be a multiple of the page size (the device chooses that).
     pub fn add_bar(&mut self, index: usize, kind: BarKind, size: u64) -> Result<(), ConfigError> {
         let last = if matches!(kind, BarKind::Mmio64 { .. }) {
             index + 1
@@ -268,8 +268,10 @@ impl ConfigSpace {
         }
         let size = match kind {
             BarKind::Io if size.is_power_of_two() && (4..=0x1_0000).contains(&size) => size,
-            BarKind::Mmio32 if size.is_power_of_two() && size <= 1 << 31 => size.max(0x1000),
-            BarKind::Mmio64 { .. } if size.is_power_of_two() && size <= 1 << 62 => size.max(0x1000),
+            BarKind::Mmio32 if size.is_power_of_two() && (16..=1 << 31).contains(&size) => size,
+            BarKind::Mmio64 { .. } if size.is_power_of_two() && (16..=1 << 62).contains(&size) => {
+                size
+            }
             _ => return Err(ConfigError::BarSize(size)),
         };
         let off = BAR0 + 4 * index;
@@ -420,15 +422,19 @@ mod tests {
     fn memory_bar_sizing_and_relocation() {
         let mut cs = ConfigSpace::new(ids());
         cs.add_bar(0, BarKind::Mmio32, 256).unwrap();
-        // Sizing: all ones read back as the (page-rounded) size mask with type bits.
+        // Sizing: all ones read back as the size mask with the type bits.
         cs.write(BAR0, &0xffff_ffffu32.to_le_bytes());
-        assert_eq!(cs.read_u32(BAR0), 0xffff_f000);
+        assert_eq!(cs.read_u32(BAR0), 0xffff_ff00);
         cs.write(BAR0, &0xfebf_1234u32.to_le_bytes());
-        assert_eq!(cs.read_u32(BAR0), 0xfebf_1000);
-        assert_eq!(cs.bar_address(0), Some(0xfebf_1000));
+        assert_eq!(cs.read_u32(BAR0), 0xfebf_1200);
+        assert_eq!(cs.bar_address(0), Some(0xfebf_1200));
         // A byte write can change only the address bits it covers.
         cs.write(BAR0 + 3, &[0xc0]);
-        assert_eq!(cs.bar_address(0), Some(0xc0bf_1000));
+        assert_eq!(cs.bar_address(0), Some(0xc0bf_1200));
+        assert_eq!(
+            cs.add_bar(1, BarKind::Mmio32, 8),
+            Err(ConfigError::BarSize(8))
+        );
     }
 
     #[test]
