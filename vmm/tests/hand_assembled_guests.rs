@@ -38,6 +38,18 @@ const TRIPLE_FAULT: &[u8] = &[0x0f, 0x0b, 0xeb, 0xfe];
 /// write to 0xf4 exits with its low byte: mov ax,0x0105; out 0xf4,ax
 const WIDE_DEBUG_EXIT: &[u8] = &[0x66, 0xb8, 0x05, 0x01, 0x66, 0xe7, 0xf4, 0xeb, 0xfe];
 
+/// Accesses no device defines, each must read as all ones and not stop the
+/// VM: a dword at 0xcfd (straddles the config data window), a dword MMIO
+/// read from unclaimed 0xd0000000, a dword read of the UART (byte-only);
+/// then a dword write to the UART (ignored). Exits with the AND of the
+/// reads' low bytes.
+/// mov dx,0xcfd; in eax,dx; mov ebx,eax; mov eax,[0xd0000000]; and ebx,eax;
+/// mov dx,0x3f8; in eax,dx; and ebx,eax; out dx,eax; mov eax,ebx; out 0xf4,al; jmp $
+const HOSTILE_ACCESSES: &[u8] = &[
+    0x66, 0xba, 0xfd, 0x0c, 0xed, 0x89, 0xc3, 0xa1, 0x00, 0x00, 0x00, 0xd0, 0x21, 0xc3, 0x66, 0xba,
+    0xf8, 0x03, 0xed, 0x21, 0xc3, 0xef, 0x89, 0xd8, 0xe6, 0xf4, 0xeb, 0xfe,
+];
+
 fn run_code(name: &str, code: &[u8], extra: &[&str]) -> Outcome {
     let elf = guest_elf(name, code);
     let elf_s = elf.to_string_lossy().into_owned();
@@ -168,4 +180,19 @@ fn bad_kernel_is_a_clean_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("no PVH entry point"), "{}", out.stderr);
     let _ = std::fs::remove_file(elf);
+}
+
+#[test]
+fn bad_offsets_and_sizes_are_ignored() {
+    if skip_without_kvm("bad_offsets_and_sizes_are_ignored") {
+        return;
+    }
+    let out = run_code("hostile", HOSTILE_ACCESSES, &[]);
+    assert_eq!(out.status.code(), Some(0xff), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, "", "a dword write is not a character");
+    assert!(
+        out.stderr.contains("serial: 4-byte"),
+        "the VMM logs what it ignored: {}",
+        out.stderr
+    );
 }
