@@ -70,7 +70,7 @@ impl Vcpu {
 
         let wanted = msrs::boot_msrs();
         let list = Msrs::from_entries(&wanted)
-            .map_err(|_| VmError::GuestMemory("MSR list too long".to_string()))?;
+            .map_err(|e| VmError::Config(format!("boot MSR list: {e:?}")))?;
         let set = self.fd.set_msrs(&list).map_err(setup_err("KVM_SET_MSRS"))?;
         if set != wanted.len() {
             // KVM stops at the first MSR it rejects; the guest copes with the
@@ -172,5 +172,105 @@ fn handle_exit(id: u8, io_bus: &Bus, mmio_bus: &Bus, exit: VcpuExit) -> Option<E
         other => Some(ExitReason::Error(format!(
             "vcpu{id}: unexpected exit {other:?}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::{BusDevice, BusKind};
+    use std::sync::Mutex;
+
+    struct Echo;
+    impl BusDevice for Echo {
+        fn read(&mut self, _b: u64, offset: u64, data: &mut [u8]) {
+            data.fill(offset as u8 + 1);
+        }
+        fn write(&mut self, _b: u64, _o: u64, _d: &[u8]) {}
+    }
+
+    fn buses() -> (Bus, Bus) {
+        let io = Bus::new(BusKind::Io);
+        io.insert(0x70, 2, Arc::new(Mutex::new(Echo))).unwrap();
+        let mmio = Bus::new(BusKind::Mmio);
+        mmio.insert(0xd000_0000, 0x1000, Arc::new(Mutex::new(Echo)))
+            .unwrap();
+        (io, mmio)
+    }
+
+    #[test]
+    fn io_and_mmio_exits_reach_the_buses() {
+        let (io, mmio) = buses();
+        let mut d = [0u8; 1];
+        assert_eq!(
+            handle_exit(0, &io, &mmio, VcpuExit::IoIn(0x71, &mut d)),
+            None
+        );
+        assert_eq!(d, [2]);
+        let mut d = [0u8; 2];
+        assert_eq!(
+            handle_exit(0, &io, &mmio, VcpuExit::IoIn(0x80, &mut d)),
+            None
+        );
+        assert_eq!(d, [0xff, 0xff], "unclaimed ports float high");
+        let mut d = [0u8; 4];
+        assert_eq!(
+            handle_exit(0, &io, &mmio, VcpuExit::MmioRead(0xd000_0004, &mut d)),
+            None
+        );
+        assert_eq!(d, [5; 4]);
+        assert_eq!(
+            handle_exit(0, &io, &mmio, VcpuExit::MmioRead(0xe000_0000, &mut d)),
+            None
+        );
+        assert_eq!(d, [0xff; 4]);
+        assert_eq!(
+            handle_exit(0, &io, &mmio, VcpuExit::MmioWrite(0xe000_0000, &[1])),
+            None
+        );
+        assert_eq!(
+            handle_exit(0, &io, &mmio, VcpuExit::IoOut(0x80, &[1])),
+            None
+        );
+    }
+
+    #[test]
+    fn exits_that_stop_the_vm() {
+        let (io, mmio) = buses();
+        assert_eq!(
+            handle_exit(0, &io, &mmio, VcpuExit::Shutdown),
+            Some(ExitReason::TripleFault)
+        );
+        assert_eq!(
+            handle_exit(0, &io, &mmio, VcpuExit::Hlt),
+            Some(ExitReason::Halted)
+        );
+        assert_eq!(
+            handle_exit(
+                0,
+                &io,
+                &mmio,
+                VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_RESET, &[])
+            ),
+            Some(ExitReason::Reset)
+        );
+        assert_eq!(
+            handle_exit(
+                0,
+                &io,
+                &mmio,
+                VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN, &[])
+            ),
+            Some(ExitReason::PowerOff)
+        );
+        assert!(matches!(
+            handle_exit(1, &io, &mmio, VcpuExit::InternalError),
+            Some(ExitReason::Error(_))
+        ));
+        assert!(matches!(
+            handle_exit(1, &io, &mmio, VcpuExit::FailEntry(7, 0)),
+            Some(ExitReason::Error(_))
+        ));
+        assert_eq!(handle_exit(0, &io, &mmio, VcpuExit::Intr), None);
     }
 }

@@ -21,6 +21,8 @@ pub enum VmError {
     CreateVm(kvm_ioctls::Error),
     Setup(&'static str, kvm_ioctls::Error),
     GuestMemory(String),
+    /// Building a KVM argument failed (a bug, not a guest or user error).
+    Config(String),
 }
 
 impl fmt::Display for VmError {
@@ -31,6 +33,7 @@ impl fmt::Display for VmError {
             VmError::CreateVm(e) => write!(f, "KVM_CREATE_VM: {e}"),
             VmError::Setup(what, e) => write!(f, "{what}: {e}"),
             VmError::GuestMemory(e) => write!(f, "guest memory: {e}"),
+            VmError::Config(e) => write!(f, "{e}"),
         }
     }
 }
