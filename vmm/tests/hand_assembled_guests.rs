@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ const HELLO_42: &[u8] = &[
 const I8042_RESET: &[u8] = &[0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe];
 /// jmp $
 const SPIN: &[u8] = &[0xeb, 0xfe];
+/// mov dx,0x3f8; mov al,'R'; out dx,al; mov al,'\n'; out dx,al; jmp $
+const READY_THEN_SPIN: &[u8] = &[
+    0x66, 0xba, 0xf8, 0x03, 0xb0, b'R', 0xee, 0xb0, b'\n', 0xee, 0xeb, 0xfe,
+];
 /// mov eax,0x80000000; mov dx,0xcf8; out dx,eax; mov dx,0xcfc; in eax,dx; out 0xf4,al; jmp $
 const PCI_VENDOR_LOW_BYTE: &[u8] = &[
     0xb8, 0x00, 0x00, 0x00, 0x80, 0x66, 0xba, 0xf8, 0x0c, 0xef, 0x66, 0xba, 0xfc, 0x0c, 0xed, 0xe6,
@@ -139,12 +144,18 @@ fn sigterm_and_sigint_stop_a_spinning_guest() {
     if skip_without_kvm("sigterm_and_sigint_stop_a_spinning_guest") {
         return;
     }
-    let elf = guest_elf("spin", SPIN);
+    let elf = guest_elf("spin", READY_THEN_SPIN);
     let elf_s = elf.to_string_lossy().into_owned();
     for (sig, expected) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
-        let child = spawn(&["run", "--kernel", &elf_s, "--mem", "16M", "--cpus", "2"]);
-        // Give the vCPUs time to be inside KVM_RUN.
-        std::thread::sleep(Duration::from_millis(500));
+        let mut child = spawn(&["run", "--kernel", &elf_s, "--mem", "16M", "--cpus", "2"]);
+        // The guest's "R" proves the VMM is past its signal setup and the
+        // boot vCPU is running; then let it spin inside KVM_RUN a little.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 2];
+        stdout.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"R\n");
+        child.stdout = Some(stdout);
+        std::thread::sleep(Duration::from_millis(100));
         // SAFETY: kill(2) on the pid of a child we own.
         assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
         let out = wait(child, T);
