@@ -141,7 +141,9 @@ impl Machine {
             .insert(
                 layout::PCI_CONFIG_ADDRESS_PORT,
                 8,
-                Arc::new(Mutex::new(PciConfigIo::new(pci.clone()))),
+                Arc::new(Mutex::new(
+                    PciConfigIo::new(pci.clone()).with_reset(exit.clone()),
+                )),
             )
             .map_err(dev_err)?;
 

@@ -11,6 +11,7 @@ use super::bar_allocator::BarAllocator;
 use super::config_space::{ActiveBar, BarKind, COMMAND, COMMAND_IO_SPACE, COMMAND_MEMORY_SPACE};
 use super::device::SharedPciDevice;
 use crate::bus::{Bus, BusDevice};
+use crate::exit::{ExitReason, VmExit};
 
 pub const NUM_SLOTS: usize = 32;
 
@@ -222,16 +223,34 @@ impl PciBus {
 
 /// Configuration mechanism #1: the address register at 0xcf8 and the data
 /// window at 0xcfc..0xcff. Sits on the I/O bus at 0xcf8, 8 ports.
+///
+/// The byte at 0xcf9 is the PIIX/ICH reset control register: a write with
+/// RST_CPU (bit 2) set resets the machine (Linux `reboot=pci`), when a
+/// reset handle was given.
 pub struct PciConfigIo {
     bus: Arc<Mutex<PciBus>>,
     address: u32,
+    reset: Option<Arc<VmExit>>,
 }
 
 const CONFIG_ENABLE: u32 = 1 << 31;
+/// 0xcf9 relative to 0xcf8, and its "reset CPU" bit.
+const RESET_CONTROL_OFFSET: u64 = 1;
+const RESET_CONTROL_RST_CPU: u8 = 1 << 2;
 
 impl PciConfigIo {
     pub fn new(bus: Arc<Mutex<PciBus>>) -> Self {
-        PciConfigIo { bus, address: 0 }
+        PciConfigIo {
+            bus,
+            address: 0,
+            reset: None,
+        }
+    }
+
+    /// Makes a 0xcf9 reset request end the VM with `ExitReason::Reset`.
+    pub fn with_reset(mut self, exit: Arc<VmExit>) -> Self {
+        self.reset = Some(exit);
+        self
     }
 
     /// (slot, function, register offset) selected by the address register,
@@ -282,6 +301,11 @@ impl BusDevice for PciConfigIo {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .config_write(slot, function, reg, data);
+                }
+            }
+            RESET_CONTROL_OFFSET if data.len() == 1 && data[0] & RESET_CONTROL_RST_CPU != 0 => {
+                if let Some(exit) = &self.reset {
+                    exit.request(ExitReason::Reset);
                 }
             }
             _ => debug!(
@@ -428,6 +452,20 @@ mod tests {
         let mut b4 = [0u8; 4];
         r.cfg.read(0xcf8, 6, &mut b4);
         assert_eq!(b4, [0xff; 4]);
+    }
+
+    #[test]
+    fn reset_control_register() {
+        let mut r = rig();
+        // Without a reset handle 0xcf9 is inert.
+        r.cfg.write(0xcf8, 1, &[0x06]);
+        let exit = Arc::new(VmExit::new().unwrap());
+        let mut cfg = PciConfigIo::new(r.cfg.bus.clone()).with_reset(exit.clone());
+        cfg.write(0xcf8, 1, &[0x02]);
+        cfg.write(0xcf8, 1, &[0x06, 0]);
+        assert!(!exit.requested(), "only byte writes with RST_CPU reset");
+        cfg.write(0xcf8, 1, &[0x06]);
+        assert_eq!(exit.reason(), Some(ExitReason::Reset));
     }
 
     #[test]
