@@ -121,6 +121,5 @@ pub fn measure(cpus: CpuPair, budget: Duration, min_samples: usize) -> io::Resul
     }
     w.store(STOP, Ordering::Release);
     child.wait(Duration::from_secs(5))?;
-    Latency::from_samples(64, BATCH, &mut samples)
-        .ok_or_else(|| io::Error::other("no samples"))
+    Latency::from_samples(64, BATCH, &mut samples).ok_or_else(|| io::Error::other("no samples"))
 }

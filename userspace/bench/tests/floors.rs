@@ -45,7 +45,10 @@ fn kvm_exit_round_trip_or_a_reason() {
     match kvm_exit::measure(SHORT, 5) {
         Ok((l, mode)) => {
             assert!(l.iters >= 5 * kvm_exit::BATCH);
-            eprintln!("KVM_EXIT_IO ({mode:?}): {l:?}; kvm is {}", kvm_exit::describe_kvm());
+            eprintln!(
+                "KVM_EXIT_IO ({mode:?}): {l:?}; kvm is {}",
+                kvm_exit::describe_kvm()
+            );
         }
         Err(why) => {
             assert!(!why.is_empty());

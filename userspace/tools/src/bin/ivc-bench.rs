@@ -88,6 +88,10 @@ enum Mode {
         /// Fewest round trips per message size (even if over budget).
         #[arg(long, default_value_t = 10)]
         min_iters: usize,
+        /// First measure the layers under a round trip (as `calib` does) on
+        /// the same open channel, before anything is sent.
+        #[arg(long)]
+        calib: bool,
     },
     /// Send every byte back (the peer of `latency`); ends at end of file.
     Echo {
@@ -257,6 +261,7 @@ fn latency(
     seconds: f64,
     max_iters: usize,
     min_iters: usize,
+    with_calib: bool,
 ) -> Result<bool, String> {
     let sizes: Vec<usize> = sizes
         .iter()
@@ -265,6 +270,9 @@ fn latency(
     let budget = Duration::try_from_secs_f64(seconds).map_err(|e| format!("--seconds: {e}"))?;
     let clock = Clock::calibrate(CALIBRATION);
     let mut ch = Chan::open(io)?;
+    if with_calib {
+        calib_on(io, &clock, &ch.f, budget.min(Duration::from_millis(500)))?;
+    }
     let pattern = Pattern::new(0x1a7e, DEFAULT_PERIOD);
     let mut back = vec![0u8; sizes.iter().copied().max().unwrap_or(1)];
     println!(
@@ -604,22 +612,34 @@ fn median_cost(clock: &Clock, budget: Duration, mut op: impl FnMut()) -> u64 {
 fn calib(io: &IoOpts, seconds: f64) -> Result<bool, String> {
     let budget = Duration::try_from_secs_f64(seconds).map_err(|e| format!("--seconds: {e}"))?;
     let clock = Clock::calibrate(CALIBRATION);
-    let syscall_ns = median_cost(&clock, budget, || {
-        // SAFETY: getppid has no arguments and no side effects.
-        std::hint::black_box(unsafe { libc::getppid() });
-    });
     let f = OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(&io.dev)
         .map_err(|e| format!("cannot open {}: {e}", io.dev))?;
+    calib_on(io, &clock, &f, budget)?;
+    Ok(true)
+}
+
+/// The `calib` figures, on a channel `f` open with `O_NONBLOCK` whose peer
+/// has not sent anything yet (so every read is the empty-ring path).
+fn calib_on(io: &IoOpts, clock: &Clock, f: &File, budget: Duration) -> Result<(), String> {
+    let syscall_ns = median_cost(clock, budget, || {
+        // SAFETY: getppid has no arguments and no side effects.
+        std::hint::black_box(unsafe { libc::getppid() });
+    });
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(f), libc::F_GETFL) };
+    if flags < 0 || flags & libc::O_NONBLOCK == 0 {
+        return Err("calib needs the channel open with O_NONBLOCK (use --wait spin)".into());
+    }
     let mut byte = [0u8; 1];
     let mut got_data = false;
-    let empty_read_ns = median_cost(&clock, budget, || {
-        got_data |= (&f).read(&mut byte).is_ok_and(|n| n > 0);
+    let empty_read_ns = median_cost(clock, budget, || {
+        let mut r = f;
+        got_data |= r.read(&mut byte).is_ok_and(|n| n > 0);
     });
-    drop(f);
     if got_data {
         return Err("calib: the peer sent data; run calib before the peer sends".into());
     }
@@ -651,7 +671,7 @@ fn calib(io: &IoOpts, seconds: f64) -> Result<bool, String> {
         .num("memcpy_mib_s", memcpy_mib_s)
         .finish();
     println!("{JSON_PREFIX}{line}");
-    Ok(true)
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<bool, String> {
@@ -662,7 +682,8 @@ fn run(cli: Cli) -> Result<bool, String> {
             seconds,
             max_iters,
             min_iters,
-        } => latency(&io, &sizes, seconds, max_iters, min_iters),
+            calib,
+        } => latency(&io, &sizes, seconds, max_iters, min_iters, calib),
         Mode::Echo { io } => echo(&io),
         Mode::Send {
             io,

@@ -1,0 +1,160 @@
+//! The report graph: latency vs message size and throughput vs packet size,
+//! one line per channel, floors as dashed lines.
+
+use crate::floors::{what, MEMCPY_REFERENCE};
+use crate::plot::{fmt_num, fmt_size, Chart, HLine, Series};
+use crate::record::{Data, Record};
+
+/// (channel, colour) of every channel that can appear, in legend order.
+const CHANNELS: [(&str, &str); 4] = [
+    ("shm-poll", "#1f77b4"),
+    ("shm-irq", "#d62728"),
+    ("pio", "#2ca02c"),
+    ("tcp-loopback", "#7f7f7f"),
+];
+
+fn label(records: &[Record], channel: &str) -> String {
+    match records.iter().find(|r| r.channel == channel) {
+        Some(r) if r.environment.starts_with("emulated") => format!("{channel} (QEMU TCG)"),
+        Some(r) => format!("{channel} ({})", r.environment),
+        None => channel.into(),
+    }
+}
+
+/// The latency chart (median, whiskers min..p99, microseconds).
+pub fn latency(records: &[Record]) -> Chart {
+    let mut series = Vec::new();
+    for (channel, color) in CHANNELS {
+        let mut pts: Vec<(f64, f64, f64, f64)> = records
+            .iter()
+            .filter(|r| r.channel == channel)
+            .filter_map(|r| match &r.data {
+                Data::Latency { stats, .. } if stats.size > 0 => Some((
+                    stats.size as f64,
+                    stats.median_ns / 1e3,
+                    stats.min_ns / 1e3,
+                    stats.p99_ns / 1e3,
+                )),
+                _ => None,
+            })
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        series.push(Series {
+            name: label(records, channel),
+            color,
+            points: pts.iter().map(|p| (p.0, p.1)).collect(),
+            whiskers: pts.iter().map(|p| (p.2, p.3)).collect(),
+        });
+    }
+    let mut hlines = Vec::new();
+    for (w, name, color) in [
+        (what::CACHELINE, "floor: cache-line round trip", "#17becf"),
+        (what::EVENTFD, "floor: eventfd round trip", "#ff7f0e"),
+        (what::KVM_EXIT, "floor: KVM_EXIT_IO round trip", "#9467bd"),
+    ] {
+        if let Some(Data::Latency { stats, .. }) =
+            records.iter().find(|r| r.what == w).map(|r| &r.data)
+        {
+            hlines.push(HLine {
+                name: name.into(),
+                color,
+                y: stats.median_ns / 1e3,
+            });
+        }
+    }
+    Chart {
+        title: "Round-trip latency (median; bars min..p99)".into(),
+        x_label: "message size (bytes)".into(),
+        y_label: "microseconds".into(),
+        x_fmt: Some(fmt_size),
+        y_fmt: Some(fmt_num),
+        series,
+        hlines,
+    }
+}
+
+/// The throughput chart: per packet size, the transfer that moved the most
+/// bytes (MiB/s).
+pub fn throughput(records: &[Record]) -> Chart {
+    let mut series = Vec::new();
+    for (channel, color) in CHANNELS {
+        let mut best: Vec<(u64, u64, f64)> = Vec::new();
+        for r in records.iter().filter(|r| r.channel == channel) {
+            if let Data::Throughput { stats, .. } = &r.data {
+                match best.iter_mut().find(|b| b.0 == stats.packet) {
+                    Some(b) if b.1 >= stats.bytes => {}
+                    Some(b) => *b = (stats.packet, stats.bytes, stats.mib_s),
+                    None => best.push((stats.packet, stats.bytes, stats.mib_s)),
+                }
+            }
+        }
+        if best.is_empty() {
+            continue;
+        }
+        best.sort_by_key(|b| b.0);
+        series.push(Series {
+            name: label(records, channel),
+            color,
+            points: best.iter().map(|b| (b.0 as f64, b.2)).collect(),
+            whiskers: Vec::new(),
+        });
+    }
+    let hlines = records
+        .iter()
+        .filter_map(|r| match &r.data {
+            Data::Throughput { stats, .. }
+                if r.what == what::MEMCPY && stats.packet == MEMCPY_REFERENCE =>
+            {
+                Some(HLine {
+                    name: "floor: memcpy, 1 core, 1 MiB blocks".into(),
+                    color: "#17becf",
+                    y: stats.mib_s,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    Chart {
+        title: "One-way throughput (largest transfer per packet size)".into(),
+        x_label: "packet size (bytes per write/read call)".into(),
+        y_label: "MiB/s".into(),
+        x_fmt: Some(fmt_size),
+        y_fmt: Some(fmt_num),
+        series,
+        hlines,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::env;
+    use ivc_bench_host::Throughput;
+
+    #[test]
+    fn throughput_keeps_the_largest_transfer_per_packet() {
+        let t = |packet, bytes, mib_s| Record {
+            channel: "shm-poll".into(),
+            environment: env::TCG.into(),
+            what: "one-way transfer".into(),
+            data: Data::Throughput {
+                stats: Throughput {
+                    packet,
+                    bytes,
+                    ns: 1,
+                    mib_s,
+                },
+                requested: bytes,
+                verified: true,
+            },
+        };
+        let c = throughput(&[t(4096, 512, 1.0), t(4096, 1 << 20, 50.0), t(1, 100, 0.1)]);
+        assert_eq!(c.series.len(), 1);
+        assert_eq!(c.series[0].points, vec![(1.0, 0.1), (4096.0, 50.0)]);
+        assert!(c.series[0].name.contains("QEMU TCG"));
+        assert!(c.hlines.is_empty());
+    }
+}

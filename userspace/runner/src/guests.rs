@@ -1,0 +1,219 @@
+//! Linux guests with ivc.ko under QEMU TCG: `shm-poll` (ivshmem-plain) and
+//! `shm-irq` (ivshmem-doorbell through our rendezvous server). Guest A runs
+//! `ivc-bench latency` then `send`, guest B `echo` then `recv`; the figures
+//! come back as `IVC_BENCH_JSON` lines on A's serial console.
+//!
+//! Everything inside TCG is emulated instruction by instruction, so these
+//! figures say how the channel behaves (which sizes cost what, where the
+//! knee is), not how fast it is on hardware virtualization.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use ivc_guest_harness::{run_guests, Device, GuestOutcome, GuestSpec, ScratchDir};
+use ivc_rendezvous::{Server, ServerConfig};
+
+use crate::progress::StderrToFile;
+use crate::record::{env, guest_lines, SuiteReport};
+use crate::suites::{Context, Plan, Suite};
+
+/// Shared memory per channel: ample for a 64 KiB message in each ring.
+const SHM_SIZE: u64 = 4 << 20;
+/// Prints the driver's debugfs counters as `IVC_COUNTER name=value`.
+const COUNTERS: &str = "for f in /sys/kernel/debug/ivc0/counters/*; do \
+                        [ -f \"$f\" ] && echo \"IVC_COUNTER $(basename \"$f\")=$(cat \"$f\")\"; done\n";
+
+/// Which shared-memory channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShmVariant {
+    /// Polled rings, no interrupts.
+    Poll,
+    /// Doorbells and MSI-X.
+    Irq,
+}
+
+impl ShmVariant {
+    /// Channel name.
+    pub fn channel(self) -> &'static str {
+        match self {
+            ShmVariant::Poll => "shm-poll",
+            ShmVariant::Irq => "shm-irq",
+        }
+    }
+    /// `ivc.ko mode=`.
+    fn mode(self) -> u32 {
+        match self {
+            ShmVariant::Poll => 1,
+            ShmVariant::Irq => 2,
+        }
+    }
+    /// How the tools wait: the polled channel is measured polling from user
+    /// space (the driver never sleeps); the doorbell channel blocking, so
+    /// every wake-up is a doorbell interrupt.
+    fn wait(self) -> &'static str {
+        match self {
+            ShmVariant::Poll => "spin",
+            ShmVariant::Irq => "block",
+        }
+    }
+}
+
+fn list(v: &[u64]) -> String {
+    v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The two guests' shell scripts for `variant` under `plan`.
+pub fn scripts(variant: ShmVariant, plan: &Plan) -> (String, String) {
+    let (mode, wait, label) = (variant.mode(), variant.wait(), variant.channel());
+    let s = plan.guest_seconds;
+    let insmod = format!("insmod /lib/ivc/ivc.ko mode={mode} || exit 10\n");
+    let calib = if wait == "spin" { " --calib" } else { "" };
+    let mut a = insmod.clone();
+    let _ = writeln!(
+        a,
+        "ivc-bench latency /dev/ivc0 --wait {wait} --label {label} --seconds {s} --sizes {}{calib} || exit 11",
+        list(&plan.sizes)
+    );
+    let _ = writeln!(
+        a,
+        "ivc-bench send /dev/ivc0 --wait {wait} --label {label} --seconds {s} --totals {} --packets {} || exit 12",
+        list(&plan.totals),
+        list(&plan.packets)
+    );
+    a.push_str(COUNTERS);
+    let mut b = insmod;
+    let _ = writeln!(b, "ivc-bench echo /dev/ivc0 --wait {wait} || exit 11");
+    let _ = writeln!(b, "ivc-bench recv /dev/ivc0 --wait {wait} || exit 12");
+    b.push_str(COUNTERS);
+    (a, b)
+}
+
+/// A shared-memory channel between two QEMU TCG guests.
+pub struct QemuShm(pub ShmVariant);
+
+impl Suite for QemuShm {
+    fn name(&self) -> &'static str {
+        self.0.channel()
+    }
+    fn environment(&self) -> String {
+        env::TCG.into()
+    }
+    fn unavailable(&self, ctx: &Context) -> Option<String> {
+        match &ctx.artifacts {
+            Err(e) => Some(e.clone()),
+            Ok(_) => ivc_guest_harness::qemu_available().err(),
+        }
+    }
+    fn estimate(&self, plan: &Plan) -> Duration {
+        plan.guest_estimate()
+    }
+    fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String> {
+        let artifacts = ctx.artifacts.as_ref().map_err(Clone::clone)?;
+        let scratch = ScratchDir::new().map_err(|e| e.to_string())?;
+        let mut server = None;
+        let device = match self.0 {
+            ShmVariant::Poll => Device::IvshmemPlain {
+                mem_path: scratch.join("shm"),
+                size: SHM_SIZE,
+            },
+            ShmVariant::Irq => {
+                let socket = scratch.join("ivshmem.sock");
+                let s = Server::bind(ServerConfig::new(&socket, SHM_SIZE, 1))
+                    .map_err(|e| format!("rendezvous server: {e}"))?
+                    .spawn()
+                    .map_err(|e| format!("rendezvous server: {e}"))?;
+                server = Some(s);
+                Device::IvshmemDoorbell { socket, vectors: 1 }
+            }
+        };
+        let (a, b) = scripts(self.0, &ctx.plan);
+        let timeout = ctx.plan.guest_estimate() * 3 + Duration::from_secs(60);
+        let spec = |name: &str, cmd: String| {
+            GuestSpec::new(name, cmd)
+                .device(device.clone())
+                .timeout(timeout)
+        };
+        let outcomes = {
+            // The harness echoes every serial line on stderr; keep it in the
+            // log, off the progress display.
+            let _quiet = StderrToFile::new(&ctx.out_dir.join("guests.log"))
+                .map_err(|e| format!("guest log: {e}"))?;
+            run_guests(artifacts, [spec("a", a), spec("b", b)]).map_err(|e| e.to_string())?
+        };
+        if let Some(s) = server {
+            let _ = s.stop();
+        }
+        for o in &outcomes {
+            let path = ctx
+                .out_dir
+                .join(format!("{}-{}.serial.log", self.0.channel(), o.name));
+            let _ = std::fs::write(&path, &o.serial);
+            for l in o.serial.lines() {
+                if let Some(c) = l.trim().strip_prefix("IVC_COUNTER ") {
+                    report.notes.push(format!("guest {} counter {c}", o.name));
+                }
+            }
+        }
+        let (lines, bad) = guest_lines(&outcomes[0].serial);
+        report
+            .records
+            .extend(lines.into_iter().map(|l| l.into_record(self.0.channel())));
+        for b in bad {
+            report.notes.push(format!("unparsed result line: {b}"));
+        }
+        for o in &outcomes {
+            check(o)?;
+        }
+        Ok(())
+    }
+}
+
+/// Fails with a short reason if a guest did not finish cleanly.
+fn check(o: &GuestOutcome) -> Result<(), String> {
+    let errors = o.kernel_errors();
+    let why = if o.timed_out {
+        "timed out".to_string()
+    } else if o.exit_status != Some(0) {
+        match o.exit_status {
+            Some(10) => "insmod ivc.ko failed".into(),
+            Some(s) => format!("the benchmark exited with status {s}"),
+            None => "the guest ended without an exit status".into(),
+        }
+    } else if !errors.is_empty() {
+        format!("kernel reported: {}", errors.join(" | "))
+    } else {
+        return Ok(());
+    };
+    let tail: Vec<&str> = o.serial.lines().rev().take(8).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(format!(
+        "guest {}: {why}; last lines:\n      {}",
+        o.name,
+        tail.join("\n      ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_pair_the_roles_and_fit_the_command_line() {
+        let plan = Plan::new(false, None);
+        let (a, b) = scripts(ShmVariant::Poll, &plan);
+        assert!(a.starts_with("insmod /lib/ivc/ivc.ko mode=1"));
+        assert!(a.contains("ivc-bench latency /dev/ivc0 --wait spin"));
+        assert!(a.contains("--calib"));
+        assert!(a.contains("--totals 512,1024,4096,2097152,1073741824"));
+        assert!(a.contains("--packets 1,32,4096,65536"));
+        assert!(b.contains("ivc-bench echo /dev/ivc0 --wait spin"));
+        assert!(b.contains("ivc-bench recv"));
+        let (a, b) = scripts(ShmVariant::Irq, &plan);
+        assert!(a.contains("mode=2") && a.contains("--wait block") && !a.contains("--calib"));
+        assert!(b.contains("--wait block"));
+        // base64 makes it 4/3 longer; the kernel command line holds 2047.
+        for s in [a, b] {
+            assert!(s.len() * 4 / 3 < 1500, "{}", s.len());
+        }
+    }
+}

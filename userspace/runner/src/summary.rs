@@ -1,0 +1,417 @@
+//! The one summary table: each channel's headline figures beside the floor
+//! they are bounded by, and the ratio.
+
+use serde::Serialize;
+
+use crate::floors::{what, MEMCPY_REFERENCE};
+use crate::record::{Data, Record, Status, SuiteReport};
+
+/// A row of the summary.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Row {
+    /// Channel (or `host` for floors).
+    pub channel: String,
+    /// Where it was measured.
+    pub environment: String,
+    /// What the figure is.
+    pub what: String,
+    /// The figure, formatted.
+    pub figure: String,
+    /// The floor it is compared with, formatted (empty if none).
+    pub floor: String,
+    /// Figure relative to the floor, formatted (empty if none).
+    pub ratio: String,
+}
+
+/// `1.23 us`-style durations.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} us", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+/// `1234 MiB/s`-style rates.
+pub fn fmt_rate(mib_s: f64) -> String {
+    if mib_s >= 1024.0 {
+        format!("{:.2} GiB/s", mib_s / 1024.0)
+    } else if mib_s >= 10.0 {
+        format!("{mib_s:.0} MiB/s")
+    } else {
+        format!("{mib_s:.2} MiB/s")
+    }
+}
+
+fn median_of(records: &[Record], channel: &str, what_prefix: &str, size: u64) -> Option<f64> {
+    records.iter().find_map(|r| match &r.data {
+        Data::Latency { stats, .. }
+            if r.channel == channel && r.what.starts_with(what_prefix) && stats.size == size =>
+        {
+            Some(stats.median_ns)
+        }
+        _ => None,
+    })
+}
+
+/// The throughput record of `channel` for `packet` that moved the most bytes.
+fn best_transfer(records: &[Record], channel: &str, packet: u64) -> Option<(f64, u64, bool)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.data {
+            Data::Throughput {
+                stats, verified, ..
+            } if r.channel == channel && stats.packet == packet => {
+                Some((stats.mib_s, stats.bytes, *verified))
+            }
+            _ => None,
+        })
+        .max_by_key(|t| t.1)
+}
+
+/// Time to move `requested` bytes in `packet`-byte calls, if measured whole.
+fn transfer_time(records: &[Record], channel: &str, packet: u64, requested: u64) -> Option<f64> {
+    records.iter().find_map(|r| match &r.data {
+        Data::Throughput {
+            stats,
+            requested: q,
+            ..
+        } if r.channel == channel
+            && stats.packet == packet
+            && *q == requested
+            && stats.bytes == requested =>
+        {
+            Some(stats.ns as f64)
+        }
+        _ => None,
+    })
+}
+
+/// Builds the rows from every suite's records.
+pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
+    let records: Vec<Record> = reports.iter().flat_map(|r| r.records.clone()).collect();
+    let env_of = |channel: &str| {
+        records
+            .iter()
+            .find(|r| r.channel == channel)
+            .map(|r| r.environment.clone())
+            .unwrap_or_default()
+    };
+    let cacheline = median_of(&records, "host", what::CACHELINE, 64);
+    let eventfd = median_of(&records, "host", what::EVENTFD, 8);
+    let kvm = median_of(&records, "host", what::KVM_EXIT, 0);
+    let memcpy = best_transfer(&records, "host", MEMCPY_REFERENCE).map(|t| t.0);
+    let mut rows = Vec::new();
+    let mut floor_row = |what: &str, figure: Option<String>, env: String| {
+        if let Some(figure) = figure {
+            rows.push(Row {
+                channel: "host".into(),
+                environment: env,
+                what: what.into(),
+                figure,
+                floor: String::new(),
+                ratio: String::new(),
+            });
+        }
+    };
+    floor_row(
+        "floor: cache-line round trip (2 cores)",
+        cacheline.map(fmt_ns),
+        "host".into(),
+    );
+    floor_row(
+        "floor: eventfd round trip (1 hop each way)",
+        eventfd.map(fmt_ns),
+        "host".into(),
+    );
+    floor_row(
+        "floor: memcpy 1 core (1 MiB blocks)",
+        memcpy.map(fmt_rate),
+        "host".into(),
+    );
+    let kvm_env = records
+        .iter()
+        .find(|r| r.what == what::KVM_EXIT)
+        .map(|r| r.environment.clone())
+        .unwrap_or_default();
+    floor_row("floor: KVM_EXIT_IO round trip", kvm.map(fmt_ns), kvm_env);
+
+    let lat_ratio = |fig: f64, floor: Option<f64>, name: &str| match floor {
+        Some(f) if f > 0.0 => (format!("{name} {}", fmt_ns(f)), format!("{:.1}x", fig / f)),
+        _ => (String::new(), String::new()),
+    };
+    for (channel, lat_floor, lat_floor_name) in [
+        ("tcp-loopback", cacheline, "cache line"),
+        ("shm-poll", cacheline, "cache line"),
+        ("shm-irq", eventfd, "eventfd"),
+    ] {
+        let environment = env_of(channel);
+        if let Some(m) = median_of(&records, channel, "ping-pong", 64) {
+            let (floor, ratio) = lat_ratio(m, lat_floor, lat_floor_name);
+            rows.push(Row {
+                channel: channel.into(),
+                environment: environment.clone(),
+                what: "64 B round trip (median)".into(),
+                figure: fmt_ns(m),
+                floor,
+                ratio,
+            });
+        }
+        if let Some(m) = median_of(&records, channel, "ping-pong", 64 << 10) {
+            rows.push(Row {
+                channel: channel.into(),
+                environment: environment.clone(),
+                what: "64 KiB round trip (median)".into(),
+                figure: fmt_ns(m),
+                floor: String::new(),
+                ratio: String::new(),
+            });
+        }
+        if let Some((rate, bytes, verified)) = best_transfer(&records, channel, 64 << 10) {
+            let (floor, ratio) = match memcpy {
+                Some(f) if f > 0.0 => (
+                    format!("memcpy {}", fmt_rate(f)),
+                    format!("{:.1}%", 100.0 * rate / f),
+                ),
+                _ => (String::new(), String::new()),
+            };
+            let check = if verified || channel == "tcp-loopback" {
+                ""
+            } else {
+                " DATA MISMATCH"
+            };
+            rows.push(Row {
+                channel: channel.into(),
+                environment: environment.clone(),
+                what: format!(
+                    "throughput, 64 KiB packets ({} moved)",
+                    crate::plot::fmt_size(bytes as f64)
+                ),
+                figure: format!("{}{check}", fmt_rate(rate)),
+                floor,
+                ratio,
+            });
+        }
+        if let Some(ns) = transfer_time(&records, channel, 1, 1024) {
+            rows.push(Row {
+                channel: channel.into(),
+                environment: environment.clone(),
+                what: "1 KiB in 1 B packets".into(),
+                figure: fmt_ns(ns),
+                floor: "target 100 ms".into(),
+                ratio: if ns < 100e6 { "met" } else { "missed" }.into(),
+            });
+        }
+    }
+    for r in reports {
+        if let Status::Skipped(why) | Status::Failed(why) = &r.status {
+            let state = if matches!(r.status, Status::Skipped(_)) {
+                "not run"
+            } else {
+                "FAILED"
+            };
+            rows.push(Row {
+                channel: r.suite.clone(),
+                environment: r.environment.clone(),
+                what: state.into(),
+                figure: String::new(),
+                floor: String::new(),
+                ratio: why.lines().next().unwrap_or_default().to_string(),
+            });
+        }
+    }
+    rows
+}
+
+/// The rows as an aligned text table (skipped/failed suites below it).
+pub fn table(rows: &[Row]) -> String {
+    let measured: Vec<&Row> = rows.iter().filter(|r| !r.figure.is_empty()).collect();
+    let head = ["channel", "what", "figure", "floor", "ratio"];
+    let cells = |r: &Row| {
+        let chan = if r.environment.starts_with("emulated") {
+            format!("{} (TCG)", r.channel)
+        } else {
+            r.channel.clone()
+        };
+        [
+            chan,
+            r.what.clone(),
+            r.figure.clone(),
+            r.floor.clone(),
+            r.ratio.clone(),
+        ]
+    };
+    let mut width = head.map(str::len);
+    for r in &measured {
+        for (w, c) in width.iter_mut().zip(cells(r)) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |c: [String; 5]| {
+        let mut s = String::new();
+        for (i, (w, c)) in width.iter().zip(c).enumerate() {
+            let pad = w.saturating_sub(c.chars().count());
+            // Figures and ratios right-aligned, text left-aligned.
+            if i == 2 || i == 4 {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(&c);
+            } else {
+                s.push_str(&c);
+                s.push_str(&" ".repeat(pad));
+            }
+            s.push_str("  ");
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(head.map(String::from));
+    out.push_str(&line(width.map(|w| "-".repeat(w))));
+    for r in &measured {
+        out.push_str(&line(cells(r)));
+    }
+    let not_run: Vec<&Row> = rows.iter().filter(|r| r.figure.is_empty()).collect();
+    if !not_run.is_empty() {
+        out.push('\n');
+        for r in not_run {
+            out.push_str(&format!("{} {}: {}\n", r.what, r.channel, r.ratio));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{env, Data, Record};
+    use ivc_bench_host::{Latency, Throughput};
+
+    fn lat(channel: &str, what: &str, size: u64, median: f64) -> Record {
+        Record {
+            channel: channel.into(),
+            environment: if channel == "host" {
+                env::HOST
+            } else {
+                env::TCG
+            }
+            .into(),
+            what: what.into(),
+            data: Data::Latency {
+                stats: Latency {
+                    size,
+                    iters: 10,
+                    batch: 1,
+                    min_ns: median,
+                    median_ns: median,
+                    p99_ns: median,
+                    max_ns: median,
+                    mean_ns: median,
+                },
+                verified: true,
+            },
+        }
+    }
+
+    fn tput(channel: &str, packet: u64, requested: u64, bytes: u64, ns: u64) -> Record {
+        Record {
+            channel: channel.into(),
+            environment: env::TCG.into(),
+            what: "one-way transfer".into(),
+            data: Data::Throughput {
+                stats: Throughput {
+                    packet,
+                    bytes,
+                    ns,
+                    mib_s: bytes as f64 / (ns as f64 / 1e9) / 1048576.0,
+                },
+                requested,
+                verified: true,
+            },
+        }
+    }
+
+    fn report(suite: &str, records: Vec<Record>, status: Status) -> SuiteReport {
+        SuiteReport {
+            suite: suite.into(),
+            environment: "x".into(),
+            status,
+            records,
+            notes: vec![],
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn ratios_against_the_right_floors() {
+        let host = report(
+            "floors",
+            vec![
+                lat("host", what::CACHELINE, 64, 100.0),
+                lat("host", what::EVENTFD, 8, 10_000.0),
+                Record {
+                    channel: "host".into(),
+                    environment: env::HOST.into(),
+                    what: what::MEMCPY.into(),
+                    data: Data::Throughput {
+                        stats: Throughput {
+                            packet: MEMCPY_REFERENCE,
+                            bytes: 1 << 30,
+                            ns: 1_000_000_000,
+                            mib_s: 1024.0,
+                        },
+                        requested: 1 << 30,
+                        verified: true,
+                    },
+                },
+            ],
+            Status::Ran,
+        );
+        let poll = report(
+            "shm-poll",
+            vec![
+                lat("shm-poll", "ping-pong (spin wait)", 64, 450.0),
+                tput("shm-poll", 65536, 1 << 30, 512 << 20, 1_000_000_000),
+                tput("shm-poll", 65536, 2 << 20, 2 << 20, 10_000_000),
+                tput("shm-poll", 1, 1024, 1024, 5_000_000),
+            ],
+            Status::Ran,
+        );
+        let irq = report(
+            "shm-irq",
+            vec![lat("shm-irq", "ping-pong (block wait)", 64, 25_000.0)],
+            Status::Ran,
+        );
+        let skipped = report("vmm-devices", vec![], Status::Skipped("not yet".into()));
+        let rows = rows(&[host, poll, irq, skipped]);
+        let find = |c: &str, w: &str| {
+            rows.iter()
+                .find(|r| r.channel == c && r.what.starts_with(w))
+                .cloned()
+                .unwrap_or_else(|| panic!("no row {c} {w}: {rows:?}"))
+        };
+        assert_eq!(find("shm-poll", "64 B round trip").ratio, "4.5x");
+        assert_eq!(find("shm-irq", "64 B round trip").ratio, "2.5x");
+        let t = find("shm-poll", "throughput, 64 KiB");
+        assert_eq!(t.ratio, "50.0%");
+        assert!(t.what.contains("512M moved"), "{}", t.what);
+        let small = find("shm-poll", "1 KiB in 1 B");
+        assert_eq!(
+            (small.figure.as_str(), small.ratio.as_str()),
+            ("5.00 ms", "met")
+        );
+        assert_eq!(find("vmm-devices", "not run").ratio, "not yet");
+        let text = table(&rows);
+        assert!(text.contains("shm-poll (TCG)"));
+        assert!(text.contains("not run vmm-devices: not yet"));
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt_ns(120.0), "120 ns");
+        assert_eq!(fmt_ns(4_400.0), "4.40 us");
+        assert_eq!(fmt_rate(12_588.0), "12.29 GiB/s");
+        assert_eq!(fmt_rate(0.5), "0.50 MiB/s");
+    }
+}
