@@ -20,7 +20,7 @@ use crate::boot::{self, BootError};
 use crate::bus::{Bus, BusKind};
 use crate::devices::debug_exit::DebugExit;
 use crate::devices::i8042::I8042;
-use crate::devices::serial::{SerialDevice, SerialOutput};
+use crate::devices::serial::{spawn_input_thread, SerialDevice, SerialOutput};
 use crate::exit::{ExitReason, VmExit};
 use crate::layout;
 use crate::memory;
@@ -36,6 +36,8 @@ pub struct MachineConfig {
     pub mem_size: u64,
     pub cpus: u8,
     pub serial: SerialOutput,
+    /// Bytes for the guest's COM1 receiver (e.g. stdin); None = no input.
+    pub serial_input: Option<Box<dyn std::io::Read + Send>>,
 }
 
 #[derive(Debug)]
@@ -108,10 +110,15 @@ impl Machine {
         let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(|e| MachineError::Io("eventfd", e))?;
         vm.resources
             .register_irqfd(&serial_irq, layout::SERIAL_COM1_IRQ)?;
-        let serial = SerialDevice::new(serial_irq, config.serial);
+        let serial = Arc::new(Mutex::new(SerialDevice::new(serial_irq, config.serial)));
         io_bus
-            .insert(layout::SERIAL_COM1_PORT, 8, Arc::new(Mutex::new(serial)))
+            .insert(layout::SERIAL_COM1_PORT, 8, serial.clone())
             .map_err(dev_err)?;
+        if let Some(input) = config.serial_input {
+            // Detached: it ends with its input or with the process.
+            spawn_input_thread(serial, input)
+                .map_err(|e| MachineError::Io("serial input thread", e))?;
+        }
         io_bus
             .insert(
                 layout::I8042_DATA_PORT,

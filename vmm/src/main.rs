@@ -24,6 +24,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
         mem_size: args.mem,
         cpus: args.cpus,
         serial,
+        serial_input: Some(Box::new(std::io::stdin())),
     };
     let machine = Machine::new(config).map_err(|e| e.to_string())?;
     let reason = machine.run().map_err(|e| e.to_string())?;

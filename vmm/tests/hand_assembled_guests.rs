@@ -55,6 +55,13 @@ const HOSTILE_ACCESSES: &[u8] = &[
     0xf8, 0x03, 0xed, 0x21, 0xc3, 0xef, 0x89, 0xd8, 0xe6, 0xf4, 0xeb, 0xfe,
 ];
 
+/// Polls LSR until data is ready, reads RBR, exits with the byte:
+/// mov dx,0x3fd; l: in al,dx; test al,1; jz l; mov dx,0x3f8; in al,dx; out 0xf4,al; jmp $
+const ECHO_FIRST_INPUT_BYTE: &[u8] = &[
+    0x66, 0xba, 0xfd, 0x03, 0xec, 0xa8, 0x01, 0x74, 0xfb, 0x66, 0xba, 0xf8, 0x03, 0xec, 0xe6, 0xf4,
+    0xeb, 0xfe,
+];
+
 fn run_code(name: &str, code: &[u8], extra: &[&str]) -> Outcome {
     let elf = guest_elf(name, code);
     let elf_s = elf.to_string_lossy().into_owned();
@@ -206,4 +213,32 @@ fn bad_offsets_and_sizes_are_ignored() {
         "the VMM logs what it ignored: {}",
         out.stderr
     );
+}
+
+#[test]
+fn stdin_reaches_the_guest_uart() {
+    if skip_without_kvm("stdin_reaches_the_guest_uart") {
+        return;
+    }
+    let elf = guest_elf("stdin", ECHO_FIRST_INPUT_BYTE);
+    let mut child = std::process::Command::new(VMM)
+        .args(["run", "--kernel", &elf.to_string_lossy(), "--mem", "16M"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"A").unwrap();
+    }
+    let out = wait(child, T);
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(b'A')),
+        "stderr: {}",
+        out.stderr
+    );
+    let _ = std::fs::remove_file(elf);
 }

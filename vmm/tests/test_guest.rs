@@ -197,6 +197,7 @@ fn run_with_demo_device(cmdline: &str) -> (ExitReason, String) {
         mem_size: 64 << 20,
         cpus: 1,
         serial: Box::new(serial.clone()),
+        serial_input: None,
     })
     .expect("machine");
     let ids = PciIds {

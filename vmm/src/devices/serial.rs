@@ -4,7 +4,10 @@
 //! PIC and IOAPIC), which is what Linux's 8250 driver waits for once it
 //! switches from polling to interrupt-driven transmit.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use log::warn;
 use vm_superio::serial::NoEvents;
@@ -38,6 +41,56 @@ impl SerialDevice {
     }
 }
 
+impl SerialDevice {
+    /// Queues bytes for the guest to read (raising the receive interrupt);
+    /// returns how many fit in the FIFO.
+    pub fn enqueue_input(&mut self, bytes: &[u8]) -> usize {
+        match self.serial.enqueue_raw_bytes(bytes) {
+            Ok(n) => n,
+            Err(vm_superio::serial::Error::FullFifo) => 0,
+            Err(e) => {
+                warn!("serial: input: {e:?}");
+                0
+            }
+        }
+    }
+}
+
+/// Feeds `input` (stdin, usually) to the guest's UART until it ends. Waits
+/// while the guest's receive FIFO is full rather than dropping bytes.
+pub fn spawn_input_thread(
+    serial: Arc<Mutex<SerialDevice>>,
+    mut input: Box<dyn Read + Send>,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("serial-input".into())
+        .spawn(move || {
+            let mut buf = [0u8; 64];
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        warn!("serial: reading input: {e}");
+                        return;
+                    }
+                };
+                let mut pending = &buf[..n];
+                while !pending.is_empty() {
+                    let taken = serial
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .enqueue_input(pending);
+                    pending = &pending[taken..];
+                    if !pending.is_empty() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        })
+}
+
 impl BusDevice for SerialDevice {
     fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
         if data.len() != 1 || offset >= 8 {
@@ -68,7 +121,6 @@ impl BusDevice for SerialDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
     struct Sink(Arc<Mutex<Vec<u8>>>);
@@ -101,5 +153,33 @@ mod tests {
         let mut lsr = [0u8];
         s.read(0x3f8, 5, &mut lsr);
         assert_eq!(lsr[0] & 0x20, 0x20, "THR empty");
+    }
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::*;
+
+    #[test]
+    fn input_reaches_the_receive_buffer() {
+        let irq = EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap();
+        let dev = Arc::new(Mutex::new(SerialDevice::new(
+            irq.try_clone().unwrap(),
+            Box::new(io::sink()),
+        )));
+        dev.lock().unwrap().write(0x3f8, 1, &[0x01]); // IER: received data interrupt
+        let t = spawn_input_thread(dev.clone(), Box::new(&b"hi"[..])).unwrap();
+        t.join().unwrap();
+        let mut d = dev.lock().unwrap();
+        let mut b = [0u8];
+        d.read(0x3f8, 5, &mut b);
+        assert_eq!(b[0] & 1, 1, "data ready");
+        d.read(0x3f8, 0, &mut b);
+        assert_eq!(b[0], b'h');
+        d.read(0x3f8, 0, &mut b);
+        assert_eq!(b[0], b'i');
+        d.read(0x3f8, 5, &mut b);
+        assert_eq!(b[0] & 1, 0);
+        assert!(irq.read().unwrap() >= 1);
     }
 }
