@@ -45,6 +45,9 @@ const ACCEPT_BATCH: usize = 64;
 /// triggered listener would otherwise spin at 100 % CPU).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// Longest socket path: `sun_path` holds 108 bytes including the NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
 /// What a client socket is watched for when nothing is queued for it.
 fn read_events() -> EventSet {
     EventSet::IN | EventSet::READ_HANG_UP
@@ -213,6 +216,31 @@ impl Drop for SocketFile {
     }
 }
 
+/// Binds and listens under a temporary name in the same directory, then
+/// renames the socket into place, so that the moment `path` exists it accepts
+/// connections (a plain bind+listen leaves a window in which the file exists
+/// but connecting is refused, which breaks anyone who waits for the file).
+/// Falls back to binding `path` directly if the temporary name cannot be
+/// bound (e.g. it would exceed the 108-byte limit of socket paths).
+fn bind_then_publish(path: &Path) -> io::Result<UnixListener> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let temporary = path.with_file_name(format!(
+        ".ivc-rdv.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    match UnixListener::bind(&temporary) {
+        Ok(listener) => match std::fs::rename(&temporary, path) {
+            Ok(()) => Ok(listener),
+            Err(e) => {
+                let _ = std::fs::remove_file(&temporary);
+                Err(e)
+            }
+        },
+        Err(_) => UnixListener::bind(path),
+    }
+}
+
 /// Creates the listening socket, replacing a stale socket file but never a
 /// live one or something that is not a socket.
 fn bind_socket(path: &Path) -> Result<(UnixListener, SocketFile), ServerError> {
@@ -220,6 +248,14 @@ fn bind_socket(path: &Path) -> Result<(UnixListener, SocketFile), ServerError> {
         path: path.to_path_buf(),
         source,
     };
+    // Checked up front because bind_then_publish renames, which works for
+    // any length, while clients could not connect to a longer path.
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(bind_error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the path is longer than {MAX_SOCKET_PATH} bytes, the limit for UNIX sockets"),
+        )));
+    }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(ServerError::NotASocket(path.to_path_buf()))
@@ -237,7 +273,7 @@ fn bind_socket(path: &Path) -> Result<(UnixListener, SocketFile), ServerError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(bind_error(e)),
     }
-    let listener = UnixListener::bind(path).map_err(bind_error)?;
+    let listener = bind_then_publish(path).map_err(bind_error)?;
     let meta = std::fs::symlink_metadata(path).map_err(bind_error)?;
     Ok((
         listener,

@@ -15,32 +15,47 @@ fn program() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ivc-rendezvous"))
 }
 
-fn stderr_of(mut child: Child) -> (std::process::ExitStatus, String) {
-    let status = child.wait().unwrap();
-    let mut text = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    (status, text)
+/// The server process; killed if a test fails half-way.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: sending a signal to our own child, which is not reaped yet.
+        assert_eq!(unsafe { libc::kill(self.0.id() as libc::pid_t, signal) }, 0);
+    }
+
+    fn wait_with_stderr(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.0.wait().unwrap();
+        let mut text = String::new();
+        self.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        (status, text)
+    }
 }
 
 fn signal_stops_cleanly(signal: libc::c_int, tag: &str) {
     let socket = socket_path(tag);
-    let child = program()
-        .args([
-            "--socket",
-            socket.to_str().unwrap(),
-            "--vectors",
-            "2",
-            "--shm-size",
-            "64K",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let server = Running(
+        program()
+            .args(["--socket", socket.to_str().unwrap()])
+            .args(["--vectors", "2", "--shm-size", "64K"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Once the socket file exists it accepts connections: no retry needed.
     wait_until("the socket to appear", || socket.exists());
     let mut a = Client::connect(&socket, 2).unwrap();
     assert_eq!(a.shm_size(), 64 << 10);
@@ -49,9 +64,8 @@ fn signal_stops_cleanly(signal: libc::c_int, tag: &str) {
     drop(b);
     expect_left(&mut a);
 
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
-    let (status, stderr) = stderr_of(child);
+    server.signal(signal);
+    let (status, stderr) = server.wait_with_stderr();
     assert!(status.success(), "{status}: {stderr}");
     assert!(!socket.exists(), "socket removed on exit");
     assert!(stderr.contains("peer 1 joined"), "{stderr}");

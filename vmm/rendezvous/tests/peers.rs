@@ -169,6 +169,8 @@ fn socket_path_in_use_stale_or_foreign() {
     let long = std::env::temp_dir().join("x".repeat(200));
     let err = Server::bind(ServerConfig::new(&long, 4096, 1)).unwrap_err();
     assert!(matches!(err, ServerError::Bind { .. }), "{err}");
+    assert!(err.to_string().contains("limit for UNIX sockets"), "{err}");
+    assert!(!long.exists());
 }
 
 #[test]
@@ -214,7 +216,10 @@ fn vector_count_mismatch_is_reported() {
         "{err}"
     );
 
-    // More vectors than the server: setup never completes.
+    drop(short);
+    wait_for_stats(&server, "the short client to be gone", |s| s.connected == 0);
+
+    // More vectors than the server: alone, setup never completes.
     let mut options = ClientOptions::new(3);
     options.setup_timeout = Duration::from_millis(300);
     let err = Client::connect_with(server.socket_path(), &options).unwrap_err();
@@ -307,4 +312,21 @@ fn slow_reader_gets_everything_in_order() {
     assert_eq!(next_join, 301);
     expect_quiet(&mut client);
     assert_eq!(server.stats().connected, 1);
+}
+
+#[test]
+fn socket_appears_ready_and_nothing_else_is_left_behind() {
+    let dir = std::env::temp_dir().join(format!("ivc-rdv-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.sock");
+    let server = Server::bind(ServerConfig::new(&path, 4096, 1)).unwrap();
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("s.sock")]);
+    drop(server);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    std::fs::remove_dir(&dir).unwrap();
 }
