@@ -7,14 +7,18 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::layout::MAX_VCPUS;
 
+/// Shown under both `--help` and `run --help`.
+const EXIT_STATUS_HELP: &str = "Exit status: the value the guest wrote to port 0xf4; 0 when the guest resets \
+(i8042 0xfe to port 0x64, or port 0xcf9), powers off or triple-faults; 128+N after signal N (SIGINT/SIGTERM); \
+1 when the VMM fails; 2 for bad arguments.\n\
+COM1 input comes from stdin. Set IVC_VMM_LOG=debug|info|warn|error for VMM diagnostics on stderr.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ivc-vmm",
     version,
     about = "A small KVM VMM: boots a PVH ELF kernel (Linux vmlinux or a bare-metal test guest) with a serial console and a PCI bus.",
-    after_help = "Exit status: the value the guest wrote to port 0xf4; 0 when the guest resets (i8042 0xfe to port 0x64), \
-powers off or triple-faults; 128+N after signal N (SIGINT/SIGTERM); 1 when the VMM fails; 2 for bad arguments.\n\
-Set IVC_VMM_LOG=debug|info|warn|error for VMM diagnostics on stderr."
+    after_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -24,6 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Boot a guest and run it until it exits.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Run(RunArgs),
 }
 

@@ -29,6 +29,7 @@ fn help_lists_flags_and_exit_statuses() {
             out.stdout
         );
     }
+    assert!(out.stdout.contains("Exit status"), "{}", out.stdout);
     let top = run_vmm(&["--help"], T);
     assert_eq!(top.status.code(), Some(0));
     assert!(top.stdout.contains("Exit status"), "{}", top.stdout);
