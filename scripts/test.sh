@@ -31,7 +31,7 @@ fi
 # QEMU are failures here, not skips.
 export IVC_REQUIRE_GUEST=1 IVC_REQUIRE_QEMU=1 IVC_GUEST_DIR="$IVC_OUT"
 log "running cargo test (all tiers; tier 2 needs /dev/kvm, tier 3 boots guests under QEMU TCG)"
-cargo test --workspace --release "${extra[@]}" 2>&1 | tee "$IVC_ROOT/target/test.log"
+cargo test --workspace --release --no-fail-fast "${extra[@]}" 2>&1 | tee "$IVC_ROOT/target/test.log"
 rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || die "tests failed (exit $rc); log: target/test.log"
 log "all tests passed"

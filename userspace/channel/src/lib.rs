@@ -30,6 +30,7 @@
 //! | `src/chan/layout.rs` | `ivc_channel::layout` | offsets, [`Layout`], [`format`] |
 //! | `src/chan/endpoint.rs` | `ivc_channel::endpoint` | [`Endpoint`] |
 //! | `src/chan/atomic_mem.rs` | `ivc_channel::atomic_mem` | [`AtomicMem`] (optional for the kernel) |
+//! | `src/chan/pio.rs` | `ivc_channel::pio` | the `ivc-pio` device's PCI id and register map |
 //!
 //! The module names are fixed (files refer to each other as `super::shm`,
 //! `super::error`, `super::layout`). Do not include the files one by one

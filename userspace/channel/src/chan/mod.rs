@@ -31,6 +31,7 @@ pub mod atomic_mem;
 pub mod endpoint;
 pub mod error;
 pub mod layout;
+pub mod pio;
 pub mod shm;
 
 // The re-exports are the crate's API; an embedder that includes this
