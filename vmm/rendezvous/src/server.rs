@@ -171,6 +171,7 @@ struct Counters {
     joined: AtomicU64,
     left: AtomicU64,
     rejected: AtomicU64,
+    accept_pauses: AtomicU64,
 }
 
 /// A snapshot of what the server has done so far.
@@ -184,6 +185,8 @@ pub struct ServerStats {
     pub left: u64,
     /// Connections closed before they got an id (no ids or descriptors left).
     pub rejected: u64,
+    /// Times accepting was paused for lack of descriptors or memory.
+    pub accept_pauses: u64,
 }
 
 impl Counters {
@@ -193,6 +196,7 @@ impl Counters {
             joined: self.joined.load(Ordering::SeqCst),
             left: self.left.load(Ordering::SeqCst),
             rejected: self.rejected.load(Ordering::SeqCst),
+            accept_pauses: self.accept_pauses.load(Ordering::SeqCst),
         }
     }
 }
@@ -479,6 +483,7 @@ impl Server {
             )
             .map_err(io_error("epoll_ctl (pause listener)"))?;
         self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+        self.counters.accept_pauses.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
