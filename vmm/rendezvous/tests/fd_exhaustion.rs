@@ -40,10 +40,8 @@ fn out_of_descriptors_then_recovered() {
         rlim_max: 0,
     };
     // SAFETY: getrlimit fills one valid rlimit struct.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut original) },
-        0
-    );
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut original) };
+    assert_eq!(rc, 0);
 
     // Room for 40 more descriptors in the whole process. Each connection
     // costs 1 here and 1 + 4 in the server, so the server runs dry first.
