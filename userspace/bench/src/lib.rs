@@ -24,6 +24,7 @@ pub mod kvm_exit;
 pub mod memcpy;
 pub mod model;
 pub mod tcp;
+pub mod tsc;
 
 pub use fork::{cpu_pair, CpuPair};
 pub use model::{Latency, Throughput};

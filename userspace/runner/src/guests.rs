@@ -62,21 +62,23 @@ fn list(v: &[u64]) -> String {
     v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// The two guests' shell scripts for `variant` under `plan`.
-pub fn scripts(variant: ShmVariant, plan: &Plan) -> (String, String) {
+/// The two guests' shell scripts for `variant` under `plan`; `tsc_mhz` is
+/// the host's TSC rate, if known.
+pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (String, String) {
     let (mode, wait, label) = (variant.mode(), variant.wait(), variant.channel());
     let s = plan.guest_seconds;
+    let tsc = tsc_mhz.map_or(String::new(), |m| format!(" --tsc-mhz {m:.3}"));
     let insmod = format!("insmod /lib/ivc/ivc.ko mode={mode} || exit 10\n");
     let calib = if wait == "spin" { " --calib" } else { "" };
     let mut a = insmod.clone();
     let _ = writeln!(
         a,
-        "ivc-bench latency /dev/ivc0 --wait {wait} --label {label} --seconds {s} --sizes {}{calib} || exit 11",
+        "ivc-bench latency /dev/ivc0 --wait {wait} --label {label}{tsc} --seconds {s} --sizes {}{calib} || exit 11",
         list(&plan.sizes)
     );
     let _ = writeln!(
         a,
-        "ivc-bench send /dev/ivc0 --wait {wait} --label {label} --seconds {s} --totals {} --packets {} || exit 12",
+        "ivc-bench send /dev/ivc0 --wait {wait} --label {label}{tsc} --seconds {s} --totals {} --packets {} || exit 12",
         list(&plan.totals),
         list(&plan.packets)
     );
@@ -126,7 +128,7 @@ impl Suite for QemuShm {
                 Device::IvshmemDoorbell { socket, vectors: 1 }
             }
         };
-        let (a, b) = scripts(self.0, &ctx.plan);
+        let (a, b) = scripts(self.0, &ctx.plan, ctx.tsc_mhz);
         let timeout = ctx.plan.guest_estimate() * 3 + Duration::from_secs(60);
         let spec = |name: &str, cmd: String| {
             GuestSpec::new(name, cmd)
@@ -200,7 +202,7 @@ mod tests {
     #[test]
     fn scripts_pair_the_roles_and_fit_the_command_line() {
         let plan = Plan::new(false, None);
-        let (a, b) = scripts(ShmVariant::Poll, &plan);
+        let (a, b) = scripts(ShmVariant::Poll, &plan, Some(2600.0));
         assert!(a.starts_with("insmod /lib/ivc/ivc.ko mode=1"));
         assert!(a.contains("ivc-bench latency /dev/ivc0 --wait spin"));
         assert!(a.contains("--calib"));
@@ -208,7 +210,9 @@ mod tests {
         assert!(a.contains("--packets 1,32,4096,65536"));
         assert!(b.contains("ivc-bench echo /dev/ivc0 --wait spin"));
         assert!(b.contains("ivc-bench recv"));
-        let (a, b) = scripts(ShmVariant::Irq, &plan);
+        assert!(a.contains("--tsc-mhz 2600.000"));
+        let (a, b) = scripts(ShmVariant::Irq, &plan, None);
+        assert!(!a.contains("--tsc-mhz"));
         assert!(a.contains("mode=2") && a.contains("--wait block") && !a.contains("--calib"));
         assert!(b.contains("--wait block"));
         // base64 makes it 4/3 longer; the kernel command line holds 2047.

@@ -76,6 +76,7 @@ struct Host {
     kernel: String,
     kvm: String,
     load_average_at_start: String,
+    tsc_mhz: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -113,6 +114,7 @@ fn host_facts() -> Host {
         kernel,
         kvm: ivc_bench_host::kvm_exit::describe_kvm(),
         load_average_at_start,
+        tsc_mhz: None,
     }
 }
 
@@ -140,6 +142,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         console: console.clone(),
         out_dir: out_dir.clone(),
         artifacts,
+        tsc_mhz: ivc_bench_host::tsc::host_tsc_mhz(std::time::Duration::from_millis(200)),
     };
     if cli.list {
         for s in &all {
@@ -152,7 +155,8 @@ fn run(cli: Cli) -> Result<bool, String> {
     }
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
-    let host = host_facts();
+    let mut host = host_facts();
+    host.tsc_mhz = ctx.tsc_mhz;
     console.line(&format!(
         "ivc-run {}: {} ({} CPUs, load {}), /dev/kvm: {}",
         now.iso(),

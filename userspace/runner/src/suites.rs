@@ -67,6 +67,8 @@ pub struct Context {
     pub out_dir: PathBuf,
     /// The guest kernel and initramfs, or why they are not there.
     pub artifacts: Result<GuestArtifacts, String>,
+    /// The host's TSC rate, handed to guest tools (see `ivc_bench_host::tsc`).
+    pub tsc_mhz: Option<f64>,
 }
 
 /// One suite.

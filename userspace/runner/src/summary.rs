@@ -36,6 +36,20 @@ pub fn fmt_ns(ns: f64) -> String {
     }
 }
 
+/// `41.4 MiB`-style byte counts.
+pub fn fmt_bytes(b: u64) -> String {
+    let f = b as f64;
+    if f >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", f / (1u64 << 30) as f64)
+    } else if f >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", f / (1u64 << 20) as f64)
+    } else if f >= 1024.0 {
+        format!("{:.1} KiB", f / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
 /// `1234 MiB/s`-style rates.
 pub fn fmt_rate(mib_s: f64) -> String {
     if mib_s >= 1024.0 {
@@ -187,10 +201,7 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
             rows.push(Row {
                 channel: channel.into(),
                 environment: environment.clone(),
-                what: format!(
-                    "throughput, 64 KiB packets ({} moved)",
-                    crate::plot::fmt_size(bytes as f64)
-                ),
+                what: format!("throughput, 64 KiB packets ({} moved)", fmt_bytes(bytes)),
                 figure: format!("{}{check}", fmt_rate(rate)),
                 floor,
                 ratio,
@@ -395,7 +406,7 @@ mod tests {
         assert_eq!(find("shm-irq", "64 B round trip").ratio, "2.5x");
         let t = find("shm-poll", "throughput, 64 KiB");
         assert_eq!(t.ratio, "50.0%");
-        assert!(t.what.contains("512M moved"), "{}", t.what);
+        assert!(t.what.contains("512.0 MiB moved"), "{}", t.what);
         let small = find("shm-poll", "1 KiB in 1 B");
         assert_eq!(
             (small.figure.as_str(), small.ratio.as_str()),
@@ -413,5 +424,7 @@ mod tests {
         assert_eq!(fmt_ns(4_400.0), "4.40 us");
         assert_eq!(fmt_rate(12_588.0), "12.29 GiB/s");
         assert_eq!(fmt_rate(0.5), "0.50 MiB/s");
+        assert_eq!(fmt_bytes(512), "512 B");
+        assert_eq!(fmt_bytes(43_384_832), "41.4 MiB");
     }
 }

@@ -7,6 +7,12 @@
 //! tool reads it directly and calibrates it once against `CLOCK_MONOTONIC`
 //! between two clock edges, which cancels the coarse clock's granularity.
 //! Elsewhere than x86_64 it uses `Instant` as it is.
+//!
+//! Under a loaded host the guest's timer interrupts arrive late and its
+//! jiffies clock falls behind, so a calibration inside the guest can be off
+//! by tens of percent. QEMU's TCG derives the guest TSC from the host's TSC
+//! at the host's rate, so when the host knows that rate it passes it in
+//! ([`Clock::with_tsc_mhz`]) and no calibration is needed.
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +65,20 @@ impl Clock {
         }
     }
 
+    /// The TSC at a known rate (the host's, measured on the host).
+    pub fn with_tsc_mhz(mhz: f64) -> Self {
+        Clock {
+            ns_per_tick: 1e3 / mhz,
+            origin: Instant::now(),
+            tsc: cfg!(target_arch = "x86_64") && mhz > 0.0,
+        }
+    }
+
+    /// Time since tick count `start`.
+    pub fn since(&self, start: u64) -> Duration {
+        Duration::from_nanos(self.ns_between(start, self.now()))
+    }
+
     /// The current tick count.
     pub fn now(&self) -> u64 {
         #[cfg(target_arch = "x86_64")]
@@ -71,6 +91,11 @@ impl Clock {
     /// Nanoseconds between two tick counts.
     pub fn ns_between(&self, start: u64, end: u64) -> u64 {
         (end.saturating_sub(start) as f64 * self.ns_per_tick) as u64
+    }
+
+    /// The TSC rate in MHz, when this clock is the TSC.
+    pub fn tsc_mhz(&self) -> Option<f64> {
+        self.tsc.then(|| 1e3 / self.ns_per_tick)
     }
 
     /// A description for reports, e.g. `TSC 2600.1 MHz`.
@@ -114,6 +139,11 @@ mod tests {
             "{measured} vs {real}"
         );
         assert_eq!(c.ns_between(5, 3), 0);
+        let fixed = Clock::with_tsc_mhz(1000.0);
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(fixed.tsc_mhz(), Some(1000.0));
+        }
+        assert_eq!(fixed.ns_between(0, 2000), 2000);
         assert!(!c.describe().is_empty());
     }
 }

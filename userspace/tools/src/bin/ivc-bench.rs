@@ -28,7 +28,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ivc_tools::clock::Clock;
@@ -144,6 +144,19 @@ struct IoOpts {
     /// Free-form label copied into every JSON line (e.g. the channel name).
     #[arg(long, default_value = "")]
     label: String,
+    /// The TSC rate in MHz, if known (the host's, under QEMU TCG); without
+    /// it the TSC is calibrated against the guest's system clock.
+    #[arg(long)]
+    tsc_mhz: Option<f64>,
+}
+
+impl IoOpts {
+    fn clock(&self) -> Clock {
+        match self.tsc_mhz {
+            Some(m) if m > 0.0 => Clock::with_tsc_mhz(m),
+            _ => Clock::calibrate(CALIBRATION),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -268,7 +281,7 @@ fn latency(
         .map(|&s| check_size("message size", s))
         .collect::<Result<_, _>>()?;
     let budget = Duration::try_from_secs_f64(seconds).map_err(|e| format!("--seconds: {e}"))?;
-    let clock = Clock::calibrate(CALIBRATION);
+    let clock = io.clock();
     let mut ch = Chan::open(io)?;
     if with_calib {
         calib_on(io, &clock, &ch.f, budget.min(Duration::from_millis(500)))?;
@@ -289,9 +302,9 @@ fn latency(
     for &size in &sizes {
         let mut samples = Vec::new();
         let mut verified = true;
-        let start = Instant::now();
+        let start = clock.now();
         let mut i = 0usize;
-        while i < WARMUP + max_iters && (i < WARMUP + min_iters || start.elapsed() < budget) {
+        while i < WARMUP + max_iters && (i < WARMUP + min_iters || clock.since(start) < budget) {
             let msg = pattern.window(offset, size);
             let t0 = clock.now();
             ch.write_all(msg)?;
@@ -454,7 +467,7 @@ fn send(io: &IoOpts, totals: &[u64], packets: &[u64], seconds: f64) -> Result<bo
     }
     let mut totals = totals.to_vec();
     totals.sort_unstable();
-    let clock = Clock::calibrate(CALIBRATION);
+    let clock = io.clock();
     let mut ch = Chan::open(io)?;
     println!(
         "ivc-bench throughput ({} wait, clock {}), sender side, time to acknowledged delivery",
@@ -598,8 +611,8 @@ fn recv(io: &IoOpts) -> Result<bool, String> {
 /// Median cost of `op` in ns, over repeated timed batches of 64 calls.
 fn median_cost(clock: &Clock, budget: Duration, mut op: impl FnMut()) -> u64 {
     let mut samples = Vec::new();
-    let start = Instant::now();
-    while samples.len() < 5 || start.elapsed() < budget {
+    let start = clock.now();
+    while samples.len() < 5 || clock.since(start) < budget {
         let t0 = clock.now();
         for _ in 0..64 {
             op();
@@ -611,7 +624,7 @@ fn median_cost(clock: &Clock, budget: Duration, mut op: impl FnMut()) -> u64 {
 
 fn calib(io: &IoOpts, seconds: f64) -> Result<bool, String> {
     let budget = Duration::try_from_secs_f64(seconds).map_err(|e| format!("--seconds: {e}"))?;
-    let clock = Clock::calibrate(CALIBRATION);
+    let clock = io.clock();
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -647,8 +660,7 @@ fn calib_on(io: &IoOpts, clock: &Clock, f: &File, budget: Duration) -> Result<()
     let mut dst = vec![0u8; 64 * 1024];
     let mut copies = 0u64;
     let t0 = clock.now();
-    let start = Instant::now();
-    while copies < 16 || start.elapsed() < budget {
+    while copies < 16 || clock.since(t0) < budget {
         dst.copy_from_slice(std::hint::black_box(&src));
         std::hint::black_box(&mut dst);
         copies += 1;
