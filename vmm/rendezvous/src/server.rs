@@ -27,7 +27,8 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::peer::{new_vector_eventfd, Flush, Peer, ReadOutcome, SharedFd};
 use crate::peer_ids::{IdAllocator, IdPolicy};
 use crate::protocol::{
-    join_announcement, leave_announcement, setup_sequence, FdSource, PeerId, MAX_VECTORS,
+    join_announcement, leave_announcement, setup_sequence, FdSource, PeerId, PlannedMessage,
+    MAX_VECTORS,
 };
 use crate::shm::{SharedMemory, ShmBacking, ShmError};
 
@@ -546,32 +547,22 @@ impl Server {
         info!("peer {id} joined; {} connected", self.peers.len());
 
         let mut doomed = Vec::new();
-        // The newcomer: version, id, shm, every existing peer, itself.
-        let setup: Vec<(i64, Option<SharedFd>)> = setup_sequence(id, &existing, self.vectors)
-            .into_iter()
-            .map(|m| (m.value, self.resolve(m.fd)))
-            .collect();
-        if let Some(peer) = self.peers.get_mut(&token) {
-            if setup
-                .into_iter()
-                .any(|(value, fd)| peer.queue(value, fd).is_err())
-            {
-                doomed.push((token, "too many messages queued for it".to_string()));
-            }
-        }
-        // Everyone else: the newcomer's id once per vector, with its eventfds.
-        let join: Vec<(i64, Option<SharedFd>)> = join_announcement(id, self.vectors)
-            .map(|m| (m.value, self.resolve(m.fd)))
-            .collect();
-        for (&other_token, other) in self.peers.iter_mut() {
-            if other_token == token {
-                continue;
-            }
-            if join
+        // The newcomer: version, id, shm, every existing peer, itself. And
+        // everyone else: the newcomer's id once per vector, with its eventfds.
+        let setup = self.resolve_all(setup_sequence(id, &existing, self.vectors));
+        let join = self.resolve_all(join_announcement(id, self.vectors));
+        let (Some(setup), Some(join)) = (setup, join) else {
+            // Cannot happen: every peer in the tables has all its vectors.
+            warn!("internal error: a descriptor to send to peer {id} is missing");
+            return self.remove(vec![(token, "internal error".to_string())]);
+        };
+        for (&t, peer) in self.peers.iter_mut() {
+            let messages = if t == token { &setup } else { &join };
+            if messages
                 .iter()
-                .any(|(value, fd)| other.queue(*value, fd.clone()).is_err())
+                .any(|(value, fd)| peer.queue(*value, fd.clone()).is_err())
             {
-                doomed.push((other_token, "it does not read its messages".to_string()));
+                doomed.push((t, "it does not read its messages".to_string()));
             }
         }
         let tokens: Vec<u64> = self.peers.keys().copied().collect();
@@ -583,17 +574,24 @@ impl Server {
         self.remove(doomed);
     }
 
-    /// The descriptor a planned message carries.
-    fn resolve(&self, source: FdSource) -> Option<SharedFd> {
-        match source {
-            FdSource::None => None,
-            FdSource::SharedMemory => Some(Arc::clone(&self.shm_fd)),
-            FdSource::Vector { peer, vector } => {
-                let token = self.tokens_by_id.get(&peer)?;
-                let fd = self.peers.get(token)?.vectors.get(vector as usize)?;
-                Some(Arc::clone(fd))
-            }
-        }
+    /// Turns planned messages into values and the descriptors they carry;
+    /// `None` if a descriptor is missing. A message must never go out
+    /// without its descriptor: "id without fd" means "that peer left".
+    fn resolve_all(
+        &self,
+        plan: impl IntoIterator<Item = PlannedMessage>,
+    ) -> Option<Vec<(i64, Option<SharedFd>)>> {
+        plan.into_iter()
+            .map(|m| match m.fd {
+                FdSource::None => Some((m.value, None)),
+                FdSource::SharedMemory => Some((m.value, Some(Arc::clone(&self.shm_fd)))),
+                FdSource::Vector { peer, vector } => {
+                    let token = self.tokens_by_id.get(&peer)?;
+                    let fd = self.peers.get(token)?.vectors.get(vector as usize)?;
+                    Some((m.value, Some(Arc::clone(fd))))
+                }
+            })
+            .collect()
     }
 
     /// Sends what is queued for a peer and adjusts whether we wait for its
