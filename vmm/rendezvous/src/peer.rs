@@ -47,6 +47,28 @@ pub(crate) fn new_vector_eventfd() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
+/// Process id of the other end of a UNIX socket (`SO_PEERCRED`), so the
+/// logs can say which VMM got which id.
+pub(crate) fn peer_pid(stream: &UnixStream) -> Option<libc::pid_t> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for writing and len holds cred's size.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && cred.pid > 0).then_some(cred.pid)
+}
+
 /// Result of trying to empty the outbox.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Flush {
@@ -213,6 +235,12 @@ mod tests {
             }
         }
         assert_eq!(peer.pending(), 0);
+    }
+
+    #[test]
+    fn peer_pid_is_our_own_for_a_socket_pair() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert_eq!(peer_pid(&a), Some(std::process::id() as libc::pid_t));
     }
 
     #[test]

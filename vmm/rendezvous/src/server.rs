@@ -24,7 +24,7 @@ use log::{debug, info, warn};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::peer::{new_vector_eventfd, Flush, Peer, ReadOutcome, SharedFd};
+use crate::peer::{new_vector_eventfd, peer_pid, Flush, Peer, ReadOutcome, SharedFd};
 use crate::peer_ids::{IdAllocator, IdPolicy};
 use crate::protocol::{
     join_announcement, leave_announcement, setup_sequence, FdSource, PeerId, PlannedMessage,
@@ -537,6 +537,7 @@ impl Server {
         }
         self.next_token += 1;
 
+        let pid = peer_pid(&stream).map_or_else(|| "unknown".to_string(), |p| p.to_string());
         let existing: Vec<PeerId> = self.peers.values().map(|p| p.id).collect();
         self.peers.insert(token, Peer::new(id, stream, vectors));
         self.tokens_by_id.insert(id, token);
@@ -544,7 +545,10 @@ impl Server {
         self.counters
             .connected
             .store(self.peers.len(), Ordering::SeqCst);
-        info!("peer {id} joined; {} connected", self.peers.len());
+        info!(
+            "peer {id} joined (pid {pid}); {} connected",
+            self.peers.len()
+        );
 
         let mut doomed = Vec::new();
         // The newcomer: version, id, shm, every existing peer, itself. And
