@@ -10,7 +10,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::fork::{pin, spawn_pinned, CpuPair};
+use crate::fork::{spawn_pinned, CpuPair, Pinned};
 use crate::model::{ns, Latency};
 
 /// Round trips averaged into one sample: a clock read (~20-30 ns through the
@@ -87,7 +87,7 @@ pub fn measure(cpus: CpuPair, budget: Duration, min_samples: usize) -> io::Resul
             }
         })
     }?;
-    pin(cpus.a)?;
+    let _pinned = Pinned::to(cpus.a)?;
     let give_up = Instant::now() + Duration::from_secs(10);
     let wait_for = |v: u64| -> io::Result<()> {
         let mut spins = 0u32;

@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::fork::{pin, spawn_pinned, CpuPair};
+use crate::fork::{spawn_pinned, CpuPair, Pinned};
 use crate::model::{ns, Latency};
 
 /// Value that tells the child to exit (an eventfd read returns the sum of
@@ -72,7 +72,7 @@ pub fn measure(cpus: CpuPair, budget: Duration, min_samples: usize) -> io::Resul
             }
         })
     }?;
-    pin(cpus.a)?;
+    let _pinned = Pinned::to(cpus.a)?;
     let mut samples = Vec::new();
     let start = Instant::now();
     for i in 0.. {

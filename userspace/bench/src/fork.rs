@@ -70,6 +70,37 @@ pub(crate) fn pin(cpu: usize) -> io::Result<()> {
     }
 }
 
+/// Pins the calling thread to `cpu` until dropped, then restores the CPUs
+/// it was allowed before. The parent side of a floor uses this: a runner
+/// thread left pinned would pass its single CPU on to everything it starts
+/// later (QEMU guests that poll would then share one core).
+pub(crate) struct Pinned {
+    saved: libc::cpu_set_t,
+}
+
+impl Pinned {
+    pub(crate) fn to(cpu: usize) -> io::Result<Self> {
+        // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+        let mut saved: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid, writable cpu_set_t of the size given.
+        let r = unsafe {
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut saved)
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        pin(cpu)?;
+        Ok(Pinned { saved })
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: a valid cpu_set_t of the size given (the one saved above).
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.saved) };
+    }
+}
+
 /// A forked child; killed and reaped on drop unless waited for.
 pub(crate) struct Child {
     pid: libc::pid_t,
@@ -156,6 +187,16 @@ mod tests {
         // SAFETY: the body only returns a constant.
         let c = unsafe { spawn_pinned(cpus.b, || 7) }.expect("fork");
         assert_eq!(c.wait(Duration::from_secs(10)).expect("wait"), 7);
+    }
+
+    #[test]
+    fn pinning_is_undone() {
+        let before = allowed_cpus();
+        {
+            let _p = Pinned::to(cpu_pair().a).expect("pin");
+            assert_eq!(allowed_cpus().len(), 1);
+        }
+        assert_eq!(allowed_cpus(), before);
     }
 
     #[test]

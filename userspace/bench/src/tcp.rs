@@ -9,7 +9,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use crate::fork::{pin, spawn_pinned, Child, CpuPair};
+use crate::fork::{spawn_pinned, Child, CpuPair, Pinned};
 use crate::model::{ns, Latency, Throughput};
 
 /// The largest message or packet.
@@ -93,7 +93,7 @@ pub fn latency(
     let (mut near, far) = pair()?;
     let mut peer_buf = vec![0u8; MAX_SIZE];
     let child = spawn_peer(cpus.b, far, &mut peer_buf, true)?;
-    pin(cpus.a)?;
+    let _pinned = Pinned::to(cpus.a)?;
     near.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut out = Vec::new();
     let mut back = vec![0u8; MAX_SIZE];
@@ -141,7 +141,7 @@ pub fn throughput(
         let packet = packet.clamp(1, MAX_SIZE);
         let (mut near, far) = pair()?;
         let child = spawn_peer(cpus.b, far, &mut peer_buf, false)?;
-        pin(cpus.a)?;
+        let _pinned = Pinned::to(cpus.a)?;
         near.set_read_timeout(Some(Duration::from_secs(10)))?;
         let start = Instant::now();
         let mut sent = 0u64;
