@@ -47,8 +47,12 @@ impl Qemu {
     /// Starts QEMU with an ivshmem-doorbell at PCI slot 5 connected to
     /// `socket`; `extra` selects the accelerator and friends.
     fn start(binary: &Path, socket: &Path, extra: &[&str]) -> Qemu {
+        Qemu::start_with_vectors(binary, socket, VECTORS, extra)
+    }
+
+    fn start_with_vectors(binary: &Path, socket: &Path, vectors: u32, extra: &[&str]) -> Qemu {
         let chardev = format!("socket,path={},id=ivs", socket.display());
-        let device = format!("ivshmem-doorbell,chardev=ivs,vectors={VECTORS},addr=05.0");
+        let device = format!("ivshmem-doorbell,chardev=ivs,vectors={vectors},addr=05.0");
         let child = Command::new(binary)
             .args(["-M", "pc", "-nodefaults", "-display", "none", "-m", "64"])
             .args(extra)
@@ -151,9 +155,23 @@ fn qemu_joins_sees_peers_and_leaves() {
         assert_eq!(gone, qemu_id);
         assert_eq!(vectors.len(), VECTORS as usize);
     }
+    assert!(stderr.trim().is_empty(), "QEMU complained:\n{stderr}");
+}
+
+#[test]
+fn qemu_with_fewer_vectors_than_the_server_complains() {
+    let Some(binary) = qemu_binary() else { return };
+    let server = start_server("qemu-vectors", VECTORS);
+    let mut client = Client::connect(server.socket_path(), VECTORS).unwrap();
+    let mut qemu =
+        Qemu::start_with_vectors(&binary, server.socket_path(), 1, &["-accel", "tcg", "-S"]);
+    qemu_joins(&mut client, &mut qemu);
+    // QEMU reads the rest of its setup asynchronously; give it a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    let stderr = qemu.kill();
     assert!(
-        !stderr.contains("ivshmem"),
-        "QEMU complained about the protocol:\n{stderr}"
+        stderr.contains("Too many eventfd received, device has 1 vectors"),
+        "QEMU said:\n{stderr}"
     );
 }
 
@@ -224,7 +242,15 @@ fn qemu_guest_doorbell_reaches_us_and_ours_reaches_qemu() {
     let mut qemu = Qemu::start(
         &binary,
         server.socket_path(),
-        &["-accel", "tcg", "-S", "-qtest", &qtest_arg],
+        &[
+            "-accel",
+            "tcg",
+            "-S",
+            "-qtest",
+            &qtest_arg,
+            "-qtest-log",
+            "/dev/null",
+        ],
     );
     let mut qt = Qtest::accept(&listener, &mut qemu);
     let qemu_id = qemu_joins(&mut client, &mut qemu);
@@ -272,5 +298,6 @@ fn qemu_guest_doorbell_reaches_us_and_ours_reaches_qemu() {
         qemu_id,
         "QEMU stderr:\n{stderr}"
     );
+    assert!(stderr.trim().is_empty(), "QEMU complained:\n{stderr}");
     let _ = std::fs::remove_file(&qtest_path);
 }
