@@ -416,6 +416,26 @@ impl IoRegion {
         unsafe { bindings::iowrite32(val, p) };
         Ok(())
     }
+
+    /// String read (`rep insb` on an I/O BAR) from the byte register at `off`
+    /// into all of `buf`.
+    pub(crate) fn read_rep8(&self, off: usize, buf: &mut [u8]) -> Result {
+        let p = self.at(off, 1)?;
+        // SAFETY: `p` is a register inside the BAR; `buf` is ours for its
+        // whole length.
+        unsafe { bindings::ioread8_rep(p, buf.as_mut_ptr().cast(), buf.len() as _) };
+        Ok(())
+    }
+
+    /// String write (`rep outsb` on an I/O BAR) of all of `buf` to the byte
+    /// register at `off`.
+    pub(crate) fn write_rep8(&self, off: usize, buf: &[u8]) -> Result {
+        let p = self.at(off, 1)?;
+        // SAFETY: `p` is a register inside the BAR; `buf` is ours for its
+        // whole length.
+        unsafe { bindings::iowrite8_rep(p, buf.as_ptr().cast(), buf.len() as _) };
+        Ok(())
+    }
 }
 
 impl Drop for IoRegion {

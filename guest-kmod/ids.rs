@@ -13,9 +13,9 @@ pub(crate) const IVSHMEM_VENDOR: u16 = 0x1af4;
 /// Device id of ivshmem.
 pub(crate) const IVSHMEM_DEVICE: u16 = 0x1110;
 /// Vendor id of ivc-vmm's port-I/O device.
-pub(crate) const IVC_PIO_VENDOR: u16 = 0x1234;
+pub(crate) const IVC_PIO_VENDOR: u16 = crate::ivc_channel::pio::VENDOR_ID;
 /// Device id of ivc-vmm's port-I/O device.
-pub(crate) const IVC_PIO_DEVICE: u16 = 0x1c1c;
+pub(crate) const IVC_PIO_DEVICE: u16 = crate::ivc_channel::pio::DEVICE_ID;
 
 /// Which transport a bound device provides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,6 +22,7 @@ mod ffi;
 mod ids;
 mod names;
 mod pci_driver;
+mod pio_transport;
 mod pipe;
 mod poller;
 mod shm_transport;

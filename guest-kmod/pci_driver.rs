@@ -14,6 +14,7 @@ use crate::ffi::{
 };
 use crate::ids::{self, DeviceKind};
 use crate::names::Name;
+use crate::pio_transport::PioTransport;
 use crate::pipe::{Pipe, WaitParams};
 use crate::shm_transport::ShmTransport;
 use crate::stats::{DebugfsStats, Stats};
@@ -52,9 +53,10 @@ struct DoorbellIrq {
 impl IrqHandler for DoorbellIrq {
     fn handle(&self) -> bool {
         if self.intx {
-            let Transport::Shm(t) = &self.pipe.transport;
-            if !t.ack_intx() {
-                return false;
+            if let Transport::Shm(t) = &self.pipe.transport {
+                if !t.ack_intx() {
+                    return false;
+                }
             }
         }
         Stats::inc(&self.pipe.stats.doorbells_received);
@@ -143,8 +145,9 @@ impl IvcDriver {
             Some(v) => {
                 let intx = !v.is_msix();
                 if intx {
-                    let Transport::Shm(t) = &pipe.transport;
-                    t.enable_intx()?;
+                    if let Transport::Shm(t) = &pipe.transport {
+                        t.enable_intx()?;
+                    }
                 }
                 let handler = Arc::new(
                     DoorbellIrq {
@@ -200,6 +203,39 @@ impl IvcDriver {
     }
 }
 
+impl IvcDriver {
+    fn probe_pio<'bound>(pdev: &'bound pci::Device<Core<'_>>) -> Result<IvcDevice<'bound>> {
+        let (_, wait, _) = params();
+        ffi::enable_device(pdev)?;
+        let enable = EnableGuard(pdev);
+        let name = Name::claim()?;
+        let pio = PioTransport::new(IoRegion::map(pdev, 0)?)?;
+        let stats = Arc::new(Stats::default(), GFP_KERNEL)?;
+        let pipe = Arc::pin_init(Pipe::new(Transport::Pio(pio), wait, stats)?, GFP_KERNEL)?;
+        let debugfs = DebugfsStats::new(name.as_cstr(), pipe.stats.clone())?;
+        let node = KBox::pin_init(
+            MiscDevice::register(name.as_cstr(), pipe.clone()),
+            GFP_KERNEL,
+        )?;
+        dev_info!(
+            pdev,
+            "ivc: {} is ivc-pio (port I/O, polled)\n",
+            name.as_cstr()
+        );
+        Ok(IvcDevice {
+            pdev,
+            kind: DeviceKind::Pio,
+            _irq: None,
+            _vectors: None,
+            _node: node,
+            pipe,
+            _debugfs: debugfs,
+            name,
+            _enable: enable,
+        })
+    }
+}
+
 impl pci::Driver for IvcDriver {
     type IdInfo = DeviceKind;
     type Data<'bound> = IvcDevice<'bound>;
@@ -221,13 +257,7 @@ impl pci::Driver for IvcDriver {
         );
         match kind {
             DeviceKind::Shm => Self::probe_shm(pdev),
-            DeviceKind::Pio => {
-                dev_warn!(
-                    pdev,
-                    "ivc: the ivc-pio transport is not implemented yet; device left unused\n"
-                );
-                Err(ENODEV)
-            }
+            DeviceKind::Pio => Self::probe_pio(pdev),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use kernel::prelude::*;
 
+use crate::pio_transport::PioTransport;
 use crate::shm_transport::ShmTransport;
 
 /// What a non-blocking read found.
@@ -46,6 +47,8 @@ pub(crate) struct Status {
 pub(crate) enum Transport {
     /// Shared memory, polled or with doorbell interrupts.
     Shm(ShmTransport),
+    /// Port I/O relayed by the VMM, polled.
+    Pio(PioTransport),
 }
 
 impl Transport {
@@ -53,6 +56,7 @@ impl Transport {
     pub(crate) fn open(&self) -> Result {
         match self {
             Transport::Shm(t) => t.open(),
+            Transport::Pio(t) => t.open(),
         }
     }
 
@@ -60,6 +64,7 @@ impl Transport {
     pub(crate) fn release(&self) {
         match self {
             Transport::Shm(t) => t.release(),
+            Transport::Pio(t) => t.release(),
         }
     }
 
@@ -67,6 +72,7 @@ impl Transport {
     pub(crate) fn shutdown(&self) {
         match self {
             Transport::Shm(t) => t.shutdown(),
+            Transport::Pio(t) => t.shutdown(),
         }
     }
 
@@ -74,6 +80,7 @@ impl Transport {
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> Result<ReadOutcome> {
         match self {
             Transport::Shm(t) => t.try_read(buf),
+            Transport::Pio(t) => t.try_read(buf),
         }
     }
 
@@ -82,6 +89,7 @@ impl Transport {
     pub(crate) fn try_write(&self, buf: &[u8]) -> Result<usize> {
         match self {
             Transport::Shm(t) => t.try_write(buf),
+            Transport::Pio(t) => t.try_write(buf),
         }
     }
 
@@ -89,6 +97,7 @@ impl Transport {
     pub(crate) fn status(&self) -> Status {
         match self {
             Transport::Shm(t) => t.status(),
+            Transport::Pio(t) => t.status(),
         }
     }
 
@@ -98,6 +107,7 @@ impl Transport {
     pub(crate) fn arm(&self, dir: Direction) -> bool {
         match self {
             Transport::Shm(t) => t.arm(dir),
+            Transport::Pio(_) => false,
         }
     }
 
@@ -105,6 +115,7 @@ impl Transport {
     pub(crate) fn uses_interrupts(&self) -> bool {
         match self {
             Transport::Shm(t) => t.uses_interrupts(),
+            Transport::Pio(_) => false,
         }
     }
 
@@ -113,6 +124,8 @@ impl Transport {
     pub(crate) fn tick(&self) {
         match self {
             Transport::Shm(t) => t.tick(),
+            // The VMM owns the endpoint and its heartbeat.
+            Transport::Pio(_) => {}
         }
     }
 }
