@@ -35,6 +35,7 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
+    /// `vectors` per peer, the default setup timeout.
     pub fn new(vectors: u32) -> ClientOptions {
         ClientOptions {
             vectors,

@@ -68,7 +68,9 @@ pub enum FdSource {
 /// One message the server is to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlannedMessage {
+    /// The number on the wire.
     pub value: i64,
+    /// The descriptor that goes with it.
     pub fd: FdSource,
 }
 
