@@ -1,14 +1,28 @@
 //! Command-line pieces shared by the `ivc-rendezvous` binary and any program
 //! that embeds the server as a subcommand (`ivc-vmm server`):
 //!
-//! ```ignore
-//! #[derive(clap::Subcommand)]
+//! ```
+//! use clap::{Parser, Subcommand};
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(subcommand)]
+//!     command: Command,
+//! }
+//!
+//! #[derive(Subcommand)]
 //! enum Command {
 //!     /// Run the rendezvous server.
 //!     Server(ivc_rendezvous::ServerArgs),
 //! }
-//! // ...
-//! Command::Server(args) => ivc_rendezvous::run_server(&args)?,
+//!
+//! let cli = Cli::parse_from(["ivc-vmm", "server", "--socket", "/tmp/s", "--shm-size", "4M", "--vectors", "2"]);
+//! match cli.command {
+//!     Command::Server(args) => {
+//!         assert_eq!((args.shm_size, args.vectors), (4 << 20, 2));
+//!         // ivc_rendezvous::run_server(&args)?;  // runs until SIGINT/SIGTERM
+//!     }
+//! }
 //! ```
 
 use std::path::PathBuf;
