@@ -118,6 +118,14 @@ fn host_facts() -> Host {
     }
 }
 
+/// The 1-minute load average (0 if unknown).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn run(cli: Cli) -> Result<bool, String> {
     let console = Console::new().map_err(|e| format!("stderr: {e}"))?;
     let now = Utc::now();
@@ -169,6 +177,7 @@ fn run(cli: Cli) -> Result<bool, String> {
 
     let mut reports = Vec::new();
     let mut all_ok = true;
+    let mut busiest = load_average();
     for s in &all {
         if !cli.only.is_empty() && !cli.only.iter().any(|o| o == s.name()) {
             continue;
@@ -193,8 +202,14 @@ fn run(cli: Cli) -> Result<bool, String> {
             Some(s.estimate(&ctx.plan)),
         );
         let started = Instant::now();
+        let load_before = load_average();
         let result = s.run(&ctx, &mut report);
         report.seconds = started.elapsed().as_secs_f64();
+        let load_after = load_average();
+        report.notes.push(format!(
+            "load average (1 min) before {load_before:.2}, after {load_after:.2}"
+        ));
+        busiest = busiest.max(load_before).max(load_after);
         let bad_data = report.records.iter().any(|r| {
             matches!(
                 r.data,
@@ -233,7 +248,8 @@ fn run(cli: Cli) -> Result<bool, String> {
     let table = summary::table(&rows);
     let records: Vec<record::Record> = reports.iter().flat_map(|r| r.records.clone()).collect();
     let footer = format!(
-        "ivc-run {} on {} ({} CPUs; /dev/kvm: {}). Guest figures: Linux guests under QEMU TCG (emulated).",
+        "ivc-run {}, {}, {} CPUs, /dev/kvm: {}\n\
+         shm-poll/shm-irq: two Linux guests under QEMU TCG (emulated); tcp-loopback and floors: native on the host",
         now.iso(),
         host.cpu,
         host.cpus_online,
@@ -243,6 +259,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         &[charts::latency(&records), charts::throughput(&records)],
         &footer,
     );
+    let cpus = host.cpus_online;
     let results = Results {
         date: now.iso(),
         host,
@@ -272,6 +289,18 @@ fn run(cli: Cli) -> Result<bool, String> {
         now.iso()
     );
     print!("{table}");
+    if busiest > cpus as f64 {
+        let warning = format!(
+            "note: the host was busy during the run (load average up to {busiest:.1} on {} CPUs): \
+             figures include time spent waiting for a CPU; polling channels suffer most",
+            cpus
+        );
+        println!("{warning}");
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(out_dir.join("summary.txt"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{warning}\n").as_bytes()));
+    }
     println!();
     println!(
         "results: {0}/results.json, {0}/plot.svg, {0}/summary.txt",

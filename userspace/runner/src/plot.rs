@@ -141,14 +141,16 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 150.0;
 
-/// Renders `charts` side by side, with a footer line, as one SVG document.
+/// Renders `charts` side by side, with footer lines (split at `\n`), as one
+/// SVG document.
 pub fn render(charts: &[Chart], footer: &str) -> String {
     let total_w = W * charts.len().max(1) as f64;
+    let footer: Vec<&str> = footer.lines().collect();
     let mut s = String::new();
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{h}" viewBox="0 0 {total_w} {h}" font-family="sans-serif" font-size="11">"#,
-        h = H + 20.0
+        h = H + 6.0 + 14.0 * footer.len() as f64
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     for (i, c) in charts.iter().enumerate() {
@@ -156,12 +158,14 @@ pub fn render(charts: &[Chart], footer: &str) -> String {
         chart(&mut s, c);
         s.push_str("</g>\n");
     }
-    let _ = writeln!(
-        s,
-        r##"<text x="10" y="{}" fill="#555">{}</text>"##,
-        H + 12.0,
-        esc(footer)
-    );
+    for (i, line) in footer.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            r##"<text x="10" y="{}" fill="#555">{}</text>"##,
+            H + 12.0 + 14.0 * i as f64,
+            esc(line)
+        );
+    }
     s.push_str("</svg>\n");
     s
 }
@@ -362,7 +366,8 @@ mod tests {
                 y: 0.12,
             }],
         };
-        let svg = render(&[c.clone(), c], "footer");
+        let svg = render(&[c.clone(), c], "footer one\nfooter two");
+        assert!(svg.contains(">footer one<") && svg.contains(">footer two<"));
         assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 2);
