@@ -238,6 +238,7 @@ fn qemu_guest_doorbell_reaches_us_and_ours_reaches_qemu() {
 
     let qtest_path = socket_path("qtest-ctl");
     let listener = UnixListener::bind(&qtest_path).unwrap();
+    let _cleanup = RemoveOnDrop(qtest_path.clone());
     let qtest_arg = format!("unix:{}", qtest_path.display());
     let mut qemu = Qemu::start(
         &binary,
@@ -299,5 +300,13 @@ fn qemu_guest_doorbell_reaches_us_and_ours_reaches_qemu() {
         "QEMU stderr:\n{stderr}"
     );
     assert!(stderr.trim().is_empty(), "QEMU complained:\n{stderr}");
-    let _ = std::fs::remove_file(&qtest_path);
+}
+
+/// Removes a file when the test ends, passed or failed.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
