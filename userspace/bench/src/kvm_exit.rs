@@ -44,8 +44,7 @@ pub fn describe_kvm() -> String {
         return "no /dev/kvm".into();
     }
     if std::path::Path::new("/sys/module/kvm_pvm").exists() {
-        return "PVM (paravirtual KVM: no hardware virtualization, guest kernel mode emulated)"
-            .into();
+        return "PVM (paravirtual KVM, no VMX/SVM; guest kernel mode emulated)".into();
     }
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let flags = cpuinfo

@@ -11,6 +11,7 @@
 //! | single-core memcpy bandwidth | [`memcpy`] | shared-memory throughput: every byte is copied in and out of the ring |
 //! | TCP over loopback, ping-pong and throughput | [`tcp`] | what a user would pick instead |
 //! | raw `KVM_EXIT_IO` round trip | [`kvm_exit`] | `pio`: every port access is one VM exit |
+//! | null system call | [`syscall`] | every `read`/`write` on `/dev/ivc0` (compare with `ivc-bench calib` in a guest) |
 //!
 //! Processes rather than threads, because the guests at the ends of a
 //! channel are separate processes: nothing (page tables, allocator, futexes)
@@ -23,6 +24,7 @@ mod fork;
 pub mod kvm_exit;
 pub mod memcpy;
 pub mod model;
+pub mod syscall;
 pub mod tcp;
 pub mod tsc;
 

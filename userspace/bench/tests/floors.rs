@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ivc_bench_host::{cacheline, cpu_pair, eventfd, kvm_exit, memcpy, tcp};
+use ivc_bench_host::{cacheline, cpu_pair, eventfd, kvm_exit, memcpy, syscall, tcp};
 
 const SHORT: Duration = Duration::from_millis(30);
 
@@ -55,4 +55,10 @@ fn kvm_exit_round_trip_or_a_reason() {
             eprintln!("KVM_EXIT_IO skipped: {why}");
         }
     }
+}
+
+#[test]
+fn null_syscall() {
+    let l = syscall::measure(SHORT, 3);
+    assert!(l.iters >= 3 * syscall::BATCH && l.min_ns > 0.0);
 }

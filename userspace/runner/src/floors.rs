@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ivc_bench_host::{cacheline, cpu_pair, eventfd, kvm_exit, memcpy, tcp, Latency};
+use ivc_bench_host::{cacheline, cpu_pair, eventfd, kvm_exit, memcpy, syscall, tcp, Latency};
 
 use crate::record::{env, Data, Record, SuiteReport};
 use crate::suites::{Context, Plan, Suite};
@@ -18,6 +18,8 @@ pub mod what {
     pub const MEMCPY: &str = "memcpy, 1 core";
     /// KVM_EXIT_IO.
     pub const KVM_EXIT: &str = "KVM_EXIT_IO round trip";
+    /// getppid.
+    pub const SYSCALL: &str = "null system call (getppid)";
 }
 
 /// memcpy block sizes: cache-resident, L2-ish, DRAM.
@@ -51,7 +53,7 @@ impl Suite for HostFloors {
         None
     }
     fn estimate(&self, plan: &Plan) -> Duration {
-        plan.host_budget * 6
+        plan.host_budget * 7
     }
     fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String> {
         let b = ctx.plan.host_budget;
@@ -65,6 +67,9 @@ impl Suite for HostFloors {
         report.records.push(latency(what::CACHELINE, l));
         let l = eventfd::measure(cpus, b, 50).map_err(|e| format!("eventfd floor: {e}"))?;
         report.records.push(latency(what::EVENTFD, l));
+        report
+            .records
+            .push(latency(what::SYSCALL, syscall::measure(b / 2, 50)));
         for block in MEMCPY_BLOCKS {
             let t = memcpy::measure(block, b);
             report.records.push(Record {

@@ -16,6 +16,7 @@ mod record;
 mod suites;
 mod summary;
 mod timestamp;
+mod vmm_exit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,9 +37,10 @@ use crate::timestamp::Utc;
     about = "Benchmark every ivc channel this host can run against the host's floors",
     long_about = "Benchmark every ivc channel this host can run against the host's floors.\n\n\
         Runs, in order: host floors (cache-line and eventfd ping-pong between two processes, \
-        memcpy bandwidth, raw KVM_EXIT_IO round trip), TCP over loopback, then the channels: \
-        shm-poll and shm-irq between two Linux guests under QEMU TCG (emulated), and the \
-        ivc-vmm suites where this host can run them. Prints one summary table and writes \
+        memcpy bandwidth, null system call, raw KVM_EXIT_IO round trip), TCP over loopback, then \
+        the channels: shm-poll and shm-irq between two Linux guests under QEMU TCG (emulated), \
+        the port-I/O exit cost inside ivc-vmm (bare-metal test guest on /dev/kvm), and the \
+        ivc-vmm device suites where this host and tree can run them. Prints one summary table and writes \
         results.json, plot.svg and the guests' serial logs into the results directory.\n\n\
         Guest artifacts come from $IVC_GUEST_DIR (scripts/run.sh builds them and sets it)."
 )]

@@ -154,6 +154,7 @@ pub fn all() -> Vec<Box<dyn Suite>> {
         Box::new(TcpLoopback),
         Box::new(QemuShm(ShmVariant::Poll)),
         Box::new(QemuShm(ShmVariant::Irq)),
+        Box::new(crate::vmm_exit::VmmPioExit),
         Box::new(VmmDevices),
         Box::new(LinuxInVmm),
     ]

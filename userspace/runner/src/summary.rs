@@ -147,6 +147,11 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
         memcpy.map(fmt_rate),
         "host".into(),
     );
+    floor_row(
+        "floor: null system call",
+        median_of(&records, "host", what::SYSCALL, 0).map(fmt_ns),
+        "host".into(),
+    );
     let kvm_env = records
         .iter()
         .find(|r| r.what == what::KVM_EXIT)
@@ -154,6 +159,26 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
         .unwrap_or_default();
     floor_row("floor: KVM_EXIT_IO round trip", kvm.map(fmt_ns), kvm_env);
 
+    for cpl in [0, 3] {
+        let w = format!("port-I/O exit round trip, guest CPL{cpl}");
+        if let Some(m) = median_of(&records, "ivc-vmm", &w, 0) {
+            let (floor, ratio) = match kvm {
+                Some(f) if f > 0.0 => (
+                    format!("KVM_EXIT_IO {}", fmt_ns(f)),
+                    format!("{:.1}x", m / f),
+                ),
+                _ => (String::new(), String::new()),
+            };
+            rows.push(Row {
+                channel: "ivc-vmm".into(),
+                environment: env_of("ivc-vmm"),
+                what: w,
+                figure: fmt_ns(m),
+                floor,
+                ratio,
+            });
+        }
+    }
     let lat_ratio = |fig: f64, floor: Option<f64>, name: &str| match floor {
         Some(f) if f > 0.0 => (format!("{name} {}", fmt_ns(f)), format!("{:.1}x", fig / f)),
         _ => (String::new(), String::new()),
@@ -245,6 +270,8 @@ pub fn table(rows: &[Row]) -> String {
     let cells = |r: &Row| {
         let chan = if r.environment.starts_with("emulated") {
             format!("{} (TCG)", r.channel)
+        } else if r.environment.contains("PVM") {
+            format!("{} (PVM)", r.channel)
         } else {
             r.channel.clone()
         };
