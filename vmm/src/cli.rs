@@ -30,6 +30,10 @@ pub enum Command {
     /// Boot a guest and run it until it exits.
     #[command(after_help = EXIT_STATUS_HELP)]
     Run(RunArgs),
+    /// Run an ivshmem-server compatible rendezvous server (shared memory,
+    /// peer ids, doorbell eventfds) for `--ivc ...,socket=PATH` devices and
+    /// QEMU ivshmem-doorbell guests. Stops on SIGINT/SIGTERM.
+    Server(ivc_rendezvous::ServerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +61,12 @@ pub struct RunArgs {
     /// Where the guest's serial console (COM1) goes: a file path, or "-" for stdout.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub serial: PathBuf,
+
+    /// An ivc device (repeatable): pio,socket=PATH | shm-poll,socket=PATH |
+    /// shm-poll,path=FILE,size=SIZE | shm-irq,socket=PATH; socket kinds take
+    /// vectors=N (default 1, must match the server's --vectors).
+    #[arg(long = "ivc", value_name = "SPEC", value_parser = crate::ivc_spec::parse_ivc_spec)]
+    pub ivc: Vec<crate::ivc_spec::IvcSpec>,
 }
 
 /// Smallest and largest RAM we accept.
@@ -111,6 +121,7 @@ mod tests {
         v.extend_from_slice(args);
         Cli::try_parse_from(v).map(|c| match c.command {
             Command::Run(r) => r,
+            Command::Server(_) => unreachable!("parsed 'run'"),
         })
     }
 
@@ -195,6 +206,50 @@ mod tests {
     }
 
     #[test]
+    fn ivc_devices_repeat_and_bad_specs_are_usage_errors() {
+        let k = kernel();
+        let r = parse(&[
+            "--kernel",
+            &k,
+            "--ivc",
+            "pio,socket=/a",
+            "--ivc",
+            "shm-irq,socket=/b,vectors=2",
+        ])
+        .unwrap();
+        assert_eq!(r.ivc.len(), 2);
+        assert_eq!(r.ivc[1].kind(), "shm-irq");
+        let e = parse(&["--kernel", &k, "--ivc", "shm-poll"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("needs socket=PATH or path"), "{e}");
+    }
+
+    #[test]
+    fn server_subcommand() {
+        let c = Cli::try_parse_from([
+            "ivc-vmm",
+            "server",
+            "--socket",
+            "/tmp/x.sock",
+            "--shm-size",
+            "1M",
+            "--vectors",
+            "2",
+        ])
+        .unwrap();
+        match c.command {
+            Command::Server(a) => {
+                assert_eq!((a.shm_size, a.vectors), (1 << 20, 2));
+            }
+            Command::Run(_) => panic!("parsed as run"),
+        }
+        assert!(
+            Cli::try_parse_from(["ivc-vmm", "server", "--socket", "/x", "--shm-size", "3K"])
+                .is_err()
+        );
+    }
+
+    #[test]
     fn mem_sizes() {
         assert_eq!(parse_mem_size("256"), Ok(256 << 20));
         assert_eq!(parse_mem_size("256M"), Ok(256 << 20));
@@ -222,6 +277,7 @@ mod tests {
             "--mem",
             "--cpus",
             "--serial",
+            "--ivc",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");
         }

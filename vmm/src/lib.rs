@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod devices;
 pub mod exit;
 pub mod irq;
+pub mod ivc_spec;
 pub mod layout;
 pub mod logger;
 pub mod machine;

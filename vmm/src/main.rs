@@ -27,6 +27,9 @@ fn run(args: RunArgs) -> Result<i32, String> {
         serial_input: Some(Box::new(std::io::stdin())),
     };
     let machine = Machine::new(config).map_err(|e| e.to_string())?;
+    for spec in &args.ivc {
+        ivc_vmm::devices::ivc_setup::add_ivc_device(&machine, spec).map_err(|e| e.to_string())?;
+    }
     let reason = machine.run().map_err(|e| e.to_string())?;
     log::info!("{reason}");
     if let ivc_vmm::exit::ExitReason::Error(e) = &reason {
@@ -46,6 +49,20 @@ fn main() -> ExitCode {
                 ivc_vmm::exit::VMM_ERROR_STATUS
             }
         },
+        Command::Server(args) => {
+            // A server's joins and leaves are its output: log them unless
+            // the user chose a level.
+            if std::env::var_os("IVC_VMM_LOG").is_none() {
+                log::set_max_level(log::LevelFilter::Info);
+            }
+            match ivc_rendezvous::run_server(&args) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("ivc-vmm: server: {e}");
+                    ivc_vmm::exit::VMM_ERROR_STATUS
+                }
+            }
+        }
     };
     ExitCode::from(status.clamp(0, 255) as u8)
 }

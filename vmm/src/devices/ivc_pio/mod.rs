@@ -1,0 +1,97 @@
+//! `ivc-pio`: our port-I/O device (1234:1c1c, class 0x078000): BAR0 is 32
+//! bytes of I/O ports, the register map in `ivc_channel::pio`, in front of a
+//! channel endpoint that this VMM attaches to the rendezvous server's shared
+//! memory. The peer VMM does the same with its own `ivc-pio`, so bytes go
+//! guest -> exit -> our endpoint -> shared ring -> peer VMM's endpoint ->
+//! exit -> peer guest, with the ring's back-pressure and ordering.
+//!
+//! Accesses are served inline in the vCPU exit (the endpoint never blocks).
+
+pub mod registers;
+
+use std::sync::Arc;
+
+use ivc_channel::pio::{BAR0_SIZE, CLASS_CODE, DEVICE_ID, REVISION, VENDOR_ID};
+use ivc_channel::AtomicMem;
+
+use self::registers::PioRegisters;
+use crate::devices::ratelimit::RateLimit;
+use crate::devices::shm_mapping::ShmMapping;
+use crate::pci::{BarKind, ConfigSpace, PciDevice, PciIds};
+use crate::warn_limited;
+
+pub struct IvcPio {
+    config: ConfigSpace,
+    // Field order is drop order: the model (with its endpoint, which points
+    // into the mapping) goes before the mapping.
+    regs: PioRegisters<AtomicMem<'static>>,
+    _mapping: Arc<ShmMapping>,
+    bad_access: RateLimit,
+}
+
+impl IvcPio {
+    /// `doorbell_id`: our rendezvous peer id, published in the channel.
+    pub fn new(mapping: Arc<ShmMapping>, doorbell_id: Option<u16>) -> Result<IvcPio, String> {
+        let mut config = ConfigSpace::new(PciIds {
+            vendor: VENDOR_ID,
+            device: DEVICE_ID,
+            revision: REVISION,
+            class: CLASS_CODE,
+            subsystem_vendor: VENDOR_ID,
+            subsystem: DEVICE_ID,
+        });
+        config
+            .add_bar(0, BarKind::Io, u64::from(BAR0_SIZE))
+            .map_err(|e| e.to_string())?;
+        // SAFETY: the view is only used by `regs`, which is dropped before
+        // `_mapping` (field order), and the Arc keeps the mapping alive and
+        // unchanged until then; all accesses are atomic.
+        let mem = unsafe { AtomicMem::new(mapping.host_addr() as *mut u8, mapping.len()) }
+            .ok_or("shared memory mapping is not aligned")?;
+        Ok(IvcPio {
+            config,
+            regs: PioRegisters::new(mem, doorbell_id),
+            _mapping: mapping,
+            bad_access: RateLimit::new(),
+        })
+    }
+
+    pub fn bad_accesses(&self) -> u64 {
+        self.bad_access.total()
+    }
+}
+
+impl PciDevice for IvcPio {
+    fn name(&self) -> &str {
+        "ivc-pio"
+    }
+
+    fn config(&self) -> &ConfigSpace {
+        &self.config
+    }
+
+    fn config_mut(&mut self) -> &mut ConfigSpace {
+        &mut self.config
+    }
+
+    fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        if bar != 0 {
+            data.fill(0xff);
+            warn_limited!(self.bad_access, "ivc-pio: read of BAR{bar} ignored");
+            return;
+        }
+        if let Err(e) = self.regs.read(offset, data) {
+            warn_limited!(self.bad_access, "ivc-pio: {e}");
+        }
+    }
+
+    fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        if bar != 0 {
+            warn_limited!(self.bad_access, "ivc-pio: write of BAR{bar} ignored");
+            return;
+        }
+        if let Err(e) = self.regs.write(offset, data) {
+            warn_limited!(self.bad_access, "ivc-pio: {e}");
+        }
+    }
+}

@@ -1,0 +1,503 @@
+//! The register model of `ivc-pio` (map: `ivc_channel::pio`), over a
+//! channel [`Endpoint`] this VMM attaches to the shared memory.
+//!
+//! Pure logic without KVM, unit-tested against a second endpoint. The
+//! endpoint never blocks, so every access is served inline in the vCPU
+//! exit. Counts come from the endpoint at the moment of the access:
+//! `TX_FREE` can only grow until this guest writes, `RX_AVAIL` only grow
+//! until it reads, so a guest that moves at most what it was told never
+//! loses a byte; bytes beyond that are dropped (writes) or read as 0xff and
+//! set `STATUS_ERROR`, as the map says.
+
+use std::fmt;
+use std::time::Duration;
+
+use ivc_channel::pio::{
+    CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, MAGIC, REG_CONTROL, REG_DATA, REG_ID,
+    REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR,
+    STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VERSION,
+};
+use ivc_channel::{AttachOptions, ChannelError, Endpoint, PeerState, SharedMemory};
+
+/// What went wrong in one access (the device logs it; the model has set
+/// `STATUS_ERROR` already).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PioFault {
+    BadAccess {
+        offset: u64,
+        len: usize,
+        write: bool,
+    },
+    ShortRead {
+        wanted: usize,
+        got: usize,
+    },
+    ShortWrite {
+        wanted: usize,
+        took: usize,
+    },
+    Channel(ChannelError),
+    BadControl(u32),
+}
+
+impl fmt::Display for PioFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PioFault::BadAccess { offset, len, write } => write!(
+                f,
+                "{}-byte {} at offset {offset:#x}: no such register or width",
+                len,
+                if *write { "write" } else { "read" }
+            ),
+            PioFault::ShortRead { wanted, got } => {
+                write!(
+                    f,
+                    "DATA read of {wanted} bytes, {got} available (rest read as 0xff)"
+                )
+            }
+            PioFault::ShortWrite { wanted, took } => {
+                write!(
+                    f,
+                    "DATA write of {wanted} bytes, {took} accepted (rest dropped)"
+                )
+            }
+            PioFault::Channel(e) => write!(f, "channel: {e}"),
+            PioFault::BadControl(v) => write!(f, "CONTROL write {v:#x} has unknown bits"),
+        }
+    }
+}
+
+/// How often a concurrent format (`Busy`) is retried before giving up.
+const BUSY_RETRIES: u32 = 200;
+
+pub struct PioRegisters<M: SharedMemory + Copy> {
+    mem: M,
+    doorbell_id: Option<u16>,
+    ep: Option<Endpoint<M>>,
+    error: bool,
+    peer_gone: bool,
+}
+
+fn le32(data: &[u8]) -> Option<u32> {
+    let b: [u8; 4] = data.try_into().ok()?;
+    Some(u32::from_le_bytes(b))
+}
+
+impl<M: SharedMemory + Copy> PioRegisters<M> {
+    /// `doorbell_id`: our rendezvous id, published in the channel's peer
+    /// table so that the peer's VMM can mark us absent when we vanish.
+    pub fn new(mem: M, doorbell_id: Option<u16>) -> Self {
+        PioRegisters {
+            mem,
+            doorbell_id,
+            ep: None,
+            error: false,
+            peer_gone: false,
+        }
+    }
+
+    pub fn endpoint(&self) -> Option<&Endpoint<M>> {
+        self.ep.as_ref()
+    }
+
+    fn fail<T>(&mut self, f: PioFault) -> Result<T, PioFault> {
+        self.error = true;
+        Err(f)
+    }
+
+    /// Joins the channel (CONTROL_OPEN): the first free slot, formatting
+    /// the region if nobody has.
+    fn open(&mut self) -> Result<(), PioFault> {
+        if self.ep.is_some() {
+            return Ok(());
+        }
+        let opts = AttachOptions {
+            doorbell_id: self.doorbell_id,
+            ..AttachOptions::default()
+        };
+        let mut tries = 0;
+        let r = loop {
+            match Endpoint::attach_any(self.mem, &opts) {
+                // Another side is formatting right now: it takes microseconds.
+                Err(ChannelError::Busy) if tries < BUSY_RETRIES => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                r => break r,
+            }
+        };
+        match r {
+            Ok(ep) => {
+                self.ep = Some(ep);
+                self.peer_gone = false;
+                Ok(())
+            }
+            Err(e) => self.fail(PioFault::Channel(e)),
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(mut ep) = self.ep.take() {
+            ep.close();
+        }
+        self.peer_gone = false;
+    }
+
+    /// Current (rx_avail, tx_free, connected); advances the handshake and
+    /// consumes the end of a connection once its data is drained.
+    fn refresh(&mut self) -> (u32, u32, bool) {
+        let Some(ep) = &mut self.ep else {
+            return (0, 0, false);
+        };
+        let r = (|| -> Result<(u32, u32, bool), ChannelError> {
+            let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            match ep.peer_state()? {
+                PeerState::Connected => {
+                    let rx = clamp(ep.readable_bytes()?);
+                    let tx = clamp(ep.writable_bytes()?);
+                    Ok((rx, tx, true))
+                }
+                PeerState::Gone => {
+                    let rx = clamp(ep.readable_bytes()?);
+                    Ok((rx, 0, false))
+                }
+                PeerState::Waiting | PeerState::Connecting => Ok((0, 0, false)),
+            }
+        })();
+        match r {
+            Ok((rx, tx, connected)) => {
+                if connected {
+                    self.peer_gone = false;
+                } else if rx == 0 && matches!(ep.peer_state(), Ok(PeerState::Gone)) {
+                    // Drained: report the end (the endpoint then accepts a
+                    // new peer incarnation by itself).
+                    let mut b = [0u8; 1];
+                    let _ = ep.read(&mut b);
+                    self.peer_gone = true;
+                }
+                (rx, tx, connected)
+            }
+            Err(_) => {
+                self.error = true;
+                (0, 0, false)
+            }
+        }
+    }
+
+    fn status(&mut self) -> u32 {
+        let (rx, tx, connected) = self.refresh();
+        let mut s = 0;
+        if rx > 0 {
+            s |= STATUS_RX_READY;
+        }
+        if tx > 0 {
+            s |= STATUS_TX_SPACE;
+        }
+        if connected {
+            s |= STATUS_CONNECTED;
+        }
+        if self.peer_gone && rx == 0 {
+            s |= STATUS_PEER_GONE;
+        }
+        if self.error || self.ep.as_ref().is_some_and(|e| e.broken().is_some()) {
+            s |= STATUS_ERROR;
+        }
+        s
+    }
+
+    /// A guest `IN` (any width, or a string of `data.len()` bytes).
+    pub fn read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), PioFault> {
+        let len = data.len();
+        let bad = PioFault::BadAccess {
+            offset,
+            len,
+            write: false,
+        };
+        if offset == u64::from(REG_DATA) {
+            return self.read_data(data);
+        }
+        if len != 4 {
+            data.fill(0xff);
+            return self.fail(bad);
+        }
+        let v = match u16::try_from(offset) {
+            Ok(REG_STATUS) => self.status(),
+            Ok(REG_RX_AVAIL) => self.refresh().0,
+            Ok(REG_TX_FREE) => self.refresh().1,
+            Ok(REG_ID) => MAGIC,
+            Ok(REG_VERSION) => VERSION,
+            _ => {
+                data.fill(0xff);
+                return self.fail(bad);
+            }
+        };
+        data.copy_from_slice(&v.to_le_bytes());
+        Ok(())
+    }
+
+    fn read_data(&mut self, data: &mut [u8]) -> Result<(), PioFault> {
+        let wanted = data.len();
+        let mut got = 0;
+        let mut err = None;
+        if let Some(ep) = &mut self.ep {
+            while got < wanted {
+                match ep.read(&mut data[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(ChannelError::PeerGone) => {
+                        self.peer_gone = true;
+                        break;
+                    }
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        data[got..].fill(0xff);
+        if let Some(e) = err {
+            return self.fail(PioFault::Channel(e));
+        }
+        if got < wanted {
+            return self.fail(PioFault::ShortRead { wanted, got });
+        }
+        Ok(())
+    }
+
+    fn write_data(&mut self, data: &[u8]) -> Result<(), PioFault> {
+        let wanted = data.len();
+        let mut took = 0;
+        let mut err = None;
+        if let Some(ep) = &mut self.ep {
+            while took < wanted {
+                match ep.write(&data[took..]) {
+                    Ok(0) => break,
+                    Ok(n) => took += n,
+                    Err(ChannelError::PeerGone) => break,
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(e) = err {
+            return self.fail(PioFault::Channel(e));
+        }
+        if took < wanted {
+            return self.fail(PioFault::ShortWrite { wanted, took });
+        }
+        Ok(())
+    }
+
+    /// A guest `OUT` (any width, or a string).
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), PioFault> {
+        if offset == u64::from(REG_DATA) {
+            return self.write_data(data);
+        }
+        let bad = PioFault::BadAccess {
+            offset,
+            len: data.len(),
+            write: true,
+        };
+        match (u16::try_from(offset), le32(data)) {
+            (Ok(REG_CONTROL), Some(v)) => self.control(v),
+            _ => self.fail(bad),
+        }
+    }
+
+    fn control(&mut self, v: u32) -> Result<(), PioFault> {
+        let known = CONTROL_OPEN | CONTROL_CLOSE | CONTROL_CLEAR_ERROR;
+        if v & CONTROL_CLEAR_ERROR != 0 {
+            self.error = false;
+            // A broken endpoint stays broken: join again.
+            if self.ep.as_ref().is_some_and(|e| e.broken().is_some()) {
+                self.ep = None;
+                self.open()?;
+            }
+        }
+        if v & CONTROL_CLOSE != 0 {
+            self.close();
+        }
+        if v & CONTROL_OPEN != 0 {
+            self.open()?;
+        }
+        if v & !known != 0 {
+            return self.fail(PioFault::BadControl(v));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::AtomicU32;
+    use ivc_channel::layout::{ring_ctrl, RING_PROD};
+    use ivc_channel::AtomicMem;
+
+    fn words(bytes: usize) -> Vec<AtomicU32> {
+        (0..bytes / 4).map(|_| AtomicU32::new(0)).collect()
+    }
+
+    fn rd32<M: SharedMemory + Copy>(r: &mut PioRegisters<M>, reg: u16) -> u32 {
+        let mut b = [0u8; 4];
+        r.read(u64::from(reg), &mut b).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    fn open<M: SharedMemory + Copy>(r: &mut PioRegisters<M>) {
+        r.write(
+            u64::from(REG_CONTROL),
+            &(CONTROL_CLEAR_ERROR | CONTROL_OPEN).to_le_bytes(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn identity_and_connection() {
+        let w = words(64 << 10);
+        let mem = AtomicMem::from_words(&w);
+        let mut a = PioRegisters::new(mem, Some(1));
+        assert_eq!(rd32(&mut a, REG_ID), MAGIC);
+        assert_eq!(rd32(&mut a, REG_VERSION), VERSION);
+        assert_eq!(rd32(&mut a, REG_STATUS), 0, "not opened");
+        open(&mut a);
+        let mut b = PioRegisters::new(mem, Some(2));
+        open(&mut b);
+        let _ = rd32(&mut a, REG_STATUS);
+        let _ = rd32(&mut b, REG_STATUS);
+        let st = rd32(&mut a, REG_STATUS);
+        assert_eq!(st, STATUS_CONNECTED | STATUS_TX_SPACE, "{st:#x}");
+        let free = rd32(&mut a, REG_TX_FREE);
+        assert_eq!(free, 16 << 10);
+
+        // Byte, word, dword and string writes arrive in order.
+        a.write(0, &[1]).unwrap();
+        a.write(0, &[2, 3]).unwrap();
+        a.write(0, &[4, 5, 6, 7]).unwrap();
+        let big: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+        a.write(0, &big).unwrap();
+        assert_eq!(rd32(&mut b, REG_RX_AVAIL), 3007);
+        assert_ne!(rd32(&mut b, REG_STATUS) & STATUS_RX_READY, 0);
+        let mut got = vec![0u8; 7];
+        b.read(0, &mut got[..1]).unwrap();
+        b.read(0, &mut got[1..3]).unwrap();
+        b.read(0, &mut got[3..7]).unwrap();
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7]);
+        let mut rest = vec![0u8; 3000];
+        b.read(0, &mut rest).unwrap();
+        assert_eq!(rest, big);
+        assert_eq!(rd32(&mut b, REG_STATUS) & STATUS_ERROR, 0);
+
+        // Back-pressure: more than TX_FREE is an error, the excess dropped.
+        let free = rd32(&mut a, REG_TX_FREE) as usize;
+        a.write(0, &vec![9u8; free]).unwrap();
+        assert_eq!(rd32(&mut a, REG_TX_FREE), 0);
+        assert_eq!(rd32(&mut a, REG_STATUS) & STATUS_TX_SPACE, 0);
+        assert!(matches!(
+            a.write(0, &[1, 2]),
+            Err(PioFault::ShortWrite { took: 0, .. })
+        ));
+        assert_ne!(rd32(&mut a, REG_STATUS) & STATUS_ERROR, 0);
+        a.write(u64::from(REG_CONTROL), &CONTROL_CLEAR_ERROR.to_le_bytes())
+            .unwrap();
+        assert_eq!(rd32(&mut a, REG_STATUS) & STATUS_ERROR, 0);
+        // Reading more than RX_AVAIL: 0xff and an error.
+        let mut buf = vec![0u8; free + 5];
+        assert!(b.read(0, &mut buf).is_err());
+        assert!(buf[..free].iter().all(|&x| x == 9));
+        assert!(buf[free..].iter().all(|&x| x == 0xff));
+
+        // Close: the peer drains, then sees PEER_GONE; writes fail.
+        a.write(0, b"bye").unwrap();
+        a.write(u64::from(REG_CONTROL), &CONTROL_CLOSE.to_le_bytes())
+            .unwrap();
+        let st = rd32(&mut b, REG_STATUS);
+        assert_eq!(
+            st & (STATUS_PEER_GONE | STATUS_CONNECTED),
+            0,
+            "data left: {st:#x}"
+        );
+        assert_eq!(rd32(&mut b, REG_RX_AVAIL), 3);
+        let mut bye = [0u8; 3];
+        b.read(0, &mut bye).unwrap();
+        assert_eq!(&bye, b"bye");
+        let st = rd32(&mut b, REG_STATUS);
+        assert_ne!(st & STATUS_PEER_GONE, 0, "{st:#x}");
+        assert_eq!(rd32(&mut b, REG_TX_FREE), 0);
+
+        // A new incarnation of the peer connects again.
+        open(&mut a);
+        for _ in 0..3 {
+            let _ = rd32(&mut a, REG_STATUS);
+            let _ = rd32(&mut b, REG_STATUS);
+        }
+        let st = rd32(&mut b, REG_STATUS);
+        assert_eq!(
+            st & (STATUS_PEER_GONE | STATUS_CONNECTED),
+            STATUS_CONNECTED,
+            "{st:#x}"
+        );
+    }
+
+    #[test]
+    fn garbage_accesses_are_errors_not_panics() {
+        let w = words(16 << 10);
+        let mem = AtomicMem::from_words(&w);
+        let mut r = PioRegisters::new(mem, None);
+        for offset in 0..0x24u64 {
+            for len in [1usize, 2, 3, 4, 8, 4096] {
+                let mut buf = vec![0u8; len];
+                let _ = r.read(offset, &mut buf);
+                for v in [0u8, 0xff, 0x5a] {
+                    let _ = r.write(offset, &vec![v; len]);
+                }
+            }
+        }
+        assert!(r.read(u64::from(REG_STATUS), &mut [0u8; 2]).is_err());
+        assert!(r.write(u64::from(REG_STATUS), &[0u8; 4]).is_err());
+        assert!(r.write(u64::from(REG_CONTROL), &[0u8; 2]).is_err());
+        assert!(r
+            .write(u64::from(REG_CONTROL), &0x80u32.to_le_bytes())
+            .is_err());
+        let mut b = [0u8; 4];
+        assert!(r.read(u64::from(REG_CONTROL), &mut b).is_err());
+        assert_eq!(b, [0xff; 4]);
+    }
+
+    #[test]
+    fn corrupted_indices_set_status_error() {
+        let w = words(64 << 10);
+        let mem = AtomicMem::from_words(&w);
+        let mut a = PioRegisters::new(mem, Some(1));
+        let mut b = PioRegisters::new(mem, Some(2));
+        open(&mut a);
+        open(&mut b);
+        for _ in 0..3 {
+            let _ = rd32(&mut a, REG_STATUS);
+            let _ = rd32(&mut b, REG_STATUS);
+        }
+        let slot_b = b.endpoint().unwrap().slot();
+        // The peer's producer index jumps beyond the ring.
+        mem.store_u32_release(ring_ctrl(slot_b) + RING_PROD, 0x7fff_0000)
+            .unwrap();
+        let st = rd32(&mut a, REG_STATUS);
+        assert_ne!(st & STATUS_ERROR, 0, "{st:#x}");
+        assert_eq!(rd32(&mut a, REG_RX_AVAIL), 0);
+        let mut buf = [0u8; 8];
+        assert!(a.read(0, &mut buf).is_err());
+        // A scribbled header: the other side's endpoint reports it too.
+        for off in (0..0x200).step_by(4) {
+            mem.store_u32_relaxed(off, 0xdead_beef).unwrap();
+        }
+        assert_ne!(rd32(&mut b, REG_STATUS) & STATUS_ERROR, 0);
+        let mut buf = [0u8; 8];
+        assert!(b.read(0, &mut buf).is_err());
+        // Clearing the error joins again (the region is re-formatted);
+        // nothing panics either way.
+        let _ = a.write(u64::from(REG_CONTROL), &CONTROL_CLEAR_ERROR.to_le_bytes());
+        let _ = rd32(&mut a, REG_STATUS);
+    }
+}

@@ -1,0 +1,275 @@
+//! Doorbell ioeventfds: one KVM ioeventfd per (peer, vector) on BAR0's
+//! Doorbell register, datamatch `peer << 16 | vector`, signalling that
+//! peer's eventfd for that vector (handed out by the rendezvous server).
+//!
+//! A guest's Doorbell write then wakes the peer VMM's irqfd inside the
+//! kernel: no exit to this process, no exit in the peer's VMM. Only writes
+//! that match nothing (unknown peer, vector out of range, wrong width) exit
+//! to the VMM, which logs them. The set follows peers joining and leaving
+//! and BAR0 moving.
+
+use std::collections::BTreeMap;
+
+use kvm_ioctls::IoEventAddress;
+use log::error;
+use vmm_sys_util::eventfd::EventFd;
+
+use super::registers::{DoorbellWrite, DOORBELL};
+use crate::vm::{Datamatch, VmError, VmResources};
+
+/// Where ioeventfds are registered: KVM (`VmResources`) or a test double.
+pub trait IoEventRegistry: Send + Sync {
+    fn register(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError>;
+    fn unregister(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError>;
+}
+
+impl IoEventRegistry for VmResources {
+    fn register(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError> {
+        self.register_ioeventfd(evt, IoEventAddress::Mmio(addr), Datamatch::U32(value))
+    }
+    fn unregister(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError> {
+        self.unregister_ioeventfd(evt, IoEventAddress::Mmio(addr), Datamatch::U32(value))
+    }
+}
+
+struct PeerVectors {
+    fds: Vec<EventFd>,
+    /// Which of `fds` are registered with KVM at the current BAR0.
+    registered: Vec<bool>,
+}
+
+/// The doorbell table of one device.
+pub struct Doorbells<R: IoEventRegistry + ?Sized> {
+    registry: std::sync::Arc<R>,
+    peers: BTreeMap<u16, PeerVectors>,
+    /// BAR0 base while decoded.
+    bar0: Option<u64>,
+}
+
+/// Why a Doorbell write could not be delivered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RingError {
+    UnknownPeer(u16),
+    NoSuchVector {
+        peer: u16,
+        vector: u16,
+        vectors: usize,
+    },
+    Signal(String),
+}
+
+impl std::fmt::Display for RingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RingError::UnknownPeer(p) => write!(f, "no peer {p}"),
+            RingError::NoSuchVector {
+                peer,
+                vector,
+                vectors,
+            } => write!(f, "peer {peer} has {vectors} vectors, not {vector}"),
+            RingError::Signal(e) => write!(f, "signalling the eventfd: {e}"),
+        }
+    }
+}
+
+impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
+    pub fn new(registry: std::sync::Arc<R>) -> Self {
+        Doorbells {
+            registry,
+            peers: BTreeMap::new(),
+            bar0: None,
+        }
+    }
+
+    fn value(peer: u16, vector: usize) -> u32 {
+        DoorbellWrite {
+            peer,
+            vector: vector as u16,
+        }
+        .value()
+    }
+
+    fn register_peer(registry: &R, bar0: u64, id: u16, p: &mut PeerVectors) {
+        for (v, fd) in p.fds.iter().enumerate() {
+            if p.registered[v] {
+                continue;
+            }
+            match registry.register(fd, bar0 + DOORBELL, Self::value(id, v)) {
+                Ok(()) => p.registered[v] = true,
+                // The write will then exit to the VMM, which signals the
+                // eventfd itself: slower, still correct.
+                Err(e) => error!("ivc-shm: doorbell ioeventfd for peer {id} vector {v}: {e}"),
+            }
+        }
+    }
+
+    fn unregister_peer(registry: &R, bar0: u64, id: u16, p: &mut PeerVectors) {
+        for (v, fd) in p.fds.iter().enumerate() {
+            if !p.registered[v] {
+                continue;
+            }
+            if let Err(e) = registry.unregister(fd, bar0 + DOORBELL, Self::value(id, v)) {
+                error!("ivc-shm: removing doorbell ioeventfd for peer {id} vector {v}: {e}");
+            }
+            p.registered[v] = false;
+        }
+    }
+
+    /// Peer `id` is known with these eventfds (replacing older ones).
+    pub fn add_peer(&mut self, id: u16, fds: Vec<EventFd>) {
+        self.remove_peer(id);
+        let mut p = PeerVectors {
+            registered: vec![false; fds.len()],
+            fds,
+        };
+        if let Some(bar0) = self.bar0 {
+            Self::register_peer(&self.registry, bar0, id, &mut p);
+        }
+        self.peers.insert(id, p);
+    }
+
+    /// Peer `id` left: its ioeventfds go before its eventfds are closed.
+    pub fn remove_peer(&mut self, id: u16) {
+        if let Some(mut p) = self.peers.remove(&id) {
+            if let Some(bar0) = self.bar0 {
+                Self::unregister_peer(&self.registry, bar0, id, &mut p);
+            }
+        }
+    }
+
+    /// BAR0 stopped decoding at `old` / started at `new`.
+    pub fn moved(&mut self, old: Option<u64>, new: Option<u64>) {
+        if let Some(old) = old {
+            for (&id, p) in self.peers.iter_mut() {
+                Self::unregister_peer(&self.registry, old, id, p);
+            }
+        }
+        self.bar0 = new;
+        if let Some(new) = new {
+            for (&id, p) in self.peers.iter_mut() {
+                Self::register_peer(&self.registry, new, id, p);
+            }
+        }
+    }
+
+    pub fn peer_ids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// Number of registered ioeventfds (for tests and logs).
+    pub fn registered(&self) -> usize {
+        self.peers
+            .values()
+            .map(|p| p.registered.iter().filter(|&&r| r).count())
+            .sum()
+    }
+
+    /// Delivers a Doorbell write that reached the VMM (no ioeventfd
+    /// matched: a registration failed) by signalling the eventfd here.
+    pub fn ring(&self, d: DoorbellWrite) -> Result<(), RingError> {
+        let p = self
+            .peers
+            .get(&d.peer)
+            .ok_or(RingError::UnknownPeer(d.peer))?;
+        let fd = p
+            .fds
+            .get(usize::from(d.vector))
+            .ok_or(RingError::NoSuchVector {
+                peer: d.peer,
+                vector: d.vector,
+                vectors: p.fds.len(),
+            })?;
+        fd.write(1).map_err(|e| RingError::Signal(e.to_string()))
+    }
+}
+
+impl<R: IoEventRegistry + ?Sized> Drop for Doorbells<R> {
+    fn drop(&mut self) {
+        self.moved(self.bar0, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::sync::{Arc, Mutex};
+    use vmm_sys_util::eventfd::EFD_NONBLOCK;
+
+    #[derive(Default)]
+    struct Fake {
+        /// (addr, value) -> fd
+        live: Mutex<BTreeMap<(u64, u32), i32>>,
+        fail_value: Mutex<Option<u32>>,
+    }
+
+    impl IoEventRegistry for Fake {
+        fn register(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError> {
+            if *self.fail_value.lock().unwrap() == Some(value) {
+                return Err(VmError::Config("injected".into()));
+            }
+            let old = self
+                .live
+                .lock()
+                .unwrap()
+                .insert((addr, value), evt.as_raw_fd());
+            assert!(old.is_none(), "double registration at {addr:#x}/{value:#x}");
+            Ok(())
+        }
+        fn unregister(&self, _evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError> {
+            assert!(self.live.lock().unwrap().remove(&(addr, value)).is_some());
+            Ok(())
+        }
+    }
+
+    fn fds(n: usize) -> Vec<EventFd> {
+        (0..n)
+            .map(|_| EventFd::new(EFD_NONBLOCK).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn follows_peers_and_bar_moves() {
+        let fake = Arc::new(Fake::default());
+        let mut d = Doorbells::new(fake.clone());
+        d.add_peer(3, fds(2));
+        assert_eq!(fake.live.lock().unwrap().len(), 0, "BAR0 not decoded yet");
+        d.moved(None, Some(0x1000));
+        let keys: Vec<_> = fake.live.lock().unwrap().keys().copied().collect();
+        assert_eq!(keys, vec![(0x100c, 0x30000), (0x100c, 0x30001)]);
+        d.add_peer(9, fds(2));
+        assert_eq!(d.registered(), 4);
+        d.moved(Some(0x1000), Some(0x2000));
+        assert!(fake.live.lock().unwrap().keys().all(|k| k.0 == 0x200c));
+        d.remove_peer(3);
+        let keys: Vec<_> = fake.live.lock().unwrap().keys().copied().collect();
+        assert_eq!(keys, vec![(0x200c, 0x90000), (0x200c, 0x90001)]);
+        d.moved(Some(0x2000), None);
+        assert!(fake.live.lock().unwrap().is_empty());
+        d.moved(None, Some(0x3000));
+        drop(d);
+        assert!(fake.live.lock().unwrap().is_empty(), "drop unregisters");
+    }
+
+    #[test]
+    fn ring_validates_and_falls_back_to_userspace() {
+        let fake = Arc::new(Fake::default());
+        *fake.fail_value.lock().unwrap() = Some(0x0005_0001);
+        let mut d = Doorbells::new(fake.clone());
+        d.moved(None, Some(0));
+        let f = fds(2);
+        let probe = f[1].try_clone().unwrap();
+        d.add_peer(5, f);
+        assert_eq!(d.registered(), 1, "the failed one stays unregistered");
+        d.ring(DoorbellWrite { peer: 5, vector: 1 }).unwrap();
+        assert_eq!(probe.read().unwrap(), 1);
+        assert_eq!(
+            d.ring(DoorbellWrite { peer: 6, vector: 0 }),
+            Err(RingError::UnknownPeer(6))
+        );
+        assert!(matches!(
+            d.ring(DoorbellWrite { peer: 5, vector: 2 }),
+            Err(RingError::NoSuchVector { .. })
+        ));
+    }
+}

@@ -1,0 +1,217 @@
+//! `ivc-shm`: the shared-memory device, register-compatible with QEMU's
+//! ivshmem (1af4:1110 rev 1, class 0x0500).
+//!
+//! * BAR0, 256 bytes MMIO: IntrMask, IntrStatus, IVPosition, Doorbell
+//!   ([`registers`]).
+//! * BAR1, 4 KiB MMIO (`shm-irq` only): MSI-X table at 0, PBA at 0x800.
+//! * BAR2, 64-bit prefetchable: the shared memory ([`shm_region`]).
+//!
+//! `shm-poll` looks like ivshmem-plain (no BAR1, no interrupts);
+//! `shm-irq` like ivshmem-doorbell: Doorbell writes are KVM ioeventfds
+//! signalling the peer's eventfds ([`doorbell`]), and our own vectors'
+//! eventfds (from the server) are the irqfds of our MSI-X vectors, so a
+//! peer's doorbell interrupts this guest without either VMM running.
+
+pub mod doorbell;
+pub mod registers;
+pub mod shm_region;
+
+use std::sync::{Arc, Mutex};
+
+use log::debug;
+
+use self::doorbell::Doorbells;
+use self::registers::{Registers, BAR0_SIZE};
+use self::shm_region::ShmRegion;
+use crate::devices::ratelimit::RateLimit;
+use crate::pci::msix::Msix;
+use crate::pci::{BarKind, ConfigSpace, PciDevice, PciIds};
+use crate::vm::VmResources;
+use crate::warn_limited;
+
+pub const VENDOR_ID: u16 = 0x1af4;
+pub const DEVICE_ID: u16 = 0x1110;
+pub const REVISION: u8 = 1;
+/// Memory controller, RAM (what QEMU's ivshmem uses).
+pub const CLASS_CODE: u32 = 0x05_00_00;
+pub const SUBSYSTEM_VENDOR_ID: u16 = 0x1af4;
+pub const SUBSYSTEM_ID: u16 = 0x1100;
+
+pub const REGISTERS_BAR: usize = 0;
+pub const MSIX_BAR: usize = 1;
+pub const SHM_BAR: usize = 2;
+pub const MSIX_BAR_SIZE: u64 = 0x1000;
+pub const MSIX_PBA_OFFSET: u64 = 0x800;
+
+/// The doorbell table, shared with the peer watcher thread.
+pub type SharedDoorbells = Arc<Mutex<Doorbells<VmResources>>>;
+
+pub struct IvcShm {
+    config: ConfigSpace,
+    regs: Registers,
+    /// `shm-irq`: MSI-X and the doorbell table.
+    msix: Option<Msix>,
+    doorbells: Option<SharedDoorbells>,
+    region: ShmRegion,
+    bad_access: RateLimit,
+}
+
+impl IvcShm {
+    /// `iv_position`: our peer id (0 without a server). `irq`: the MSI-X
+    /// vector count and doorbell table for `shm-irq`.
+    pub fn new(
+        region: ShmRegion,
+        iv_position: u32,
+        irq: Option<(Msix, SharedDoorbells)>,
+    ) -> Result<IvcShm, String> {
+        let mut config = ConfigSpace::new(PciIds {
+            vendor: VENDOR_ID,
+            device: DEVICE_ID,
+            revision: REVISION,
+            class: CLASS_CODE,
+            subsystem_vendor: SUBSYSTEM_VENDOR_ID,
+            subsystem: SUBSYSTEM_ID,
+        });
+        let e = |e: crate::pci::config_space::ConfigError| e.to_string();
+        config
+            .add_bar(REGISTERS_BAR, BarKind::Mmio32, BAR0_SIZE)
+            .map_err(e)?;
+        let (msix, doorbells) = match irq {
+            Some((mut msix, doorbells)) => {
+                config
+                    .add_bar(MSIX_BAR, BarKind::Mmio32, MSIX_BAR_SIZE)
+                    .map_err(e)?;
+                if msix.table_size() > MSIX_PBA_OFFSET {
+                    return Err("too many MSI-X vectors for BAR1".into());
+                }
+                msix.add_capability(
+                    &mut config,
+                    MSIX_BAR as u8,
+                    0,
+                    MSIX_BAR as u8,
+                    MSIX_PBA_OFFSET as u32,
+                )
+                .map_err(e)?;
+                (Some(msix), Some(doorbells))
+            }
+            None => (None, None),
+        };
+        config
+            .add_bar(
+                SHM_BAR,
+                BarKind::Mmio64 { prefetchable: true },
+                region.size(),
+            )
+            .map_err(e)?;
+        Ok(IvcShm {
+            config,
+            regs: Registers::new(iv_position),
+            msix,
+            doorbells,
+            region,
+            bad_access: RateLimit::new(),
+        })
+    }
+
+    /// Guest accesses the device ignored so far (bad offsets, sizes,
+    /// doorbells nobody answers).
+    pub fn bad_accesses(&self) -> u64 {
+        self.bad_access.total()
+    }
+}
+
+impl PciDevice for IvcShm {
+    fn name(&self) -> &str {
+        "ivc-shm"
+    }
+
+    fn config(&self) -> &ConfigSpace {
+        &self.config
+    }
+
+    fn config_mut(&mut self) -> &mut ConfigSpace {
+        &mut self.config
+    }
+
+    fn config_written(&mut self, _offset: usize, _len: usize) {
+        if let Some(m) = &mut self.msix {
+            m.config_written(&self.config);
+        }
+    }
+
+    fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        match (bar, &self.msix) {
+            (REGISTERS_BAR, _) => {
+                if let Err(e) = self.regs.read(offset, data) {
+                    warn_limited!(self.bad_access, "ivc-shm: BAR0 read ignored: {e}");
+                }
+            }
+            (MSIX_BAR, Some(m)) if offset < MSIX_PBA_OFFSET => m.read_table(offset, data),
+            (MSIX_BAR, Some(m)) => m.read_pba(offset - MSIX_PBA_OFFSET, data),
+            _ => {
+                // BAR2 reaches us only when its memory slot could not be
+                // set up (logged then).
+                data.fill(0xff);
+                warn_limited!(
+                    self.bad_access,
+                    "ivc-shm: read of BAR{bar} offset {offset:#x} size {} ignored",
+                    data.len()
+                );
+            }
+        }
+    }
+
+    fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        match (bar, &mut self.msix) {
+            (REGISTERS_BAR, _) => match self.regs.write(offset, data) {
+                Ok(None) => {}
+                Ok(Some(ring)) => {
+                    // A Doorbell write no ioeventfd matched.
+                    let r = match &self.doorbells {
+                        Some(d) => d.lock().unwrap_or_else(|e| e.into_inner()).ring(ring),
+                        None => {
+                            warn_limited!(
+                                self.bad_access,
+                                "ivc-shm: doorbell {:#x} ignored: shm-poll has no doorbells",
+                                ring.value()
+                            );
+                            return;
+                        }
+                    };
+                    match r {
+                        Ok(()) => {
+                            debug!("ivc-shm: doorbell {:#x} delivered by the VMM", ring.value())
+                        }
+                        Err(e) => warn_limited!(
+                            self.bad_access,
+                            "ivc-shm: doorbell {:#x} (peer {}, vector {}) ignored: {e}",
+                            ring.value(),
+                            ring.peer,
+                            ring.vector
+                        ),
+                    }
+                }
+                Err(e) => warn_limited!(self.bad_access, "ivc-shm: BAR0 write ignored: {e}"),
+            },
+            (MSIX_BAR, Some(m)) if offset < MSIX_PBA_OFFSET => m.write_table(offset, data),
+            (MSIX_BAR, Some(m)) => m.write_pba(offset - MSIX_PBA_OFFSET, data),
+            _ => warn_limited!(
+                self.bad_access,
+                "ivc-shm: write of BAR{bar} offset {offset:#x} size {} ignored",
+                data.len()
+            ),
+        }
+    }
+
+    fn bar_moved(&mut self, bar: usize, old: Option<u64>, new: Option<u64>) {
+        match bar {
+            REGISTERS_BAR => {
+                if let Some(d) = &self.doorbells {
+                    d.lock().unwrap_or_else(|e| e.into_inner()).moved(old, new);
+                }
+            }
+            SHM_BAR => self.region.moved(old, new),
+            _ => {}
+        }
+    }
+}
