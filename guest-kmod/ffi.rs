@@ -76,8 +76,17 @@ unsafe impl<T: FileOps> Send for MiscDevice<T> {}
 unsafe impl<T: FileOps> Sync for MiscDevice<T> {}
 
 impl<T: FileOps> MiscDevice<T> {
-    /// Registers `/dev/<name>`; files opened on it hold a reference to `ops`.
-    pub(crate) fn register(name: &'static CStr, ops: Arc<T>) -> impl PinInit<Self, Error> {
+    /// Registers `/dev/<name>` as a child of `parent` (so sysfs links the
+    /// node to its PCI device); files opened on it hold a reference to `ops`.
+    /// The registration must be dropped before `parent` is unbound.
+    pub(crate) fn register<Ctx: kernel::device::DeviceContext>(
+        name: &'static CStr,
+        parent: &pci::Device<Ctx>,
+        ops: Arc<T>,
+    ) -> impl PinInit<Self, Error> {
+        // SAFETY: `raw_pci` points to a live `struct pci_dev`; taking the
+        // address of its embedded `struct device` reads nothing.
+        let parent = unsafe { &raw mut (*raw_pci(parent)).dev };
         try_pin_init!(Self {
             // Initialised before `misc`: once registered, `open` may run at
             // once and reads `ops`.
@@ -88,6 +97,7 @@ impl<T: FileOps> MiscDevice<T> {
                 raw.name = name.as_char_ptr();
                 raw.fops = &FileVTable::<T>::FOPS;
                 raw.mode = 0o600;
+                raw.parent = parent;
                 // SAFETY: `slot` is valid for writes and pinned for the life of
                 // `Self`, whose drop deregisters before the memory goes away.
                 unsafe { slot.write(raw) };

@@ -167,7 +167,7 @@ impl IvcDriver {
 
         let debugfs = DebugfsStats::new(name.as_cstr(), pipe.stats.clone())?;
         let node = KBox::pin_init(
-            MiscDevice::register(name.as_cstr(), pipe.clone()),
+            MiscDevice::register(name.as_cstr(), pdev, pipe.clone()),
             GFP_KERNEL,
         )?;
         dev_info!(
@@ -214,7 +214,7 @@ impl IvcDriver {
         let pipe = Arc::pin_init(Pipe::new(Transport::Pio(pio), wait, stats)?, GFP_KERNEL)?;
         let debugfs = DebugfsStats::new(name.as_cstr(), pipe.stats.clone())?;
         let node = KBox::pin_init(
-            MiscDevice::register(name.as_cstr(), pipe.clone()),
+            MiscDevice::register(name.as_cstr(), pdev, pipe.clone()),
             GFP_KERNEL,
         )?;
         dev_info!(
