@@ -446,6 +446,12 @@ fn send_one(
     Ok((clock.ns_between(start, clock.now()), ack[0] == ACK_OK))
 }
 
+/// The better of a known rate and `bytes` in `secs`.
+fn best_rate(known: Option<f64>, bytes: u64, secs: f64) -> Option<f64> {
+    let r = bytes as f64 / secs.max(1e-9);
+    Some(known.map_or(r, |k| k.max(r)))
+}
+
 /// Bytes of a transfer of `total` in `packet`s that fit `budget` at `rate`
 /// bytes/s (a whole number of packets, at least one).
 fn capped_total(total: u64, packet: u64, rate: Option<f64>, budget: f64) -> u64 {
@@ -487,6 +493,9 @@ fn send(io: &IoOpts, totals: &[u64], packets: &[u64], seconds: f64) -> Result<bo
     for &packet in packets {
         // Bytes per second with this packet size, learnt from unreported
         // probes of growing size until one takes a fair share of the budget.
+        // The best rate seen counts: on a shared host a probe is slowed by
+        // a stall far more often than sped up, and an estimate that is too
+        // low would cut the large transfers to a fraction of their budget.
         let mut rate: Option<f64> = None;
         let mut probe = packet.saturating_mul(64).max(4096);
         while probe < largest {
@@ -502,7 +511,7 @@ fn send(io: &IoOpts, totals: &[u64], packets: &[u64], seconds: f64) -> Result<bo
             )?;
             all_ok &= ok;
             let secs = dt as f64 / 1e9;
-            rate = Some(probe as f64 / secs.max(1e-9));
+            rate = best_rate(rate, probe, secs);
             if secs >= seconds * MIN_RATE_SHARE {
                 break;
             }
@@ -523,7 +532,7 @@ fn send(io: &IoOpts, totals: &[u64], packets: &[u64], seconds: f64) -> Result<bo
             all_ok &= verified;
             let secs = (dt as f64 / 1e9).max(1e-9);
             if secs >= seconds * MIN_RATE_SHARE {
-                rate = Some(total as f64 / secs);
+                rate = best_rate(rate, total, secs);
             }
             let mib_s = total as f64 / secs / (1u64 << 20) as f64;
             println!(
@@ -751,6 +760,13 @@ mod tests {
         assert_eq!(capped_total(4096, 1, Some(1e6), 1.0), 4096);
         // Always at least one packet.
         assert_eq!(capped_total(1 << 20, 4096, Some(1.0), 1.0), 4096);
+    }
+
+    #[test]
+    fn best_rate_keeps_the_fastest() {
+        assert_eq!(best_rate(None, 100, 1.0), Some(100.0));
+        assert_eq!(best_rate(Some(500.0), 100, 1.0), Some(500.0));
+        assert_eq!(best_rate(Some(50.0), 100, 0.5), Some(200.0));
     }
 
     #[test]
