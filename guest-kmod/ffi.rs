@@ -240,7 +240,7 @@ fn raw_pci<Ctx: kernel::device::DeviceContext>(pdev: &pci::Device<Ctx>) -> *mut 
     // `pci::Device` is `#[repr(transparent)]` over `Opaque<bindings::pci_dev>`
     // (its accessor for the pointer is private), so its address is the
     // address of the C structure; `Opaque` makes mutation through it sound.
-    (pdev as *const pci::Device<Ctx>).cast_mut().cast()
+    core::ptr::from_ref(pdev).cast_mut().cast()
 }
 
 /// A write-back cacheable kernel mapping of a PCI BAR holding shared memory.
@@ -270,7 +270,9 @@ impl SharedMapping {
         }
         // SAFETY: `[start, start+len)` is the BAR's bus address range, claimed
         // by the caller; `memremap` validates it and returns null on failure.
-        let p = unsafe { bindings::memremap(start, len, bindings::MEMREMAP_WB as _) };
+        let p = unsafe {
+            bindings::memremap(start, len, bindings::MEMREMAP_WB as kernel::ffi::c_ulong)
+        };
         let base = NonNull::new(p.cast::<u8>()).ok_or(ENOMEM)?;
         Ok(Self { base, len })
     }
@@ -433,7 +435,13 @@ impl IoRegion {
         let p = self.at(off, 1)?;
         // SAFETY: `p` is a register inside the BAR; `buf` is ours for its
         // whole length.
-        unsafe { bindings::ioread8_rep(p, buf.as_mut_ptr().cast(), buf.len() as _) };
+        unsafe {
+            bindings::ioread8_rep(
+                p,
+                buf.as_mut_ptr().cast(),
+                buf.len() as kernel::ffi::c_ulong,
+            )
+        };
         Ok(())
     }
 
@@ -443,7 +451,9 @@ impl IoRegion {
         let p = self.at(off, 1)?;
         // SAFETY: `p` is a register inside the BAR; `buf` is ours for its
         // whole length.
-        unsafe { bindings::iowrite8_rep(p, buf.as_ptr().cast(), buf.len() as _) };
+        unsafe {
+            bindings::iowrite8_rep(p, buf.as_ptr().cast(), buf.len() as kernel::ffi::c_ulong)
+        };
         Ok(())
     }
 }
@@ -553,7 +563,7 @@ pub(crate) struct IrqHandlerRegistration<H: IrqHandler> {
 impl<H: IrqHandler> IrqHandlerRegistration<H> {
     /// Registers `handler` on `irq` (shared, so INTx fallback works).
     pub(crate) fn register(irq: u32, name: &'static CStr, handler: Arc<H>) -> Result<Self> {
-        let cookie = (&*handler as *const H)
+        let cookie = core::ptr::from_ref::<H>(&handler)
             .cast_mut()
             .cast::<core::ffi::c_void>();
         // SAFETY: `cookie` points into the `Arc`, which this registration keeps
@@ -562,7 +572,7 @@ impl<H: IrqHandler> IrqHandlerRegistration<H> {
             bindings::request_irq(
                 irq,
                 Some(Self::trampoline),
-                bindings::IRQF_SHARED as _,
+                bindings::IRQF_SHARED as kernel::ffi::c_ulong,
                 name.as_char_ptr(),
                 cookie,
             )
@@ -588,7 +598,7 @@ impl<H: IrqHandler> IrqHandlerRegistration<H> {
 
 impl<H: IrqHandler> Drop for IrqHandlerRegistration<H> {
     fn drop(&mut self) {
-        let cookie = (&*self.handler as *const H)
+        let cookie = core::ptr::from_ref::<H>(&self.handler)
             .cast_mut()
             .cast::<core::ffi::c_void>();
         // SAFETY: registered with this irq and cookie; `free_irq` waits for

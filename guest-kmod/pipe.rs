@@ -134,7 +134,7 @@ impl Pipe {
     }
 
     /// Sleeps until something may have changed since `seq` for `dir`.
-    fn wait_for(self: &Self, seq: u64, dir: Direction) -> Result {
+    fn wait_for(&self, seq: u64, dir: Direction) -> Result {
         if self.removed.load(Ordering::Acquire) {
             return Err(ENODEV);
         }

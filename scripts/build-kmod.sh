@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds guest-kmod/ivc.ko against the cached guest kernel. Objects go to
+# Builds guest-kmod/ivc.ko against the cached guest kernel, with the kernel's
+# clippy lint set (CLIPPY=1); any warning fails the build. Objects go to
 # $IVC_OUT/kmod (Kbuild's MO=), so the source tree stays clean and a rebuild
 # after a module change only recompiles the module. Prints the .ko path.
 source "$(dirname "$0")/lib.sh"
@@ -8,7 +9,7 @@ kbuild="$("$IVC_ROOT/scripts/build-kernel.sh")"
 out="$IVC_OUT/kmod"
 mkdir -p "$out"
 run_with_progress "building ivc.ko" "$out/build.log" \
-    make -C "$kbuild" M="$IVC_ROOT/guest-kmod" MO="$out" ARCH=x86_64 LLVM="$LLVM_SUFFIX" -j"$(nproc)" modules
+    make -C "$kbuild" M="$IVC_ROOT/guest-kmod" MO="$out" ARCH=x86_64 LLVM="$LLVM_SUFFIX" CLIPPY=1 -j"$(nproc)" modules
 [ -f "$out/ivc.ko" ] || die "module build produced no ivc.ko (see $out/build.log)"
 # Warnings are errors for our own code: the kernel's build only warns.
 if grep -E "^(warning|error)(\[|:)" "$out/build.log" >/dev/null; then

@@ -21,6 +21,15 @@ rustfmt --check --edition 2021 guest-kmod/*.rs || die "rustfmt --check failed in
 run_with_progress "cargo clippy (workspace, -D warnings)" "$IVC_ROOT/target/clippy.log" \
     cargo clippy --workspace --all-targets -- -D warnings
 
+log "checking the channel code the way the kernel compiles it (no panic paths, kernel lints)"
+bash "$IVC_ROOT/userspace/channel/kcheck/check.sh" >"$IVC_ROOT/target/kcheck.log" 2>&1 \
+    || { cat "$IVC_ROOT/target/kcheck.log" >&2; die "kcheck failed"; }
+# Model-checked concurrency of the ring protocol (loom); own target dir so the
+# --cfg does not invalidate the main build.
+run_with_progress "loom model checks of the channel (ivc-channel --cfg loom)" "$IVC_ROOT/target/loom.log" \
+    env RUSTFLAGS="--cfg loom" cargo test -p ivc-channel --release --test loom --target-dir "$IVC_ROOT/target/loom"
+grep -E "^test result" "$IVC_ROOT/target/loom.log" >&2 || true
+
 IVC_OUT="$IVC_OUT" "$IVC_ROOT/scripts/build-guest.sh"
 if [ -x "$IVC_ROOT/scripts/build-test-guest.sh" ]; then
     IVC_TEST_GUEST="$("$IVC_ROOT/scripts/build-test-guest.sh")"
@@ -33,5 +42,11 @@ export IVC_REQUIRE_GUEST=1 IVC_REQUIRE_QEMU=1 IVC_GUEST_DIR="$IVC_OUT"
 log "running cargo test (all tiers; tier 2 needs /dev/kvm, tier 3 boots guests under QEMU TCG)"
 cargo test --workspace --release --no-fail-fast "${extra[@]}" 2>&1 | tee "$IVC_ROOT/target/test.log"
 rc=${PIPESTATUS[0]}
-[ "$rc" = 0 ] || die "tests failed (exit $rc); log: target/test.log"
+# One closing line over every test binary (cargo prints one per binary, the
+# last of which is often an empty doc-test run).
+totals="$(grep -E '^test result:' "$IVC_ROOT/target/test.log" | awk '
+    { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i; if ($(i+1) ~ /^ignored;?$/) g += $i } }
+    END { printf "%d passed, %d failed, %d skipped", p, f, g }')"
+[ "$rc" = 0 ] || { echo "summary: $totals"; die "tests failed (exit $rc); log: target/test.log"; }
 log "all tests passed"
+echo "summary: $totals"

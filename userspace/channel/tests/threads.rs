@@ -230,7 +230,7 @@ fn hostile_scribbler_never_panics_or_hangs() {
 /// (no doorbells). Not a test: run with
 /// `cargo test -p ivc-channel --release --test threads -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a test: run with --ignored --nocapture"]
 fn throughput_polling() {
     let r = Region::new(1 << 20);
     let (mut a, mut b) = pair(r.mem(), &opts(None, 0));
@@ -262,7 +262,7 @@ fn throughput_polling() {
 
 /// Single-thread copy speed of `AtomicMem` (ignored; see above).
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a test: run with --ignored --nocapture"]
 fn atomic_mem_copy_speed() {
     let r = Region::new(1 << 20);
     let m = r.mem();
