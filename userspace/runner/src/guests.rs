@@ -84,8 +84,8 @@ pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (Strin
     );
     a.push_str(COUNTERS);
     let mut b = insmod;
-    let _ = writeln!(b, "ivc-bench echo /dev/ivc0 --wait {wait} || exit 11");
-    let _ = writeln!(b, "ivc-bench recv /dev/ivc0 --wait {wait} || exit 12");
+    let _ = writeln!(b, "ivc-bench echo /dev/ivc0 --wait {wait}{tsc} || exit 11");
+    let _ = writeln!(b, "ivc-bench recv /dev/ivc0 --wait {wait}{tsc} || exit 12");
     b.push_str(COUNTERS);
     (a, b)
 }
@@ -151,8 +151,13 @@ impl Suite for QemuShm {
                 .join(format!("{}-{}.serial.log", self.0.channel(), o.name));
             let _ = std::fs::write(&path, &o.serial);
             for l in o.serial.lines() {
-                if let Some(c) = l.trim().strip_prefix("IVC_COUNTER ") {
+                let l = l.trim();
+                if let Some(c) = l.strip_prefix("IVC_COUNTER ") {
                     report.notes.push(format!("guest {} counter {c}", o.name));
+                }
+                // The receiver's stall reports and its longest wait.
+                if let Some(r) = l.strip_prefix("ivc-bench recv: ") {
+                    report.notes.push(format!("guest {} receiver: {r}", o.name));
                 }
             }
         }

@@ -567,16 +567,26 @@ fn send(io: &IoOpts, totals: &[u64], packets: &[u64], seconds: f64) -> Result<bo
     Ok(all_ok)
 }
 
+/// A wait for data longer than this inside a transfer is reported: it is a
+/// stall (a lost wake-up, a descheduled peer), not a transfer being slow.
+const STALL_NS: u64 = 100_000_000;
+
 fn recv(io: &IoOpts) -> Result<bool, String> {
+    let clock = io.clock();
     let mut ch = Chan::open(io)?;
     let mut all_ok = true;
     let mut transfers = 0u64;
+    // Longest wait between two reads that returned data, over all transfers.
+    let mut longest = 0u64;
     let mut buf = Vec::new();
     let mut pattern: Option<(u64, Pattern)> = None;
     loop {
         let mut hb = [0u8; HEADER_LEN];
         if !ch.read_exact_in(&mut hb, HEADER_LEN)? {
-            println!("ivc-bench recv: {transfers} transfers, end of file");
+            println!(
+                "ivc-bench recv: {transfers} transfers, end of file; longest wait for data inside a transfer {}",
+                fmt_ns(longest as f64)
+            );
             return Ok(all_ok);
         }
         let h = Header::decode(&hb)?;
@@ -591,9 +601,14 @@ fn recv(io: &IoOpts) -> Result<bool, String> {
         buf.resize(h.packet as usize, 0);
         let mut off = 0u64;
         let mut bad = None;
+        let mut last = clock.now();
+        let mut worst = 0u64;
         while off < h.total {
             let want = (h.packet as usize).min((h.total - off) as usize);
             let n = ch.read_some(&mut buf[..want])?;
+            let now = clock.now();
+            worst = worst.max(clock.ns_between(last, now));
+            last = now;
             if n == 0 {
                 return Err(format!(
                     "end of file after {off} of {} bytes (packet {})",
@@ -613,6 +628,15 @@ fn recv(io: &IoOpts) -> Result<bool, String> {
             );
         }
         ch.write_all(&[if bad.is_none() { ACK_OK } else { ACK_BAD }])?;
+        if worst > STALL_NS {
+            println!(
+                "ivc-bench recv: stall: waited {} for data in a {}-byte transfer (packet {}) at offset {off}",
+                fmt_ns(worst as f64),
+                h.total,
+                h.packet
+            );
+        }
+        longest = longest.max(worst);
         transfers += 1;
     }
 }
