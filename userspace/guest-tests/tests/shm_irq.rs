@@ -40,11 +40,15 @@ fn doorbell_streams_each_way_and_duplex() {
         .expect("start rendezvous server");
     let plan = [
         Transfer::new(4 * KIB, 1, Flow::AtoB),
-        Transfer::new(2 * MIB, 4 * KIB, Flow::BtoA),
+        Transfer::new(4 * KIB, 1, Flow::BtoA),
+        Transfer::new(2 * MIB, 32, Flow::BtoA),
+        Transfer::new(2 * MIB, 4 * KIB, Flow::AtoB),
         Transfer::new(2 * MIB, 64 * KIB, Flow::Duplex),
         Transfer::new(64 * MIB, 64 * KIB, Flow::AtoB),
+        Transfer::new(64 * MIB, 4 * KIB, Flow::BtoA),
         Transfer::new(64 * MIB, 64 * KIB, Flow::Duplex),
     ];
+
     let dev = Device::IvshmemDoorbell {
         socket: socket.clone(),
         vectors: 1,
