@@ -3,6 +3,7 @@
 # main job (two VMs exchanging data over ivc channels).
 source "$(dirname "$0")/lib.sh"
 cd "$IVC_ROOT"
+mkdir -p "$IVC_ROOT/target"
 IVC_OUT="$IVC_OUT" "$IVC_ROOT/scripts/build-guest.sh"
 run_with_progress "building ivc-run (release)" "$IVC_ROOT/target/ivc-run-build.log" \
     cargo build --release -p ivc-runner

@@ -6,6 +6,7 @@
 #   scripts/test.sh -- ARGS    extra arguments for `cargo test` (e.g. a filter)
 source "$(dirname "$0")/lib.sh"
 cd "$IVC_ROOT"
+mkdir -p "$IVC_ROOT/target"
 
 extra=()
 if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
