@@ -65,6 +65,18 @@ pub fn latency(records: &[Record]) -> Chart {
             });
         }
     }
+    for (cpl, color) in [(0, "#8c564b"), (3, "#e377c2")] {
+        let w = format!("port-I/O exit round trip, guest CPL{cpl}");
+        if let Some(Data::Latency { stats, .. }) =
+            records.iter().find(|r| r.what == w).map(|r| &r.data)
+        {
+            hlines.push(HLine {
+                name: format!("ivc-vmm: {w}"),
+                color,
+                y: stats.median_ns / 1e3,
+            });
+        }
+    }
     Chart {
         title: "Round-trip latency (median; bars min..p99)".into(),
         x_label: "message size (bytes)".into(),

@@ -291,6 +291,13 @@ fn run(cli: Cli) -> Result<bool, String> {
         now.iso()
     );
     print!("{table}");
+    // Stalls are findings in their own right (a lost wake-up shows up here
+    // first), so they are shown, not only kept in results.json.
+    for r in &reports {
+        for n in r.notes.iter().filter(|n| n.contains("stall:")) {
+            println!("{}: {n}", r.suite);
+        }
+    }
     if busiest > cpus as f64 {
         let warning = format!(
             "note: the host was busy during the run (load average up to {busiest:.1} on {} CPUs): \
