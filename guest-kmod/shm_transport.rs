@@ -21,7 +21,7 @@ use kernel::{
 
 use crate::ffi::{IoRegion, SharedMapping};
 use crate::ivc_channel::{
-    layout::{peer_entry, NUM_SLOTS, PEER_HEARTBEAT},
+    layout::{self, peer_entry, NUM_SLOTS, PEER_HEARTBEAT},
     AttachOptions, ChannelError, Endpoint, OutOfBounds, PeerState, Readiness, SharedMemory,
 };
 use crate::stats::Stats;
@@ -420,7 +420,14 @@ impl ShmTransport {
                     self.name,
                     timeout
                 );
-                let _ = ep.reconnect();
+                // Mark its slot absent, as its own close would have: we
+                // drain what it sent, then read end of file; a new peer
+                // incarnation can attach to the slot.
+                let peer_slot = ep.slot() ^ 1;
+                if layout::mark_absent(ep.memory(), peer_slot).is_err() {
+                    let _ = ep.reconnect();
+                }
+                let _ = ep.peer_state();
                 live.since = Instant::now();
             }
         } else {
