@@ -165,11 +165,6 @@ impl IvcDriver {
             None => None,
         };
 
-        let debugfs = DebugfsStats::new(name.as_cstr(), pipe.stats.clone())?;
-        let node = KBox::pin_init(
-            MiscDevice::register(name.as_cstr(), pdev, pipe.clone()),
-            GFP_KERNEL,
-        )?;
         dev_info!(
             pdev,
             "ivc: {} is ivc-shm, {} KiB shared memory, {}\n",
@@ -189,17 +184,7 @@ impl IvcDriver {
                 my_id
             );
         }
-        Ok(IvcDevice {
-            pdev,
-            kind: DeviceKind::Shm,
-            _irq: irq,
-            _vectors: vectors,
-            _node: node,
-            pipe,
-            _debugfs: debugfs,
-            name,
-            _enable: enable,
-        })
+        IvcDevice::publish(pdev, DeviceKind::Shm, pipe, name, irq, vectors, enable)
     }
 }
 
@@ -212,21 +197,37 @@ impl IvcDriver {
         let pio = PioTransport::new(IoRegion::map(pdev, 0)?)?;
         let stats = Arc::new(Stats::default(), GFP_KERNEL)?;
         let pipe = Arc::pin_init(Pipe::new(Transport::Pio(pio), wait, stats)?, GFP_KERNEL)?;
-        let debugfs = DebugfsStats::new(name.as_cstr(), pipe.stats.clone())?;
-        let node = KBox::pin_init(
-            MiscDevice::register(name.as_cstr(), pdev, pipe.clone()),
-            GFP_KERNEL,
-        )?;
         dev_info!(
             pdev,
             "ivc: {} is ivc-pio (port I/O, polled)\n",
             name.as_cstr()
         );
+        IvcDevice::publish(pdev, DeviceKind::Pio, pipe, name, None, None, enable)
+    }
+}
+
+impl<'bound> IvcDevice<'bound> {
+    /// Last step of a probe: the debugfs counters and the device node, after
+    /// which user space can open the channel.
+    fn publish(
+        pdev: &'bound pci::Device<Core<'_>>,
+        kind: DeviceKind,
+        pipe: Arc<Pipe>,
+        name: Name,
+        irq: Option<IrqHandlerRegistration<DoorbellIrq>>,
+        vectors: Option<IrqVectors>,
+        enable: EnableGuard<'bound>,
+    ) -> Result<Self> {
+        let debugfs = DebugfsStats::new(name.as_cstr(), pipe.stats.clone())?;
+        let node = KBox::pin_init(
+            MiscDevice::register(name.as_cstr(), pdev, pipe.clone()),
+            GFP_KERNEL,
+        )?;
         Ok(IvcDevice {
             pdev,
-            kind: DeviceKind::Pio,
-            _irq: None,
-            _vectors: None,
+            kind,
+            _irq: irq,
+            _vectors: vectors,
             _node: node,
             pipe,
             _debugfs: debugfs,
