@@ -21,13 +21,23 @@ fn label(records: &[Record], channel: &str) -> String {
     }
 }
 
+/// Latency lines: one per channel and way of waiting (a channel measured
+/// both polling and blocking gets two lines).
+const LATENCY_LINES: [(&str, &str, &str); 5] = [
+    ("shm-poll", "ping-pong (spin", "#1f77b4"),
+    ("shm-poll", "ping-pong (block", "#9ecae1"),
+    ("shm-irq", "ping-pong", "#d62728"),
+    ("pio", "ping-pong", "#2ca02c"),
+    ("tcp-loopback", "ping-pong", "#7f7f7f"),
+];
+
 /// The latency chart (median, whiskers min..p99, microseconds).
 pub fn latency(records: &[Record]) -> Chart {
     let mut series = Vec::new();
-    for (channel, color) in CHANNELS {
+    for (channel, what_prefix, color) in LATENCY_LINES {
         let mut pts: Vec<(f64, f64, f64, f64)> = records
             .iter()
-            .filter(|r| r.channel == channel)
+            .filter(|r| r.channel == channel && r.what.starts_with(what_prefix))
             .filter_map(|r| match &r.data {
                 Data::Latency { stats, .. } if stats.size > 0 => Some((
                     stats.size as f64,
@@ -42,8 +52,19 @@ pub fn latency(records: &[Record]) -> Chart {
             continue;
         }
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // The way of waiting, from "ping-pong (spin wait)".
+        let wait = records
+            .iter()
+            .find(|r| r.channel == channel && r.what.starts_with(what_prefix))
+            .and_then(|r| r.what.split_once('(')?.1.strip_suffix(')'))
+            .map_or(String::new(), |w| format!(", {w}"));
+        let name = label(records, channel);
+        let name = match name.strip_suffix(')') {
+            Some(n) if !wait.is_empty() => format!("{n}{wait})"),
+            _ => name,
+        };
         series.push(Series {
-            name: label(records, channel),
+            name,
             color,
             points: pts.iter().map(|p| (p.0, p.1)).collect(),
             whiskers: pts.iter().map(|p| (p.2, p.3)).collect(),
@@ -145,6 +166,38 @@ mod tests {
     use super::*;
     use crate::record::env;
     use ivc_bench_host::Throughput;
+
+    #[test]
+    fn latency_lines_per_way_of_waiting() {
+        use ivc_bench_host::Latency;
+        let l = |what: &str, size| Record {
+            channel: "shm-poll".into(),
+            environment: env::TCG.into(),
+            what: what.into(),
+            data: Data::Latency {
+                stats: Latency {
+                    size,
+                    iters: 1,
+                    batch: 1,
+                    min_ns: 1e3,
+                    median_ns: 2e3,
+                    p99_ns: 3e3,
+                    max_ns: 4e3,
+                    mean_ns: 2e3,
+                },
+                verified: true,
+            },
+        };
+        let c = latency(&[
+            l("ping-pong (spin wait)", 64),
+            l("ping-pong (spin wait)", 1),
+            l("ping-pong (block wait)", 64),
+        ]);
+        assert_eq!(c.series.len(), 2);
+        assert_eq!(c.series[0].name, "shm-poll (QEMU TCG, spin wait)");
+        assert_eq!(c.series[0].points, vec![(1.0, 2.0), (64.0, 2.0)]);
+        assert_eq!(c.series[1].name, "shm-poll (QEMU TCG, block wait)");
+    }
 
     #[test]
     fn throughput_keeps_the_largest_transfer_per_packet() {

@@ -76,6 +76,16 @@ pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (Strin
         "ivc-bench latency /dev/ivc0 --wait {wait} --label {label}{tsc} --seconds {s} --sizes {}{calib} || exit 11",
         list(&plan.sizes)
     );
+    // The polled channel once more with blocking calls, the way an ordinary
+    // program uses it: the driver spins (poll_spin_us), then sleeps.
+    let also_block = variant == ShmVariant::Poll;
+    if also_block {
+        let _ = writeln!(
+            a,
+            "ivc-bench latency /dev/ivc0 --wait block --label {label}{tsc} --seconds {s} --sizes {} || exit 13",
+            list(&plan.sizes)
+        );
+    }
     let _ = writeln!(
         a,
         "ivc-bench send /dev/ivc0 --wait {wait} --label {label}{tsc} --seconds {s} --totals {} --packets {} || exit 12",
@@ -85,6 +95,9 @@ pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (Strin
     a.push_str(COUNTERS);
     let mut b = insmod;
     let _ = writeln!(b, "ivc-bench echo /dev/ivc0 --wait {wait}{tsc} || exit 11");
+    if also_block {
+        let _ = writeln!(b, "ivc-bench echo /dev/ivc0 --wait block{tsc} || exit 13");
+    }
     let _ = writeln!(b, "ivc-bench recv /dev/ivc0 --wait {wait}{tsc} || exit 12");
     b.push_str(COUNTERS);
     (a, b)
@@ -214,12 +227,19 @@ mod tests {
         assert!(a.contains("--totals 512,1024,4096,2097152,1073741824"));
         assert!(a.contains("--packets 1,32,4096,65536"));
         assert!(b.contains("ivc-bench echo /dev/ivc0 --wait spin"));
+        // Polled: measured spinning, then blocking, in the same order on
+        // both sides (each latency run pairs with one echo run).
+        assert!(a.contains("latency /dev/ivc0 --wait block"));
+        assert_eq!(a.matches("ivc-bench latency").count(), 2);
+        assert_eq!(b.matches("ivc-bench echo").count(), 2);
+        assert!(b.find("--wait spin").unwrap_or(usize::MAX) < b.find("--wait block").unwrap_or(0));
         assert!(b.contains("ivc-bench recv"));
         assert!(a.contains("--tsc-mhz 2600.000"));
         let (a, b) = scripts(ShmVariant::Irq, &plan, None);
         assert!(!a.contains("--tsc-mhz"));
         assert!(a.contains("mode=2") && a.contains("--wait block") && !a.contains("--calib"));
         assert!(b.contains("--wait block"));
+        assert_eq!(a.matches("ivc-bench latency").count(), 1);
         // base64 makes it 4/3 longer; the kernel command line holds 2047.
         for s in [a, b] {
             assert!(s.len() * 4 / 3 < 1500, "{}", s.len());

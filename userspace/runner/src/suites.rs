@@ -47,11 +47,13 @@ impl Plan {
     }
 
     /// Rough wall time of one guest pair running the whole grid: boot, the
-    /// latency sizes, and per packet size the probes and the one transfer
+    /// latency sizes (twice: `shm-poll` is measured spinning and blocking),
+    /// and per packet size the probes and the one transfer
     /// that fills its budget (the others are much shorter).
     pub fn guest_estimate(&self) -> Duration {
         let s = self.guest_seconds;
-        let points = self.sizes.len() as f64 * s + self.packets.len() as f64 * (1.6 * s + 0.2);
+        let points =
+            2.0 * self.sizes.len() as f64 * s + self.packets.len() as f64 * (1.6 * s + 0.2);
         Duration::from_secs_f64(5.0 + points)
     }
 }
