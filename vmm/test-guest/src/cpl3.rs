@@ -57,10 +57,17 @@ pub fn current_cpl() -> u8 {
     (cs & 3) as u8
 }
 
+/// RFLAGS.IF: interrupts enabled.
+const RFLAGS_IF: u64 = 1 << 9;
+
 /// Runs `entry(arg)` at CPL3 on the user stack. Never returns.
 ///
 /// `entry` must end the VM itself (see [`crate::exit::exit`]).
 pub fn enter(entry: extern "C" fn(u64) -> !, arg: u64) -> ! {
+    enter_with_flags(entry, arg, USER_RFLAGS)
+}
+
+fn enter_with_flags(entry: extern "C" fn(u64) -> !, arg: u64, rflags: u64) -> ! {
     // The SysV ABI wants RSP = 8 (mod 16) at function entry, as if a return
     // address had been pushed.
     let user_rsp = addr_of!(ivc_user_stack_top) as u64 - 8;
@@ -78,7 +85,7 @@ pub fn enter(entry: extern "C" fn(u64) -> !, arg: u64) -> ! {
             "iretq",
             ss = in(reg) USER_DS as u64,
             rsp = in(reg) user_rsp,
-            rflags = in(reg) USER_RFLAGS,
+            rflags = in(reg) rflags,
             cs = in(reg) USER_CS as u64,
             rip = in(reg) entry as usize as u64,
             in("rdi") arg,
@@ -94,6 +101,20 @@ pub fn enter(entry: extern "C" fn(u64) -> !, arg: u64) -> ! {
 pub fn run<T>(f: fn(&T) -> !, arg: &T) -> ! {
     let context: (fn(&T) -> !, &T) = (f, arg);
     enter(trampoline::<T>, &context as *const (fn(&T) -> !, &T) as u64)
+}
+
+/// Like [`run`], with interrupts enabled at CPL3 (RFLAGS.IF=1): the
+/// counting handlers of [`crate::irq`] (installed by `irq::init`) run at
+/// CPL0 on the exception stack and return to the CPL3 loop, which watches
+/// `irq::count`. CPL3 cannot execute STI/CLI under PVM (IOPL is forced to
+/// 0), so the flag has to come with the `iretq`.
+pub fn run_with_interrupts<T>(f: fn(&T) -> !, arg: &T) -> ! {
+    let context: (fn(&T) -> !, &T) = (f, arg);
+    enter_with_flags(
+        trampoline::<T>,
+        &context as *const (fn(&T) -> !, &T) as u64,
+        USER_RFLAGS | RFLAGS_IF,
+    )
 }
 
 extern "C" fn trampoline<T>(context: u64) -> ! {

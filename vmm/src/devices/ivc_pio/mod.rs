@@ -80,6 +80,7 @@ impl PciDevice for IvcPio {
             warn_limited!(self.bad_access, "ivc-pio: read of BAR{bar} ignored");
             return;
         }
+        log::trace!("ivc-pio: in offset {offset:#x} len {}", data.len());
         if let Err(e) = self.regs.read(offset, data) {
             warn_limited!(self.bad_access, "ivc-pio: {e}");
         }
@@ -90,6 +91,7 @@ impl PciDevice for IvcPio {
             warn_limited!(self.bad_access, "ivc-pio: write of BAR{bar} ignored");
             return;
         }
+        log::trace!("ivc-pio: out offset {offset:#x} len {}", data.len());
         if let Err(e) = self.regs.write(offset, data) {
             warn_limited!(self.bad_access, "ivc-pio: {e}");
         }

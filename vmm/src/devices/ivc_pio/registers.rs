@@ -76,6 +76,13 @@ pub struct PioRegisters<M: SharedMemory + Copy> {
     ep: Option<Endpoint<M>>,
     error: bool,
     peer_gone: bool,
+    /// What the guest was last told it may write (`TX_FREE`), less what
+    /// it wrote since. A write within the grant that the endpoint refuses
+    /// (the peer vanished meanwhile) is dropped without `STATUS_ERROR`: the
+    /// guest did nothing wrong and learns of it from `STATUS_PEER_GONE`.
+    tx_granted: u32,
+    /// Bytes dropped because the connection ended under a granted write.
+    dropped: u64,
 }
 
 fn le32(data: &[u8]) -> Option<u32> {
@@ -93,7 +100,15 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             ep: None,
             error: false,
             peer_gone: false,
+            tx_granted: 0,
+            dropped: 0,
         }
+    }
+
+    /// Bytes dropped because the peer went away in the middle of a write
+    /// the guest was entitled to make.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     pub fn endpoint(&self) -> Option<&Endpoint<M>> {
@@ -186,6 +201,7 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
 
     fn status(&mut self) -> u32 {
         let (rx, tx, connected) = self.refresh();
+        self.tx_granted = tx;
         let mut s = 0;
         if rx > 0 {
             s |= STATUS_RX_READY;
@@ -223,7 +239,10 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
         let v = match u16::try_from(offset) {
             Ok(REG_STATUS) => self.status(),
             Ok(REG_RX_AVAIL) => self.refresh().0,
-            Ok(REG_TX_FREE) => self.refresh().1,
+            Ok(REG_TX_FREE) => {
+                self.tx_granted = self.refresh().1;
+                self.tx_granted
+            }
             Ok(REG_ID) => MAGIC,
             Ok(REG_VERSION) => VERSION,
             _ => {
@@ -282,10 +301,22 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
                 }
             }
         }
+        let granted = self.tx_granted as usize;
+        // The guest uses up its grant whether or not the bytes got through
+        // (a string write arrives as many exits, all within one grant).
+        self.tx_granted = self
+            .tx_granted
+            .saturating_sub(u32::try_from(wanted).unwrap_or(u32::MAX));
         if let Some(e) = err {
             return self.fail(PioFault::Channel(e));
         }
         if took < wanted {
+            if wanted <= granted {
+                // The connection ended under a write the guest was allowed
+                // to make: not its fault; PEER_GONE tells it.
+                self.dropped += (wanted - took) as u64;
+                return Ok(());
+            }
             return self.fail(PioFault::ShortWrite { wanted, took });
         }
         Ok(())
@@ -443,6 +474,38 @@ mod tests {
     }
 
     #[test]
+    fn peer_gone_during_a_granted_write_is_not_an_error() {
+        let w = words(64 << 10);
+        let mem = AtomicMem::from_words(&w);
+        let mut a = PioRegisters::new(mem, Some(1));
+        let mut b = PioRegisters::new(mem, Some(2));
+        open(&mut a);
+        open(&mut b);
+        for _ in 0..3 {
+            let _ = rd32(&mut a, REG_STATUS);
+            let _ = rd32(&mut b, REG_STATUS);
+        }
+        assert!(rd32(&mut a, REG_TX_FREE) > 100);
+        a.write(0, &[1; 8]).unwrap();
+        // The peer's VMM dies; ours marks it absent (what the peer watcher
+        // does on the server's leave announcement).
+        let slot_b = b.endpoint().unwrap().slot();
+        ivc_channel::mark_absent(&mem, slot_b).unwrap();
+        a.write(0, &[2; 8]).unwrap();
+        a.write(0, &[2; 4]).unwrap();
+        assert_eq!(a.dropped(), 12);
+        let st = rd32(&mut a, REG_STATUS);
+        assert_eq!(
+            st & (STATUS_ERROR | STATUS_PEER_GONE),
+            STATUS_PEER_GONE,
+            "{st:#x}"
+        );
+        // Beyond the (now zero) grant it is the guest's error.
+        assert!(a.write(0, &[3; 4]).is_err());
+        assert_ne!(rd32(&mut a, REG_STATUS) & STATUS_ERROR, 0);
+    }
+
+    #[test]
     fn garbage_accesses_are_errors_not_panics() {
         let w = words(16 << 10);
         let mem = AtomicMem::from_words(&w);
@@ -499,5 +562,64 @@ mod tests {
         // nothing panics either way.
         let _ = a.write(u64::from(REG_CONTROL), &CONTROL_CLEAR_ERROR.to_le_bytes());
         let _ = rd32(&mut a, REG_STATUS);
+    }
+}
+
+#[cfg(test)]
+mod byte_exit_tests {
+    use super::*;
+    use core::sync::atomic::AtomicU32;
+    use ivc_channel::AtomicMem;
+
+    /// String I/O that reaches the VMM one byte per exit (what KVM does
+    /// for `rep outsb`), interleaved with the peer's reads.
+    #[test]
+    fn byte_at_a_time_streams_arrive_in_order() {
+        let w: Vec<AtomicU32> = (0..(1 << 20) / 4).map(|_| AtomicU32::new(0)).collect();
+        let mem = AtomicMem::from_words(&w);
+        let mut a = PioRegisters::new(mem, Some(0));
+        let mut b = PioRegisters::new(mem, Some(1));
+        let ctl = |r: &mut PioRegisters<AtomicMem>| {
+            r.write(
+                u64::from(REG_CONTROL),
+                &(CONTROL_CLEAR_ERROR | CONTROL_OPEN).to_le_bytes(),
+            )
+            .unwrap()
+        };
+        ctl(&mut a);
+        ctl(&mut b);
+        let st = |r: &mut PioRegisters<AtomicMem>, reg: u16| {
+            let mut x = [0u8; 4];
+            r.read(u64::from(reg), &mut x).unwrap();
+            u32::from_le_bytes(x)
+        };
+        let (mut sent, mut got) = (0u32, 0u32);
+        let total = 64 << 10;
+        while got < total {
+            let sa = st(&mut a, REG_STATUS);
+            assert_eq!(
+                sa & (STATUS_ERROR | STATUS_PEER_GONE),
+                0,
+                "a {sa:#x} sent {sent}"
+            );
+            if sent < total && sa & STATUS_TX_SPACE != 0 {
+                let n = st(&mut a, REG_TX_FREE).min(4096).min(total - sent);
+                for _ in 0..n {
+                    a.write(0, &[sent as u8]).unwrap();
+                    sent += 1;
+                }
+            }
+            let sb = st(&mut b, REG_STATUS);
+            assert_eq!(sb & (STATUS_ERROR | STATUS_PEER_GONE), 0, "b {sb:#x}");
+            if sb & STATUS_RX_READY != 0 {
+                let n = st(&mut b, REG_RX_AVAIL).min(4096);
+                let mut buf = vec![0u8; n as usize];
+                b.read(0, &mut buf).unwrap();
+                for x in buf {
+                    assert_eq!(x, got as u8);
+                    got += 1;
+                }
+            }
+        }
     }
 }

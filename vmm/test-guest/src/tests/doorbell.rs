@@ -170,7 +170,11 @@ fn run(ctx: &Context) -> u8 {
 
 /// Enables the APIC, installs the handlers and points MSI-X entry `vector`
 /// at `irq::FIRST_VECTOR + vector` on this CPU.
-fn route_interrupt(function: &pci::Function, bars: &bar::Bars, vector: u16) -> Result<(), u8> {
+pub(super) fn route_interrupt(
+    function: &pci::Function,
+    bars: &bar::Bars,
+    vector: u16,
+) -> Result<(), u8> {
     let Some(msix) = msix::read(function) else {
         println!("error: {} has no MSI-X capability", function.bdf);
         return Err(status::FAILURE);

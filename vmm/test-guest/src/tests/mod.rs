@@ -11,12 +11,16 @@ use crate::pci::bar;
 use crate::println;
 use crate::pvh::StartInfo;
 
+mod chan_duplex;
 mod cpl3;
 mod doorbell;
 mod fault;
+mod garbage;
 mod pci_enum;
 mod pio_cost;
+mod pio_duplex;
 mod shm_rw;
+mod stream;
 
 /// What a test gets to work with.
 pub struct Context<'a> {
@@ -40,6 +44,9 @@ pub const ALL: &[Test] = &[
     pio_cost::TEST,
     shm_rw::TEST,
     doorbell::TEST,
+    chan_duplex::TEST,
+    pio_duplex::TEST,
+    garbage::TEST,
     fault::TEST,
 ];
 

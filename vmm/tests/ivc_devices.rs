@@ -1,0 +1,548 @@
+//! The ivc devices end to end: a rendezvous server (`ivc-vmm server`) and
+//! two `ivc-vmm` processes under /dev/kvm, each running the bare-metal test
+//! guest (vmm/test-guest), for every variant:
+//!
+//! * 1 MiB (or more) in both directions at once, every byte checked at its
+//!   position in the receiver and FNV checksums compared across the VMs;
+//! * `shm-irq`: doorbell interrupts counted in the guests;
+//! * SIGKILL of one VMM mid-transfer: the other VMM and the server keep
+//!   running and the surviving guest sees the peer gone;
+//! * hostile input: garbage at every offset and width of every BAR, and a
+//!   peer that corrupts the shared channel.
+//!
+//! The tests of this file run one at a time (they each use both cores).
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One heavy test at a time: two VMs already use both CPUs of a CI runner,
+/// and the guests' no-progress timeouts are wall-clock based.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const T: Duration = Duration::from_secs(240);
+
+/// A running child whose stdout/stderr are collected by threads.
+struct Proc {
+    name: String,
+    child: Child,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn collect(r: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            let mut s = into.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    })
+}
+
+impl Proc {
+    fn spawn(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(VMM);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let out = Arc::new(Mutex::new(String::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), out.clone()),
+            collect(child.stderr.take().unwrap(), err.clone()),
+        ];
+        Proc {
+            name: name.into(),
+            child,
+            out,
+            err,
+            readers,
+        }
+    }
+
+    fn stdout(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "--- {} stdout:\n{}--- {} stderr:\n{}",
+            self.name,
+            self.stdout(),
+            self.name,
+            self.stderr()
+        )
+    }
+
+    /// Waits until stdout contains `needle`.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stdout().contains(needle) {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                panic!(
+                    "{} exited ({s}) before printing {needle:?}\n{}",
+                    self.name,
+                    self.dump()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print {needle:?} within {timeout:?}\n{}",
+                self.name,
+                self.dump()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the exit status (killing the process after `timeout`).
+    fn finish(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{} did not finish within {timeout:?}\n{}",
+                    self.name,
+                    self.dump()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        status.code()
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ivc-vmm server` on a fresh socket.
+struct Server {
+    proc: Proc,
+    socket: PathBuf,
+}
+
+impl Server {
+    fn start(name: &str, shm: &str, vectors: u32) -> Server {
+        let socket = temp_path(&format!("{name}.sock"));
+        let _ = std::fs::remove_file(&socket);
+        let proc = Proc::spawn(
+            "server",
+            &[
+                "server",
+                "--socket",
+                socket.to_str().unwrap(),
+                "--shm-size",
+                shm,
+                "--vectors",
+                &vectors.to_string(),
+            ],
+            &[],
+        );
+        // The socket path appears only once the server accepts.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "server socket did not appear");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Server { proc, socket }
+    }
+
+    fn path(&self) -> &str {
+        self.socket.to_str().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+fn guest() -> String {
+    test_guest().to_string_lossy().into_owned()
+}
+
+fn vm(name: &str, ivc: &str, cmdline: &str) -> Proc {
+    Proc::spawn(
+        name,
+        &[
+            "run",
+            "--kernel",
+            &guest(),
+            "--mem",
+            "64M",
+            "--ivc",
+            ivc,
+            "--cmdline",
+            cmdline,
+        ],
+        &[("IVC_VMM_LOG", "info")],
+    )
+}
+
+/// `key=value` from the guest line starting with `prefix`.
+fn field(out: &str, prefix: &str, key: &str) -> Option<String> {
+    let line = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("ivc-test-guest: "))
+        .find(|l| l.starts_with(prefix))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .map(str::to_owned)
+}
+
+fn num(out: &str, prefix: &str, key: &str) -> u64 {
+    field(out, prefix, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= on a {prefix} line:\n{out}"))
+}
+
+/// Runs the two-VM duplex transfer for `ivc` and checks both sides.
+fn duplex(ivc: &str, test: &str, result: &str, bytes: u64, extra: &str) -> (Proc, Proc) {
+    let mut a = vm(
+        "A",
+        ivc,
+        &format!("test={test} tx={bytes} rx={bytes} seed=11 peer_seed=22 {extra}"),
+    );
+    let mut b = vm(
+        "B",
+        ivc,
+        &format!("test={test} tx={bytes} rx={bytes} seed=22 peer_seed=11 {extra}"),
+    );
+    let (sa, sb) = (a.finish(T), b.finish(T));
+    assert_eq!((sa, sb), (Some(0), Some(0)), "\n{}\n{}", a.dump(), b.dump());
+    let (oa, ob) = (a.stdout(), b.stdout());
+    for (o, p) in [(&oa, &a), (&ob, &b)] {
+        assert_eq!(
+            field(o, result, "outcome").as_deref(),
+            Some("complete"),
+            "{}",
+            p.dump()
+        );
+        assert_eq!(num(o, result, "sent"), bytes);
+        assert_eq!(num(o, result, "received"), bytes);
+        assert!(o.contains("done status=0"));
+    }
+    // What one side sent is what the other received, byte for byte.
+    assert_eq!(field(&oa, result, "tx_fnv"), field(&ob, result, "rx_fnv"));
+    assert_eq!(field(&ob, result, "tx_fnv"), field(&oa, result, "rx_fnv"));
+    for p in [&a, &b] {
+        assert!(!p.stderr().contains("panicked"), "{}", p.dump());
+    }
+    (a, b)
+}
+
+#[test]
+fn shm_poll_moves_1mib_each_way() {
+    if skip_without_kvm("shm_poll_moves_1mib_each_way") {
+        return;
+    }
+    let _g = serial();
+    let server = Server::start("poll", "1M", 1);
+    let ivc = format!("shm-poll,socket={}", server.path());
+    let (a, _b) = duplex(&ivc, "chan-duplex", "chan-result", 4 << 20, "");
+    assert!(a.stderr().contains("shm-poll: joined"), "{}", a.dump());
+}
+
+#[test]
+fn shm_poll_over_a_plain_file_needs_no_server() {
+    if skip_without_kvm("shm_poll_over_a_plain_file_needs_no_server") {
+        return;
+    }
+    let _g = serial();
+    let file = temp_path("plain.shm");
+    let _ = std::fs::remove_file(&file);
+    // Created beforehand, as a user would (a VMM also creates a missing or
+    // empty file with size=).
+    std::fs::write(&file, []).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let ivc = format!("shm-poll,path={},size=1M", file.display());
+    duplex(&ivc, "chan-duplex", "chan-result", 1 << 20, "");
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn shm_irq_moves_data_with_doorbell_interrupts() {
+    if skip_without_kvm("shm_irq_moves_data_with_doorbell_interrupts") {
+        return;
+    }
+    let _g = serial();
+    let server = Server::start("irq", "1M", 2);
+    let ivc = format!("shm-irq,socket={},vectors=2", server.path());
+    let (a, b) = duplex(&ivc, "chan-duplex", "chan-result", 4 << 20, "irq=1");
+    let (oa, ob) = (a.stdout(), b.stdout());
+    let irqs = num(&oa, "chan-result", "interrupts") + num(&ob, "chan-result", "interrupts");
+    let rings = num(&oa, "chan-result", "rings") + num(&ob, "chan-result", "rings");
+    eprintln!("shm-irq: rings={rings} interrupts={irqs}");
+    assert!(
+        irqs > 0,
+        "no doorbell interrupt arrived\n{}\n{}",
+        a.dump(),
+        b.dump()
+    );
+    assert!(rings > 0);
+}
+
+#[test]
+fn shm_irq_doorbell_to_self_and_between_vms() {
+    if skip_without_kvm("shm_irq_doorbell_to_self_and_between_vms") {
+        return;
+    }
+    let _g = serial();
+    let server = Server::start("db", "64K", 2);
+    let ivc = format!("shm-irq,socket={},vectors=2", server.path());
+    let mut w = vm("waiter", &ivc, "test=doorbell mode=wait vector=1 count=3");
+    w.wait_for("doorbell 00:01.0 ivposition=", Duration::from_secs(30));
+    let id = field(&w.stdout(), "doorbell 00:01.0", "ivposition").unwrap();
+    let mut r = vm(
+        "ringer",
+        &ivc,
+        &format!("test=doorbell mode=ring peer={id} vector=1 count=3 gap_us=20000"),
+    );
+    assert_eq!(r.finish(T), Some(0), "{}", r.dump());
+    assert_eq!(w.finish(T), Some(0), "{}", w.dump());
+    assert!(num(&w.stdout(), "doorbell-result", "received") >= 3);
+    let mut s = vm("self", &ivc, "test=doorbell mode=self count=5 assign=all");
+    assert_eq!(s.finish(T), Some(0), "{}", s.dump());
+}
+
+#[test]
+fn pio_moves_1mib_each_way_with_string_io() {
+    if skip_without_kvm("pio_moves_1mib_each_way_with_string_io") {
+        return;
+    }
+    let _g = serial();
+    let server = Server::start("pio", "1M", 1);
+    let ivc = format!("pio,socket={}", server.path());
+    let start = Instant::now();
+    duplex(&ivc, "pio-duplex", "pio-result", 1 << 20, "");
+    eprintln!("pio: 1 MiB each way in {:?}", start.elapsed());
+}
+
+/// Starts an endless transfer between A and B, kills A's VMM once data
+/// flows, and checks that B ends with the peer-gone state while B's VMM
+/// and the server keep running.
+fn kill_mid_transfer(ivc: &str, test: &str, result: &str, extra: &str) {
+    let huge = 1u64 << 40;
+    let mut a = vm(
+        "victim",
+        ivc,
+        &format!("test={test} tx={huge} rx={huge} seed=1 peer_seed=2 {extra}"),
+    );
+    let mut b = vm(
+        "survivor",
+        ivc,
+        &format!("test={test} tx={huge} rx={huge} seed=2 peer_seed=1 expect_gone=1 {extra}"),
+    );
+    let connected = if test == "pio-duplex" {
+        "pio-connected"
+    } else {
+        "chan-connected"
+    };
+    a.wait_for(connected, Duration::from_secs(30));
+    b.wait_for(connected, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(700));
+    a.child.kill().unwrap();
+    let _ = a.finish(Duration::from_secs(10));
+    let status = b.finish(Duration::from_secs(60));
+    let out = b.stdout();
+    assert_eq!(status, Some(0), "{}\n{}", a.dump(), b.dump());
+    assert_eq!(
+        field(&out, result, "outcome").as_deref(),
+        Some("peer-gone"),
+        "{}",
+        b.dump()
+    );
+    assert!(num(&out, result, "received") > 0, "{}", b.dump());
+    assert!(b.stderr().contains("left; channel slot"), "{}", b.dump());
+}
+
+#[test]
+fn killing_a_vmm_mid_transfer_is_seen_as_peer_gone() {
+    if skip_without_kvm("killing_a_vmm_mid_transfer_is_seen_as_peer_gone") {
+        return;
+    }
+    let _g = serial();
+    for (kind, test, result, extra) in [
+        ("shm-poll", "chan-duplex", "chan-result", ""),
+        ("shm-irq", "chan-duplex", "chan-result", "irq=1"),
+        ("pio", "pio-duplex", "pio-result", ""),
+    ] {
+        let mut server = Server::start(&format!("kill-{kind}"), "1M", 1);
+        let ivc = format!("{kind},socket={}", server.path());
+        kill_mid_transfer(&ivc, test, result, extra);
+        assert!(server.proc.running(), "server died\n{}", server.proc.dump());
+        // The server still serves: a newcomer joins.
+        let c = ivc_rendezvous::Client::connect(server.path(), 1).unwrap();
+        assert!(c.id() >= 2);
+        eprintln!("{kind}: survivor saw the peer gone; server alive");
+    }
+}
+
+#[test]
+fn garbage_at_every_offset_and_width_of_every_bar() {
+    if skip_without_kvm("garbage_at_every_offset_and_width_of_every_bar") {
+        return;
+    }
+    let _g = serial();
+    let server = Server::start("garbage", "64K", 2);
+    for (ivc, dev) in [
+        (
+            format!("shm-irq,socket={},vectors=2", server.path()),
+            "1af4:1110",
+        ),
+        (
+            format!("shm-poll,socket={},vectors=2", server.path()),
+            "1af4:1110",
+        ),
+        (
+            format!("pio,socket={},vectors=2", server.path()),
+            "1234:1c1c",
+        ),
+    ] {
+        let mut g = vm("garbage", &ivc, &format!("test=garbage dev={dev}"));
+        let status = g.finish(T);
+        assert_eq!(status, Some(0), "{}", g.dump());
+        let (out, err) = (g.stdout(), g.stderr());
+        assert_eq!(
+            field(&out, "garbage-result", "device_ok").as_deref(),
+            Some("1")
+        );
+        assert!(!err.contains("panicked"), "{}", g.dump());
+        assert!(
+            err.contains("ignored") || err.contains("ivc-pio:"),
+            "no error logged\n{}",
+            g.dump()
+        );
+        eprintln!(
+            "{ivc}: {} warnings",
+            err.lines().filter(|l| l.contains("warn")).count()
+        );
+    }
+}
+
+/// A host-side peer that joins the server, attaches to the channel in the
+/// shared memory, and then scribbles over its indices and the header.
+fn corrupting_peer(socket: &Path) -> std::thread::JoinHandle<()> {
+    let socket = socket.to_path_buf();
+    std::thread::spawn(move || {
+        use ivc_channel::layout::{ring_ctrl, HDR_MAGIC, RING_PROD};
+        use ivc_channel::{AttachOptions, Endpoint, SharedMemory};
+        let client = ivc_rendezvous::Client::connect(&socket, 1).unwrap();
+        let map = ivc_vmm::devices::shm_mapping::ShmMapping::new(client.shm(), client.shm_size())
+            .unwrap();
+        let mem = map.mem();
+        let opts = AttachOptions {
+            doorbell_id: Some(client.id()),
+            ..AttachOptions::default()
+        };
+        let mut ep = loop {
+            match Endpoint::attach_any(mem, &opts) {
+                Ok(ep) => break ep,
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ep.peer_state() != Ok(ivc_channel::PeerState::Connected) {
+            assert!(Instant::now() < deadline, "guest side never connected");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        // Our producer index jumps far beyond the ring.
+        mem.store_u32_release(ring_ctrl(ep.slot()) + RING_PROD, 0x7654_3210)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        // And then the header.
+        mem.store_u32_release(HDR_MAGIC, 0xdead_beef).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(client);
+    })
+}
+
+#[test]
+fn a_peer_corrupting_the_channel_is_reported_not_fatal() {
+    if skip_without_kvm("a_peer_corrupting_the_channel_is_reported_not_fatal") {
+        return;
+    }
+    let _g = serial();
+    for (kind, test, result) in [
+        ("pio", "pio-duplex", "pio-result"),
+        ("shm-poll", "chan-duplex", "chan-result"),
+    ] {
+        let server = Server::start(&format!("corrupt-{kind}"), "1M", 1);
+        let ivc = format!("{kind},socket={}", server.path());
+        let mut g = vm(
+            "victim",
+            &ivc,
+            &format!("test={test} tx=1g rx=1g seed=1 peer_seed=2"),
+        );
+        let peer = corrupting_peer(&server.socket);
+        let status = g.finish(T);
+        peer.join().unwrap();
+        let (out, err) = (g.stdout(), g.stderr());
+        // The guest stopped on the error (status 1), the VMM did not crash.
+        assert_eq!(status, Some(1), "{}", g.dump());
+        assert_eq!(
+            field(&out, result, "outcome").as_deref(),
+            Some("error"),
+            "{}",
+            g.dump()
+        );
+        assert!(!err.contains("panicked"), "{}", g.dump());
+        if kind == "pio" {
+            assert!(out.contains("has ERROR"), "{}", g.dump());
+        } else {
+            assert!(
+                out.contains("violated the channel protocol"),
+                "{}",
+                g.dump()
+            );
+        }
+        assert!(server.proc.stderr().is_empty() || !server.proc.stderr().contains("panicked"));
+    }
+}
