@@ -8,6 +8,7 @@
 //! cannot run on this host say why; nothing is estimated in their place.
 
 mod charts;
+mod csv;
 mod floors;
 mod guests;
 mod plot;
@@ -41,7 +42,7 @@ use crate::timestamp::Utc;
         the channels: shm-poll and shm-irq between two Linux guests under QEMU TCG (emulated), \
         the port-I/O exit cost inside ivc-vmm (bare-metal test guest on /dev/kvm), and the \
         ivc-vmm device suites where this host and tree can run them. Prints one summary table and writes \
-        results.json, plot.svg and the guests' serial logs into the results directory.\n\n\
+        results.json, results.csv, plot.svg and the guests' serial logs into the results directory.\n\n\
         Guest artifacts come from $IVC_GUEST_DIR (scripts/run.sh builds them and sets it)."
 )]
 struct Cli {
@@ -284,6 +285,7 @@ fn run(cli: Cli) -> Result<bool, String> {
     write("results.json", &json)?;
     write("plot.svg", &svg)?;
     write("summary.txt", &table)?;
+    write("results.csv", &csv::render(&reports))?;
     println!();
     println!(
         "Summary, {} ({}; guest figures emulated under QEMU TCG)",
@@ -312,7 +314,7 @@ fn run(cli: Cli) -> Result<bool, String> {
     }
     println!();
     println!(
-        "results: {0}/results.json, {0}/plot.svg, {0}/summary.txt",
+        "results: {0}/results.json, {0}/results.csv, {0}/plot.svg, {0}/summary.txt",
         out_dir.display()
     );
     Ok(all_ok)
