@@ -17,6 +17,7 @@ mod record;
 mod suites;
 mod summary;
 mod timestamp;
+mod vmm_devices;
 mod vmm_exit;
 
 use std::path::PathBuf;

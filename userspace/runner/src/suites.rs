@@ -87,38 +87,6 @@ pub trait Suite {
     fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String>;
 }
 
-/// Device-level benchmarks with the bare-metal test guest under ivc-vmm:
-/// pio round trip and bytes per exit, shm ping-pong between two VMs from
-/// CPL3, doorbell -> interrupt latency, shm throughput. Waits for the
-/// ivc-shm/ivc-pio devices in ivc-vmm.
-pub struct VmmDevices;
-
-impl Suite for VmmDevices {
-    fn name(&self) -> &'static str {
-        "vmm-devices"
-    }
-    fn environment(&self) -> String {
-        format!(
-            "ivc-vmm on /dev/kvm ({})",
-            ivc_bench_host::kvm_exit::describe_kvm()
-        )
-    }
-    fn unavailable(&self, _ctx: &Context) -> Option<String> {
-        Some(
-            "ivc-vmm devices not available yet (ivc-shm/ivc-pio are being added to vmm/); \
-             this suite (pio round trip and bytes per exit, shm ping-pong between two VMs \
-             from CPL3, doorbell -> interrupt latency, shm throughput) plugs in here"
-                .into(),
-        )
-    }
-    fn estimate(&self, _plan: &Plan) -> Duration {
-        Duration::ZERO
-    }
-    fn run(&self, _ctx: &Context, _report: &mut SuiteReport) -> Result<(), String> {
-        Err("not implemented".into())
-    }
-}
-
 /// Linux guests with ivc.ko in ivc-vmm, every channel at native speed.
 /// Needs hardware virtualization.
 pub struct LinuxInVmm;
@@ -156,7 +124,7 @@ pub fn all() -> Vec<Box<dyn Suite>> {
         Box::new(QemuShm(ShmVariant::Poll)),
         Box::new(QemuShm(ShmVariant::Irq)),
         Box::new(crate::vmm_exit::VmmPioExit),
-        Box::new(VmmDevices),
+        Box::new(crate::vmm_devices::VmmDevices),
         Box::new(LinuxInVmm),
     ]
 }

@@ -41,13 +41,19 @@ pub fn parse_pio_cost(line: &str) -> Option<(u32, f64)> {
     ))
 }
 
-/// ivc-vmm and the test guest: where they are, built if missing.
-struct Binaries {
-    vmm: PathBuf,
-    guest: PathBuf,
+/// ivc-vmm and the test guest.
+pub struct Binaries {
+    /// `target/release/ivc-vmm`.
+    pub vmm: PathBuf,
+    /// The bare-metal test guest ELF.
+    pub guest: PathBuf,
 }
 
-fn build_if_missing(ctx: &Context) -> Result<Binaries, String> {
+/// Builds ivc-vmm (release) and the test guest, incrementally (quick when up
+/// to date), logging into the results directory. Where a build fails but an
+/// older binary exists, that one is used and `notes` says so; where none
+/// exists, the error says which build failed.
+pub fn ensure_binaries(ctx: &Context, notes: &mut Vec<String>) -> Result<Binaries, String> {
     let root = repo_root();
     let vmm = root.join("target/release/ivc-vmm");
     let guest = std::env::var_os("IVC_TEST_GUEST")
@@ -55,45 +61,43 @@ fn build_if_missing(ctx: &Context) -> Result<Binaries, String> {
         .unwrap_or_else(|| {
             root.join("vmm/test-guest/target/x86_64-unknown-none/release/ivc-test-guest")
         });
-    let log = |name: &str| {
-        std::fs::File::create(ctx.out_dir.join(name)).map_err(|e| format!("{name}: {e}"))
-    };
-    if !vmm.is_file() {
-        ctx.console.line("    building ivc-vmm (release)");
-        let l = log("ivc-vmm-build.log")?;
+    let run_logged = |log_name: &str, cmd: &mut Command| -> Result<bool, String> {
+        let log = ctx.out_dir.join(log_name);
+        let l = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let l2 = l.try_clone().map_err(|e| e.to_string())?;
-        let ok = Command::new("cargo")
+        let status = cmd
+            .stdin(Stdio::null())
+            .stdout(l)
+            .stderr(l2)
+            .status()
+            .map_err(|e| format!("{log_name}: {e}"))?;
+        Ok(status.success())
+    };
+    let vmm_ok = run_logged(
+        "ivc-vmm-build.log",
+        Command::new("cargo")
             .args(["build", "--release", "-p", "ivc-vmm", "--manifest-path"])
             .arg(root.join("Cargo.toml"))
             .arg("--target-dir")
-            .arg(root.join("target"))
-            .stdin(Stdio::null())
-            .stdout(l)
-            .stderr(l2)
-            .status()
-            .map_err(|e| format!("running cargo: {e}"))?;
-        if !ok.success() || !vmm.is_file() {
-            return Err(format!(
-                "building ivc-vmm failed (see {})",
-                ctx.out_dir.join("ivc-vmm-build.log").display()
-            ));
-        }
-    }
-    if !guest.is_file() {
-        ctx.console.line("    building ivc-test-guest");
-        let l = log("test-guest-build.log")?;
-        let l2 = l.try_clone().map_err(|e| e.to_string())?;
-        let ok = Command::new(root.join("scripts/build-test-guest.sh"))
-            .stdin(Stdio::null())
-            .stdout(l)
-            .stderr(l2)
-            .status()
-            .map_err(|e| format!("running scripts/build-test-guest.sh: {e}"))?;
-        if !ok.success() || !guest.is_file() {
-            return Err(format!(
-                "building the test guest failed (see {})",
-                ctx.out_dir.join("test-guest-build.log").display()
-            ));
+            .arg(root.join("target")),
+    )?;
+    let guest_ok = run_logged(
+        "test-guest-build.log",
+        &mut Command::new(root.join("scripts/build-test-guest.sh")),
+    )?;
+    for (ok, path, what, log) in [
+        (vmm_ok, &vmm, "ivc-vmm", "ivc-vmm-build.log"),
+        (guest_ok, &guest, "the test guest", "test-guest-build.log"),
+    ] {
+        let log = ctx.out_dir.join(log);
+        match (ok, path.is_file()) {
+            (true, true) => {}
+            (false, true) => notes.push(format!(
+                "building {what} failed (see {}); used the existing {}",
+                log.display(),
+                path.display()
+            )),
+            (_, false) => return Err(format!("building {what} failed (see {})", log.display())),
         }
     }
     Ok(Binaries { vmm, guest })
@@ -116,7 +120,7 @@ impl Suite for VmmPioExit {
         Duration::from_secs(if plan.quick { 3 } else { 8 })
     }
     fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String> {
-        let bins = build_if_missing(ctx)?;
+        let bins = ensure_binaries(ctx, &mut report.notes)?;
         let Some(mhz) = ctx.tsc_mhz else {
             return Err("the host TSC rate is unknown, so guest cycles cannot be timed".into());
         };
