@@ -6,16 +6,20 @@ use crate::plot::{fmt_num, fmt_size, Chart, HLine, Series};
 use crate::record::{Data, Record};
 
 /// (channel, colour) of every channel that can appear, in legend order.
-const CHANNELS: [(&str, &str); 4] = [
+const CHANNELS: [(&str, &str); 7] = [
     ("shm-poll", "#1f77b4"),
     ("shm-irq", "#d62728"),
     ("pio", "#2ca02c"),
+    ("ivc-vmm shm-poll", "#17becf"),
+    ("ivc-vmm shm-irq", "#ff9896"),
+    ("ivc-vmm pio", "#98df8a"),
     ("tcp-loopback", "#7f7f7f"),
 ];
 
 fn label(records: &[Record], channel: &str) -> String {
     match records.iter().find(|r| r.channel == channel) {
         Some(r) if r.environment.starts_with("emulated") => format!("{channel} (QEMU TCG)"),
+        Some(r) if r.environment.contains("PVM") => format!("{channel} (/dev/kvm PVM)"),
         Some(r) => format!("{channel} ({})", r.environment),
         None => channel.into(),
     }
@@ -85,6 +89,17 @@ pub fn latency(records: &[Record]) -> Chart {
                 y: stats.median_ns / 1e3,
             });
         }
+    }
+    if let Some(Data::Latency { stats, .. }) = records
+        .iter()
+        .find(|r| r.channel == "ivc-vmm shm-irq" && r.what.starts_with("doorbell"))
+        .map(|r| &r.data)
+    {
+        hlines.push(HLine {
+            name: "ivc-vmm: doorbell write to MSI-X handler".into(),
+            color: "#bcbd22",
+            y: stats.median_ns / 1e3,
+        });
     }
     for (cpl, color) in [(0, "#8c564b"), (3, "#e377c2")] {
         let w = format!("port-I/O exit round trip, guest CPL{cpl}");

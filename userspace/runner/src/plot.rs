@@ -135,11 +135,11 @@ pub fn fmt_num(v: f64) -> String {
 }
 
 const W: f64 = 560.0;
-const H: f64 = 500.0;
+const H: f64 = 530.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 40.0;
-const BOTTOM: f64 = 190.0;
+const BOTTOM: f64 = 220.0;
 
 /// Renders `charts` side by side, with footer lines (split at `\n`), as one
 /// SVG document.

@@ -259,6 +259,45 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
             });
         }
     }
+    // The device-level suite: bare-metal guests in ivc-vmm, both directions
+    // at once, 4 KiB per call; and the doorbell path.
+    for channel in ["ivc-vmm shm-poll", "ivc-vmm shm-irq", "ivc-vmm pio"] {
+        if let Some((rate, bytes, verified)) = best_transfer(&records, channel, 4096) {
+            let (floor, ratio) = match memcpy {
+                Some(f) if f > 0.0 && !channel.ends_with("pio") => (
+                    format!("memcpy {}", fmt_rate(f)),
+                    format!("{:.1}%", 100.0 * rate / f),
+                ),
+                _ => (String::new(), String::new()),
+            };
+            rows.push(Row {
+                channel: channel.into(),
+                environment: env_of(channel),
+                what: format!(
+                    "duplex, per direction, 4 KiB calls ({} each way)",
+                    fmt_bytes(bytes)
+                ),
+                figure: format!(
+                    "{}{}",
+                    fmt_rate(rate),
+                    if verified { "" } else { " DATA MISMATCH" }
+                ),
+                floor,
+                ratio,
+            });
+        }
+    }
+    if let Some(m) = median_of(&records, "ivc-vmm shm-irq", "doorbell", 0) {
+        let (floor, ratio) = lat_ratio(m, eventfd, "eventfd");
+        rows.push(Row {
+            channel: "ivc-vmm shm-irq".into(),
+            environment: env_of("ivc-vmm shm-irq"),
+            what: "doorbell write to MSI-X handler (median)".into(),
+            figure: fmt_ns(m),
+            floor,
+            ratio,
+        });
+    }
     for r in reports {
         if let Status::Skipped(why) | Status::Failed(why) = &r.status {
             let state = if matches!(r.status, Status::Skipped(_)) {
@@ -459,6 +498,38 @@ mod tests {
         let text = table(&rows);
         assert!(text.contains("shm-poll (TCG)"));
         assert!(text.contains("not run vmm-devices: not yet"));
+    }
+
+    #[test]
+    fn device_rows() {
+        let mut poll = tput("ivc-vmm shm-poll", 4096, 64 << 20, 64 << 20, 500_000_000);
+        poll.environment = "ivc-vmm, bare-metal guests on /dev/kvm: PVM".into();
+        let mut db = lat(
+            "ivc-vmm shm-irq",
+            "doorbell write to MSI-X handler, same VM",
+            0,
+            300_000.0,
+        );
+        db.environment = poll.environment.clone();
+        let host = report(
+            "floors",
+            vec![lat("host", what::EVENTFD, 8, 100_000.0)],
+            Status::Ran,
+        );
+        let dev = report("vmm-devices", vec![poll, db], Status::Ran);
+        let rows = rows(&[host, dev]);
+        let t = rows
+            .iter()
+            .find(|r| r.channel == "ivc-vmm shm-poll")
+            .expect("throughput row");
+        assert_eq!(t.figure, "128 MiB/s");
+        assert!(t.what.contains("64.0 MiB each way"), "{}", t.what);
+        let d = rows
+            .iter()
+            .find(|r| r.what.starts_with("doorbell"))
+            .expect("doorbell row");
+        assert_eq!((d.figure.as_str(), d.ratio.as_str()), ("300.00 us", "3.0x"));
+        assert!(table(&rows).contains("ivc-vmm shm-poll (PVM)"));
     }
 
     #[test]

@@ -1,0 +1,403 @@
+//! The device-level suite: the ivc devices of ivc-vmm, driven by the
+//! bare-metal test guest (`vmm/test-guest`) in two VMs under `/dev/kvm`.
+//! Guest loops run at CPL3, natively even under PVM, so these are the
+//! channels at the speed this host really has (the guest kernel's own
+//! entries and exits are PVM-emulated).
+//!
+//! - `shm-poll` / `shm-irq`: `test=chan-duplex` moves a checked byte stream
+//!   each way at once through the shared-memory channel (the same
+//!   `ivc-channel` code the driver compiles), 4 KiB per call;
+//! - `pio`: `test=pio-duplex`, the same through ivc-pio with string I/O;
+//! - doorbell: `test=doorbell mode=self`, doorbell write to interrupt
+//!   handler through ivc-vmm's ioeventfd -> irqfd -> MSI-X path.
+//!
+//! Transfer time runs from the moment both guests print that they are
+//! connected (their console logs are polled) to the moment both VMs have
+//! exited, so VM start-up is not in it. The guests check every byte and
+//! print FNV checksums; one side's `tx_fnv` must equal the other's `rx_fnv`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ivc_bench_host::{kvm_exit, Latency, Throughput};
+use ivc_rendezvous::{Server, ServerConfig};
+
+use crate::record::{Data, Record, SuiteReport};
+use crate::suites::{Context, Plan, Suite};
+use crate::vmm_exit::{ensure_binaries, Binaries};
+
+/// `key=value` from the first guest line starting with `prefix`.
+pub fn field(out: &str, prefix: &str, key: &str) -> Option<String> {
+    let line = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ivc-test-guest: "))
+        .find(|l| l.starts_with(prefix))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+}
+
+/// A VM whose console goes to a log file; killed on drop.
+struct Vm {
+    child: Child,
+    log: PathBuf,
+    done: bool,
+}
+
+impl Vm {
+    fn start(bins: &Binaries, ivc: &str, cmdline: &str, log: PathBuf) -> Result<Vm, String> {
+        let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(&bins.vmm)
+            .args(["run", "--mem", "64M", "--kernel"])
+            .arg(&bins.guest)
+            .args(["--ivc", ivc, "--cmdline", cmdline])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bins.vmm.display()))?;
+        Ok(Vm {
+            child,
+            log,
+            done: false,
+        })
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it has exited (reaping it); its exit code then.
+    fn poll(&mut self) -> Option<Option<i32>> {
+        match self.child.try_wait() {
+            Ok(Some(s)) => {
+                self.done = true;
+                Some(s.code())
+            }
+            Ok(None) => None,
+            Err(_) => {
+                self.done = true;
+                Some(None)
+            }
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What one two-VM run produced.
+struct Pair {
+    outputs: [String; 2],
+    /// From both connected to both exited.
+    transfer: Duration,
+}
+
+/// Runs `cmdlines` in two VMs on one `ivc` device spec and waits (at most
+/// `limit`) for both; `connected` is the line each prints when the channel
+/// is up.
+fn run_pair(
+    bins: &Binaries,
+    ivc: &str,
+    cmdlines: [&str; 2],
+    connected: &str,
+    logs: [PathBuf; 2],
+    limit: Duration,
+) -> Result<Pair, String> {
+    let [la, lb] = logs;
+    let mut vms = [
+        Vm::start(bins, ivc, cmdlines[0], la)?,
+        Vm::start(bins, ivc, cmdlines[1], lb)?,
+    ];
+    let start = Instant::now();
+    let mut up: Option<Instant> = None;
+    let mut codes: [Option<Option<i32>>; 2] = [None, None];
+    loop {
+        for (vm, code) in vms.iter_mut().zip(codes.iter_mut()) {
+            if code.is_none() {
+                *code = vm.poll();
+            }
+        }
+        if up.is_none() && vms.iter().all(|v| v.output().contains(connected)) {
+            up = Some(Instant::now());
+        }
+        if codes.iter().all(Option::is_some) {
+            break;
+        }
+        if start.elapsed() > limit {
+            return Err(format!(
+                "the VMs did not finish within {} s (logs: {}, {})",
+                limit.as_secs(),
+                vms[0].log.display(),
+                vms[1].log.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let end = Instant::now();
+    let outputs = [vms[0].output(), vms[1].output()];
+    for (i, code) in codes.iter().enumerate() {
+        if *code != Some(Some(0)) {
+            return Err(format!(
+                "VM {} ended with {:?}; log {}:\n      {}",
+                ["A", "B"][i],
+                code.flatten(),
+                vms[i].log.display(),
+                outputs[i]
+                    .lines()
+                    .rev()
+                    .take(6)
+                    .collect::<Vec<_>>()
+                    .join("\n      ")
+            ));
+        }
+    }
+    let up = up.ok_or_else(|| format!("no '{connected}' line from both guests"))?;
+    Ok(Pair {
+        outputs,
+        transfer: end - up,
+    })
+}
+
+/// A fresh rendezvous server for one case.
+fn server(dir: &Path, name: &str, shm: u64, vectors: u32) -> Result<(StopOnDrop, PathBuf), String> {
+    let socket = dir.join(format!("{name}.sock"));
+    let s = Server::bind(ServerConfig::new(&socket, shm, vectors))
+        .map_err(|e| format!("rendezvous server: {e}"))?
+        .spawn()
+        .map_err(|e| format!("rendezvous server: {e}"))?;
+    Ok((StopOnDrop(Some(s)), socket))
+}
+
+struct StopOnDrop(Option<ivc_rendezvous::ServerThread>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            let _ = s.stop();
+        }
+    }
+}
+
+/// The ivc devices of ivc-vmm between two bare-metal VMs.
+pub struct VmmDevices;
+
+impl VmmDevices {
+    fn duplex(
+        &self,
+        ctx: &Context,
+        bins: &Binaries,
+        report: &mut SuiteReport,
+        case: (&str, &str, u32, &str),
+        bytes: u64,
+    ) -> Result<(), String> {
+        let (channel, kind, vectors, extra) = case;
+        let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
+        let (_server, socket) = server(scratch.path(), channel, 1 << 20, vectors)?;
+        let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
+        let ivc = if kind == "shm-irq" {
+            format!("{kind},socket={sock},vectors={vectors}")
+        } else {
+            format!("{kind},socket={sock}")
+        };
+        let (test, result, connected) = if kind == "pio" {
+            ("pio-duplex", "pio-result", "pio-connected")
+        } else {
+            ("chan-duplex", "chan-result", "chan-connected")
+        };
+        let a = format!("test={test} tx={bytes} rx={bytes} seed=11 peer_seed=22 {extra}");
+        let b = format!("test={test} tx={bytes} rx={bytes} seed=22 peer_seed=11 {extra}");
+        let logs = [
+            ctx.out_dir.join(format!("vmm-{channel}-a.log")),
+            ctx.out_dir.join(format!("vmm-{channel}-b.log")),
+        ];
+        let pair = run_pair(
+            bins,
+            &ivc,
+            [&a, &b],
+            connected,
+            logs,
+            Duration::from_secs(300),
+        )?;
+        let [oa, ob] = &pair.outputs;
+        let complete = |o: &str| field(o, result, "outcome").as_deref() == Some("complete");
+        let verified = complete(oa)
+            && complete(ob)
+            && field(oa, result, "tx_fnv").is_some()
+            && field(oa, result, "tx_fnv") == field(ob, result, "rx_fnv")
+            && field(ob, result, "tx_fnv") == field(oa, result, "rx_fnv");
+        // Both tests move at most 4 KiB per call (chan-duplex `chunk=`,
+        // pio-duplex one string instruction).
+        let chunk = 4096;
+        report.records.push(Record {
+            channel: format!("ivc-vmm {channel}"),
+            environment: self.environment(),
+            what: format!("{test}: {bytes} bytes each way at once, CPL3"),
+            data: Data::Throughput {
+                stats: Throughput::new(chunk, bytes, pair.transfer),
+                requested: bytes,
+                verified,
+            },
+        });
+        if kind == "pio" {
+            if let Some(ops) = field(oa, result, "string_ops").and_then(|v| v.parse::<u64>().ok()) {
+                if ops > 0 {
+                    report.notes.push(format!(
+                        "pio: guest A used {ops} string instructions for {bytes} bytes sent and received ({:.0} bytes each)",
+                        2.0 * bytes as f64 / ops as f64
+                    ));
+                }
+            }
+        }
+        for (side, o) in [("A", oa), ("B", ob)] {
+            if let Some(line) = o
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("ivc-test-guest: "))
+                .find(|l| l.starts_with(result))
+            {
+                report.notes.push(format!("{channel} guest {side}: {line}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn doorbell(
+        &self,
+        ctx: &Context,
+        bins: &Binaries,
+        report: &mut SuiteReport,
+        runs: usize,
+    ) -> Result<(), String> {
+        const RINGS: u64 = 20;
+        let Some(mhz) = ctx.tsc_mhz else {
+            report
+                .notes
+                .push("doorbell latency skipped: the host TSC rate is unknown".into());
+            return Ok(());
+        };
+        let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
+        let (_server, socket) = server(scratch.path(), "db", 64 << 10, 2)?;
+        let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
+        let ivc = format!("shm-irq,socket={sock},vectors=2");
+        let mut samples = Vec::new();
+        for i in 0..runs {
+            let log = ctx.out_dir.join(format!("vmm-doorbell-{i}.log"));
+            let mut vm = Vm::start(
+                bins,
+                &ivc,
+                &format!("test=doorbell mode=self count={RINGS} assign=all"),
+                log,
+            )?;
+            let start = Instant::now();
+            let code = loop {
+                if let Some(c) = vm.poll() {
+                    break c;
+                }
+                if start.elapsed() > Duration::from_secs(60) {
+                    return Err("the doorbell VM did not finish within 60 s".into());
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            };
+            let out = vm.output();
+            if code != Some(0) {
+                return Err(format!("the doorbell VM ended with {code:?}"));
+            }
+            let cycles: f64 = field(&out, "doorbell-result", "latency_cycles_avg")
+                .and_then(|v| v.parse().ok())
+                .ok_or("no latency_cycles_avg on the doorbell-result line")?;
+            // One sample = the run's RINGS doorbells; Latency divides it out.
+            samples.push((cycles * 1e3 / mhz * RINGS as f64) as u64);
+        }
+        let stats = Latency::from_samples(0, RINGS, &mut samples).ok_or("no doorbell samples")?;
+        report.records.push(Record {
+            channel: "ivc-vmm shm-irq".into(),
+            environment: self.environment(),
+            what: "doorbell write to MSI-X handler, same VM".into(),
+            data: Data::Latency {
+                stats,
+                verified: true,
+            },
+        });
+        Ok(())
+    }
+}
+
+impl Suite for VmmDevices {
+    fn name(&self) -> &'static str {
+        "vmm-devices"
+    }
+    fn environment(&self) -> String {
+        format!(
+            "ivc-vmm, bare-metal guests on /dev/kvm: {}",
+            kvm_exit::describe_kvm()
+        )
+    }
+    fn unavailable(&self, _ctx: &Context) -> Option<String> {
+        (!Path::new("/dev/kvm").exists()).then(|| "no /dev/kvm on this host".to_string())
+    }
+    fn estimate(&self, plan: &Plan) -> Duration {
+        Duration::from_secs(if plan.quick { 15 } else { 30 })
+    }
+    fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String> {
+        let bins = ensure_binaries(ctx, &mut report.notes)?;
+        let help = Command::new(&bins.vmm)
+            .args(["run", "--help"])
+            .output()
+            .map_err(|e| format!("running {}: {e}", bins.vmm.display()))?;
+        if !String::from_utf8_lossy(&help.stdout).contains("--ivc") {
+            return Err("this ivc-vmm has no --ivc devices".into());
+        }
+        let (shm_bytes, pio_bytes) = if ctx.plan.quick {
+            (16u64 << 20, 32u64 << 10)
+        } else {
+            (64u64 << 20, 128u64 << 10)
+        };
+        for case in [
+            ("shm-poll", "shm-poll", 1, ""),
+            ("shm-irq", "shm-irq", 2, "irq=1"),
+        ] {
+            ctx.console.line(&format!("    {}: chan-duplex", case.0));
+            self.duplex(ctx, &bins, report, case, shm_bytes)?;
+        }
+        ctx.console.line("    pio: pio-duplex");
+        self.duplex(ctx, &bins, report, ("pio", "pio", 1, ""), pio_bytes)?;
+        ctx.console.line("    doorbell latency");
+        self.doorbell(ctx, &bins, report, if ctx.plan.quick { 3 } else { 7 })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_of_guest_lines() {
+        let out = "ivc-test-guest: chan-connected\n\
+                   ivc-test-guest: chan-result outcome=complete sent=4194304 received=4194304 tx_fnv=0x1 rx_fnv=0x2 rings=1\n\
+                   ivc-test-guest: doorbell-result sent=10 expected=10 received=10 latency_cycles_avg=303941\n";
+        assert_eq!(
+            field(out, "chan-result", "outcome").as_deref(),
+            Some("complete")
+        );
+        assert_eq!(field(out, "chan-result", "rx_fnv").as_deref(), Some("0x2"));
+        assert_eq!(
+            field(out, "doorbell-result", "latency_cycles_avg").as_deref(),
+            Some("303941")
+        );
+        assert_eq!(field(out, "pio-result", "sent"), None);
+        // A key is matched whole: `sent` is not `sent_x`.
+        assert_eq!(
+            field("ivc-test-guest: r sent_x=1 sent=2", "r", "sent").as_deref(),
+            Some("2")
+        );
+    }
+}
