@@ -113,6 +113,30 @@ check "shm-rw: VM B reads what A wrote" 0 "test=shm-rw mode=read seed=42 offset=
     "${P}shm-result written=0 verified=65536 mismatches=0 " -- "${shared[@]}"
 check "shm-rw: a wrong seed is a mismatch" 1 "test=shm-rw mode=read seed=43 offset=0x1000 bytes=64k" \
     "${P}shm-result written=0 verified=65536 mismatches=8192 " "${P}error: first mismatch at offset=0x0 " -- "${shared[@]}"
+# Two VMs at once: an ivc channel both ways over one ivshmem-plain file.
+chan_file="$work/chan.shm"
+truncate -s 1M "$chan_file"
+chan=(-object "memory-backend-file,id=shm,size=1M,share=on,mem-path=$chan_file" -device ivshmem-plain,memdev=shm)
+"$run" "${run_args[@]}" --timeout 300 "test=chan-duplex tx=1m rx=1m seed=2 peer_seed=1" "${chan[@]}" \
+    >"$work/chan-b.out" 2>&1 &
+waiter=$!
+check "chan-duplex: VM A <-> VM B, 1 MiB each way over ivshmem-plain" 0 \
+    "test=chan-duplex tx=1m rx=1m seed=1 peer_seed=2" \
+    "${P}chan-result outcome=complete sent=1048576 received=1048576 " -- "${chan[@]}"
+waiter_status=0
+wait "$waiter" || waiter_status=$?
+waiter=""
+if [ "$waiter_status" = 0 ] && grep -Eq "${P}chan-result outcome=complete sent=1048576 received=1048576 " "$work/chan-b.out"; then
+    log "PASS chan-duplex: VM B completed too"
+    passed=$((passed + 1))
+else
+    warn "FAIL chan-duplex: VM B (status $waiter_status)"
+    sed 's/^/    /' "$work/chan-b.out" >&2
+    failed=$((failed + 1))
+fi
+check "garbage at every offset and width of every ivshmem BAR" 0 "test=garbage" \
+    "${P}garbage bar=0 kind=mem32 bytes=256\$" "${P}garbage-result accesses=[0-9]+ device_ok=1\$" \
+    -- "${shared[@]}"
 # ---- doorbell -> MSI-X, through the rendezvous server ----
 rendezvous="${IVC_RENDEZVOUS:-}"
 if [ -z "$rendezvous" ]; then
