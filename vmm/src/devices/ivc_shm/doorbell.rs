@@ -1,6 +1,8 @@
 //! Doorbell ioeventfds: one KVM ioeventfd per (peer, vector) on BAR0's
 //! Doorbell register, datamatch `peer << 16 | vector`, signalling that
-//! peer's eventfd for that vector (handed out by the rendezvous server).
+//! peer's eventfd for that vector (handed out by the rendezvous server);
+//! the same set again on the I/O-port doorbell in BAR4 (an extension: a
+//! port write exits more cheaply than an MMIO write on some hosts).
 //!
 //! A guest's Doorbell write then wakes the peer VMM's irqfd inside the
 //! kernel: no exit to this process, no exit in the peer's VMM. Only writes
@@ -14,36 +16,57 @@ use kvm_ioctls::IoEventAddress;
 use log::error;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::registers::{DoorbellWrite, DOORBELL};
+use super::registers::{DoorbellWrite, DOORBELL, IO_DOORBELL};
 use crate::vm::{Datamatch, VmError, VmResources};
 
 /// Where ioeventfds are registered: KVM (`VmResources`) or a test double.
 pub trait IoEventRegistry: Send + Sync {
-    fn register(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError>;
-    fn unregister(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError>;
+    fn register(&self, evt: &EventFd, addr: IoEventAddress, value: u32) -> Result<(), VmError>;
+    fn unregister(&self, evt: &EventFd, addr: IoEventAddress, value: u32) -> Result<(), VmError>;
 }
 
 impl IoEventRegistry for VmResources {
-    fn register(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError> {
-        self.register_ioeventfd(evt, IoEventAddress::Mmio(addr), Datamatch::U32(value))
+    fn register(&self, evt: &EventFd, addr: IoEventAddress, value: u32) -> Result<(), VmError> {
+        self.register_ioeventfd(evt, addr, Datamatch::U32(value))
     }
-    fn unregister(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError> {
-        self.unregister_ioeventfd(evt, IoEventAddress::Mmio(addr), Datamatch::U32(value))
+    fn unregister(&self, evt: &EventFd, addr: IoEventAddress, value: u32) -> Result<(), VmError> {
+        self.unregister_ioeventfd(evt, addr, Datamatch::U32(value))
     }
 }
 
+/// Which doorbell register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoorbellBar {
+    /// ivshmem's Doorbell, BAR0 + 0x0c (MMIO).
+    Mmio = 0,
+    /// The extension: BAR4 + 0 (I/O port).
+    Io = 1,
+}
+
+impl DoorbellBar {
+    fn address(self, base: u64) -> IoEventAddress {
+        match self {
+            DoorbellBar::Mmio => IoEventAddress::Mmio(base + DOORBELL),
+            DoorbellBar::Io => IoEventAddress::Pio(base + IO_DOORBELL),
+        }
+    }
+}
+
+const BARS: [DoorbellBar; 2] = [DoorbellBar::Mmio, DoorbellBar::Io];
+
 struct PeerVectors {
     fds: Vec<EventFd>,
-    /// Which of `fds` are registered with KVM at the current BAR0.
-    registered: Vec<bool>,
+    /// Which of `fds` are registered with KVM at the current base of each
+    /// doorbell BAR (indexed by `DoorbellBar as usize`).
+    registered: Vec<[bool; 2]>,
 }
 
 /// The doorbell table of one device.
 pub struct Doorbells<R: IoEventRegistry + ?Sized> {
     registry: std::sync::Arc<R>,
     peers: BTreeMap<u16, PeerVectors>,
-    /// BAR0 base while decoded.
-    bar0: Option<u64>,
+    /// Base of each doorbell BAR while decoded.
+    bases: [Option<u64>; 2],
 }
 
 /// Why a Doorbell write could not be delivered.
@@ -77,7 +100,7 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
         Doorbells {
             registry,
             peers: BTreeMap::new(),
-            bar0: None,
+            bases: [None, None],
         }
     }
 
@@ -89,29 +112,35 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
         .value()
     }
 
-    fn register_peer(registry: &R, bar0: u64, id: u16, p: &mut PeerVectors) {
+    fn register_peer(registry: &R, bar: DoorbellBar, base: u64, id: u16, p: &mut PeerVectors) {
+        let b = bar as usize;
         for (v, fd) in p.fds.iter().enumerate() {
-            if p.registered[v] {
+            if p.registered[v][b] {
                 continue;
             }
-            match registry.register(fd, bar0 + DOORBELL, Self::value(id, v)) {
-                Ok(()) => p.registered[v] = true,
+            match registry.register(fd, bar.address(base), Self::value(id, v)) {
+                Ok(()) => p.registered[v][b] = true,
                 // The write will then exit to the VMM, which signals the
                 // eventfd itself: slower, still correct.
-                Err(e) => error!("ivc-shm: doorbell ioeventfd for peer {id} vector {v}: {e}"),
+                Err(e) => {
+                    error!("ivc-shm: {bar:?} doorbell ioeventfd for peer {id} vector {v}: {e}")
+                }
             }
         }
     }
 
-    fn unregister_peer(registry: &R, bar0: u64, id: u16, p: &mut PeerVectors) {
+    fn unregister_peer(registry: &R, bar: DoorbellBar, base: u64, id: u16, p: &mut PeerVectors) {
+        let b = bar as usize;
         for (v, fd) in p.fds.iter().enumerate() {
-            if !p.registered[v] {
+            if !p.registered[v][b] {
                 continue;
             }
-            if let Err(e) = registry.unregister(fd, bar0 + DOORBELL, Self::value(id, v)) {
-                error!("ivc-shm: removing doorbell ioeventfd for peer {id} vector {v}: {e}");
+            if let Err(e) = registry.unregister(fd, bar.address(base), Self::value(id, v)) {
+                error!(
+                    "ivc-shm: removing {bar:?} doorbell ioeventfd for peer {id} vector {v}: {e}"
+                );
             }
-            p.registered[v] = false;
+            p.registered[v][b] = false;
         }
     }
 
@@ -119,11 +148,13 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
     pub fn add_peer(&mut self, id: u16, fds: Vec<EventFd>) {
         self.remove_peer(id);
         let mut p = PeerVectors {
-            registered: vec![false; fds.len()],
+            registered: vec![[false; 2]; fds.len()],
             fds,
         };
-        if let Some(bar0) = self.bar0 {
-            Self::register_peer(&self.registry, bar0, id, &mut p);
+        for bar in BARS {
+            if let Some(base) = self.bases[bar as usize] {
+                Self::register_peer(&self.registry, bar, base, id, &mut p);
+            }
         }
         self.peers.insert(id, p);
     }
@@ -131,23 +162,25 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
     /// Peer `id` left: its ioeventfds go before its eventfds are closed.
     pub fn remove_peer(&mut self, id: u16) {
         if let Some(mut p) = self.peers.remove(&id) {
-            if let Some(bar0) = self.bar0 {
-                Self::unregister_peer(&self.registry, bar0, id, &mut p);
+            for bar in BARS {
+                if let Some(base) = self.bases[bar as usize] {
+                    Self::unregister_peer(&self.registry, bar, base, id, &mut p);
+                }
             }
         }
     }
 
-    /// BAR0 stopped decoding at `old` / started at `new`.
-    pub fn moved(&mut self, old: Option<u64>, new: Option<u64>) {
+    /// Doorbell BAR `bar` stopped decoding at `old` / started at `new`.
+    pub fn moved(&mut self, bar: DoorbellBar, old: Option<u64>, new: Option<u64>) {
         if let Some(old) = old {
             for (&id, p) in self.peers.iter_mut() {
-                Self::unregister_peer(&self.registry, old, id, p);
+                Self::unregister_peer(&self.registry, bar, old, id, p);
             }
         }
-        self.bar0 = new;
+        self.bases[bar as usize] = new;
         if let Some(new) = new {
             for (&id, p) in self.peers.iter_mut() {
-                Self::register_peer(&self.registry, new, id, p);
+                Self::register_peer(&self.registry, bar, new, id, p);
             }
         }
     }
@@ -160,7 +193,7 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
     pub fn registered(&self) -> usize {
         self.peers
             .values()
-            .map(|p| p.registered.iter().filter(|&&r| r).count())
+            .map(|p| p.registered.iter().flatten().filter(|&&r| r).count())
             .sum()
     }
 
@@ -185,7 +218,9 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
 
 impl<R: IoEventRegistry + ?Sized> Drop for Doorbells<R> {
     fn drop(&mut self) {
-        self.moved(self.bar0, None);
+        for bar in BARS {
+            self.moved(bar, self.bases[bar as usize], None);
+        }
     }
 }
 
@@ -198,13 +233,20 @@ mod tests {
 
     #[derive(Default)]
     struct Fake {
-        /// (addr, value) -> fd
+        /// (addr, value) -> fd; port addresses are stored with bit 63 set.
         live: Mutex<BTreeMap<(u64, u32), i32>>,
         fail_value: Mutex<Option<u32>>,
     }
 
+    fn key(addr: IoEventAddress) -> u64 {
+        match addr {
+            IoEventAddress::Mmio(a) => a,
+            IoEventAddress::Pio(p) => p | 1 << 63,
+        }
+    }
+
     impl IoEventRegistry for Fake {
-        fn register(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError> {
+        fn register(&self, evt: &EventFd, addr: IoEventAddress, value: u32) -> Result<(), VmError> {
             if *self.fail_value.lock().unwrap() == Some(value) {
                 return Err(VmError::Config("injected".into()));
             }
@@ -212,12 +254,22 @@ mod tests {
                 .live
                 .lock()
                 .unwrap()
-                .insert((addr, value), evt.as_raw_fd());
-            assert!(old.is_none(), "double registration at {addr:#x}/{value:#x}");
+                .insert((key(addr), value), evt.as_raw_fd());
+            assert!(old.is_none(), "double registration at {addr:?}/{value:#x}");
             Ok(())
         }
-        fn unregister(&self, _evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError> {
-            assert!(self.live.lock().unwrap().remove(&(addr, value)).is_some());
+        fn unregister(
+            &self,
+            _evt: &EventFd,
+            addr: IoEventAddress,
+            value: u32,
+        ) -> Result<(), VmError> {
+            assert!(self
+                .live
+                .lock()
+                .unwrap()
+                .remove(&(key(addr), value))
+                .is_some());
             Ok(())
         }
     }
@@ -234,19 +286,29 @@ mod tests {
         let mut d = Doorbells::new(fake.clone());
         d.add_peer(3, fds(2));
         assert_eq!(fake.live.lock().unwrap().len(), 0, "BAR0 not decoded yet");
-        d.moved(None, Some(0x1000));
+        d.moved(DoorbellBar::Mmio, None, Some(0x1000));
         let keys: Vec<_> = fake.live.lock().unwrap().keys().copied().collect();
         assert_eq!(keys, vec![(0x100c, 0x30000), (0x100c, 0x30001)]);
         d.add_peer(9, fds(2));
         assert_eq!(d.registered(), 4);
-        d.moved(Some(0x1000), Some(0x2000));
+        d.moved(DoorbellBar::Mmio, Some(0x1000), Some(0x2000));
         assert!(fake.live.lock().unwrap().keys().all(|k| k.0 == 0x200c));
         d.remove_peer(3);
         let keys: Vec<_> = fake.live.lock().unwrap().keys().copied().collect();
         assert_eq!(keys, vec![(0x200c, 0x90000), (0x200c, 0x90001)]);
-        d.moved(Some(0x2000), None);
+        // The I/O doorbell gets the same set, on the port.
+        d.moved(DoorbellBar::Io, None, Some(0xc040));
+        assert_eq!(d.registered(), 4);
+        assert!(fake
+            .live
+            .lock()
+            .unwrap()
+            .contains_key(&(0xc040 | 1 << 63, 0x90001)));
+        d.moved(DoorbellBar::Mmio, Some(0x2000), None);
+        d.moved(DoorbellBar::Io, Some(0xc040), None);
         assert!(fake.live.lock().unwrap().is_empty());
-        d.moved(None, Some(0x3000));
+        d.moved(DoorbellBar::Mmio, None, Some(0x3000));
+        d.moved(DoorbellBar::Io, None, Some(0xc000));
         drop(d);
         assert!(fake.live.lock().unwrap().is_empty(), "drop unregisters");
     }
@@ -256,7 +318,7 @@ mod tests {
         let fake = Arc::new(Fake::default());
         *fake.fail_value.lock().unwrap() = Some(0x0005_0001);
         let mut d = Doorbells::new(fake.clone());
-        d.moved(None, Some(0));
+        d.moved(DoorbellBar::Mmio, None, Some(0));
         let f = fds(2);
         let probe = f[1].try_clone().unwrap();
         d.add_peer(5, f);

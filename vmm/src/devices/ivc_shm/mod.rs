@@ -5,6 +5,8 @@
 //!   ([`registers`]).
 //! * BAR1, 4 KiB MMIO (`shm-irq` only): MSI-X table at 0, PBA at 0x800.
 //! * BAR2, 64-bit prefetchable: the shared memory ([`shm_region`]).
+//! * BAR4, 16 bytes of I/O ports (`shm-irq` only, an extension): a second
+//!   Doorbell at offset 0 (`registers::IO_DOORBELL`).
 //!
 //! `shm-poll` looks like ivshmem-plain (no BAR1, no interrupts);
 //! `shm-irq` like ivshmem-doorbell: Doorbell writes are KVM ioeventfds
@@ -20,8 +22,8 @@ use std::sync::{Arc, Mutex};
 
 use log::debug;
 
-use self::doorbell::Doorbells;
-use self::registers::{Registers, BAR0_SIZE};
+use self::doorbell::{DoorbellBar, Doorbells};
+use self::registers::{io_doorbell_write, DoorbellWrite, Registers, BAR0_SIZE, IO_BAR_SIZE};
 use self::shm_region::ShmRegion;
 use crate::devices::ratelimit::RateLimit;
 use crate::pci::msix::Msix;
@@ -40,6 +42,7 @@ pub const SUBSYSTEM_ID: u16 = 0x1100;
 pub const REGISTERS_BAR: usize = 0;
 pub const MSIX_BAR: usize = 1;
 pub const SHM_BAR: usize = 2;
+pub const IO_DOORBELL_BAR: usize = 4;
 pub const MSIX_BAR_SIZE: u64 = 0x1000;
 pub const MSIX_PBA_OFFSET: u64 = 0x800;
 
@@ -103,6 +106,11 @@ impl IvcShm {
                 region.size(),
             )
             .map_err(e)?;
+        if doorbells.is_some() {
+            config
+                .add_bar(IO_DOORBELL_BAR, BarKind::Io, IO_BAR_SIZE)
+                .map_err(e)?;
+        }
         Ok(IvcShm {
             config,
             regs: Registers::new(iv_position),
@@ -111,6 +119,31 @@ impl IvcShm {
             region,
             bad_access: RateLimit::new(),
         })
+    }
+
+    /// A Doorbell write that no ioeventfd matched.
+    fn ring(&mut self, ring: DoorbellWrite) {
+        let r = match &self.doorbells {
+            Some(d) => d.lock().unwrap_or_else(|e| e.into_inner()).ring(ring),
+            None => {
+                warn_limited!(
+                    self.bad_access,
+                    "ivc-shm: doorbell {:#x} ignored: shm-poll has no doorbells",
+                    ring.value()
+                );
+                return;
+            }
+        };
+        match r {
+            Ok(()) => debug!("ivc-shm: doorbell {:#x} delivered by the VMM", ring.value()),
+            Err(e) => warn_limited!(
+                self.bad_access,
+                "ivc-shm: doorbell {:#x} (peer {}, vector {}) ignored: {e}",
+                ring.value(),
+                ring.peer,
+                ring.vector
+            ),
+        }
     }
 
     /// Guest accesses the device ignored so far (bad offsets, sizes,
@@ -165,36 +198,17 @@ impl PciDevice for IvcShm {
         match (bar, &mut self.msix) {
             (REGISTERS_BAR, _) => match self.regs.write(offset, data) {
                 Ok(None) => {}
-                Ok(Some(ring)) => {
-                    // A Doorbell write no ioeventfd matched.
-                    let r = match &self.doorbells {
-                        Some(d) => d.lock().unwrap_or_else(|e| e.into_inner()).ring(ring),
-                        None => {
-                            warn_limited!(
-                                self.bad_access,
-                                "ivc-shm: doorbell {:#x} ignored: shm-poll has no doorbells",
-                                ring.value()
-                            );
-                            return;
-                        }
-                    };
-                    match r {
-                        Ok(()) => {
-                            debug!("ivc-shm: doorbell {:#x} delivered by the VMM", ring.value())
-                        }
-                        Err(e) => warn_limited!(
-                            self.bad_access,
-                            "ivc-shm: doorbell {:#x} (peer {}, vector {}) ignored: {e}",
-                            ring.value(),
-                            ring.peer,
-                            ring.vector
-                        ),
-                    }
-                }
+                Ok(Some(ring)) => self.ring(ring),
                 Err(e) => warn_limited!(self.bad_access, "ivc-shm: BAR0 write ignored: {e}"),
             },
             (MSIX_BAR, Some(m)) if offset < MSIX_PBA_OFFSET => m.write_table(offset, data),
             (MSIX_BAR, Some(m)) => m.write_pba(offset - MSIX_PBA_OFFSET, data),
+            (IO_DOORBELL_BAR, _) if self.doorbells.is_some() => {
+                match io_doorbell_write(offset, data) {
+                    Ok(ring) => self.ring(ring),
+                    Err(e) => warn_limited!(self.bad_access, "ivc-shm: BAR4 write ignored: {e}"),
+                }
+            }
             _ => warn_limited!(
                 self.bad_access,
                 "ivc-shm: write of BAR{bar} offset {offset:#x} size {} ignored",
@@ -205,9 +219,16 @@ impl PciDevice for IvcShm {
 
     fn bar_moved(&mut self, bar: usize, old: Option<u64>, new: Option<u64>) {
         match bar {
-            REGISTERS_BAR => {
+            REGISTERS_BAR | IO_DOORBELL_BAR => {
+                let which = if bar == REGISTERS_BAR {
+                    DoorbellBar::Mmio
+                } else {
+                    DoorbellBar::Io
+                };
                 if let Some(d) = &self.doorbells {
-                    d.lock().unwrap_or_else(|e| e.into_inner()).moved(old, new);
+                    d.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .moved(which, old, new);
                 }
             }
             SHM_BAR => self.region.moved(old, new),

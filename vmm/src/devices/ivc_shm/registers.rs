@@ -21,6 +21,29 @@ pub const INTR_STATUS: u64 = 0x04;
 pub const IV_POSITION: u64 = 0x08;
 pub const DOORBELL: u64 = 0x0c;
 
+/// BAR4 (`shm-irq` only, an extension QEMU's ivshmem lacks): 16 bytes of
+/// I/O ports; a 32-bit `OUT` at offset 0 is a Doorbell write with the same
+/// value format. Drivers detect it by BAR4 being an I/O BAR.
+pub const IO_BAR_SIZE: u64 = 16;
+pub const IO_DOORBELL: u64 = 0;
+
+/// A write to the I/O doorbell BAR: `Ok(Some(..))` for a 32-bit write at
+/// offset 0 (it reaches the VMM only when no ioeventfd matched); reads and
+/// any other access are bad.
+pub fn io_doorbell_write(offset: u64, data: &[u8]) -> Result<DoorbellWrite, AccessError> {
+    if offset >= IO_BAR_SIZE {
+        return Err(AccessError::OutOfRange { offset });
+    }
+    if offset != IO_DOORBELL {
+        return Err(AccessError::Reserved { offset });
+    }
+    let b: [u8; 4] = data.try_into().map_err(|_| AccessError::BadSize {
+        offset,
+        len: data.len(),
+    })?;
+    Ok(DoorbellWrite::from_value(u32::from_le_bytes(b)))
+}
+
 /// A decoded Doorbell write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DoorbellWrite {
@@ -185,6 +208,18 @@ mod tests {
         assert_eq!(DoorbellWrite { peer: 7, vector: 1 }.value(), 0x0007_0001);
         assert!(r.write(IV_POSITION, &[0; 4]).is_err());
         assert_eq!(rd(&mut r, IV_POSITION), Ok(5), "IVPosition is read-only");
+    }
+
+    #[test]
+    fn io_doorbell() {
+        assert_eq!(
+            io_doorbell_write(0, &0x0002_0001u32.to_le_bytes()),
+            Ok(DoorbellWrite { peer: 2, vector: 1 })
+        );
+        assert!(io_doorbell_write(0, &[1]).is_err());
+        assert!(io_doorbell_write(0, &[0; 4096]).is_err());
+        assert!(io_doorbell_write(4, &[0; 4]).is_err());
+        assert!(io_doorbell_write(16, &[0; 4]).is_err());
     }
 
     #[test]
