@@ -10,7 +10,7 @@ const CHANNELS: [(&str, &str); 7] = [
     ("shm-poll", "#1f77b4"),
     ("shm-irq", "#d62728"),
     ("pio", "#2ca02c"),
-    ("ivc-vmm shm-poll", "#17becf"),
+    ("ivc-vmm shm-poll", "#393b79"),
     ("ivc-vmm shm-irq", "#ff9896"),
     ("ivc-vmm pio", "#98df8a"),
     ("tcp-loopback", "#7f7f7f"),

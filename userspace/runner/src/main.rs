@@ -253,7 +253,7 @@ fn run(cli: Cli) -> Result<bool, String> {
     let records: Vec<record::Record> = reports.iter().flat_map(|r| r.records.clone()).collect();
     let footer = format!(
         "ivc-run {}, {}, {} CPUs, /dev/kvm: {}\n\
-         shm-poll/shm-irq: two Linux guests under QEMU TCG (emulated); tcp-loopback and floors: native on the host",
+         shm-poll/shm-irq: two Linux guests under QEMU TCG (emulated); ivc-vmm: bare-metal guests on /dev/kvm (PVM, CPL3 native); tcp-loopback and floors: native on the host",
         now.iso(),
         host.cpu,
         host.cpus_online,
