@@ -168,9 +168,13 @@ impl Suite for QemuShm {
                 if let Some(c) = l.strip_prefix("IVC_COUNTER ") {
                     report.notes.push(format!("guest {} counter {c}", o.name));
                 }
-                // The receiver's stall reports and its longest wait.
+                // The receiver's stall reports and its longest wait, and
+                // the sender's stalls.
                 if let Some(r) = l.strip_prefix("ivc-bench recv: ") {
                     report.notes.push(format!("guest {} receiver: {r}", o.name));
+                }
+                if let Some(r) = l.strip_prefix("ivc-bench send: ") {
+                    report.notes.push(format!("guest {} sender: {r}", o.name));
                 }
             }
         }

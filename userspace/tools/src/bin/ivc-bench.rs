@@ -421,9 +421,13 @@ fn send_one(
     let start = clock.now();
     ch.write_all(&h.encode())?;
     let mut off = 0u64;
+    // The longest write call and where it was: with the receiver's own
+    // stall report this tells which side's wake-up went missing.
+    let mut worst = (0u64, 0u64);
     while off < h.total {
         let n = packet.min((h.total - off) as usize);
         let mut done = 0;
+        let t0 = clock.now();
         // A packet longer than the pattern period is written as one call
         // from a staging copy so the call size stays what was asked.
         if n <= pattern.period() {
@@ -437,11 +441,34 @@ fn send_one(
             }
             ch.write_all(&stage)?;
         }
+        let took = clock.ns_between(t0, clock.now());
+        if took > worst.0 {
+            worst = (took, off);
+        }
         off += n as u64;
     }
+    let sent = clock.now();
     let mut ack = [0u8; 1];
     if !ch.read_exact_in(&mut ack, 1)? {
         return Err("receiver closed before acknowledging".into());
+    }
+    let ack_wait = clock.ns_between(sent, clock.now());
+    if worst.0 > STALL_NS {
+        println!(
+            "ivc-bench send: stall: a write blocked for {} in a {}-byte transfer (packet {}) at offset {}",
+            fmt_ns(worst.0 as f64),
+            h.total,
+            h.packet,
+            worst.1
+        );
+    }
+    if ack_wait > STALL_NS {
+        println!(
+            "ivc-bench send: stall: waited {} for the acknowledgement of a {}-byte transfer (packet {})",
+            fmt_ns(ack_wait as f64),
+            h.total,
+            h.packet
+        );
     }
     Ok((clock.ns_between(start, clock.now()), ack[0] == ACK_OK))
 }
