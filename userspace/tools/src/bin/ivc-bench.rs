@@ -629,12 +629,16 @@ fn recv(io: &IoOpts) -> Result<bool, String> {
         let mut off = 0u64;
         let mut bad = None;
         let mut last = clock.now();
-        let mut worst = 0u64;
+        // Longest wait between reads, and the offset the late data was at.
+        let mut worst = (0u64, 0u64);
         while off < h.total {
             let want = (h.packet as usize).min((h.total - off) as usize);
             let n = ch.read_some(&mut buf[..want])?;
             let now = clock.now();
-            worst = worst.max(clock.ns_between(last, now));
+            let gap = clock.ns_between(last, now);
+            if gap > worst.0 {
+                worst = (gap, off);
+            }
             last = now;
             if n == 0 {
                 return Err(format!(
@@ -655,15 +659,16 @@ fn recv(io: &IoOpts) -> Result<bool, String> {
             );
         }
         ch.write_all(&[if bad.is_none() { ACK_OK } else { ACK_BAD }])?;
-        if worst > STALL_NS {
+        if worst.0 > STALL_NS {
             println!(
-                "ivc-bench recv: stall: waited {} for data in a {}-byte transfer (packet {}) at offset {off}",
-                fmt_ns(worst as f64),
+                "ivc-bench recv: stall: waited {} for data in a {}-byte transfer (packet {}) at offset {}",
+                fmt_ns(worst.0 as f64),
                 h.total,
-                h.packet
+                h.packet,
+                worst.1
             );
         }
-        longest = longest.max(worst);
+        longest = longest.max(worst.0);
         transfers += 1;
     }
 }
