@@ -80,3 +80,36 @@ fn unwritable_serial_file_is_an_error() {
         out.stderr
     );
 }
+
+#[test]
+fn bad_ivc_specs_exit_2_with_the_reason() {
+    for (spec, reason) in [
+        ("shm-poll", "needs socket=PATH or path=FILE,size=SIZE"),
+        ("virtio,socket=/s", "unknown ivc device kind 'virtio'"),
+        ("pio,socket=/s,vectors=99", "vectors=99: expected 1..=64"),
+        ("shm-poll,path=/f,size=3000", "must be a power of two"),
+        ("shm-irq,socket=/s,colour=blue", "unknown key 'colour'"),
+    ] {
+        let out = run_vmm(&["run", "--kernel", VMM, "--ivc", spec], T);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {}", out.stderr);
+        assert!(out.stderr.contains(reason), "{spec}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{spec}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn server_subcommand_usage_and_runtime_errors() {
+    let help = run_vmm(&["server", "--help"], T);
+    assert_eq!(help.status.code(), Some(0));
+    for flag in ["--socket", "--shm-size", "--vectors", "--shm-path"] {
+        assert!(help.stdout.contains(flag), "{flag}: {}", help.stdout);
+    }
+    let out = run_vmm(
+        &["server", "--socket", "/tmp/x.sock", "--shm-size", "3K"],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    let out = run_vmm(&["server", "--socket", "/nonexistent/dir/s.sock"], T);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("ivc-vmm: server:"), "{}", out.stderr);
+}

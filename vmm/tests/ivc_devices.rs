@@ -566,3 +566,27 @@ fn a_peer_corrupting_the_channel_is_reported_not_fatal() {
         assert!(server.proc.stderr().is_empty() || !server.proc.stderr().contains("panicked"));
     }
 }
+
+#[test]
+fn a_missing_server_is_a_clear_startup_error() {
+    if skip_without_kvm("a_missing_server_is_a_clear_startup_error") {
+        return;
+    }
+    let socket = temp_path("nobody-listens.sock");
+    let ivc = format!("shm-irq,socket={}", socket.display());
+    let mut g = vm("lonely", &ivc, "test=pci-enum");
+    assert_eq!(g.finish(T), Some(1), "{}", g.dump());
+    let err = g.stderr();
+    assert!(err.contains("--ivc shm-irq,socket="), "{err}");
+    assert!(err.contains("nobody-listens.sock"), "{err}");
+    // A vector count that differs from the server's is refused too.
+    let _g = serial();
+    let server = Server::start("vectors", "64K", 2);
+    let mut g = vm(
+        "mismatch",
+        &format!("pio,socket={}", server.path()),
+        "test=pci-enum",
+    );
+    assert_eq!(g.finish(T), Some(1), "{}", g.dump());
+    assert!(g.stderr().contains("--ivc pio,socket="), "{}", g.dump());
+}

@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::sync::{Arc, Mutex};
 
-use ivc_rendezvous::{Client, ClientOptions};
+use ivc_rendezvous::{Client, ClientEvent, ClientOptions};
 use log::info;
 
 use super::ivc_pio::IvcPio;
@@ -22,8 +22,30 @@ fn err(spec: &IvcSpec, what: impl std::fmt::Display) -> MachineError {
     MachineError::Device(format!("--ivc {spec}: {what}"))
 }
 
-fn connect(spec: &IvcSpec, socket: &std::path::Path, vectors: u32) -> Result<Client, MachineError> {
-    let c = Client::connect_with(socket, &ClientOptions::new(vectors)).map_err(|e| err(spec, e))?;
+/// How long to look for a protocol error right after setup.
+const SETUP_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Joins the server. Our client knows its setup is complete after its own
+/// `vectors`-th eventfd; a server with more vectors sends more, which the
+/// client reports as an error on the next read. Reading once here turns
+/// that misconfiguration into a start-up error instead of a watcher thread
+/// that dies later (and a server that then announces us as gone). An
+/// ordinary event read here is handed to the watcher.
+fn connect(
+    spec: &IvcSpec,
+    socket: &std::path::Path,
+    vectors: u32,
+) -> Result<(Client, Option<ClientEvent>), MachineError> {
+    let mut c =
+        Client::connect_with(socket, &ClientOptions::new(vectors)).map_err(|e| err(spec, e))?;
+    let first = c.next_event(Some(SETUP_CHECK)).map_err(|e| {
+        err(
+            spec,
+            format!(
+                "rendezvous server: {e} (does vectors={vectors} match the server's --vectors?)"
+            ),
+        )
+    })?;
     info!(
         "{}: joined {} as peer {} ({} bytes of shared memory, {} vectors)",
         spec.kind(),
@@ -32,7 +54,7 @@ fn connect(spec: &IvcSpec, socket: &std::path::Path, vectors: u32) -> Result<Cli
         c.shm_size(),
         vectors
     );
-    Ok(c)
+    Ok((c, first))
 }
 
 fn map(spec: &IvcSpec, file: &File, size: u64) -> Result<Arc<ShmMapping>, MachineError> {
@@ -99,12 +121,18 @@ pub fn add_ivc_device(machine: &Machine, spec: &IvcSpec) -> Result<(), MachineEr
     let res = machine.resources();
     match spec {
         IvcSpec::Pio { socket, vectors } => {
-            let client = connect(spec, socket, *vectors)?;
+            let (client, first) = connect(spec, socket, *vectors)?;
             let mapping = map(spec, client.shm(), client.shm_size())?;
             let dev = IvcPio::new(mapping.clone(), Some(client.id())).map_err(|e| err(spec, e))?;
             machine.add_pci_device(None, Arc::new(Mutex::new(dev)))?;
-            peer_watcher::spawn("ivc-pio".into(), client, mapping, Box::new(NoListener))
-                .map_err(|e| err(spec, e))?;
+            peer_watcher::spawn(
+                "ivc-pio".into(),
+                client,
+                first,
+                mapping,
+                Box::new(NoListener),
+            )
+            .map_err(|e| err(spec, e))?;
         }
         IvcSpec::ShmPoll(ShmSource::File { path, size }) => {
             let f = open_file(spec, path, *size)?;
@@ -114,7 +142,7 @@ pub fn add_ivc_device(machine: &Machine, spec: &IvcSpec) -> Result<(), MachineEr
             machine.add_pci_device(None, Arc::new(Mutex::new(dev)))?;
         }
         IvcSpec::ShmPoll(ShmSource::Server { socket, vectors }) => {
-            let client = connect(spec, socket, *vectors)?;
+            let (client, first) = connect(spec, socket, *vectors)?;
             let mapping = map(spec, client.shm(), client.shm_size())?;
             let dev = IvcShm::new(
                 ShmRegion::new(mapping.clone(), res),
@@ -123,11 +151,17 @@ pub fn add_ivc_device(machine: &Machine, spec: &IvcSpec) -> Result<(), MachineEr
             )
             .map_err(|e| err(spec, e))?;
             machine.add_pci_device(None, Arc::new(Mutex::new(dev)))?;
-            peer_watcher::spawn("ivc-shm".into(), client, mapping, Box::new(NoListener))
-                .map_err(|e| err(spec, e))?;
+            peer_watcher::spawn(
+                "ivc-shm".into(),
+                client,
+                first,
+                mapping,
+                Box::new(NoListener),
+            )
+            .map_err(|e| err(spec, e))?;
         }
         IvcSpec::ShmIrq { socket, vectors } => {
-            let client = connect(spec, socket, *vectors)?;
+            let (client, first) = connect(spec, socket, *vectors)?;
             let mapping = map(spec, client.shm(), client.shm_size())?;
             let n = u16::try_from(*vectors).map_err(|e| err(spec, e))?;
             let mut msix = Msix::new(n, res.router()).map_err(|e| err(spec, e))?;
@@ -157,6 +191,7 @@ pub fn add_ivc_device(machine: &Machine, spec: &IvcSpec) -> Result<(), MachineEr
             peer_watcher::spawn(
                 "ivc-shm".into(),
                 client,
+                first,
                 mapping,
                 Box::new(DoorbellListener(doorbells)),
             )

@@ -28,36 +28,61 @@ pub trait PeerListener: Send {
 pub struct NoListener;
 impl PeerListener for NoListener {}
 
-/// Spawns the watcher thread for device `name`. It runs until the server
-/// goes away (the device keeps working with the peers it knows) or the
-/// process ends.
+/// Applies one server event; false when the connection is over.
+fn handle(
+    name: &str,
+    event: Result<Option<ClientEvent>, ivc_rendezvous::ClientError>,
+    client: &Client,
+    mapping: &ShmMapping,
+    listener: &mut dyn PeerListener,
+) -> bool {
+    match event {
+        Ok(Some(ClientEvent::PeerJoined(id))) => {
+            info!("{name}: peer {id} joined");
+            listener.joined(id, client);
+            true
+        }
+        Ok(Some(ClientEvent::PeerLeft { id, vectors })) => {
+            match mapping.mark_peer_absent(id) {
+                Some(slot) => info!("{name}: peer {id} left; channel slot {slot} marked absent"),
+                None => info!("{name}: peer {id} left"),
+            }
+            listener.left(id, &vectors);
+            true
+        }
+        Ok(Some(ClientEvent::ServerGone)) | Ok(None) => {
+            warn!("{name}: rendezvous server went away; known peers stay connected, no new ones");
+            false
+        }
+        Err(e) => {
+            error!("{name}: rendezvous server connection: {e}; no more peer updates");
+            false
+        }
+    }
+}
+
+/// Spawns the watcher thread for device `name`; `first` is an event the
+/// caller already took from the client (see `ivc_setup`). It runs until
+/// the server goes away (the device keeps working with the peers it knows)
+/// or the process ends.
 pub fn spawn(
     name: String,
     mut client: Client,
+    first: Option<ClientEvent>,
     mapping: Arc<ShmMapping>,
     mut listener: Box<dyn PeerListener>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("{name}-peers"))
-        .spawn(move || loop {
-            match client.next_event(None) {
-                Ok(Some(ClientEvent::PeerJoined(id))) => {
-                    info!("{name}: peer {id} joined");
-                    listener.joined(id, &client);
+        .spawn(move || {
+            if let Some(ev) = first {
+                if !handle(&name, Ok(Some(ev)), &client, &mapping, listener.as_mut()) {
+                    return;
                 }
-                Ok(Some(ClientEvent::PeerLeft { id, vectors })) => {
-                    match mapping.mark_peer_absent(id) {
-                        Some(slot) => info!("{name}: peer {id} left; channel slot {slot} marked absent"),
-                        None => info!("{name}: peer {id} left"),
-                    }
-                    listener.left(id, &vectors);
-                }
-                Ok(Some(ClientEvent::ServerGone)) | Ok(None) => {
-                    warn!("{name}: rendezvous server went away; known peers stay connected, no new ones");
-                    break;
-                }
-                Err(e) => {
-                    error!("{name}: rendezvous server connection: {e}; no more peer updates");
+            }
+            loop {
+                let ev = client.next_event(None);
+                if !handle(&name, ev, &client, &mapping, listener.as_mut()) {
                     break;
                 }
             }
