@@ -488,7 +488,9 @@ fn garbage_at_every_offset_and_width_of_every_bar() {
 
 /// A host-side peer that joins the server, attaches to the channel in the
 /// shared memory, and then scribbles over its indices and the header.
-fn corrupting_peer(socket: &Path) -> std::thread::JoinHandle<()> {
+/// With `expect_heartbeat`, it first checks that the other side (ivc-pio's
+/// VMM endpoint) bumps its heartbeat.
+fn corrupting_peer(socket: &Path, expect_heartbeat: bool) -> std::thread::JoinHandle<()> {
     let socket = socket.to_path_buf();
     std::thread::spawn(move || {
         use ivc_channel::layout::{ring_ctrl, HDR_MAGIC, RING_PROD};
@@ -512,7 +514,12 @@ fn corrupting_peer(socket: &Path) -> std::thread::JoinHandle<()> {
             assert!(Instant::now() < deadline, "guest side never connected");
             std::thread::sleep(Duration::from_millis(5));
         }
+        let hb = ep.peer_heartbeat().unwrap();
         std::thread::sleep(Duration::from_millis(300));
+        if expect_heartbeat {
+            let now = ep.peer_heartbeat().unwrap();
+            assert!(now.wrapping_sub(hb) >= 1, "heartbeat stuck at {hb}");
+        }
         // Our producer index jumps far beyond the ring.
         mem.store_u32_release(ring_ctrl(ep.slot()) + RING_PROD, 0x7654_3210)
             .unwrap();
@@ -541,7 +548,7 @@ fn a_peer_corrupting_the_channel_is_reported_not_fatal() {
             &ivc,
             &format!("test={test} tx=1g rx=1g seed=1 peer_seed=2"),
         );
-        let peer = corrupting_peer(&server.socket);
+        let peer = corrupting_peer(&server.socket, kind == "pio");
         let status = g.finish(T);
         peer.join().unwrap();
         let (out, err) = (g.stdout(), g.stderr());

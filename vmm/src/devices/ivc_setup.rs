@@ -124,7 +124,9 @@ pub fn add_ivc_device(machine: &Machine, spec: &IvcSpec) -> Result<(), MachineEr
             let (client, first) = connect(spec, socket, *vectors)?;
             let mapping = map(spec, client.shm(), client.shm_size())?;
             let dev = IvcPio::new(mapping.clone(), Some(client.id())).map_err(|e| err(spec, e))?;
-            machine.add_pci_device(None, Arc::new(Mutex::new(dev)))?;
+            let dev = Arc::new(Mutex::new(dev));
+            machine.add_pci_device(None, dev.clone())?;
+            super::ivc_pio::spawn_heartbeat(dev).map_err(|e| err(spec, e))?;
             peer_watcher::spawn(
                 "ivc-pio".into(),
                 client,

@@ -56,6 +56,11 @@ impl IvcPio {
         })
     }
 
+    /// See [`PioRegisters::heartbeat`]; called by the timer thread.
+    pub fn heartbeat(&mut self) {
+        self.regs.heartbeat();
+    }
+
     pub fn bad_accesses(&self) -> u64 {
         self.bad_access.total()
     }
@@ -96,4 +101,21 @@ impl PciDevice for IvcPio {
             warn_limited!(self.bad_access, "ivc-pio: {e}");
         }
     }
+}
+
+/// How often the VMM bumps its channel heartbeat.
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Starts the thread that bumps `dev`'s heartbeat every
+/// [`HEARTBEAT_INTERVAL`] for the life of the process. It takes the device
+/// lock only briefly, like a vCPU exit does.
+pub fn spawn_heartbeat(
+    dev: Arc<std::sync::Mutex<IvcPio>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ivc-pio-heartbeat".into())
+        .spawn(move || loop {
+            std::thread::sleep(HEARTBEAT_INTERVAL);
+            dev.lock().unwrap_or_else(|e| e.into_inner()).heartbeat();
+        })
 }

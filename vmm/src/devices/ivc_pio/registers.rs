@@ -105,6 +105,15 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
         }
     }
 
+    /// Bumps our heartbeat in the channel's peer table while joined (the
+    /// peer may use it to notice that this VMM stopped running).
+    pub fn heartbeat(&mut self) {
+        if let Some(ep) = &mut self.ep {
+            // A broken or closed endpoint refuses; nothing to do then.
+            let _ = ep.heartbeat();
+        }
+    }
+
     /// Bytes dropped because the peer went away in the middle of a write
     /// the guest was entitled to make.
     pub fn dropped(&self) -> u64 {
@@ -403,6 +412,12 @@ mod tests {
         assert_eq!(st, STATUS_CONNECTED | STATUS_TX_SPACE, "{st:#x}");
         let free = rd32(&mut a, REG_TX_FREE);
         assert_eq!(free, 16 << 10);
+        let hb = b.endpoint().unwrap().peer_heartbeat().unwrap();
+        a.heartbeat();
+        assert_eq!(
+            b.endpoint().unwrap().peer_heartbeat().unwrap(),
+            hb.wrapping_add(1)
+        );
 
         // Byte, word, dword and string writes arrive in order.
         a.write(0, &[1]).unwrap();
