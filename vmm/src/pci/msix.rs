@@ -12,13 +12,15 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use log::{error, warn};
+use log::error;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::config_space::{ConfigError, ConfigSpace};
+use crate::devices::ratelimit::RateLimit;
 use crate::irq::InterruptRouter;
+use crate::warn_limited;
 
 pub const MSIX_CAPABILITY_ID: u8 = 0x11;
 pub const MSIX_TABLE_ENTRY_SIZE: u64 = 16;
@@ -90,6 +92,10 @@ pub struct Msix {
     function_masked: bool,
     capability_offset: Option<usize>,
     router: Arc<dyn InterruptRouter>,
+    /// Bad guest accesses are logged through this: a guest looping over
+    /// the table must not flood the VMM's log. A mutex because reads take
+    /// `&self`.
+    bad_access: Mutex<RateLimit>,
 }
 
 /// True when the eventfd's counter is non-zero (without consuming it).
@@ -134,8 +140,13 @@ impl Msix {
             enabled: false,
             function_masked: false,
             capability_offset: None,
+            bad_access: Mutex::new(RateLimit::new()),
             router,
         })
+    }
+
+    fn limit(&self) -> std::sync::MutexGuard<'_, RateLimit> {
+        self.bad_access.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn num_vectors(&self) -> usize {
@@ -243,7 +254,11 @@ impl Msix {
     /// Guest read from the table (offset relative to the table start).
     pub fn read_table(&self, offset: u64, data: &mut [u8]) {
         if !valid_access(offset, data.len()) || offset >= self.table_size() {
-            warn!("msix: bad table read at {offset:#x} size {}", data.len());
+            warn_limited!(
+                self.limit(),
+                "msix: bad table read at {offset:#x} size {}",
+                data.len()
+            );
             data.fill(0xff);
             return;
         }
@@ -257,7 +272,11 @@ impl Msix {
     /// Guest write to the table.
     pub fn write_table(&mut self, offset: u64, data: &[u8]) {
         if !valid_access(offset, data.len()) || offset >= self.table_size() {
-            warn!("msix: bad table write at {offset:#x} size {}", data.len());
+            warn_limited!(
+                self.limit(),
+                "msix: bad table write at {offset:#x} size {}",
+                data.len()
+            );
             return;
         }
         let index = (offset / MSIX_TABLE_ENTRY_SIZE) as usize;
@@ -273,7 +292,11 @@ impl Msix {
     /// Guest read from the PBA (offset relative to the PBA start).
     pub fn read_pba(&self, offset: u64, data: &mut [u8]) {
         if !valid_access(offset, data.len()) || offset >= self.pba_size() {
-            warn!("msix: bad PBA read at {offset:#x} size {}", data.len());
+            warn_limited!(
+                self.limit(),
+                "msix: bad PBA read at {offset:#x} size {}",
+                data.len()
+            );
             data.fill(0xff);
             return;
         }
@@ -289,7 +312,8 @@ impl Msix {
 
     /// The PBA is read-only.
     pub fn write_pba(&mut self, offset: u64, data: &[u8]) {
-        warn!(
+        warn_limited!(
+            self.limit(),
             "msix: guest write to read-only PBA at {offset:#x} size {} ignored",
             data.len()
         );
