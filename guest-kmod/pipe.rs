@@ -174,6 +174,27 @@ impl Pipe {
         Stats::inc(&self.stats.wakeups);
         match res {
             CondVarTimeoutResult::Signal { .. } => Err(ERESTARTSYS),
+            CondVarTimeoutResult::Timeout if irq => {
+                // A doorbell we asked for never came (or came for nothing):
+                // say what the ring looked like, so it can be placed.
+                Stats::inc(&self.stats.irq_wait_timeouts);
+                let s = self.transport.status();
+                let what = if dir == Direction::Read {
+                    "read"
+                } else {
+                    "write"
+                };
+                pr_warn!(
+                    "ivc: {} wait timed out without a doorbell (readable={} writable={} hangup={} error={})\n",
+                    what,
+                    s.readable,
+                    s.writable,
+                    s.hangup,
+                    s.error
+                );
+                self.transport.debug_dump();
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

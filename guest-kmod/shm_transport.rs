@@ -435,4 +435,35 @@ impl ShmTransport {
         }
         self.kick_if_needed(ep);
     }
+
+    /// Logs both rings' indices and wake-up requests as shared memory holds
+    /// them now (raw values: this is for a human, not for decisions).
+    pub(crate) fn debug_dump(&self) {
+        let st = self.state.lock();
+        let Some(ep) = st.ep.as_ref() else { return };
+        let w = |off: usize| self.mem.load_u32_relaxed(off).unwrap_or(u32::MAX);
+        for ring in 0..2u32 {
+            let c = layout::ring_ctrl(ring);
+            let size = if ring == 0 {
+                ep.tx_ring_size()
+            } else {
+                ep.rx_ring_size()
+            };
+            pr_warn!(
+                "ivc: {} ring{} (slot {} -> {}): prod={} space_wanted={} space_wake_at={} cons={} data_wanted={} data_wake_at={} (we are slot {}; our tx/rx ring {} bytes)\n",
+                self.name,
+                ring,
+                ring,
+                ring ^ 1,
+                w(c + layout::RING_PROD),
+                w(c + layout::RING_SPACE_WANTED),
+                w(c + layout::RING_SPACE_WAKE_AT),
+                w(c + layout::RING_CONS),
+                w(c + layout::RING_DATA_WANTED),
+                w(c + layout::RING_DATA_WAKE_AT),
+                ep.slot(),
+                size
+            );
+        }
+    }
 }

@@ -29,6 +29,8 @@ pub(crate) struct Stats {
     pub(crate) poll_ticks: AtomicU64,
     /// Protocol violations and I/O errors seen (each also logged).
     pub(crate) errors: AtomicU64,
+    /// Doorbell-mode sleeps that ended by timeout: a wake-up that never came.
+    pub(crate) irq_wait_timeouts: AtomicU64,
 }
 
 impl Stats {
@@ -64,6 +66,7 @@ impl DebugfsStats {
                 d.read_only_file(c"wakeups", &s.wakeups);
                 d.read_only_file(c"poll_ticks", &s.poll_ticks);
                 d.read_only_file(c"errors", &s.errors);
+                d.read_only_file(c"irq_wait_timeouts", &s.irq_wait_timeouts);
             }),
             GFP_KERNEL,
         )?;

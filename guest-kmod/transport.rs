@@ -128,4 +128,12 @@ impl Transport {
             Transport::Pio(_) => {}
         }
     }
+
+    /// Logs the transport's ring state (diagnostics of a lost wake-up).
+    pub(crate) fn debug_dump(&self) {
+        match self {
+            Transport::Shm(t) => t.debug_dump(),
+            Transport::Pio(_) => {}
+        }
+    }
 }
