@@ -12,6 +12,7 @@
 mod apic;
 mod boot;
 mod cmdline;
+mod cpl0_io;
 mod cpl3;
 mod exit;
 mod gdt;
