@@ -269,7 +269,12 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
         let mut err = None;
         if let Some(ep) = &mut self.ep {
             while got < wanted {
-                match ep.read(&mut data[got..]) {
+                // `got <= wanted` holds (the endpoint returns at most what
+                // fits); `get_mut` keeps even a broken promise panic-free.
+                let Some(rest) = data.get_mut(got..) else {
+                    break;
+                };
+                match ep.read(rest) {
                     Ok(0) => break,
                     Ok(n) => got += n,
                     Err(ChannelError::PeerGone) => {
@@ -283,7 +288,9 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
                 }
             }
         }
-        data[got..].fill(0xff);
+        if let Some(rest) = data.get_mut(got..) {
+            rest.fill(0xff);
+        }
         if let Some(e) = err {
             return self.fail(PioFault::Channel(e));
         }
@@ -299,7 +306,8 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
         let mut err = None;
         if let Some(ep) = &mut self.ep {
             while took < wanted {
-                match ep.write(&data[took..]) {
+                let Some(rest) = data.get(took..) else { break };
+                match ep.write(rest) {
                     Ok(0) => break,
                     Ok(n) => took += n,
                     Err(ChannelError::PeerGone) => break,
