@@ -646,3 +646,72 @@ mod byte_exit_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod random_tests {
+    use super::*;
+    use core::sync::atomic::AtomicU32;
+    use ivc_channel::AtomicMem;
+
+    /// xorshift64*: deterministic, dependency-free.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Random accesses of random widths at random offsets on both sides,
+    /// with a third party scribbling over the control area now and then:
+    /// nothing panics (a panic here would be a vCPU thread dying).
+    #[test]
+    fn random_hostile_sequences_never_panic() {
+        for seed in 1..=20u64 {
+            let w: Vec<AtomicU32> = (0..(64 << 10) / 4).map(|_| AtomicU32::new(0)).collect();
+            let mem = AtomicMem::from_words(&w);
+            let mut sides = [
+                PioRegisters::new(mem, Some(1)),
+                PioRegisters::new(mem, Some(2)),
+            ];
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            for _ in 0..3000 {
+                let side = &mut sides[rng.below(2) as usize];
+                let offset = rng.below(0x24);
+                let len = [1usize, 2, 4, 4, 4, 8, 100, 4096][rng.below(8) as usize];
+                match rng.below(10) {
+                    0..=3 => {
+                        let mut buf = vec![0u8; len];
+                        let _ = side.read(offset, &mut buf);
+                    }
+                    4..=6 => {
+                        let v = rng.next().to_le_bytes();
+                        let data: Vec<u8> = (0..len).map(|i| v[i % 8]).collect();
+                        let _ = side.write(offset, &data);
+                    }
+                    7 => {
+                        let ctl = [
+                            CONTROL_OPEN,
+                            CONTROL_CLOSE,
+                            CONTROL_CLEAR_ERROR | CONTROL_OPEN,
+                        ][rng.below(3) as usize];
+                        let _ = side.write(u64::from(REG_CONTROL), &ctl.to_le_bytes());
+                    }
+                    8 if rng.below(8) == 0 => {
+                        // Scribble a control word (header, peer table, rings).
+                        let off = (rng.below(0x200) as usize) & !3;
+                        let _ = mem.store_u32_relaxed(off, rng.next() as u32);
+                    }
+                    _ => {
+                        let _ = side.read(u64::from(REG_STATUS), &mut [0u8; 4]);
+                    }
+                }
+            }
+        }
+    }
+}
