@@ -22,7 +22,7 @@ use crate::{cpl3, irq, println, tsc};
 pub const TEST: Test = Test {
     name: "chan-duplex",
     params: concat!(
-        "[dev=1af4:1110] [tx=1m] [rx=1m] [seed=1] [peer_seed=2] [irq=0] [vector=0] ",
+        "[dev=1af4:1110] [tx=1m] [rx=1m] [seed=1] [peer_seed=2] [irq=0] [vector=0] [via=mmio|io] ",
         "[slot=any|0|1] [chunk=4096] [expect_gone=0] [timeout_ms=20000] [tsc_khz=auto] ",
         crate::allocator_params!()
     ),
@@ -38,6 +38,8 @@ const IRQ_WAIT_MS: u64 = 20;
 
 struct Params {
     regs: u64,
+    /// I/O doorbell port (BAR4, `via=io`), else the MMIO Doorbell.
+    io_doorbell: Option<u16>,
     shm: u64,
     shm_size: u64,
     ivposition: u32,
@@ -76,10 +78,12 @@ fn run(ctx: &Context) -> u8 {
             Some(_) => c.u64_or("tsc_khz", GUESS_TSC_KHZ)?,
             None => tsc::khz().unwrap_or(GUESS_TSC_KHZ),
         };
+        let via_io = c.choice("via", false, &[("mmio", false), ("io", true)], "mmio or io")?;
         Ok((
-            dev,
+            (dev, via_io),
             Params {
                 regs: 0,
+                io_doorbell: None,
                 shm: 0,
                 shm_size: 0,
                 ivposition: 0,
@@ -98,7 +102,7 @@ fn run(ctx: &Context) -> u8 {
             allocator(ctx)?,
         ))
     })();
-    let ((vendor, device), mut p, mut allocator) = match parsed {
+    let (((vendor, device), via_io), mut p, mut allocator) = match parsed {
         Ok(v) => v,
         Err(e) => return bad_param(e),
     };
@@ -118,6 +122,15 @@ fn run(ctx: &Context) -> u8 {
         return status::FAILURE;
     };
     p.regs = regs;
+    if via_io {
+        match bars[4].filter(|b| b.kind == bar::BarKind::Io && b.addr != 0) {
+            Some(b) => p.io_doorbell = Some(b.addr as u16),
+            None => {
+                println!("error: {} has no I/O doorbell BAR4", function.bdf);
+                return status::FAILURE;
+            }
+        }
+    }
     p.shm = shm;
     p.shm_size = size;
     // SAFETY: IVPosition, a read-only 32-bit register of the mapped BAR0.
@@ -144,17 +157,20 @@ struct Progress {
     tx_sum: Fnv,
     rx_sum: Fnv,
     rings: u64,
+    /// TSC cycles spent in doorbell writes.
+    ring_cycles: u64,
     waits: u64,
 }
 
 fn report(p: &Params, s: &Progress, outcome: &str) {
     println!(
-        "chan-result outcome={outcome} sent={} received={} tx_fnv=0x{:016x} rx_fnv=0x{:016x} rings={} waits={} interrupts={}",
+        "chan-result outcome={outcome} sent={} received={} tx_fnv=0x{:016x} rx_fnv=0x{:016x} rings={} ring_cycles_avg={} waits={} interrupts={}",
         s.txd,
         s.rxd,
         s.tx_sum.0,
         s.rx_sum.0,
         s.rings,
+        s.ring_cycles.checked_div(s.rings).unwrap_or(0),
         s.waits,
         if p.irq { irq::count(p.vector as usize) } else { 0 }
     );
@@ -176,6 +192,7 @@ fn user_main(p: &Params) -> ! {
         tx_sum: Fnv::new(),
         rx_sum: Fnv::new(),
         rings: 0,
+        ring_cycles: 0,
         waits: 0,
     };
     // SAFETY: BAR2 is mapped (identity, user-accessible, write-back) for
@@ -208,8 +225,13 @@ fn user_main(p: &Params) -> ! {
         if p.irq && ep.needs_doorbell() {
             if let Ok(Some(peer)) = ep.peer_doorbell_id() {
                 let value = (u32::from(peer) << 16) | u32::from(p.vector);
-                // SAFETY: Doorbell, a write-only 32-bit register in BAR0.
-                unsafe { write_volatile((p.regs + DOORBELL) as *mut u32, value) };
+                let t0 = tsc::rdtsc();
+                match p.io_doorbell {
+                    Some(port) => crate::port::outl(port, value),
+                    // SAFETY: Doorbell, a write-only 32-bit register in BAR0.
+                    None => unsafe { write_volatile((p.regs + DOORBELL) as *mut u32, value) },
+                }
+                s.ring_cycles += tsc::rdtsc().wrapping_sub(t0);
                 s.rings += 1;
             }
         }
