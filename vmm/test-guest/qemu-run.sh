@@ -60,10 +60,13 @@ else
     trap 'rm -f "$serial"' EXIT
 fi
 
+# maxcpus=2 keeps TCG in its multi-threaded mode, which honours guest memory
+# barriers and atomics (ivshmem memory is shared with another process; with
+# maxcpus=1 TCG drops mfence and makes lock-prefixed RMWs plain).
 # -nic none/-vga none keep bus 0 small and predictable; -no-reboot turns a
 # triple fault into a QEMU exit instead of an endless reboot loop.
 timeout "$timeout_s" qemu-system-x86_64 \
-    -M pc -accel "$accel" -m 128M \
+    -M pc -accel "$accel" -m 128M -smp 1,sockets=2,maxcpus=2 \
     -display none -monitor none -nic none -vga none -no-reboot \
     -serial "file:$serial" \
     -device isa-debug-exit,iobase=0xf4,iosize=4 \

@@ -24,6 +24,14 @@ use crate::spec::GuestSpec;
 ///   and finds CPUs in SeaBIOS's MP table, which lists only the first CPU of
 ///   each package: with QEMU's default topology (N cores in one socket) the
 ///   guest would see one CPU.
+/// - `maxcpus=` at least 2, even for a 1-vCPU guest: with `maxcpus=1` TCG
+///   translates guest code for a uniprocessor and drops guest memory barriers
+///   (`mfence`) and makes atomic read-modify-writes plain loads and stores.
+///   The ivshmem region is shared with another process (the peer's QEMU,
+///   or the test), so the channel's store/fence/load wake-up protocol then
+///   loses wake-ups and its compare-and-swap is not atomic. A second,
+///   never-started possible CPU keeps TCG in its multi-threaded mode; SeaBIOS
+///   lists only present CPUs, so the guest still runs on N.
 /// - `-serial stdio`: the console reaches the harness through a pipe.
 pub fn qemu_args(artifacts: &GuestArtifacts, spec: &GuestSpec) -> Result<Vec<OsString>> {
     spec.validate()?;
@@ -38,7 +46,7 @@ pub fn qemu_args(artifacts: &GuestArtifacts, spec: &GuestSpec) -> Result<Vec<OsS
         "-m",
         &spec.memory_mib.to_string(),
         "-smp",
-        &format!("{0},sockets={0}", spec.cpus),
+        &format!("{0},sockets={1},maxcpus={1}", spec.cpus, spec.cpus.max(2)),
         "-nodefaults",
         "-display",
         "none",
@@ -206,7 +214,7 @@ mod tests {
         let kernel = a.kernel().display().to_string();
         let initrd = a.initramfs().display().to_string();
         let expected: Vec<&str> = vec![
-            "-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "128", "-smp", "2,sockets=2",
+            "-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "128", "-smp", "2,sockets=2,maxcpus=2",
             "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio",
             "-kernel", &kernel, "-initrd", &initrd,
             "-append", "console=ttyS0 panic=-1 loglevel=5 ivc_cmd=ZWNobyBoaQ==",
