@@ -445,6 +445,25 @@ impl IoRegion {
         Ok(())
     }
 
+    /// String write (`rep outsl` on an I/O BAR) of `buf` as little-endian
+    /// dwords to the register at `off`; `buf.len()` must be a multiple of 4.
+    pub(crate) fn write_rep32(&self, off: usize, buf: &[u8]) -> Result {
+        let p = self.at(off, 4)?;
+        if buf.len() % 4 != 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `p` is an aligned register inside the BAR; `buf` is ours
+        // for `len / 4` dwords (x86 reads them unaligned without fault).
+        unsafe {
+            bindings::iowrite32_rep(
+                p,
+                buf.as_ptr().cast(),
+                (buf.len() / 4) as kernel::ffi::c_ulong,
+            )
+        };
+        Ok(())
+    }
+
     /// String write (`rep outsb` on an I/O BAR) of all of `buf` to the byte
     /// register at `off`.
     pub(crate) fn write_rep8(&self, off: usize, buf: &[u8]) -> Result {

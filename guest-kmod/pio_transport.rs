@@ -117,8 +117,16 @@ impl PioTransport {
         if n == 0 {
             return Ok(0);
         }
-        let src = buf.get(..n).ok_or(EINVAL)?;
-        self.regs.write_rep8(R(REG_DATA), src)?;
+        // KVM batches `rep ins` (read-ahead) but exits once per element of
+        // `rep outs`: move the bulk as dwords (4 bytes per exit), the tail as
+        // bytes.
+        let (bulk, tail) = buf.get(..n).ok_or(EINVAL)?.split_at(n - n % 4);
+        if !bulk.is_empty() {
+            self.regs.write_rep32(R(REG_DATA), bulk)?;
+        }
+        if !tail.is_empty() {
+            self.regs.write_rep8(R(REG_DATA), tail)?;
+        }
         Ok(n)
     }
 
