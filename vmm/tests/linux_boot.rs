@@ -264,3 +264,98 @@ fn linux_runs_init_command() {
         out.stderr
     );
 }
+
+/// Tier 4: two Linux guests in two ivc-vmm processes, `ivc.ko` in each,
+/// move a checked 2 MiB stream over every ivc device kind (`pio`,
+/// `shm-poll`, `shm-irq`) through one rendezvous server: the only place the
+/// guest driver's `pio` transport can run end to end.
+#[test]
+fn linux_guests_exchange_data_over_every_channel() {
+    const TEST: &str = "linux_guests_exchange_data_over_every_channel";
+    if let Some(why) = no_hardware_virtualization() {
+        eprintln!(
+            "skipped: {TEST} (tier 4; the Linux driver's pio transport runs only here): {why}"
+        );
+        return;
+    }
+    if skip_without_kvm(TEST) {
+        return;
+    }
+    let Some((kernel, initrd)) = guest_artifacts(TEST) else {
+        return;
+    };
+    for kind in ["pio", "shm-poll", "shm-irq"] {
+        let socket = temp_path(&format!("{kind}.sock"));
+        let _ = std::fs::remove_file(&socket);
+        let mut server = Command::new(VMM)
+            .args([
+                "server",
+                "--socket",
+                &socket.to_string_lossy(),
+                "--shm-size",
+                "4M",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn ivc-vmm server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ivc = format!("{kind},socket={}", socket.display());
+        let guest = |cmd: &str| {
+            let cmdline = format!("console=ttyS0 panic=-1 ivc_cmd={}", base64(cmd.as_bytes()));
+            spawn(&[
+                "run",
+                "--kernel",
+                &kernel.to_string_lossy(),
+                "--initrd",
+                &initrd.to_string_lossy(),
+                "--mem",
+                "512M",
+                "--cmdline",
+                &cmdline,
+                "--ivc",
+                &ivc,
+            ])
+        };
+        let a = guest("insmod /lib/ivc/ivc.ko && ivc-xfer send /dev/ivc0 --bytes 2M --chunk 4K");
+        let b = guest(
+            "insmod /lib/ivc/ivc.ko && ivc-xfer recv /dev/ivc0 --bytes 2M --chunk 32 --expect-eof",
+        );
+        let (a, b) = (
+            wait(a, Duration::from_secs(300)),
+            wait(b, Duration::from_secs(300)),
+        );
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+        let _ = server.wait();
+        let sent = a
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("ivc-xfer: sent 2097152 bytes"));
+        let got = b
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("ivc-xfer: received 2097152 bytes"));
+        let fnv = |l: Option<&str>| {
+            l.and_then(|l| l.split_whitespace().find(|w| w.starts_with("fnv64=")))
+                .map(str::to_owned)
+        };
+        assert!(
+            fnv(sent).is_some(),
+            "{kind}: sender did not finish:\n{}",
+            a.stdout
+        );
+        assert_eq!(
+            fnv(sent),
+            fnv(got),
+            "{kind}: streams differ:\n{}\n{}",
+            a.stdout,
+            b.stdout
+        );
+        for o in [&a, &b] {
+            assert!(o.stdout.contains("IVC_EXIT=0"), "{kind}:\n{}", o.stdout);
+        }
+    }
+}
