@@ -134,6 +134,40 @@ else
     sed 's/^/    /' "$work/chan-b.out" >&2
     failed=$((failed + 1))
 fi
+# two_vms NAME "CMDLINE B" "PATTERN B" "CMDLINE A" "PATTERN A": both at once
+# over a fresh 1 MiB ivshmem-plain file; B starts first, A is the checked case.
+two_vms() {
+    local name="$1" cmd_b="$2" pat_b="$3" cmd_a="$4" pat_a="$5"
+    local file="$work/$name.shm"
+    rm -f "$file"
+    truncate -s 1M "$file"
+    local mem=(-object "memory-backend-file,id=shm,size=1M,share=on,mem-path=$file" -device ivshmem-plain,memdev=shm)
+    "$run" "${run_args[@]}" --timeout 300 "$cmd_b" "${mem[@]}" >"$work/$name-b.out" 2>&1 &
+    waiter=$!
+    check "$name: VM A" 0 "$cmd_a" "$pat_a" -- "${mem[@]}"
+    local st=0
+    wait "$waiter" || st=$?
+    waiter=""
+    if [ "$st" = 0 ] && grep -Eq "$pat_b" "$work/$name-b.out"; then
+        log "PASS $name: VM B"
+        passed=$((passed + 1))
+    else
+        warn "FAIL $name: VM B (status $st)"
+        sed 's/^/    /' "$work/$name-b.out" >&2
+        failed=$((failed + 1))
+    fi
+}
+two_vms shm-pingpong-ring \
+    "test=shm-pingpong role=b iters=300 warmup=10" "${P}pingpong-result role=b echoed=310 " \
+    "test=shm-pingpong role=a iters=300 warmup=10 tsc_khz=2600000" \
+    "${P}pingpong-result role=a proto=ring size=64 samples=300 batch=1 min_cycles=[0-9]+ median_cycles=[0-9]+ "
+two_vms shm-pingpong-line \
+    "test=shm-pingpong role=b proto=line iters=100 warmup=10 batch=4" "${P}pingpong-result role=b echoed=410 " \
+    "test=shm-pingpong role=a proto=line iters=100 warmup=10 batch=4" \
+    "${P}pingpong-result role=a proto=line size=64 samples=100 batch=4 "
+two_vms shm-stream \
+    "test=shm-stream role=rx bytes=2m chunk=64k" "${P}stream-result role=rx outcome=complete bytes=2097152 " \
+    "test=shm-stream role=tx bytes=2m chunk=64k" "${P}stream-result role=tx outcome=complete bytes=2097152 "
 check "garbage at every offset and width of every ivshmem BAR" 0 "test=garbage" \
     "${P}garbage bar=0 kind=mem32 bytes=256\$" "${P}garbage-result accesses=[0-9]+ device_ok=1\$" \
     -- "${shared[@]}"

@@ -19,7 +19,11 @@ mod garbage;
 mod pci_enum;
 mod pio_cost;
 mod pio_duplex;
+mod samples;
+mod shm_dev;
+mod shm_pingpong;
 mod shm_rw;
+mod shm_stream;
 mod stream;
 
 /// What a test gets to work with.
@@ -46,6 +50,8 @@ pub const ALL: &[Test] = &[
     doorbell::TEST,
     chan_duplex::TEST,
     pio_duplex::TEST,
+    shm_pingpong::TEST,
+    shm_stream::TEST,
     garbage::TEST,
     fault::TEST,
 ];

@@ -1,0 +1,102 @@
+//! CPL0 set-up shared by the shared-memory benchmarks (`shm-pingpong`,
+//! `shm-stream`): find the ivc-shm / ivshmem device, map BAR0 and BAR2,
+//! read IVPosition, and for doorbell use pick the doorbell (MMIO or
+//! ivc-shm's I/O port) and route the MSI-X vector. What it returns is plain
+//! data the CPL3 loops use.
+
+use core::ptr::{read_volatile, write_volatile};
+
+use super::{allocator, Context};
+use crate::exit::status;
+use crate::pci::{self, bar};
+use crate::{println, tsc};
+
+const IVPOSITION: u64 = 8;
+const DOORBELL: u64 = 12;
+/// TSC rate assumed for timeouts when neither `tsc_khz=` nor CPUID says.
+pub const GUESS_TSC_KHZ: u64 = 4_000_000;
+
+/// The mapped device.
+#[derive(Clone, Copy)]
+pub struct ShmDev {
+    pub regs: u64,
+    /// The I/O doorbell port (BAR4, `via=io`); `None`: the MMIO Doorbell.
+    pub io_doorbell: Option<u16>,
+    pub shm: u64,
+    pub shm_size: u64,
+    pub ivposition: u32,
+}
+
+/// What to open: `(vendor, device)`, doorbell through I/O, interrupt vector
+/// to route (`None`: no interrupts).
+pub struct Want {
+    pub id: (u16, u16),
+    pub via_io: bool,
+    pub vector: Option<u16>,
+}
+
+/// The TSC rate: `tsc_khz=` if given, else CPUID, else `None`.
+pub fn tsc_khz(ctx: &Context) -> Result<Option<u64>, crate::cmdline::ParamError<'static>> {
+    match ctx.cmdline.get("tsc_khz") {
+        Some(_) => Ok(Some(ctx.cmdline.u64_or("tsc_khz", GUESS_TSC_KHZ)?)),
+        None => Ok(tsc::khz()),
+    }
+}
+
+/// Opens the device at CPL0; on failure prints why and returns the status.
+pub fn open(ctx: &Context, want: &Want) -> Result<ShmDev, u8> {
+    let mut allocator = allocator(ctx).map_err(super::bad_param)?;
+    let (vendor, device) = want.id;
+    let Some(function) = pci::find(vendor, device) else {
+        println!("error: no device {vendor:04x}:{device:04x} on bus 0");
+        return Err(status::FAILURE);
+    };
+    if !allocator.reserve_preassigned() {
+        println!("warning: too many preassigned BARs; assignments may overlap");
+    }
+    let bars = bar::setup(&function, &mut allocator, bar::Assign::Unset);
+    let (Some(regs), Some((shm, shm_size))) = (
+        bars[0].and_then(|b| b.map().ok()),
+        bars[2].and_then(|b| b.map().ok().map(|a| (a, b.size))),
+    ) else {
+        println!("error: {} needs memory BAR0 and BAR2", function.bdf);
+        return Err(status::FAILURE);
+    };
+    let io_doorbell = if want.via_io {
+        match bars[4].filter(|b| b.kind == bar::BarKind::Io && b.addr != 0) {
+            Some(b) => Some(b.addr as u16),
+            None => {
+                println!("error: {} has no I/O doorbell BAR4", function.bdf);
+                return Err(status::FAILURE);
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(vector) = want.vector {
+        super::doorbell::route_interrupt(&function, &bars, vector)?;
+    }
+    // SAFETY: IVPosition, a read-only 32-bit register of the mapped BAR0.
+    let ivposition = unsafe { read_volatile((regs + IVPOSITION) as *const u32) };
+    Ok(ShmDev {
+        regs,
+        io_doorbell,
+        shm,
+        shm_size,
+        ivposition,
+    })
+}
+
+impl ShmDev {
+    /// Rings `peer`'s doorbell on `vector` (works at CPL3: IOPL/TSS bitmap
+    /// allow the port, BAR0 is user-mapped).
+    pub fn ring(&self, peer: u16, vector: u16) {
+        let value = (u32::from(peer) << 16) | u32::from(vector);
+        match self.io_doorbell {
+            Some(port) => crate::port::outl(port, value),
+            // SAFETY: Doorbell, a write-only 32-bit register in the mapped
+            // BAR0; writing it is how a peer is interrupted.
+            None => unsafe { write_volatile((self.regs + DOORBELL) as *mut u32, value) },
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! `test=shm-pingpong`: round-trip latency between two VMs over ivc-shm's
+//! shared memory, timed with RDTSC at CPL3 (native under PVM).
+//!
+//! `proto=ring` (the product): guest A writes `size` bytes into the
+//! `ivc-channel` ring, B reads them and writes them back, A reads them; one
+//! round trip, the same `Endpoint` code the kernel module compiles. With
+//! `irq=1` a side that finds nothing to read arms its wake-up and waits for
+//! the peer's doorbell (an MSI-X interrupt counted by `irq`, at CPL3 with
+//! IF=1), so a round trip is two doorbell -> interrupt hops.
+//! `proto=line`: one 64-bit flag in BAR2, A stores an odd counter and B
+//! answers with the next even one: the same protocol as the host's
+//! cache-line floor, the lower bound any ring protocol over this memory has.
+//!
+//! Both sides run `warmup + iters * batch` round trips; A records one sample
+//! per `batch` round trips and prints the summary.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use ivc_channel::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState, Readiness};
+
+use super::samples::{self, Region};
+use super::shm_dev::{self, ShmDev, Want};
+use super::{bad_param, Context, Test};
+use crate::cmdline::ParamError;
+use crate::exit::{exit, status};
+use crate::pci;
+use crate::{cpl3, irq, println, tsc};
+
+pub const TEST: Test = Test {
+    name: "shm-pingpong",
+    params: concat!(
+        "role=a|b [proto=ring|line] [size=64] [iters=10000] [warmup=1000] [batch=1] [irq=0] ",
+        "[vector=0] [via=mmio|io] [timeout_ms=20000] [tsc_khz=auto] [dev=1af4:1110] ",
+        crate::allocator_params!()
+    ),
+    about: "round-trip latency between two VMs over ivc-shm (ring or cache-line flag), CPL3",
+    run,
+};
+
+/// Largest message: both buffers live on the 64 KiB CPL3 stack.
+const MAX_SIZE: usize = 4096;
+/// Most samples kept (8 MiB of guest RAM).
+const MAX_SAMPLES: u64 = 1 << 20;
+/// How long a CPL3 wait for an interrupt lasts before polling anyway.
+const IRQ_WAIT_MS: u64 = 20;
+/// Byte offset in BAR2 of the `proto=line` ready word (its own cache line).
+const LINE_READY: u64 = 128;
+const READY_MAGIC: u64 = 0x6976_632d_7070_6f6e;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Ring,
+    Line,
+}
+
+struct Params {
+    dev: ShmDev,
+    role_a: bool,
+    proto: Proto,
+    size: usize,
+    iters: u64,
+    warmup: u64,
+    batch: u64,
+    irq: bool,
+    vector: u16,
+    khz: Option<u64>,
+    /// Cycles without progress before giving up.
+    timeout: u64,
+    irq_wait: u64,
+    samples: Option<Region>,
+}
+
+fn run(ctx: &Context) -> u8 {
+    let c = &ctx.cmdline;
+    let parsed = (|| -> Result<_, ParamError> {
+        let role_a = match c.get("role") {
+            Some(_) => c.choice("role", true, &[("a", true), ("b", false)], "a or b")?,
+            None => {
+                return Err(ParamError {
+                    key: "role",
+                    value: "",
+                    expected: "a or b",
+                })
+            }
+        };
+        let proto = c.choice(
+            "proto",
+            Proto::Ring,
+            &[("ring", Proto::Ring), ("line", Proto::Line)],
+            "ring or line",
+        )?;
+        let size = c.u64_or("size", 64)?;
+        if size == 0 || size > MAX_SIZE as u64 {
+            return Err(ParamError {
+                key: "size",
+                value: c.get("size").unwrap_or(""),
+                expected: "1 to 4096 bytes",
+            });
+        }
+        let vector = c.u64_or("vector", 0)?;
+        if vector >= irq::VECTORS as u64 {
+            return Err(ParamError {
+                key: "vector",
+                value: c.get("vector").unwrap_or(""),
+                expected: "a vector below 32",
+            });
+        }
+        let iters = c.u64_or("iters", 10_000)?.clamp(1, MAX_SAMPLES);
+        let khz = shm_dev::tsc_khz(ctx)?;
+        let irq = c.bool_or("irq", false)?;
+        let want = Want {
+            id: c.pci_id_or("dev", pci::IVSHMEM)?,
+            via_io: c.choice("via", false, &[("mmio", false), ("io", true)], "mmio or io")?,
+            vector: irq.then_some(vector as u16),
+        };
+        let guess = khz.unwrap_or(shm_dev::GUESS_TSC_KHZ);
+        Ok((
+            want,
+            Params {
+                dev: ShmDev {
+                    regs: 0,
+                    io_doorbell: None,
+                    shm: 0,
+                    shm_size: 0,
+                    ivposition: 0,
+                },
+                role_a,
+                proto,
+                size: size as usize,
+                iters,
+                warmup: c.u64_or("warmup", 1000)?,
+                batch: c.u64_or("batch", 1)?.max(1),
+                irq,
+                vector: vector as u16,
+                khz,
+                timeout: c.u64_or("timeout_ms", 20_000)?.saturating_mul(guess),
+                irq_wait: IRQ_WAIT_MS * guess,
+                samples: None,
+            },
+        ))
+    })();
+    let (want, mut p) = match parsed {
+        Ok(v) => v,
+        Err(e) => return bad_param(e),
+    };
+    if p.irq && p.proto == Proto::Line {
+        println!("error: irq=1 needs proto=ring (the flag protocol has no doorbell)");
+        return status::USAGE;
+    }
+    p.dev = match shm_dev::open(ctx, &want) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    if p.role_a {
+        let Some(addr) = samples::reserve(ctx.start_info, p.iters * 8) else {
+            println!("error: no RAM for {} samples", p.iters);
+            return status::FAILURE;
+        };
+        p.samples = Some(Region {
+            addr,
+            cap: p.iters as usize,
+        });
+    }
+    println!(
+        "pingpong ivposition={} role={} proto={} size={} iters={} warmup={} batch={} irq={}",
+        p.dev.ivposition,
+        if p.role_a { "a" } else { "b" },
+        if p.proto == Proto::Ring {
+            "ring"
+        } else {
+            "line"
+        },
+        p.size,
+        p.iters,
+        p.warmup,
+        p.batch,
+        p.irq as u8
+    );
+    match (p.proto, p.irq) {
+        (Proto::Line, _) => cpl3::run(line_main, &p),
+        (Proto::Ring, false) => cpl3::run(ring_main, &p),
+        (Proto::Ring, true) => cpl3::run_with_interrupts(ring_main, &p),
+    }
+}
+
+/// Counts the timeout check: reads the clock only every 1024 empty polls,
+/// so a poll costs no RDTSC on the fast path.
+struct Patience {
+    spins: u32,
+    since: u64,
+}
+
+impl Patience {
+    fn new() -> Self {
+        Patience { spins: 0, since: 0 }
+    }
+
+    /// One more empty poll; `true` once `timeout` cycles passed without
+    /// progress.
+    fn exhausted(&mut self, timeout: u64) -> bool {
+        self.spins = self.spins.wrapping_add(1);
+        if self.spins & 1023 != 0 {
+            return false;
+        }
+        let now = tsc::rdtsc();
+        if self.since == 0 {
+            self.since = now;
+        }
+        now.wrapping_sub(self.since) > timeout
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    rings: u64,
+    waits: u64,
+}
+
+struct Ring<'a> {
+    p: &'a Params,
+    ep: Endpoint<AtomicMem<'a>>,
+    peer: Option<u16>,
+    n: Counters,
+}
+
+impl Ring<'_> {
+    fn fail(&self, what: &str, e: Option<ChannelError>) -> ! {
+        match e {
+            Some(e) => println!("error: {what}: {e}"),
+            None => println!("error: {what}"),
+        }
+        exit(status::FAILURE)
+    }
+
+    fn ring_if_asked(&mut self) {
+        if self.p.irq && self.ep.needs_doorbell() {
+            if let Some(peer) = self.peer {
+                self.p.dev.ring(peer, self.p.vector);
+                self.n.rings += 1;
+            }
+        }
+    }
+
+    /// Waits for an interrupt after arming a wake-up, unless `armed` says
+    /// the condition already holds.
+    fn wait_irq(&mut self, seen: u64, armed: Result<Readiness, ChannelError>) {
+        match armed {
+            Ok(Readiness::MaySleep) => {}
+            Ok(_) => return,
+            Err(e) => self.fail("arming a wake-up", Some(e)),
+        }
+        self.n.waits += 1;
+        let v = usize::from(self.p.vector);
+        let t0 = tsc::rdtsc();
+        while irq::count(v) == seen && tsc::rdtsc().wrapping_sub(t0) < self.p.irq_wait {
+            core::hint::spin_loop();
+        }
+    }
+
+    fn send(&mut self, msg: &[u8]) {
+        let mut off = 0;
+        let mut patience = Patience::new();
+        loop {
+            let k = match self.ep.write(&msg[off..]) {
+                Ok(k) => k,
+                Err(e) => self.fail("write", Some(e)),
+            };
+            off += k;
+            self.ring_if_asked();
+            if off == msg.len() {
+                return;
+            }
+            if k == 0 {
+                if patience.exhausted(self.p.timeout) {
+                    self.fail("no space in the ring within timeout_ms", None);
+                }
+                if self.p.irq {
+                    let seen = irq::count(usize::from(self.p.vector));
+                    let armed = self.ep.arm_write_wakeup(1);
+                    self.wait_irq(seen, armed);
+                }
+            }
+        }
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) {
+        let mut off = 0;
+        let mut patience = Patience::new();
+        loop {
+            let k = match self.ep.read(&mut buf[off..]) {
+                Ok(k) => k,
+                Err(e) => self.fail("read", Some(e)),
+            };
+            off += k;
+            self.ring_if_asked();
+            if off == buf.len() {
+                return;
+            }
+            if k == 0 {
+                if patience.exhausted(self.p.timeout) {
+                    self.fail("no data within timeout_ms", None);
+                }
+                if self.p.irq {
+                    let seen = irq::count(usize::from(self.p.vector));
+                    let armed = self.ep.arm_read_wakeup(1);
+                    self.wait_irq(seen, armed);
+                }
+            }
+        }
+    }
+}
+
+/// Marks message `i`: its first bytes carry the round-trip number, so an
+/// echo of a stale message cannot pass the check.
+fn stamp(msg: &mut [u8], i: u64) {
+    for (d, s) in msg.iter_mut().zip(i.to_le_bytes()) {
+        *d = s;
+    }
+}
+
+fn ring_main(p: &Params) -> ! {
+    // SAFETY: BAR2 is mapped (identity, user-accessible, write-back) for
+    // the rest of the VM's life and only accessed atomically from here.
+    let Some(mem) = (unsafe { AtomicMem::new(p.dev.shm as *mut u8, p.dev.shm_size as usize) })
+    else {
+        println!("error: BAR2 is not aligned");
+        exit(status::FAILURE)
+    };
+    let opts = AttachOptions {
+        doorbell_id: u16::try_from(p.dev.ivposition).ok(),
+        ..AttachOptions::default()
+    };
+    let mut patience = Patience::new();
+    let ep = loop {
+        match Endpoint::attach_any(mem, &opts) {
+            Ok(ep) => break ep,
+            Err(ChannelError::Busy) if !patience.exhausted(p.timeout) => {}
+            Err(e) => {
+                println!("error: attach: {e}");
+                exit(status::FAILURE)
+            }
+        }
+    };
+    let mut r = Ring {
+        p,
+        ep,
+        peer: None,
+        n: Counters::default(),
+    };
+    let mut patience = Patience::new();
+    loop {
+        match r.ep.peer_state() {
+            Ok(PeerState::Connected) => break,
+            Ok(_) if !patience.exhausted(p.timeout) => {}
+            Ok(_) => r.fail("no peer within timeout_ms", None),
+            Err(e) => r.fail("peer state", Some(e)),
+        }
+    }
+    r.peer = r.ep.peer_doorbell_id().ok().flatten();
+    println!("pingpong-connected slot={}", r.ep.slot());
+    let mut msg = [0u8; MAX_SIZE];
+    let mut back = [0u8; MAX_SIZE];
+    let (msg, back) = (&mut msg[..p.size], &mut back[..p.size]);
+    for (k, b) in msg.iter_mut().enumerate() {
+        *b = (k as u8).wrapping_mul(31) ^ 0x5a;
+    }
+    let total = p.warmup + p.iters * p.batch;
+    if p.role_a {
+        let samples = p.samples.map(|s| s.slice()).unwrap_or_default();
+        let mut t0 = 0;
+        for i in 0..total {
+            stamp(msg, i);
+            let timed = i.checked_sub(p.warmup);
+            if timed.is_some_and(|t| t % p.batch == 0) {
+                t0 = tsc::rdtsc();
+            }
+            r.send(msg);
+            r.recv(back);
+            if let Some(t) = timed.filter(|t| (t + 1) % p.batch == 0) {
+                let t1 = tsc::rdtsc();
+                if let Some(s) = samples.get_mut((t / p.batch) as usize) {
+                    *s = t1.wrapping_sub(t0);
+                }
+            }
+            if back != &msg[..] {
+                r.fail("the echo differs from the message", None);
+            }
+        }
+        r.ep.close();
+        r.ring_if_asked();
+        report_a(p, samples, &r.n);
+    } else {
+        for i in 0..total {
+            r.recv(back);
+            let mut want = [0u8; 8];
+            stamp(&mut want, i);
+            if back.iter().zip(want).any(|(&a, b)| a != b) {
+                r.fail("message out of order", None);
+            }
+            r.send(back);
+        }
+        r.ep.close();
+        r.ring_if_asked();
+        report_b(p, total, &r.n);
+    }
+    exit(status::SUCCESS)
+}
+
+fn line_main(p: &Params) -> ! {
+    // SAFETY: BAR2 is mapped for the rest of the VM's life, page-aligned,
+    // at least 4 KiB; words at offsets 0 and LINE_READY are only accessed
+    // atomically (the peer VM does the same), and this BAR holds no ivc
+    // channel in this test (the harness gives it fresh memory).
+    let (flag, ready) = unsafe {
+        (
+            &*(p.dev.shm as *const AtomicU64),
+            &*((p.dev.shm + LINE_READY) as *const AtomicU64),
+        )
+    };
+    let total = p.warmup + p.iters * p.batch;
+    let none = Counters::default();
+    if !p.role_a {
+        ready.store(READY_MAGIC, Ordering::Release);
+        println!("pingpong-connected");
+        for i in 0..total {
+            let mut patience = Patience::new();
+            while flag.load(Ordering::Acquire) != 2 * i + 1 {
+                if patience.exhausted(p.timeout) {
+                    println!("error: no ping {i} within timeout_ms");
+                    exit(status::FAILURE);
+                }
+                core::hint::spin_loop();
+            }
+            flag.store(2 * i + 2, Ordering::Release);
+        }
+        report_b(p, total, &none);
+        exit(status::SUCCESS)
+    }
+    let mut patience = Patience::new();
+    while ready.load(Ordering::Acquire) != READY_MAGIC {
+        if patience.exhausted(p.timeout) {
+            println!("error: no peer within timeout_ms");
+            exit(status::FAILURE);
+        }
+    }
+    println!("pingpong-connected");
+    let samples = p.samples.map(|s| s.slice()).unwrap_or_default();
+    let mut t0 = 0;
+    for i in 0..total {
+        let timed = i.checked_sub(p.warmup);
+        if timed.is_some_and(|t| t % p.batch == 0) {
+            t0 = tsc::rdtsc();
+        }
+        flag.store(2 * i + 1, Ordering::Release);
+        let mut patience = Patience::new();
+        while flag.load(Ordering::Acquire) != 2 * i + 2 {
+            if patience.exhausted(p.timeout) {
+                println!("error: no pong {i} within timeout_ms");
+                exit(status::FAILURE);
+            }
+            core::hint::spin_loop();
+        }
+        if let Some(t) = timed.filter(|t| (t + 1) % p.batch == 0) {
+            let t1 = tsc::rdtsc();
+            if let Some(s) = samples.get_mut((t / p.batch) as usize) {
+                *s = t1.wrapping_sub(t0);
+            }
+        }
+    }
+    report_a(p, samples, &none);
+    exit(status::SUCCESS)
+}
+
+fn report_a(p: &Params, samples: &mut [u64], n: &Counters) {
+    let Some(s) = samples::summarize(samples) else {
+        println!("error: no samples");
+        exit(status::FAILURE)
+    };
+    // Per round trip: a sample is `batch` of them.
+    let per = |c: u64| c / p.batch;
+    println!(
+        "pingpong-result role=a proto={} size={} samples={} batch={} min_cycles={} median_cycles={} p99_cycles={} max_cycles={} mean_cycles={} rings={} waits={} interrupts={}",
+        if p.proto == Proto::Ring { "ring" } else { "line" },
+        p.size,
+        s.count,
+        p.batch,
+        per(s.min),
+        per(s.median),
+        per(s.p99),
+        per(s.max),
+        per(s.mean),
+        n.rings,
+        n.waits,
+        if p.irq { irq::count(usize::from(p.vector)) } else { 0 }
+    );
+    if let Some(khz) = p.khz {
+        let ns = |c: u64| samples::ns(c, khz * p.batch);
+        println!(
+            "pingpong-ns tsc_khz={khz} min_ns={} median_ns={} p99_ns={} max_ns={} mean_ns={}",
+            ns(s.min),
+            ns(s.median),
+            ns(s.p99),
+            ns(s.max),
+            ns(s.mean)
+        );
+    }
+}
+
+fn report_b(p: &Params, total: u64, n: &Counters) {
+    println!(
+        "pingpong-result role=b echoed={total} rings={} waits={} interrupts={}",
+        n.rings,
+        n.waits,
+        if p.irq {
+            irq::count(usize::from(p.vector))
+        } else {
+            0
+        }
+    );
+}

@@ -1,0 +1,245 @@
+//! `test=shm-stream`: one-way throughput through the `ivc-channel` ring in
+//! ivc-shm's BAR2, polled, at CPL3, with cheap data so that the ring's own
+//! cost shows (`chan-duplex` computes a SplitMix64 and an FNV-1a step per
+//! byte, which bounds it instead).
+//!
+//! The data is a fixed pattern with an odd period (256 KiB - 1, as in
+//! `ivc-bench`): the sender hands the ring slices of it (no per-byte work),
+//! the receiver compares what it reads with the pattern eight bytes at a
+//! time. A lost, repeated or reordered power-of-two block cannot line up
+//! with an odd period, so it shows as a mismatch.
+
+use ivc_channel::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState};
+
+use super::samples;
+use super::shm_dev::{self, ShmDev, Want};
+use super::{bad_param, stream, Context, Test};
+use crate::cmdline::ParamError;
+use crate::exit::{exit, status};
+use crate::pci;
+use crate::{cpl3, println, tsc};
+
+pub const TEST: Test = Test {
+    name: "shm-stream",
+    params: concat!(
+        "role=tx|rx [bytes=64m] [chunk=64k] [seed=1] [timeout_ms=20000] [tsc_khz=auto] ",
+        "[dev=1af4:1110] ",
+        crate::allocator_params!()
+    ),
+    about: "one-way throughput through the ivc ring in ivc-shm BAR2, cheap checked pattern, CPL3",
+    run,
+};
+
+/// Pattern period: odd, so power-of-two blocks never line up with it.
+const PERIOD: usize = (256 << 10) - 1;
+const MAX_CHUNK: u64 = 1 << 20;
+
+struct Params {
+    dev: ShmDev,
+    tx: bool,
+    bytes: u64,
+    chunk: usize,
+    seed: u64,
+    khz: Option<u64>,
+    timeout: u64,
+    /// RAM for the pattern (PERIOD + chunk bytes) and the receive buffer.
+    ram: u64,
+}
+
+fn run(ctx: &Context) -> u8 {
+    let c = &ctx.cmdline;
+    let parsed = (|| -> Result<_, ParamError> {
+        let tx = match c.get("role") {
+            Some(_) => c.choice("role", true, &[("tx", true), ("rx", false)], "tx or rx")?,
+            None => {
+                return Err(ParamError {
+                    key: "role",
+                    value: "",
+                    expected: "tx or rx",
+                })
+            }
+        };
+        let khz = shm_dev::tsc_khz(ctx)?;
+        let want = Want {
+            id: c.pci_id_or("dev", pci::IVSHMEM)?,
+            via_io: false,
+            vector: None,
+        };
+        Ok((
+            want,
+            Params {
+                dev: ShmDev {
+                    regs: 0,
+                    io_doorbell: None,
+                    shm: 0,
+                    shm_size: 0,
+                    ivposition: 0,
+                },
+                tx,
+                bytes: c.u64_or("bytes", 64 << 20)?,
+                chunk: c.u64_or("chunk", 64 << 10)?.clamp(1, MAX_CHUNK) as usize,
+                seed: c.u64_or("seed", 1)?,
+                khz,
+                timeout: c
+                    .u64_or("timeout_ms", 20_000)?
+                    .saturating_mul(khz.unwrap_or(shm_dev::GUESS_TSC_KHZ)),
+                ram: 0,
+            },
+        ))
+    })();
+    let (want, mut p) = match parsed {
+        Ok(v) => v,
+        Err(e) => return bad_param(e),
+    };
+    p.dev = match shm_dev::open(ctx, &want) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let ram_bytes = (PERIOD + 2 * p.chunk) as u64;
+    let Some(ram) = samples::reserve(ctx.start_info, ram_bytes) else {
+        println!("error: no {ram_bytes} bytes of RAM for the pattern");
+        return status::FAILURE;
+    };
+    p.ram = ram;
+    println!(
+        "stream ivposition={} role={} bytes={} chunk={}",
+        p.dev.ivposition,
+        if p.tx { "tx" } else { "rx" },
+        p.bytes,
+        p.chunk
+    );
+    cpl3::run(user_main, &p)
+}
+
+fn fail(what: &str, e: Option<ChannelError>) -> ! {
+    match e {
+        Some(e) => println!("error: {what}: {e}"),
+        None => println!("error: {what}"),
+    }
+    exit(status::FAILURE)
+}
+
+/// Whether `a == b`, eight bytes per comparison (the guest's `memcmp` goes
+/// byte by byte).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (wa.remainder(), wb.remainder());
+    a.len() == b.len()
+        && wa.zip(wb).all(|(x, y)| {
+            let word = |s: &[u8]| s.try_into().map(u64::from_ne_bytes).unwrap_or(0);
+            word(x) == word(y)
+        })
+        && ra == rb
+}
+
+fn user_main(p: &Params) -> ! {
+    // SAFETY: `ram..ram + PERIOD + 2 * chunk` is RAM above the image from
+    // the memory map (`samples::reserve`), identity-mapped, user-accessible
+    // and used by nothing else.
+    let ram = unsafe { core::slice::from_raw_parts_mut(p.ram as *mut u8, PERIOD + 2 * p.chunk) };
+    let (pattern, rx_buf) = ram.split_at_mut(PERIOD + p.chunk);
+    // The pattern repeats: bytes PERIOD.. equal bytes 0.., so any offset
+    // modulo PERIOD has `chunk` contiguous bytes.
+    stream::fill(p.seed, 0, &mut pattern[..PERIOD]);
+    pattern.copy_within(..p.chunk, PERIOD);
+    // SAFETY: BAR2 is mapped (identity, user-accessible, write-back) for
+    // the rest of the VM's life and only accessed atomically from here.
+    let Some(mem) = (unsafe { AtomicMem::new(p.dev.shm as *mut u8, p.dev.shm_size as usize) })
+    else {
+        fail("BAR2 is not aligned", None)
+    };
+    let opts = AttachOptions {
+        doorbell_id: u16::try_from(p.dev.ivposition).ok(),
+        ..AttachOptions::default()
+    };
+    let start = tsc::rdtsc();
+    let timed_out = || tsc::rdtsc().wrapping_sub(start) > p.timeout;
+    let mut ep = loop {
+        match Endpoint::attach_any(mem, &opts) {
+            Ok(ep) => break ep,
+            Err(ChannelError::Busy) if !timed_out() => {}
+            Err(e) => fail("attach", Some(e)),
+        }
+    };
+    loop {
+        match ep.peer_state() {
+            Ok(PeerState::Connected) => break,
+            Ok(_) if !timed_out() => {}
+            Ok(_) => fail("no peer within timeout_ms", None),
+            Err(e) => fail("peer state", Some(e)),
+        }
+    }
+    println!("stream-connected slot={}", ep.slot());
+    let mut off: u64 = 0;
+    let mut first: Option<(u64, u64)> = None;
+    let mut last_progress = tsc::rdtsc();
+    let mut calls: u64 = 0;
+    while off < p.bytes {
+        let at = (off % PERIOD as u64) as usize;
+        let n = (p.bytes - off).min(p.chunk as u64) as usize;
+        let k = if p.tx {
+            match ep.write(&pattern[at..at + n]) {
+                Ok(k) => k,
+                Err(e) => fail("write", Some(e)),
+            }
+        } else {
+            let k = match ep.read(&mut rx_buf[..n]) {
+                Ok(k) => k,
+                Err(e) => fail("read", Some(e)),
+            };
+            if !same(&rx_buf[..k], &pattern[at..at + k]) {
+                let bad = (0..k).find(|&i| rx_buf[i] != pattern[at + i]).unwrap_or(0);
+                println!(
+                    "stream-result role=rx outcome=corrupt received={off} mismatch_at={}",
+                    off + bad as u64
+                );
+                exit(status::FAILURE);
+            }
+            k
+        };
+        calls += 1;
+        if k == 0 {
+            // Polls are cheap; read the clock only now and then.
+            if calls & 1023 == 0 && tsc::rdtsc().wrapping_sub(last_progress) > p.timeout {
+                fail("no progress within timeout_ms", None);
+            }
+            continue;
+        }
+        let now = tsc::rdtsc();
+        last_progress = now;
+        off += k as u64;
+        if first.is_none() {
+            first = Some((now, k as u64));
+        }
+    }
+    let end = tsc::rdtsc();
+    ep.close();
+    // The clock starts when the first bytes arrived (or were accepted), so
+    // those bytes are not part of the timed transfer.
+    let (t0, first_bytes) = first.unwrap_or((end, 0));
+    let cycles = end.wrapping_sub(t0);
+    let timed = p.bytes - first_bytes;
+    println!(
+        "stream-result role={} outcome=complete bytes={} timed_bytes={timed} cycles={cycles} calls={calls}{}",
+        if p.tx { "tx" } else { "rx" },
+        p.bytes,
+        match p.khz {
+            Some(khz) => Ns(samples::ns(cycles, khz)),
+            None => Ns(u64::MAX),
+        }
+    );
+    exit(status::SUCCESS)
+}
+
+/// ` ns=N`, or nothing when the TSC rate is unknown.
+struct Ns(u64);
+
+impl core::fmt::Display for Ns {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0 == u64::MAX {
+            Ok(())
+        } else {
+            write!(f, " ns={}", self.0)
+        }
+    }
+}
