@@ -27,13 +27,23 @@ fn label(records: &[Record], channel: &str) -> String {
 
 /// Latency lines: one per channel and way of waiting (a channel measured
 /// both polling and blocking gets two lines).
-const LATENCY_LINES: [(&str, &str, &str); 5] = [
+const LATENCY_LINES: [(&str, &str, &str); 8] = [
     ("shm-poll", "ping-pong (spin", "#1f77b4"),
     ("shm-poll", "ping-pong (block", "#9ecae1"),
     ("shm-irq", "ping-pong", "#d62728"),
     ("pio", "ping-pong", "#2ca02c"),
+    ("ivc-vmm shm-poll", "ping-pong (ring", "#393b79"),
+    ("ivc-vmm shm-poll", "ping-pong (cache-line", "#6b6ecf"),
+    ("ivc-vmm shm-irq", "ping-pong (ring", "#ff9896"),
     ("tcp-loopback", "ping-pong", "#7f7f7f"),
 ];
+
+/// Whether a throughput record is one of the device-level duplex runs
+/// (both directions at once), which the chart shows only for a channel
+/// without one-way figures: one line should mean one kind of transfer.
+fn duplex(r: &Record) -> bool {
+    r.what.contains(crate::vmm_devices::DUPLEX)
+}
 
 /// The latency chart (median, whiskers min..p99, microseconds).
 pub fn latency(records: &[Record]) -> Chart {
@@ -130,7 +140,9 @@ pub fn throughput(records: &[Record]) -> Chart {
     let mut series = Vec::new();
     for (channel, color) in CHANNELS {
         let mut best: Vec<(u64, u64, f64)> = Vec::new();
-        for r in records.iter().filter(|r| r.channel == channel) {
+        let of_channel = || records.iter().filter(|r| r.channel == channel);
+        let one_way = of_channel().any(|r| matches!(r.data, Data::Throughput { .. }) && !duplex(r));
+        for r in of_channel().filter(|r| !(one_way && duplex(r))) {
             if let Data::Throughput { stats, .. } = &r.data {
                 match best.iter_mut().find(|b| b.0 == stats.packet) {
                     Some(b) if b.1 >= stats.bytes => {}
@@ -231,7 +243,15 @@ mod tests {
                 verified: true,
             },
         };
-        let c = throughput(&[t(4096, 512, 1.0), t(4096, 1 << 20, 50.0), t(1, 100, 0.1)]);
+        let mut d = t(4096, 1 << 30, 9.0);
+        d.what = "chan-duplex: 1 bytes each way at once, CPL3".into();
+        // Alone, a duplex record is the channel's line ...
+        assert_eq!(
+            throughput(&[d.clone()]).series[0].points,
+            vec![(4096.0, 9.0)]
+        );
+        // ... next to one-way records it is left out.
+        let c = throughput(&[t(4096, 512, 1.0), d, t(4096, 1 << 20, 50.0), t(1, 100, 0.1)]);
         assert_eq!(c.series.len(), 1);
         assert_eq!(c.series[0].points, vec![(1.0, 0.1), (4096.0, 50.0)]);
         assert!(c.series[0].name.contains("QEMU TCG"));

@@ -19,6 +19,7 @@ mod summary;
 mod timestamp;
 mod vmm_devices;
 mod vmm_exit;
+mod vmm_shm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use crate::floors::{what, MEMCPY_REFERENCE};
 use crate::record::{Data, Record, Status, SuiteReport};
+use crate::vmm_devices::DUPLEX;
+use crate::vmm_shm;
 
 /// A row of the summary.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -74,8 +76,16 @@ fn median_of(records: &[Record], channel: &str, what_prefix: &str, size: u64) ->
 
 /// The throughput record of `channel` for `packet` that moved the most bytes.
 fn best_transfer(records: &[Record], channel: &str, packet: u64) -> Option<(f64, u64, bool)> {
+    best_transfer_of(records.iter(), channel, packet)
+}
+
+/// [`best_transfer`] among `records`.
+fn best_transfer_of<'a>(
+    records: impl Iterator<Item = &'a Record>,
+    channel: &str,
+    packet: u64,
+) -> Option<(f64, u64, bool)> {
     records
-        .iter()
         .filter_map(|r| match &r.data {
             Data::Throughput {
                 stats, verified, ..
@@ -262,7 +272,8 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
     // The device-level suite: bare-metal guests in ivc-vmm, both directions
     // at once, 4 KiB per call; and the doorbell path.
     for channel in ["ivc-vmm shm-poll", "ivc-vmm shm-irq", "ivc-vmm pio"] {
-        if let Some((rate, bytes, verified)) = best_transfer(&records, channel, 4096) {
+        let duplex = records.iter().filter(|r| r.what.contains(DUPLEX));
+        if let Some((rate, bytes, verified)) = best_transfer_of(duplex, channel, 4096) {
             let (floor, ratio) = match memcpy {
                 Some(f) if f > 0.0 && !channel.ends_with("pio") => (
                     format!("memcpy {}", fmt_rate(f)),
@@ -286,6 +297,64 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
                 ratio,
             });
         }
+    }
+    // The device-level shared-memory benchmarks (CPL3, timed by the
+    // guests): the latency targets are about these.
+    for (channel, w, label, floor, floor_name) in [
+        (
+            "ivc-vmm shm-poll",
+            vmm_shm::what::RING_POLL,
+            "64 B round trip (median)",
+            cacheline,
+            "cache line",
+        ),
+        (
+            "ivc-vmm shm-poll",
+            vmm_shm::what::LINE,
+            "64 B round trip, flag word, no ring (median)",
+            cacheline,
+            "cache line",
+        ),
+        (
+            "ivc-vmm shm-irq",
+            vmm_shm::what::RING_IRQ,
+            "64 B round trip (median)",
+            eventfd,
+            "eventfd",
+        ),
+    ] {
+        if let Some(m) = median_of(&records, channel, w, 64) {
+            let (floor, ratio) = lat_ratio(m, floor, floor_name);
+            rows.push(Row {
+                channel: channel.into(),
+                environment: env_of(channel),
+                what: label.into(),
+                figure: fmt_ns(m),
+                floor,
+                ratio,
+            });
+        }
+    }
+    if let Some((rate, bytes, verified)) = best_transfer(&records, "ivc-vmm shm-poll", 64 << 10) {
+        let (floor, ratio) = match memcpy {
+            Some(f) if f > 0.0 => (
+                format!("memcpy {}", fmt_rate(f)),
+                format!("{:.1}%", 100.0 * rate / f),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        rows.push(Row {
+            channel: "ivc-vmm shm-poll".into(),
+            environment: env_of("ivc-vmm shm-poll"),
+            what: format!("throughput, 64 KiB packets ({} moved)", fmt_bytes(bytes)),
+            figure: format!(
+                "{}{}",
+                fmt_rate(rate),
+                if verified { "" } else { " DATA MISMATCH" }
+            ),
+            floor,
+            ratio,
+        });
     }
     if let Some(m) = median_of(&records, "ivc-vmm shm-irq", "doorbell", 0) {
         let (floor, ratio) = lat_ratio(m, eventfd, "eventfd");
@@ -503,6 +572,7 @@ mod tests {
     #[test]
     fn device_rows() {
         let mut poll = tput("ivc-vmm shm-poll", 4096, 64 << 20, 64 << 20, 500_000_000);
+        poll.what = format!("chan-duplex: 67108864 bytes {DUPLEX}, CPL3");
         poll.environment = "ivc-vmm, bare-metal guests on /dev/kvm: PVM".into();
         let mut db = lat(
             "ivc-vmm shm-irq",
@@ -530,6 +600,56 @@ mod tests {
             .expect("doorbell row");
         assert_eq!((d.figure.as_str(), d.ratio.as_str()), ("300.00 us", "3.0x"));
         assert!(table(&rows).contains("ivc-vmm shm-poll (PVM)"));
+    }
+
+    #[test]
+    fn device_shm_benchmark_rows() {
+        let pvm = "ivc-vmm, bare-metal guests on /dev/kvm: PVM";
+        let mut ring = lat("ivc-vmm shm-poll", vmm_shm::what::RING_POLL, 64, 400.0);
+        let mut line = lat("ivc-vmm shm-poll", vmm_shm::what::LINE, 64, 150.0);
+        let mut irq = lat("ivc-vmm shm-irq", vmm_shm::what::RING_IRQ, 64, 120_000.0);
+        let mut stream = tput(
+            "ivc-vmm shm-poll",
+            64 << 10,
+            1 << 30,
+            1 << 30,
+            1_000_000_000,
+        );
+        for r in [&mut ring, &mut line, &mut irq, &mut stream] {
+            r.environment = pvm.into();
+        }
+        let host = report(
+            "floors",
+            vec![
+                lat("host", what::CACHELINE, 64, 100.0),
+                lat("host", what::EVENTFD, 8, 40_000.0),
+                tput("host", MEMCPY_REFERENCE, 1 << 30, 1 << 30, 100_000_000),
+            ],
+            Status::Ran,
+        );
+        let dev = report("vmm-devices", vec![ring, line, irq, stream], Status::Ran);
+        let rows = rows(&[host, dev]);
+        let find = |channel: &str, what: &str| {
+            rows.iter()
+                .find(|r| r.channel == channel && r.what.starts_with(what))
+                .map(|r| (r.figure.as_str(), r.ratio.as_str()))
+        };
+        assert_eq!(
+            find("ivc-vmm shm-poll", "64 B round trip (median)"),
+            Some(("400 ns", "4.0x"))
+        );
+        assert_eq!(
+            find("ivc-vmm shm-poll", "64 B round trip, flag word"),
+            Some(("150 ns", "1.5x"))
+        );
+        assert_eq!(
+            find("ivc-vmm shm-irq", "64 B round trip (median)"),
+            Some(("120.00 us", "3.0x"))
+        );
+        assert_eq!(
+            find("ivc-vmm shm-poll", "throughput, 64 KiB packets"),
+            Some(("1.00 GiB/s", "10.0%"))
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!   each way at once through the shared-memory channel (the same
 //!   `ivc-channel` code the driver compiles), 4 KiB per call;
 //! - `pio`: `test=pio-duplex`, the same through ivc-pio with string I/O;
+//! - shared-memory ping-pong and one-way stream: see `vmm_shm`;
 //! - doorbell: `test=doorbell mode=self`, doorbell write to interrupt
 //!   handler through ivc-vmm's ioeventfd -> irqfd -> MSI-X path.
 //!
@@ -26,6 +27,10 @@ use ivc_rendezvous::{Server, ServerConfig};
 use crate::record::{Data, Record, SuiteReport};
 use crate::suites::{Context, Plan, Suite};
 use crate::vmm_exit::{ensure_binaries, Binaries};
+
+/// In the `what` of every duplex record (both directions at once): the
+/// summary and the chart tell them from one-way transfers by it.
+pub const DUPLEX: &str = "each way at once";
 
 /// `key=value` from the first guest line starting with `prefix`.
 pub fn field(out: &str, prefix: &str, key: &str) -> Option<String> {
@@ -95,16 +100,16 @@ impl Drop for Vm {
 }
 
 /// What one two-VM run produced.
-struct Pair {
-    outputs: [String; 2],
+pub(crate) struct Pair {
+    pub outputs: [String; 2],
     /// From both connected to both exited.
-    transfer: Duration,
+    pub transfer: Duration,
 }
 
 /// Runs `cmdlines` in two VMs on one `ivc` device spec and waits (at most
 /// `limit`) for both; `connected` is the line each prints when the channel
 /// is up.
-fn run_pair(
+pub(crate) fn run_pair(
     bins: &Binaries,
     ivc: &str,
     cmdlines: [&str; 2],
@@ -168,7 +173,12 @@ fn run_pair(
 }
 
 /// A fresh rendezvous server for one case.
-fn server(dir: &Path, name: &str, shm: u64, vectors: u32) -> Result<(StopOnDrop, PathBuf), String> {
+pub(crate) fn server(
+    dir: &Path,
+    name: &str,
+    shm: u64,
+    vectors: u32,
+) -> Result<(StopOnDrop, PathBuf), String> {
     let socket = dir.join(format!("{name}.sock"));
     let s = Server::bind(ServerConfig::new(&socket, shm, vectors))
         .map_err(|e| format!("rendezvous server: {e}"))?
@@ -177,7 +187,7 @@ fn server(dir: &Path, name: &str, shm: u64, vectors: u32) -> Result<(StopOnDrop,
     Ok((StopOnDrop(Some(s)), socket))
 }
 
-struct StopOnDrop(Option<ivc_rendezvous::ServerThread>);
+pub(crate) struct StopOnDrop(Option<ivc_rendezvous::ServerThread>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
@@ -240,7 +250,7 @@ impl VmmDevices {
         report.records.push(Record {
             channel: format!("ivc-vmm {channel}"),
             environment: self.environment(),
-            what: format!("{test}: {bytes} bytes each way at once, CPL3"),
+            what: format!("{test}: {bytes} bytes {DUPLEX}, CPL3"),
             data: Data::Throughput {
                 stats: Throughput::new(chunk, bytes, pair.transfer),
                 requested: bytes,
@@ -344,7 +354,7 @@ impl Suite for VmmDevices {
         (!Path::new("/dev/kvm").exists()).then(|| "no /dev/kvm on this host".to_string())
     }
     fn estimate(&self, plan: &Plan) -> Duration {
-        Duration::from_secs(if plan.quick { 15 } else { 30 })
+        Duration::from_secs(if plan.quick { 25 } else { 45 })
     }
     fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String> {
         let bins = ensure_binaries(ctx, &mut report.notes)?;
@@ -366,6 +376,19 @@ impl Suite for VmmDevices {
         ] {
             ctx.console.line(&format!("    {}: chan-duplex", case.0));
             self.duplex(ctx, &bins, report, case, shm_bytes)?;
+        }
+        match ctx.tsc_mhz {
+            Some(mhz) => crate::vmm_shm::run_all(
+                ctx,
+                &bins,
+                report,
+                &self.environment(),
+                (mhz * 1e3).round() as u64,
+            )?,
+            None => report.notes.push(
+                "shm ping-pong and stream skipped: the host TSC rate is unknown (the guests time themselves)"
+                    .into(),
+            ),
         }
         ctx.console.line("    pio: pio-duplex");
         self.duplex(ctx, &bins, report, ("pio", "pio", 1, ""), pio_bytes)?;

@@ -1,0 +1,238 @@
+//! The shared-memory benchmarks of the device-level suite: round-trip
+//! latency and one-way throughput between two bare-metal VMs in ivc-vmm,
+//! measured by the test guest at CPL3 with RDTSC (native under PVM).
+//!
+//! - `test=shm-pingpong proto=ring`: a message through the `ivc-channel`
+//!   rings and back (the product), polled (`shm-poll`) or waiting for
+//!   doorbells (`shm-irq`, `irq=1`);
+//! - `test=shm-pingpong proto=line`: one flag word in BAR2, the protocol of
+//!   the host's cache-line floor, the least any protocol over this memory
+//!   can cost;
+//! - `test=shm-stream`: one-way through the ring with a pattern that costs
+//!   nothing to send and eight bytes per compare to check.
+//!
+//! The guests time themselves (the host clock would include VM start and
+//! console polling) and print nanoseconds from the TSC rate the runner
+//! measured and passes as `tsc_khz=`.
+
+use std::time::Duration;
+
+use ivc_bench_host::{Latency, Throughput};
+
+use crate::record::{Data, Record, SuiteReport};
+use crate::suites::Context;
+use crate::vmm_devices::{field, run_pair, server};
+use crate::vmm_exit::Binaries;
+
+pub fn run_all(
+    ctx: &Context,
+    bins: &Binaries,
+    report: &mut SuiteReport,
+    env: &str,
+    tsc_khz: u64,
+) -> Result<(), String> {
+    let quick = ctx.plan.quick;
+    let ring_iters = if quick { 5_000 } else { 20_000 };
+    let mut cases: Vec<PingCase> = [1, 64, 512, 4096]
+        .into_iter()
+        .map(|size| PingCase {
+            kind: "shm-poll",
+            proto: "ring",
+            size,
+            iters: ring_iters,
+            batch: 1,
+            what: what::RING_POLL,
+        })
+        .collect();
+    // Batches of 32 as in the host's cache-line floor: a single round
+    // trip of the flag is close to the cost of reading the TSC.
+    cases.push(PingCase {
+        kind: "shm-poll",
+        proto: "line",
+        size: 64,
+        iters: if quick { 1_000 } else { 5_000 },
+        batch: 32,
+        what: what::LINE,
+    });
+    cases.push(PingCase {
+        kind: "shm-irq",
+        proto: "ring",
+        size: 64,
+        iters: if quick { 50 } else { 300 },
+        batch: 1,
+        what: what::RING_IRQ,
+    });
+    for case in &cases {
+        ctx.console.line(&format!(
+            "    {}: shm-pingpong proto={} size={}",
+            case.kind, case.proto, case.size
+        ));
+        pingpong(ctx, bins, report, env, case, tsc_khz)?;
+    }
+    let bytes = if quick { 64u64 << 20 } else { 256u64 << 20 };
+    for chunk in [4096, 64 << 10] {
+        ctx.console
+            .line(&format!("    shm-poll: shm-stream chunk={chunk}"));
+        stream(ctx, bins, report, env, (bytes, chunk), tsc_khz)?;
+    }
+    Ok(())
+}
+
+/// One ping-pong configuration.
+pub struct PingCase {
+    /// `shm-poll` or `shm-irq` (the `--ivc` kind and the channel name).
+    pub kind: &'static str,
+    /// `ring` or `line`.
+    pub proto: &'static str,
+    /// Message size in bytes (`line`: the flag's cache line, 64).
+    pub size: u64,
+    /// Samples, and round trips per sample.
+    pub iters: u64,
+    pub batch: u64,
+    /// The record's `what`: how it waits.
+    pub what: &'static str,
+}
+
+/// What the ping-pong records are called (the summary looks them up).
+pub mod what {
+    /// Ring, polled.
+    pub const RING_POLL: &str = "ping-pong (ring, polled, CPL3)";
+    /// Flag word in BAR2, polled.
+    pub const LINE: &str = "ping-pong (cache-line flag in BAR2, CPL3)";
+    /// Ring, waiting for doorbell interrupts.
+    pub const RING_IRQ: &str = "ping-pong (ring, doorbell waits, CPL3)";
+    /// One-way stream through the ring.
+    pub const STREAM: &str = "one-way stream through the ring, CPL3";
+}
+
+fn ivc_spec(kind: &str, sock: &str, vectors: u32) -> String {
+    if kind == "shm-irq" {
+        format!("{kind},socket={sock},vectors={vectors}")
+    } else {
+        format!("{kind},socket={sock}")
+    }
+}
+
+/// `key=value` of the guest line `prefix` as a number.
+fn num(out: &str, prefix: &str, key: &str) -> Result<f64, String> {
+    field(out, prefix, key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no {key} on the guest's '{prefix}' line"))
+}
+
+/// Runs one ping-pong pair and records guest A's summary.
+pub fn pingpong(
+    ctx: &Context,
+    bins: &Binaries,
+    report: &mut SuiteReport,
+    environment: &str,
+    case: &PingCase,
+    tsc_khz: u64,
+) -> Result<(), String> {
+    let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
+    let vectors = if case.kind == "shm-irq" { 2 } else { 1 };
+    let name = format!("pp-{}-{}-{}", case.kind, case.proto, case.size);
+    let (_server, socket) = server(scratch.path(), &name, 1 << 20, vectors)?;
+    let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
+    let irq = u8::from(case.kind == "shm-irq");
+    let warmup = if irq == 1 { 10 } else { 1000 };
+    let common = format!(
+        "test=shm-pingpong proto={} size={} iters={} batch={} warmup={warmup} irq={irq} tsc_khz={tsc_khz}",
+        case.proto, case.size, case.iters, case.batch
+    );
+    let logs = [
+        ctx.out_dir.join(format!("vmm-{name}-a.log")),
+        ctx.out_dir.join(format!("vmm-{name}-b.log")),
+    ];
+    let pair = run_pair(
+        bins,
+        &ivc_spec(case.kind, sock, vectors),
+        [&format!("{common} role=a"), &format!("{common} role=b")],
+        "pingpong-connected",
+        logs,
+        Duration::from_secs(120),
+    )?;
+    let [oa, ob] = &pair.outputs;
+    let samples = num(oa, "pingpong-result", "samples")? as u64;
+    let batch = num(oa, "pingpong-result", "batch")? as u64;
+    let ns = |key: &str| num(oa, "pingpong-ns", key);
+    let stats = Latency {
+        size: case.size,
+        iters: samples * batch,
+        batch,
+        min_ns: ns("min_ns")?,
+        median_ns: ns("median_ns")?,
+        p99_ns: ns("p99_ns")?,
+        max_ns: ns("max_ns")?,
+        mean_ns: ns("mean_ns")?,
+    };
+    // A checks every echo against what it sent, B the order of every
+    // message; a failure ends the VM with status 1 and run_pair fails.
+    let echoed = field(ob, "pingpong-result", "echoed").is_some();
+    report.records.push(Record {
+        channel: format!("ivc-vmm {}", case.kind),
+        environment: environment.into(),
+        what: case.what.into(),
+        data: Data::Latency {
+            stats,
+            verified: echoed,
+        },
+    });
+    if irq == 1 {
+        for (side, o) in [("A", oa), ("B", ob)] {
+            let get = |k| field(o, "pingpong-result", k).unwrap_or_default();
+            report.notes.push(format!(
+                "shm-irq ping-pong guest {side}: rings={} waits={} interrupts={}",
+                get("rings"),
+                get("waits"),
+                get("interrupts")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one one-way stream of `bytes` in `chunk`-byte calls and records the
+/// receiver's rate.
+pub fn stream(
+    ctx: &Context,
+    bins: &Binaries,
+    report: &mut SuiteReport,
+    environment: &str,
+    (bytes, chunk): (u64, u64),
+    tsc_khz: u64,
+) -> Result<(), String> {
+    let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
+    let name = format!("stream-{chunk}");
+    let (_server, socket) = server(scratch.path(), &name, 1 << 20, 1)?;
+    let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
+    let common = format!("test=shm-stream bytes={bytes} chunk={chunk} tsc_khz={tsc_khz}");
+    let logs = [
+        ctx.out_dir.join(format!("vmm-{name}-tx.log")),
+        ctx.out_dir.join(format!("vmm-{name}-rx.log")),
+    ];
+    let pair = run_pair(
+        bins,
+        &ivc_spec("shm-poll", sock, 1),
+        [&format!("{common} role=tx"), &format!("{common} role=rx")],
+        "stream-connected",
+        logs,
+        Duration::from_secs(120),
+    )?;
+    let rx = &pair.outputs[1];
+    let complete = field(rx, "stream-result", "outcome").as_deref() == Some("complete")
+        && num(rx, "stream-result", "bytes")? as u64 == bytes;
+    let timed = num(rx, "stream-result", "timed_bytes")? as u64;
+    let ns = num(rx, "stream-result", "ns")? as u64;
+    report.records.push(Record {
+        channel: "ivc-vmm shm-poll".into(),
+        environment: environment.into(),
+        what: what::STREAM.into(),
+        data: Data::Throughput {
+            stats: Throughput::new(chunk, timed, Duration::from_nanos(ns)),
+            requested: timed,
+            verified: complete,
+        },
+    });
+    Ok(())
+}
