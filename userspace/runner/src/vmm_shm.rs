@@ -120,6 +120,13 @@ fn num(out: &str, prefix: &str, key: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("no {key} on the guest's '{prefix}' line"))
 }
 
+/// The first guest line starting with `prefix`, without the guest's tag.
+fn guest_line<'a>(out: &'a str, prefix: &str) -> Option<&'a str> {
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("ivc-test-guest: "))
+        .find(|l| l.starts_with(prefix))
+}
+
 /// Runs one ping-pong pair and records guest A's summary.
 pub fn pingpong(
     ctx: &Context,
@@ -178,6 +185,12 @@ pub fn pingpong(
             verified: echoed,
         },
     });
+    if let Some(line) = guest_line(oa, "pingpong-calib") {
+        report.notes.push(format!(
+            "{} {} size {}: {line}",
+            case.kind, case.proto, case.size
+        ));
+    }
     if irq == 1 {
         for (side, o) in [("A", oa), ("B", ob)] {
             let get = |k| field(o, "pingpong-result", k).unwrap_or_default();
@@ -220,6 +233,11 @@ pub fn stream(
         Duration::from_secs(120),
     )?;
     let rx = &pair.outputs[1];
+    for (side, o) in [("tx", &pair.outputs[0]), ("rx", rx)] {
+        if let Some(line) = guest_line(o, "stream-calib") {
+            report.notes.push(format!("shm-stream {side}: {line}"));
+        }
+    }
     let complete = field(rx, "stream-result", "outcome").as_deref() == Some("complete")
         && num(rx, "stream-result", "bytes")? as u64 == bytes;
     let timed = num(rx, "stream-result", "timed_bytes")? as u64;

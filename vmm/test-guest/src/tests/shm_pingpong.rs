@@ -310,6 +310,30 @@ impl Ring<'_> {
     }
 }
 
+/// Reads of the empty ring timed before the first message (B sends
+/// nothing until it has one, so every read finds the ring empty): the cost
+/// of one `Endpoint::read` call without data, which a polling round trip
+/// pays at least twice.
+fn calibrate(r: &mut Ring, buf: &mut [u8]) {
+    const CALLS: u64 = 1024;
+    let t0 = tsc::rdtsc();
+    for _ in 0..CALLS {
+        match r.ep.read(buf) {
+            Ok(0) => {}
+            Ok(_) => r.fail("data before the first message", None),
+            Err(e) => r.fail("read", Some(e)),
+        }
+    }
+    let per_call = tsc::rdtsc().wrapping_sub(t0) / CALLS;
+    match r.p.khz {
+        Some(khz) => println!(
+            "pingpong-calib empty_read_cycles={per_call} empty_read_ns={}",
+            samples::ns(per_call, khz)
+        ),
+        None => println!("pingpong-calib empty_read_cycles={per_call}"),
+    }
+}
+
 /// Marks message `i`: its first bytes carry the round-trip number, so an
 /// echo of a stale message cannot pass the check.
 fn stamp(msg: &mut [u8], i: u64) {
@@ -366,6 +390,7 @@ fn ring_main(p: &Params) -> ! {
     }
     let total = p.warmup + p.iters * p.batch;
     if p.role_a {
+        calibrate(&mut r, back);
         let samples = p.samples.map(|s| s.slice()).unwrap_or_default();
         let mut t0 = 0;
         for i in 0..total {

@@ -9,6 +9,7 @@
 //! time. A lost, repeated or reordered power-of-two block cannot line up
 //! with an odd period, so it shows as a mismatch.
 
+use ivc_channel::shm::SharedMemory;
 use ivc_channel::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState};
 
 use super::samples;
@@ -42,7 +43,8 @@ struct Params {
     seed: u64,
     khz: Option<u64>,
     timeout: u64,
-    /// RAM for the pattern (PERIOD + chunk bytes) and the receive buffer.
+    /// RAM for the receive buffer (chunk bytes) and the pattern (PERIOD +
+    /// chunk).
     ram: u64,
 }
 
@@ -111,6 +113,64 @@ fn run(ctx: &Context) -> u8 {
     cpl3::run(user_main, &p)
 }
 
+/// Copy costs without a peer, in this VM's RAM (cache-warm), before the
+/// transfer: the ring's word-by-word atomic copies in and out (what
+/// `Endpoint::write`/`read` do to shared memory) next to a plain slice
+/// copy. They bound the stream from above.
+fn calibrate(p: &Params, pattern: &mut [u8], rx_buf: &mut [u8]) {
+    let chunk = p.chunk;
+    // At least 16 MiB per figure.
+    let rounds = ((16u64 << 20) / chunk as u64).max(1);
+    let bytes = rounds * chunk as u64;
+    let (copy_in, copy_out) = {
+        // SAFETY: `rx_buf` is RAM of this VM that only this code uses
+        // (`samples::reserve`), page-aligned (AtomicMem::new checks), and
+        // within this block it is accessed only through `mem`, atomically.
+        let mem = unsafe { AtomicMem::new(rx_buf.as_mut_ptr(), chunk) };
+        let Some(mem) = mem else {
+            println!("stream-calib skipped: buffer not 4-byte aligned");
+            return;
+        };
+        let t0 = tsc::rdtsc();
+        for _ in 0..rounds {
+            if mem.write_bytes(0, &pattern[..chunk]).is_err() {
+                fail("calibration copy", None);
+            }
+        }
+        let t1 = tsc::rdtsc();
+        // Reads the same bytes back over the pattern's wrap-around copy of
+        // them (pattern[PERIOD..] == pattern[..chunk]), which stays valid.
+        for _ in 0..rounds {
+            if mem
+                .read_bytes(0, &mut pattern[PERIOD..PERIOD + chunk])
+                .is_err()
+            {
+                fail("calibration copy", None);
+            }
+        }
+        (t1.wrapping_sub(t0), tsc::rdtsc().wrapping_sub(t1))
+    };
+    let t0 = tsc::rdtsc();
+    for _ in 0..rounds {
+        rx_buf[..chunk].copy_from_slice(&pattern[..chunk]);
+        core::hint::black_box(&mut rx_buf[..chunk]);
+    }
+    let plain = tsc::rdtsc().wrapping_sub(t0);
+    let rate = |cycles: u64| match p.khz {
+        // bytes / (cycles / (khz * 1000)) / 2^20, in integers.
+        Some(khz) if cycles > 0 => {
+            ((u128::from(bytes) * u128::from(khz) * 1000 / u128::from(cycles)) >> 20) as u64
+        }
+        _ => 0,
+    };
+    println!(
+        "stream-calib chunk={chunk} bytes={bytes} ring_copy_in_cycles={copy_in} ring_copy_out_cycles={copy_out} memcpy_cycles={plain} ring_copy_in_mib_s={} ring_copy_out_mib_s={} memcpy_mib_s={}",
+        rate(copy_in),
+        rate(copy_out),
+        rate(plain)
+    );
+}
+
 fn fail(what: &str, e: Option<ChannelError>) -> ! {
     match e {
         Some(e) => println!("error: {what}: {e}"),
@@ -137,11 +197,14 @@ fn user_main(p: &Params) -> ! {
     // the memory map (`samples::reserve`), identity-mapped, user-accessible
     // and used by nothing else.
     let ram = unsafe { core::slice::from_raw_parts_mut(p.ram as *mut u8, PERIOD + 2 * p.chunk) };
-    let (pattern, rx_buf) = ram.split_at_mut(PERIOD + p.chunk);
+    // The receive buffer first: page-aligned, as AtomicMem (calibration)
+    // needs 4-byte alignment.
+    let (rx_buf, pattern) = ram.split_at_mut(p.chunk);
     // The pattern repeats: bytes PERIOD.. equal bytes 0.., so any offset
     // modulo PERIOD has `chunk` contiguous bytes.
     stream::fill(p.seed, 0, &mut pattern[..PERIOD]);
     pattern.copy_within(..p.chunk, PERIOD);
+    calibrate(p, pattern, rx_buf);
     // SAFETY: BAR2 is mapped (identity, user-accessible, write-back) for
     // the rest of the VM's life and only accessed atomically from here.
     let Some(mem) = (unsafe { AtomicMem::new(p.dev.shm as *mut u8, p.dev.shm_size as usize) })
