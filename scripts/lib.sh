@@ -31,9 +31,11 @@ hash_inputs() {
             (cd "$p" && find . -type f ! -name '*.o' ! -name '*.ko' ! -name '.*.cmd' -print0 \
                 | LC_ALL=C sort -z | xargs -0 sha256sum)
         elif [ -e "$p" ]; then
-            sha256sum "$p"
+            # Content and name only: the key must not depend on where the
+            # clone lives, or every fresh clone (CI) would miss the cache.
+            printf '%s  %s\n' "$(sha256sum <"$p" | cut -d' ' -f1)" "$(basename "$p")"
         else
-            echo "missing:$p"
+            echo "missing:$(basename "$p")"
         fi
     done | sha256sum | cut -c1-16
 }
