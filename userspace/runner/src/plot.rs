@@ -146,11 +146,14 @@ const BOTTOM: f64 = 220.0;
 pub fn render(charts: &[Chart], footer: &str) -> String {
     let total_w = W * charts.len().max(1) as f64;
     let footer: Vec<&str> = footer.lines().collect();
+    // The footer goes below the longest legend (a legend can outgrow the
+    // space under its chart when many channels ran).
+    let body = charts.iter().map(legend_end).fold(H, f64::max);
     let mut s = String::new();
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{h}" viewBox="0 0 {total_w} {h}" font-family="sans-serif" font-size="11">"#,
-        h = H + 6.0 + 14.0 * footer.len() as f64
+        h = body + 6.0 + 14.0 * footer.len() as f64
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     for (i, c) in charts.iter().enumerate() {
@@ -162,12 +165,21 @@ pub fn render(charts: &[Chart], footer: &str) -> String {
         let _ = writeln!(
             s,
             r##"<text x="10" y="{}" fill="#555">{}</text>"##,
-            H + 12.0 + 14.0 * i as f64,
+            body + 12.0 + 14.0 * i as f64,
             esc(line)
         );
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// First legend row's baseline offset below the plot area, and row height.
+const LEGEND_TOP: f64 = 52.0;
+const LEGEND_ROW: f64 = 15.0;
+
+/// Where `c`'s legend ends (y of the row after its last entry).
+fn legend_end(c: &Chart) -> f64 {
+    H - BOTTOM + LEGEND_TOP + LEGEND_ROW * (c.series.len() + c.hlines.len()) as f64
 }
 
 fn chart(s: &mut String, c: &Chart) {
@@ -284,7 +296,7 @@ fn chart(s: &mut String, c: &Chart) {
         }
     }
     // Legend below the axis label.
-    let mut ly = y0 + 52.0;
+    let mut ly = y0 + LEGEND_TOP;
     let mut entry = |name: &str, color: &str, dashed: bool| {
         let dash = if dashed {
             r#" stroke-dasharray="6,4""#
@@ -299,7 +311,7 @@ fn chart(s: &mut String, c: &Chart) {
             ly + 4.0,
             esc(name)
         );
-        ly += 15.0;
+        ly += LEGEND_ROW;
     };
     for se in &c.series {
         entry(&se.name, se.color, false);
@@ -366,8 +378,16 @@ mod tests {
                 y: 0.12,
             }],
         };
-        let svg = render(&[c.clone(), c], "footer one\nfooter two");
+        let svg = render(&[c.clone(), c.clone()], "footer one\nfooter two");
         assert!(svg.contains(">footer one<") && svg.contains(">footer two<"));
+        // With a legend longer than the space under the chart, the footer
+        // moves below it.
+        let mut long = c;
+        long.series = (0..20).map(|_| long.series[0].clone()).collect();
+        let end = legend_end(&long);
+        assert!(end > H);
+        let tall = render(&[long], "foot");
+        assert!(tall.contains(&format!(r##"y="{}" fill="#555">foot<"##, end + 12.0)));
         assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 2);
