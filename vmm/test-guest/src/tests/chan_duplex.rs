@@ -8,15 +8,14 @@
 //! interrupt (counted by `irq`, delivered at CPL3 with IF=1). `irq=0` is
 //! shm-poll: it just polls.
 
-use core::ptr::{read_volatile, write_volatile};
-
 use ivc_channel::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState, Readiness};
 
+use super::shm_dev::{self, ShmDev, Want};
 use super::stream::{self, Fnv};
-use super::{allocator, bad_param, Context, Test};
+use super::{bad_param, Context, Test};
 use crate::cmdline::ParamError;
 use crate::exit::{exit, status};
-use crate::pci::{self, bar};
+use crate::pci;
 use crate::{cpl3, irq, println, tsc};
 
 pub const TEST: Test = Test {
@@ -30,19 +29,12 @@ pub const TEST: Test = Test {
     run,
 };
 
-const IVPOSITION: u64 = 8;
-const DOORBELL: u64 = 12;
 const GUESS_TSC_KHZ: u64 = 4_000_000;
 /// How long a CPL3 wait for an interrupt lasts before re-checking anyway.
 const IRQ_WAIT_MS: u64 = 20;
 
 struct Params {
-    regs: u64,
-    /// I/O doorbell port (BAR4, `via=io`), else the MMIO Doorbell.
-    io_doorbell: Option<u16>,
-    shm: u64,
-    shm_size: u64,
-    ivposition: u32,
+    dev: ShmDev,
     tx: u64,
     rx: u64,
     seed: u64,
@@ -79,19 +71,20 @@ fn run(ctx: &Context) -> u8 {
             None => tsc::khz().unwrap_or(GUESS_TSC_KHZ),
         };
         let via_io = c.choice("via", false, &[("mmio", false), ("io", true)], "mmio or io")?;
+        let irq = c.bool_or("irq", false)?;
         Ok((
-            (dev, via_io),
+            Want {
+                id: dev,
+                via_io,
+                vector: irq.then_some(vector as u16),
+            },
             Params {
-                regs: 0,
-                io_doorbell: None,
-                shm: 0,
-                shm_size: 0,
-                ivposition: 0,
+                dev: ShmDev::UNOPENED,
                 tx: c.u64_or("tx", 1 << 20)?,
                 rx: c.u64_or("rx", 1 << 20)?,
                 seed: c.u64_or("seed", 1)?,
                 peer_seed: c.u64_or("peer_seed", 2)?,
-                irq: c.bool_or("irq", false)?,
+                irq,
                 vector: vector as u16,
                 slot,
                 chunk: c.u64_or("chunk", 4096)?.clamp(1, 4096) as usize,
@@ -99,50 +92,19 @@ fn run(ctx: &Context) -> u8 {
                 timeout: c.u64_or("timeout_ms", 20_000)?.saturating_mul(khz),
                 irq_wait: IRQ_WAIT_MS * khz,
             },
-            allocator(ctx)?,
         ))
     })();
-    let (((vendor, device), via_io), mut p, mut allocator) = match parsed {
+    let (want, mut p) = match parsed {
         Ok(v) => v,
         Err(e) => return bad_param(e),
     };
-    let Some(function) = pci::find(vendor, device) else {
-        println!("error: no device {vendor:04x}:{device:04x} on bus 0");
-        return status::FAILURE;
+    p.dev = match shm_dev::open(ctx, &want) {
+        Ok(d) => d,
+        Err(code) => return code,
     };
-    if !allocator.reserve_preassigned() {
-        println!("warning: too many preassigned BARs; assignments may overlap");
-    }
-    let bars = bar::setup(&function, &mut allocator, bar::Assign::Unset);
-    let (Some(regs), Some((shm, size))) = (
-        bars[0].and_then(|b| b.map().ok()),
-        bars[2].and_then(|b| b.map().ok().map(|a| (a, b.size))),
-    ) else {
-        println!("error: {} needs memory BAR0 and BAR2", function.bdf);
-        return status::FAILURE;
-    };
-    p.regs = regs;
-    if via_io {
-        match bars[4].filter(|b| b.kind == bar::BarKind::Io && b.addr != 0) {
-            Some(b) => p.io_doorbell = Some(b.addr as u16),
-            None => {
-                println!("error: {} has no I/O doorbell BAR4", function.bdf);
-                return status::FAILURE;
-            }
-        }
-    }
-    p.shm = shm;
-    p.shm_size = size;
-    // SAFETY: IVPosition, a read-only 32-bit register of the mapped BAR0.
-    p.ivposition = unsafe { read_volatile((regs + IVPOSITION) as *const u32) };
-    if p.irq {
-        if let Err(code) = super::doorbell::route_interrupt(&function, &bars, p.vector) {
-            return code;
-        }
-    }
     println!(
-        "chan {} ivposition={} shm=0x{shm:x} size=0x{size:x} tx={} rx={} irq={}",
-        function.bdf, p.ivposition, p.tx, p.rx, p.irq as u8
+        "chan {} ivposition={} shm=0x{:x} size=0x{:x} tx={} rx={} irq={}",
+        p.dev.bdf, p.dev.ivposition, p.dev.shm, p.dev.shm_size, p.tx, p.rx, p.irq as u8
     );
     if p.irq {
         cpl3::run_with_interrupts(user_main, &p)
@@ -197,11 +159,12 @@ fn user_main(p: &Params) -> ! {
     };
     // SAFETY: BAR2 is mapped (identity, user-accessible, write-back) for
     // the rest of the VM's life and only accessed atomically from here.
-    let Some(mem) = (unsafe { AtomicMem::new(p.shm as *mut u8, p.shm_size as usize) }) else {
+    let Some(mem) = (unsafe { AtomicMem::new(p.dev.shm as *mut u8, p.dev.shm_size as usize) })
+    else {
         fail(p, &s, "BAR2 is not aligned", None)
     };
     let opts = AttachOptions {
-        doorbell_id: u16::try_from(p.ivposition).ok(),
+        doorbell_id: u16::try_from(p.dev.ivposition).ok(),
         ..AttachOptions::default()
     };
     let start = tsc::rdtsc();
@@ -224,13 +187,8 @@ fn user_main(p: &Params) -> ! {
     let ring = |ep: &mut Endpoint<AtomicMem>, s: &mut Progress| {
         if p.irq && ep.needs_doorbell() {
             if let Ok(Some(peer)) = ep.peer_doorbell_id() {
-                let value = (u32::from(peer) << 16) | u32::from(p.vector);
                 let t0 = tsc::rdtsc();
-                match p.io_doorbell {
-                    Some(port) => crate::port::outl(port, value),
-                    // SAFETY: Doorbell, a write-only 32-bit register in BAR0.
-                    None => unsafe { write_volatile((p.regs + DOORBELL) as *mut u32, value) },
-                }
+                p.dev.ring(peer, p.vector);
                 s.ring_cycles += tsc::rdtsc().wrapping_sub(t0);
                 s.rings += 1;
             }

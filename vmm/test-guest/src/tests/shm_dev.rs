@@ -19,6 +19,8 @@ pub const GUESS_TSC_KHZ: u64 = 4_000_000;
 /// The mapped device.
 #[derive(Clone, Copy)]
 pub struct ShmDev {
+    /// Bus/device/function, for messages.
+    pub bdf: pci::Bdf,
     pub regs: u64,
     /// The I/O doorbell port (BAR4, `via=io`); `None`: the MMIO Doorbell.
     pub io_doorbell: Option<u16>,
@@ -79,6 +81,7 @@ pub fn open(ctx: &Context, want: &Want) -> Result<ShmDev, u8> {
     // SAFETY: IVPosition, a read-only 32-bit register of the mapped BAR0.
     let ivposition = unsafe { read_volatile((regs + IVPOSITION) as *const u32) };
     Ok(ShmDev {
+        bdf: function.bdf,
         regs,
         io_doorbell,
         shm,
@@ -88,6 +91,21 @@ pub fn open(ctx: &Context, want: &Want) -> Result<ShmDev, u8> {
 }
 
 impl ShmDev {
+    /// A placeholder until [`open`] fills it in (parameters are parsed
+    /// before the device is touched, so a usage error changes nothing).
+    pub const UNOPENED: ShmDev = ShmDev {
+        bdf: pci::Bdf {
+            bus: 0,
+            device: 0,
+            function: 0,
+        },
+        regs: 0,
+        io_doorbell: None,
+        shm: 0,
+        shm_size: 0,
+        ivposition: 0,
+    };
+
     /// Rings `peer`'s doorbell on `vector` (works at CPL3: IOPL/TSS bitmap
     /// allow the port, BAR0 is user-mapped).
     pub fn ring(&self, peer: u16, vector: u16) {

@@ -117,13 +117,7 @@ fn run(ctx: &Context) -> u8 {
         Ok((
             want,
             Params {
-                dev: ShmDev {
-                    regs: 0,
-                    io_doorbell: None,
-                    shm: 0,
-                    shm_size: 0,
-                    ivposition: 0,
-                },
+                dev: ShmDev::UNOPENED,
                 role_a,
                 proto,
                 size: size as usize,

@@ -70,13 +70,7 @@ fn run(ctx: &Context) -> u8 {
         Ok((
             want,
             Params {
-                dev: ShmDev {
-                    regs: 0,
-                    io_doorbell: None,
-                    shm: 0,
-                    shm_size: 0,
-                    ivposition: 0,
-                },
+                dev: ShmDev::UNOPENED,
                 tx,
                 bytes: c.u64_or("bytes", 64 << 20)?,
                 chunk: c.u64_or("chunk", 64 << 10)?.clamp(1, MAX_CHUNK) as usize,
