@@ -4,6 +4,7 @@
 //! The tests themselves live in `tests/`; each boots real Linux guests with
 //! `ivc.ko` under QEMU TCG through `ivc-guest-harness`.
 
+pub mod channel_env;
 pub mod guest_sh;
 pub mod report;
 pub mod transfer;

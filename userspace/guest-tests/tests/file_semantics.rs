@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use ivc_guest_harness::{
-    require_guest_env, Device, Guest, GuestArtifacts, GuestOutcome, GuestSpec, ScratchDir,
+    require_guest_env, Device, Guest, GuestArtifacts, GuestOutcome, GuestSpec,
 };
+use ivc_guest_tests::channel_env::ChannelEnv;
 use ivc_guest_tests::guest_sh::INSMOD;
-use ivc_rendezvous::{Server, ServerConfig};
 
 const CHECKS: &[&str] = &[
     "nonblock_read_eagain",
@@ -49,12 +49,9 @@ fn shm_poll_semantics() {
     let Some(artifacts) = require_guest_env() else {
         return;
     };
-    let scratch = ScratchDir::new().expect("scratch dir");
-    let shm = Device::IvshmemPlain {
-        mem_path: scratch.join("shm"),
-        size: 1 << 20,
-    };
-    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &shm);
+    let env = ChannelEnv::plain(1 << 20);
+    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &env.device);
+    env.finish();
 }
 
 #[test]
@@ -62,15 +59,9 @@ fn shm_irq_semantics() {
     let Some(artifacts) = require_guest_env() else {
         return;
     };
-    let scratch = ScratchDir::new().expect("scratch dir");
-    let socket = scratch.join("ivshmem.sock");
-    let server = Server::bind(ServerConfig::new(&socket, 1 << 20, 1))
-        .expect("bind rendezvous server")
-        .spawn()
-        .expect("start rendezvous server");
-    let dev = Device::IvshmemDoorbell { socket, vectors: 1 };
-    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &dev);
-    server.stop().expect("server shut down cleanly");
+    let env = ChannelEnv::doorbell(1 << 20);
+    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &env.device);
+    env.finish();
 }
 
 /// The checker guest stays up while two peer guests come and go in turn.

@@ -7,12 +7,10 @@
 
 use std::time::Duration;
 
-use ivc_guest_harness::{
-    require_guest_env, run_guests, Device, GuestOutcome, GuestSpec, ScratchDir,
-};
+use ivc_guest_harness::{require_guest_env, run_guests, GuestOutcome, GuestSpec};
+use ivc_guest_tests::channel_env::ChannelEnv;
 use ivc_guest_tests::guest_sh::{DMESG_IVC, INSMOD};
 use ivc_guest_tests::transfer::{assert_streams_match, script, Flow, Side, Transfer};
-use ivc_rendezvous::{Server, ServerConfig};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -32,12 +30,7 @@ fn doorbell_streams_each_way_and_duplex() {
     let Some(artifacts) = require_guest_env() else {
         return;
     };
-    let scratch = ScratchDir::new().expect("scratch dir");
-    let socket = scratch.join("ivshmem.sock");
-    let server = Server::bind(ServerConfig::new(&socket, 4 << 20, 1))
-        .expect("bind rendezvous server")
-        .spawn()
-        .expect("start rendezvous server");
+    let env = ChannelEnv::doorbell(4 << 20);
     let plan = [
         Transfer::new(4 * KIB, 1, Flow::AtoB),
         Transfer::new(4 * KIB, 1, Flow::BtoA),
@@ -49,10 +42,7 @@ fn doorbell_streams_each_way_and_duplex() {
         Transfer::new(64 * MIB, 64 * KIB, Flow::Duplex),
     ];
 
-    let dev = Device::IvshmemDoorbell {
-        socket: socket.clone(),
-        vectors: 1,
-    };
+    let dev = env.device.clone();
     let spec = |name: &str, side: Side| {
         GuestSpec::new(
             name,
@@ -79,7 +69,5 @@ fn doorbell_streams_each_way_and_duplex() {
             o.report()
         );
     }
-    let stats = server.stats();
-    server.stop().expect("server shut down cleanly");
-    eprintln!("rendezvous server: {stats:?}");
+    env.finish();
 }
