@@ -14,7 +14,7 @@
 //! and the module includes that directory with **one line** in its crate
 //! root (path relative to the including file):
 //!
-//! ```ignore
+//! ```text
 //! #[allow(dead_code, unreachable_pub, unused_imports)]
 //! #[path = "../userspace/channel/src/chan/mod.rs"]
 //! mod ivc_channel;

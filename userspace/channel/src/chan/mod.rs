@@ -4,7 +4,7 @@
 //! loads it as `mod chan;` from `lib.rs`; the kernel module loads it with
 //! one line in its crate root:
 //!
-//! ```ignore
+//! ```text
 //! #[path = "../userspace/channel/src/chan/mod.rs"]
 //! mod ivc_channel;
 //! ```
