@@ -52,6 +52,23 @@ fn guest_artifacts(test: &str) -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// `ivc-vmm run` arguments booting the guest kernel with 512 MiB, then
+/// `extra`.
+fn linux_run_args(
+    kernel: &std::path::Path,
+    initrd: &std::path::Path,
+    cmdline: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "--kernel"].map(String::from).to_vec();
+    args.push(kernel.to_string_lossy().into_owned());
+    args.push("--initrd".into());
+    args.push(initrd.to_string_lossy().into_owned());
+    args.extend(["--mem", "512M", "--cmdline", cmdline].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// Why this host cannot run a Linux guest's userspace under KVM, if it cannot.
 fn no_hardware_virtualization() -> Option<String> {
     if std::path::Path::new("/sys/module/kvm_pvm").exists() {
@@ -130,20 +147,7 @@ fn linux_boots_to_pci_scan() {
         return;
     };
     let full = std::env::var_os("IVC_LINUX_BOOT_FULL").is_some();
-    let args: Vec<String> = [
-        "run",
-        "--kernel",
-        &kernel.to_string_lossy(),
-        "--initrd",
-        &initrd.to_string_lossy(),
-        "--mem",
-        "512M",
-        "--cmdline",
-        PVM_CMDLINE,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = linux_run_args(&kernel, &initrd, PVM_CMDLINE, &[]);
     let stop: &str = if full {
         "Run /init as init process"
     } else {
@@ -237,20 +241,7 @@ fn linux_runs_init_command() {
         "console=ttyS0 panic=-1 ivc_cmd={}",
         base64(b"echo tier4-$((6*7))")
     );
-    let args: Vec<String> = [
-        "run",
-        "--kernel",
-        &kernel.to_string_lossy(),
-        "--initrd",
-        &initrd.to_string_lossy(),
-        "--mem",
-        "512M",
-        "--cmdline",
-        &cmdline,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = linux_run_args(&kernel, &initrd, &cmdline, &[]);
     let out = run_vmm(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         Duration::from_secs(300),
@@ -305,19 +296,8 @@ fn linux_guests_exchange_data_over_every_channel() {
         let ivc = format!("{kind},socket={}", socket.display());
         let guest = |cmd: &str| {
             let cmdline = format!("console=ttyS0 panic=-1 ivc_cmd={}", base64(cmd.as_bytes()));
-            spawn(&[
-                "run",
-                "--kernel",
-                &kernel.to_string_lossy(),
-                "--initrd",
-                &initrd.to_string_lossy(),
-                "--mem",
-                "512M",
-                "--cmdline",
-                &cmdline,
-                "--ivc",
-                &ivc,
-            ])
+            let args = linux_run_args(&kernel, &initrd, &cmdline, &["--ivc", &ivc]);
+            spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
         };
         let a = guest("insmod /lib/ivc/ivc.ko && ivc-xfer send /dev/ivc0 --bytes 2M --chunk 4K");
         let b = guest(

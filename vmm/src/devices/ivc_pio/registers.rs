@@ -403,6 +403,25 @@ mod tests {
         .unwrap();
     }
 
+    /// Lets the two endpoints finish the handshake (each status read
+    /// advances it).
+    fn settle<M: SharedMemory + Copy>(a: &mut PioRegisters<M>, b: &mut PioRegisters<M>) {
+        for _ in 0..3 {
+            let _ = rd32(a, REG_STATUS);
+            let _ = rd32(b, REG_STATUS);
+        }
+    }
+
+    /// Two devices over `mem`, both opened and connected.
+    fn connected_pair<M: SharedMemory + Copy>(mem: M) -> (PioRegisters<M>, PioRegisters<M>) {
+        let mut a = PioRegisters::new(mem, Some(1));
+        let mut b = PioRegisters::new(mem, Some(2));
+        open(&mut a);
+        open(&mut b);
+        settle(&mut a, &mut b);
+        (a, b)
+    }
+
     #[test]
     fn identity_and_connection() {
         let w = words(64 << 10);
@@ -484,10 +503,7 @@ mod tests {
 
         // A new incarnation of the peer connects again.
         open(&mut a);
-        for _ in 0..3 {
-            let _ = rd32(&mut a, REG_STATUS);
-            let _ = rd32(&mut b, REG_STATUS);
-        }
+        settle(&mut a, &mut b);
         let st = rd32(&mut b, REG_STATUS);
         assert_eq!(
             st & (STATUS_PEER_GONE | STATUS_CONNECTED),
@@ -500,14 +516,7 @@ mod tests {
     fn peer_gone_during_a_granted_write_is_not_an_error() {
         let w = words(64 << 10);
         let mem = AtomicMem::from_words(&w);
-        let mut a = PioRegisters::new(mem, Some(1));
-        let mut b = PioRegisters::new(mem, Some(2));
-        open(&mut a);
-        open(&mut b);
-        for _ in 0..3 {
-            let _ = rd32(&mut a, REG_STATUS);
-            let _ = rd32(&mut b, REG_STATUS);
-        }
+        let (mut a, b) = connected_pair(mem);
         assert!(rd32(&mut a, REG_TX_FREE) > 100);
         a.write(0, &[1; 8]).unwrap();
         // The peer's VMM dies; ours marks it absent (what the peer watcher
@@ -557,14 +566,7 @@ mod tests {
     fn corrupted_indices_set_status_error() {
         let w = words(64 << 10);
         let mem = AtomicMem::from_words(&w);
-        let mut a = PioRegisters::new(mem, Some(1));
-        let mut b = PioRegisters::new(mem, Some(2));
-        open(&mut a);
-        open(&mut b);
-        for _ in 0..3 {
-            let _ = rd32(&mut a, REG_STATUS);
-            let _ = rd32(&mut b, REG_STATUS);
-        }
+        let (mut a, mut b) = connected_pair(mem);
         let slot_b = b.endpoint().unwrap().slot();
         // The peer's producer index jumps beyond the ring.
         mem.store_u32_release(ring_ctrl(slot_b) + RING_PROD, 0x7fff_0000)
