@@ -101,14 +101,10 @@ fn run(ctx: &Context) -> u8 {
             Err(err) => return bad_param(err),
         };
 
-    let Some(function) = pci::find(vendor, device) else {
-        println!("error: no device {vendor:04x}:{device:04x} on bus 0");
-        return status::FAILURE;
+    let (function, bars) = match super::find_and_assign((vendor, device), &mut allocator) {
+        Ok(found) => found,
+        Err(status) => return status,
     };
-    if !allocator.reserve_preassigned() {
-        println!("warning: too many preassigned BARs; assignments may overlap");
-    }
-    let bars = bar::setup(&function, &mut allocator, bar::Assign::Unset);
     let Some(registers) = bars[0].and_then(|b| b.map().ok()) else {
         println!(
             "error: {} BAR0 (registers) is not an assigned memory BAR",

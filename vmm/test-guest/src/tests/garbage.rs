@@ -41,14 +41,10 @@ fn run(ctx: &Context) -> u8 {
         Ok(v) => v,
         Err(e) => return bad_param(e),
     };
-    let Some(function) = pci::find(vendor, device) else {
-        println!("error: no device {vendor:04x}:{device:04x} on bus 0");
-        return status::FAILURE;
+    let (function, bars) = match super::find_and_assign((vendor, device), &mut allocator) {
+        Ok(found) => found,
+        Err(status) => return status,
     };
-    if !allocator.reserve_preassigned() {
-        println!("warning: too many preassigned BARs; assignments may overlap");
-    }
-    let bars = bar::setup(&function, &mut allocator, bar::Assign::Unset);
     let mut accesses = 0u64;
     for b in bars.iter().flatten() {
         if skip == Some(u64::from(b.index)) {

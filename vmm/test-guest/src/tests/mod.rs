@@ -80,6 +80,24 @@ pub fn allocator(ctx: &Context) -> Result<bar::Allocator, ParamError<'static>> {
     ))
 }
 
+/// Finds `vendor:device` on bus 0 and assigns its unassigned BARs the way
+/// firmware would; on failure prints why and returns the status to exit
+/// with.
+pub fn find_and_assign(
+    (vendor, device): (u16, u16),
+    allocator: &mut bar::Allocator,
+) -> Result<(crate::pci::Function, bar::Bars), u8> {
+    let Some(function) = crate::pci::find(vendor, device) else {
+        println!("error: no device {vendor:04x}:{device:04x} on bus 0");
+        return Err(status::FAILURE);
+    };
+    if !allocator.reserve_preassigned() {
+        println!("warning: too many preassigned BARs; assignments may overlap");
+    }
+    let bars = bar::setup(&function, allocator, bar::Assign::Unset);
+    Ok((function, bars))
+}
+
 /// Reports a malformed parameter; returns the usage status for the test to
 /// pass on.
 pub fn bad_param(err: ParamError) -> u8 {

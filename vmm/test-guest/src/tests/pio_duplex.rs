@@ -13,7 +13,7 @@ use super::stream::{self, Fnv};
 use super::{allocator, bad_param, Context, Test};
 use crate::cmdline::ParamError;
 use crate::exit::{exit, status};
-use crate::pci::{self, bar};
+use crate::pci::bar;
 use crate::port::{inl, insb, outl, outsb, outsd};
 use crate::{cpl0_io, cpl3, println, tsc};
 
@@ -70,14 +70,10 @@ fn run(ctx: &Context) -> u8 {
         Ok(v) => v,
         Err(e) => return bad_param(e),
     };
-    let Some(function) = pci::find(vendor, device) else {
-        println!("error: no device {vendor:04x}:{device:04x} on bus 0");
-        return status::FAILURE;
+    let (function, bars) = match super::find_and_assign((vendor, device), &mut allocator) {
+        Ok(found) => found,
+        Err(status) => return status,
     };
-    if !allocator.reserve_preassigned() {
-        println!("warning: too many preassigned BARs; assignments may overlap");
-    }
-    let bars = bar::setup(&function, &mut allocator, bar::Assign::Unset);
     let Some(b) = bars[0].filter(|b| b.kind == bar::BarKind::Io && b.addr != 0) else {
         println!("error: {} has no assigned I/O BAR0", function.bdf);
         return status::FAILURE;

@@ -49,14 +49,7 @@ pub fn tsc_khz(ctx: &Context) -> Result<Option<u64>, crate::cmdline::ParamError<
 pub fn open(ctx: &Context, want: &Want) -> Result<ShmDev, u8> {
     let mut allocator = allocator(ctx).map_err(super::bad_param)?;
     let (vendor, device) = want.id;
-    let Some(function) = pci::find(vendor, device) else {
-        println!("error: no device {vendor:04x}:{device:04x} on bus 0");
-        return Err(status::FAILURE);
-    };
-    if !allocator.reserve_preassigned() {
-        println!("warning: too many preassigned BARs; assignments may overlap");
-    }
-    let bars = bar::setup(&function, &mut allocator, bar::Assign::Unset);
+    let (function, bars) = super::find_and_assign((vendor, device), &mut allocator)?;
     let (Some(regs), Some((shm, shm_size))) = (
         bars[0].and_then(|b| b.map().ok()),
         bars[2].and_then(|b| b.map().ok().map(|a| (a, b.size))),

@@ -80,14 +80,10 @@ fn run(ctx: &Context) -> u8 {
         Err(err) => return bad_param(err),
     };
 
-    let Some(function) = pci::find(vendor, device) else {
-        println!("error: no device {vendor:04x}:{device:04x} on bus 0");
-        return status::FAILURE;
+    let (function, bars) = match super::find_and_assign((vendor, device), &mut allocator) {
+        Ok(found) => found,
+        Err(status) => return status,
     };
-    if !allocator.reserve_preassigned() {
-        println!("warning: too many preassigned BARs; assignments may overlap");
-    }
-    let bars = bar::setup(&function, &mut allocator, bar::Assign::Unset);
     let Some(b) = bars[index].filter(|b| b.kind != bar::BarKind::Io && b.addr != 0) else {
         println!("error: {} has no assigned memory BAR {index}", function.bdf);
         return status::FAILURE;
