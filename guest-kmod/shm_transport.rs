@@ -199,18 +199,36 @@ impl ShmTransport {
     }
 
     fn ring(&self, ep: &mut Endpoint<ShmRef>) {
+        self.ring_peer(ep.peer_doorbell_id().ok().flatten());
+    }
+
+    fn ring_peer(&self, peer: Option<u16>) {
         if !self.irq {
             return;
         }
         // The id is the peer's claim in shared memory: untrusted, but only
         // ever used as a doorbell target, which the VMM validates.
-        if let Ok(Some(peer)) = ep.peer_doorbell_id() {
+        if let Some(peer) = peer {
             if self
                 .regs
                 .write32(regs::DOORBELL, u32::from(peer) << 16)
                 .is_ok()
             {
                 Stats::inc(&self.stats.doorbells_sent);
+            }
+        }
+    }
+
+    /// Closes our side and tells the peer. The doorbell target is read
+    /// first: a closed endpoint no longer reads shared memory, so asking it
+    /// afterwards would skip the close notification and leave a peer asleep
+    /// in `poll` until its next poller tick noticed.
+    fn close_endpoint(&self, st: &mut State) {
+        if let Some(mut ep) = st.ep.take() {
+            let peer = ep.peer_doorbell_id().ok().flatten();
+            ep.close();
+            if ep.needs_doorbell() {
+                self.ring_peer(peer);
             }
         }
     }
@@ -284,21 +302,14 @@ impl ShmTransport {
 
     /// Last closer: close our side; the peer reads what we sent, then EOF.
     pub(crate) fn release(&self) {
-        let mut st = self.state.lock();
-        if let Some(mut ep) = st.ep.take() {
-            ep.close();
-            self.kick_if_needed(&mut ep);
-        }
+        self.close_endpoint(&mut self.state.lock());
     }
 
     /// The device is being removed.
     pub(crate) fn shutdown(&self) {
         let mut st = self.state.lock();
         st.dead = true;
-        if let Some(mut ep) = st.ep.take() {
-            ep.close();
-            self.kick_if_needed(&mut ep);
-        }
+        self.close_endpoint(&mut st);
     }
 
     fn with_ep<R>(&self, f: impl FnOnce(&Self, &mut State) -> Result<R>) -> Result<R> {
