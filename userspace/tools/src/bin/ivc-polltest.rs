@@ -189,6 +189,11 @@ fn peer(dev: &Path) -> Result<(), String> {
             }
             ["sleep", secs] => {
                 let s: u64 = secs.parse().map_err(|_| format!("bad sleep '{cmd}'"))?;
+                // Say so first: the checker fills the channel only once we
+                // have stopped reading, or our last reads would free space
+                // under its "full" check.
+                write_all(&fd, b"sleeping\n", forever)
+                    .map_err(|e| format!("write sleeping: {e}"))?;
                 std::thread::sleep(Duration::from_secs(s));
             }
             ["discard"] => {
@@ -362,8 +367,13 @@ fn checker(dev: &Path, reconnect: bool) -> Result<usize, String> {
 
     // Fill the channel while the peer sleeps.
     let mut filled_bytes = None;
-    let filled = write_all(&fd, b"sleep 3\ndiscard\n", t)
+    let filled = write_all(&fd, b"sleep 3\n", t)
         .map_err(|e| e.to_string())
+        .and_then(|()| match read_line(&fd, t).map_err(|e| e.to_string())? {
+            Some(l) if l == "sleeping" => Ok(()),
+            other => Err(format!("expected 'sleeping', got {other:?}")),
+        })
+        .and_then(|()| write_all(&fd, b"discard\n", t).map_err(|e| e.to_string()))
         .and_then(|()| {
             let zeros = vec![0u8; 65536];
             let mut total = 0usize;
