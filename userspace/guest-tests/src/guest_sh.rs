@@ -42,3 +42,10 @@ pub const DMESG_IVC: &str = "dmesg | grep -i ivc | sed 's/^/IVC_DMESG /'\n";
 pub fn script(parts: &[&str]) -> String {
     parts.concat()
 }
+
+/// Runs `cmd` with its stderr kept apart from the console (kernel messages
+/// printed meanwhile would otherwise split its lines), then prints
+/// `IVC_RC=<status>` and each stderr line prefixed `IVC_STDERR `.
+pub fn run_reporting(cmd: &str) -> String {
+    format!("{cmd} 2>/tmp/ivc-cmd.err; echo IVC_RC=$?\nsed 's/^/IVC_STDERR /' /tmp/ivc-cmd.err\n")
+}

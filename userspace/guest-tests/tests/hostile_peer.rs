@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ivc_channel::layout::{CONTROL_SIZE, PEER_TABLE};
 use ivc_channel::{AtomicMem, AttachOptions, Endpoint, PeerState};
 use ivc_guest_harness::{require_guest_env, Device, Guest, GuestSpec, HostMapping, ScratchDir};
-use ivc_guest_tests::guest_sh::{DMESG_IVC, INSMOD, RMMOD};
+use ivc_guest_tests::guest_sh::{run_reporting, DMESG_IVC, INSMOD, RMMOD};
 use ivc_tools::stream::fill;
 
 const SHM_SIZE: u64 = 1 << 20;
@@ -50,9 +50,8 @@ fn scribbling_peer_gets_eio_not_an_oops(from: usize) {
     let path = scratch.join("shm");
     let map = HostMapping::open(&path, SHM_SIZE).expect("map shared memory");
     let cmd = format!(
-        "{INSMOD}echo IVC_READER_START\n\
-         ivc-xfer recv /dev/ivc0 --bytes 64M --chunk 4K --seed 1; echo IVC_XFER_RC=$?\n\
-         {DMESG_IVC}{RMMOD}"
+        "{INSMOD}echo IVC_READER_START\n{}{DMESG_IVC}{RMMOD}",
+        run_reporting("ivc-xfer recv /dev/ivc0 --bytes 64M --chunk 4K --seed 1")
     );
     let mut guest = Guest::spawn(
         &artifacts,
@@ -130,7 +129,7 @@ fn scribbling_peer_gets_eio_not_an_oops(from: usize) {
             }
             writes
         });
-        let seen = guest.wait_for_line("IVC_XFER_RC=", Duration::from_secs(120));
+        let seen = guest.wait_for_line("IVC_RC=", Duration::from_secs(120));
         stop.store(true, Ordering::Relaxed);
         let writes = h.join().expect("scribbler thread");
         (seen, writes)
@@ -142,11 +141,13 @@ fn scribbling_peer_gets_eio_not_an_oops(from: usize) {
     eprintln!("host scribbled {writes} words over the control area");
 
     assert!(
-        o.serial_contains("read after 65536 bytes") && o.serial_contains("(os error 5)"),
+        o.serial_contains(
+            "IVC_STDERR ivc-xfer: error: read after 65536 bytes: I/O error (os error 5)"
+        ),
         "the reader did not get the valid data and then EIO:\n{}",
         o.report()
     );
-    assert!(o.serial_contains("IVC_XFER_RC=1"), "{}", o.report());
+    assert!(o.serial_contains("IVC_RC=1"), "{}", o.report());
     assert!(
         o.serial_contains("broke the channel protocol"),
         "the driver did not log the violation:\n{}",

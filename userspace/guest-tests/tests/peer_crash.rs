@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ivc_guest_harness::{require_guest_env, Device, Guest, GuestSpec, ScratchDir};
-use ivc_guest_tests::guest_sh::{DMESG_IVC, RMMOD};
+use ivc_guest_tests::guest_sh::{run_reporting, DMESG_IVC, RMMOD};
 
 #[test]
 fn killed_peer_vm_ends_the_stream_with_eof() {
@@ -24,7 +24,8 @@ fn killed_peer_vm_ends_the_stream_with_eof() {
         GuestSpec::new(
             "survivor",
             format!(
-                "{insmod}ivc-xfer recv /dev/ivc0 --bytes 4G --chunk 64K; echo IVC_XFER_RC=$?\n{DMESG_IVC}{RMMOD}"
+                "{insmod}{}{DMESG_IVC}{RMMOD}",
+                run_reporting("ivc-xfer recv /dev/ivc0 --bytes 4G --chunk 64K")
             ),
         )
         .device(shm.clone())
@@ -49,11 +50,11 @@ fn killed_peer_vm_ends_the_stream_with_eof() {
     victim.kill().expect("kill the victim's QEMU");
     let o = survivor.wait().expect("survivor run");
     assert!(
-        o.serial_contains("ivc-xfer: error: unexpected end of file after"),
+        o.serial_contains("IVC_STDERR ivc-xfer: error: unexpected end of file after"),
         "the reader did not see end of file:\n{}",
         o.report()
     );
-    assert!(o.serial_contains("IVC_XFER_RC=1"), "{}", o.report());
+    assert!(o.serial_contains("IVC_RC=1"), "{}", o.report());
     assert!(
         o.serial_contains("peer heartbeat stalled"),
         "the driver did not say why:\n{}",
