@@ -400,9 +400,29 @@ fn consumer_index_going_backwards_or_ahead_is_corruption() {
     a.write(&[7; 100]).unwrap();
     // Ahead of what was written.
     r.mem()
-        .store_u32_relaxed(ring_ctrl(0) + RING_CONS, 101)
+        .store_u32_relaxed(ring_ctrl(0) + RING_CONS, 150)
         .unwrap();
+    // A write that fits in the space already known free does not look at
+    // the index (that saves a cache miss per message); the next look does,
+    // and the error is latched.
+    assert_eq!(a.write(b"x"), Ok(1));
+    assert_eq!(a.write(&[7; 2048]), Err(ChannelError::Corrupted));
     assert_eq!(a.write(b"x"), Err(ChannelError::Corrupted));
+}
+
+#[test]
+fn reader_reads_the_producer_index_only_when_it_needs_more() {
+    let r = Region::new(SMALL);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    a.write(&[3; 100]).unwrap();
+    assert_eq!(b.read(&mut [0; 10]), Ok(10));
+    // The 90 bytes left were seen published: a read of at most 90 is served
+    // without the index, a larger one reads it and finds it corrupt.
+    r.mem()
+        .store_u32_relaxed(ring_ctrl(0) + RING_PROD, 4000)
+        .unwrap();
+    assert_eq!(b.read(&mut [0; 90]), Ok(90));
+    assert_eq!(b.read(&mut [0; 1]), Err(ChannelError::Corrupted));
 }
 
 #[test]
