@@ -247,6 +247,7 @@ impl FileOps for Pipe {
                 ReadOutcome::Empty => {}
             }
             if nonblock {
+                self.saw_blocked(Direction::Read);
                 return Err(EAGAIN);
             }
             self.wait_for(seq, Direction::Read)?;
@@ -284,6 +285,7 @@ impl FileOps for Pipe {
                     Err(e) => return partial(done, e),
                 }
                 if nonblock {
+                    self.saw_blocked(Direction::Write);
                     return partial(done, EAGAIN);
                 }
                 if let Err(e) = self.wait_for(seq, Direction::Write) {
@@ -306,6 +308,11 @@ impl FileOps for Pipe {
                 s = self.transport.status();
             }
         }
+        // The poller wakes us when it sees the readiness change (polled
+        // transports; with doorbells it is the backstop for a doorbell that
+        // never comes), comparing with its own previous look, which may be
+        // older than ours: make what we found missing count as a change.
+        self.poll_saw(s);
         let mut mask = 0;
         if s.readable {
             mask |= kernel::bindings::POLLIN | kernel::bindings::POLLRDNORM;

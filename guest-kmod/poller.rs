@@ -21,7 +21,7 @@ use kernel::{
 
 use crate::pipe::Pipe;
 use crate::stats::Stats;
-use crate::transport::Status;
+use crate::transport::{Direction, Status};
 
 /// Tick of interrupt-driven transports (heartbeat and liveness only).
 pub(crate) const IRQ_TICK_MS: u32 = 100;
@@ -55,6 +55,41 @@ fn bits(s: Status) -> u32 {
 }
 
 impl Pipe {
+    /// A `poll` caller on the wait queue found the channel in state `s`.
+    ///
+    /// The poller wakes waiters when the readiness it sees differs from what
+    /// it saw on its previous pass. That pass may be older than the caller's
+    /// look: it may have seen data that the caller has read since. Then data
+    /// arriving before the next pass leaves the readiness unchanged in the
+    /// poller's eyes, and the caller sleeps until its own timeout (a 60 s
+    /// `poll` in the file-semantics test did). So every readiness bit the
+    /// caller found clear is cleared in the poller's record too: the first
+    /// pass that finds it set after this wakes the caller, which registered
+    /// on the wait queue before it looked. A pass that stores a stale "set"
+    /// after this only wakes the caller early, to look again.
+    pub(crate) fn poll_saw(&self, s: Status) {
+        self.poller.last.fetch_and(bits(s), Ordering::AcqRel);
+    }
+
+    /// A non-blocking `read` found nothing or `write` found no room: the
+    /// same as [`Pipe::poll_saw`] for that direction, because an
+    /// edge-triggered `epoll` caller sleeps after such an `EAGAIN` without
+    /// calling `poll` again. (Blocking callers wait with a timeout of their
+    /// own, `poll_max_ms` when polled, and are left alone.)
+    pub(crate) fn saw_blocked(&self, dir: Direction) {
+        let bit = bits(match dir {
+            Direction::Read => Status {
+                readable: true,
+                ..Status::default()
+            },
+            Direction::Write => Status {
+                writable: true,
+                ..Status::default()
+            },
+        });
+        self.poller.last.fetch_and(!bit, Ordering::AcqRel);
+    }
+
     /// Starts the poller if it is not running (called on open).
     pub(crate) fn start_poller(self: &Arc<Self>) {
         if self.poller.running.swap(true, Ordering::AcqRel) {
