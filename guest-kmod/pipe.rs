@@ -169,14 +169,21 @@ impl Pipe {
         } else {
             CondVarTimeoutResult::Woken { jiffies: 0 }
         };
+        // A wake-up that comes as the timeout expires (or is only scheduled
+        // after it) reads as a timeout; the event count says it came.
+        let woken = *g != seq;
         drop(g);
         self.waiters.fetch_sub(1, Ordering::AcqRel);
         Stats::inc(&self.stats.wakeups);
         match res {
             CondVarTimeoutResult::Signal { .. } => Err(ERESTARTSYS),
-            CondVarTimeoutResult::Timeout if irq => {
-                // A doorbell we asked for never came (or came for nothing):
-                // say what the ring looked like, so it can be placed.
+            CondVarTimeoutResult::Timeout if irq && !woken && self.ready(dir) => {
+                // What we waited for is there, yet nothing woke us: a
+                // doorbell was lost, or is still on its way (the peer acted
+                // just before the timeout). Say what the ring looked like,
+                // so it can be placed. A timeout with nothing to do is only
+                // a quiet second, and one with a wake-up at the deadline
+                // was a wake-up: neither is worth a word.
                 Stats::inc(&self.stats.irq_wait_timeouts);
                 let s = self.transport.status();
                 let what = if dir == Direction::Read {
@@ -185,7 +192,7 @@ impl Pipe {
                     "write"
                 };
                 pr_warn!(
-                    "ivc: {} wait timed out without a doorbell (readable={} writable={} hangup={} error={})\n",
+                    "ivc: {} wait timed out unwoken although the channel was ready (readable={} writable={} hangup={} error={}): doorbell lost or late\n",
                     what,
                     s.readable,
                     s.writable,
