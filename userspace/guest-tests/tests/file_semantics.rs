@@ -50,7 +50,7 @@ fn shm_poll_semantics() {
         return;
     };
     let env = ChannelEnv::plain(1 << 20);
-    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &env.device);
+    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &env.device, "poll");
     env.finish();
 }
 
@@ -60,17 +60,23 @@ fn shm_irq_semantics() {
         return;
     };
     let env = ChannelEnv::doorbell(1 << 20);
-    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &env.device);
+    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &env.device, "irq");
     env.finish();
 }
 
 /// The checker guest stays up while two peer guests come and go in turn.
-fn poll_nonblock_signals_eof_epipe_and_reconnect(artifacts: &GuestArtifacts, dev: &Device) {
+/// Guest names carry `variant`, so the logs of the two tests, which run
+/// concurrently, can be told apart.
+fn poll_nonblock_signals_eof_epipe_and_reconnect(
+    artifacts: &GuestArtifacts,
+    dev: &Device,
+    variant: &str,
+) {
     let timeout = Duration::from_secs(300);
     let checker = Guest::spawn(
         artifacts,
         GuestSpec::new(
-            "checker",
+            format!("checker-{variant}"),
             format!("{INSMOD}ivc-polltest checker /dev/ivc0 --reconnect"),
         )
         .device(dev.clone())
@@ -81,7 +87,7 @@ fn poll_nonblock_signals_eof_epipe_and_reconnect(artifacts: &GuestArtifacts, dev
     for round in ["peer1", "peer2"] {
         let peer = Guest::spawn(
             artifacts,
-            GuestSpec::new(round, &peer_cmd)
+            GuestSpec::new(format!("{round}-{variant}"), &peer_cmd)
                 .device(dev.clone())
                 .timeout(timeout),
         )
