@@ -17,6 +17,7 @@ const CHECKS: &[&str] = &[
     "pollout_when_peer_connects",
     "no_pollin_while_empty",
     "pollin_when_data_arrives",
+    "epollet_woken_after_eagain",
     "signal_interrupts_blocked_read",
     "nonblock_write_eagain_and_no_pollout_when_full",
     "pollout_when_peer_drains",

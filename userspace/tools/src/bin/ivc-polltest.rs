@@ -349,6 +349,61 @@ fn ping(fd: &Fd) -> Result<(), String> {
     woken.and(answer)
 }
 
+/// Edge-triggered epoll: after a read drained the channel to `EAGAIN`, the
+/// next reply must wake `epoll_wait` by itself. Nothing calls `poll` on the
+/// device in between (epoll does only when woken), so the driver has to
+/// count the `EAGAIN` as "not readable" for its own wake-up logic. A few
+/// rounds, since the first is woken by what registering armed.
+fn epoll_et_rounds(fd: &Fd) -> Result<(), String> {
+    // SAFETY: plain system call; the descriptor is closed by `Fd`.
+    let ep = Fd(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) });
+    if ep.0 < 0 {
+        return Err(format!("epoll_create1: {}", io::Error::last_os_error()));
+    }
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+        u64: 0,
+    };
+    // SAFETY: valid descriptors and event.
+    if unsafe { libc::epoll_ctl(ep.0, libc::EPOLL_CTL_ADD, fd.0, &mut ev) } < 0 {
+        return Err(format!("epoll_ctl: {}", io::Error::last_os_error()));
+    }
+    let t = Duration::from_secs(60);
+    for round in 1..=3 {
+        let mut b = [0u8; 64];
+        match read(fd, &mut b) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return Err(format!("round {round}: expected EAGAIN, got {other:?}")),
+        }
+        write_all(fd, b"ping\n", t).map_err(|e| format!("write ping: {e}"))?;
+        let start = Instant::now();
+        let mut out = [libc::epoll_event { events: 0, u64: 0 }];
+        let n = loop {
+            // SAFETY: one valid output slot.
+            let n = unsafe { libc::epoll_wait(ep.0, out.as_mut_ptr(), 1, t.as_millis() as i32) };
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break n;
+        };
+        let waited = start.elapsed();
+        // A copy: the kernel's `epoll_event` is packed on x86-64.
+        let events = out[0].events;
+        // Read the answer in any case, so the checks after this one still
+        // find the stream in step.
+        let answer = read_line(fd, t).map_err(|e| e.to_string())?;
+        if n != 1 || events & libc::EPOLLIN as u32 == 0 {
+            return Err(format!(
+                "round {round}: epoll_wait returned {n} (events {events:#x}) after {waited:?}: the reply did not wake it"
+            ));
+        }
+        if answer.as_deref() != Some("pong") {
+            return Err(format!("round {round}: expected pong, got {answer:?}"));
+        }
+    }
+    Ok(())
+}
+
 fn checker(dev: &Path, reconnect: bool) -> Result<usize, String> {
     let mut c = Checks {
         failed: 0,
@@ -378,6 +433,7 @@ fn checker(dev: &Path, reconnect: bool) -> Result<usize, String> {
             .and_then(|r| expect(r, 0, libc::POLLIN, "empty channel")),
     );
     c.check("pollin_when_data_arrives", ping(&fd));
+    c.check("epollet_woken_after_eagain", epoll_et_rounds(&fd));
     c.check(
         "signal_interrupts_blocked_read",
         signal_interrupts_read(&fd),
