@@ -217,7 +217,7 @@ mod tests {
             "-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "128", "-smp", "2,sockets=2,maxcpus=2",
             "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio",
             "-kernel", &kernel, "-initrd", &initrd,
-            "-append", "console=ttyS0 panic=-1 loglevel=5 ivc_cmd=ZWNobyBoaQ==",
+            "-append", "console=ttyS0 panic=-1 loglevel=5 no_timer_check ivc_cmd=ZWNobyBoaQ==",
             "-object", "memory-backend-file,id=hmem0,share=on,mem-path=/dev/shm/t/ring,size=65536",
             "-device", "ivshmem-plain,memdev=hmem0",
             "-chardev", "socket,path=/dev/shm/t/sock,id=ivs1",
