@@ -215,22 +215,7 @@ fn run(cli: Cli) -> Result<bool, String> {
             "load average (1 min) before {load_before:.2}, after {load_after:.2}"
         ));
         busiest = busiest.max(load_before).max(load_after);
-        let bad_data = report.records.iter().any(|r| {
-            matches!(
-                r.data,
-                record::Data::Latency {
-                    verified: false,
-                    ..
-                }
-            ) || (r.channel != "tcp-loopback"
-                && matches!(
-                    r.data,
-                    record::Data::Throughput {
-                        verified: false,
-                        ..
-                    }
-                ))
-        });
+        let bad_data = report.records.iter().any(record::Record::bad_data);
         match result {
             Ok(()) if !bad_data => {
                 step.finish(&format!("{} figures", report.records.len()));

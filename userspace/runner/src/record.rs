@@ -28,6 +28,24 @@ pub struct Record {
     pub data: Data,
 }
 
+impl Record {
+    /// Whether the record says its bytes were checked and some were wrong
+    /// (or missing). Transfers that by design only count their bytes (TCP
+    /// over loopback, and the ring stream that measures the channel without
+    /// the receiver's compare) carry `verified: false` without being wrong.
+    pub fn bad_data(&self) -> bool {
+        match self.data {
+            Data::Latency { verified, .. } => !verified,
+            Data::Throughput { verified, .. } => {
+                !verified
+                    && self.channel != "tcp-loopback"
+                    && self.what != crate::vmm_shm::what::STREAM_UNCHECKED
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The figure of a record.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -242,6 +260,32 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
         assert!(
             matches!(r.data, Data::Latency { ref stats, verified: true } if stats.median_ns == 2.0)
         );
+    }
+
+    #[test]
+    fn unverified_is_bad_data_unless_the_transfer_only_counts() {
+        let transfer = |channel: &str, what: &str, verified: bool| Record {
+            channel: channel.into(),
+            environment: env::HOST.into(),
+            what: what.into(),
+            data: Data::Throughput {
+                stats: Throughput {
+                    packet: 4096,
+                    bytes: 8192,
+                    ns: 1000,
+                    mib_s: 7812.5,
+                },
+                requested: 8192,
+                verified,
+            },
+        };
+        let stream = crate::vmm_shm::what::STREAM;
+        let counted = crate::vmm_shm::what::STREAM_UNCHECKED;
+        assert!(transfer("ivc-vmm shm-poll", stream, false).bad_data());
+        assert!(!transfer("ivc-vmm shm-poll", stream, true).bad_data());
+        assert!(!transfer("ivc-vmm shm-poll", counted, false).bad_data());
+        assert!(!transfer("tcp-loopback", "one-way transfer", false).bad_data());
+        assert!(transfer("shm-poll", "one-way transfer", false).bad_data());
     }
 
     #[test]
