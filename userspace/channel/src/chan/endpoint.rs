@@ -153,14 +153,6 @@ pub struct Endpoint<M: SharedMemory> {
     stats: EndpointStats,
 }
 
-/// Largest piece of a write (read) copied before the producer (consumer)
-/// index is published: a large write then streams to a reader that copies
-/// out the first pieces while later ones are copied in, and the data moves
-/// between the two CPUs' caches piece by piece instead of in one block that
-/// no longer fits a first-level cache. One index store per piece costs
-/// nothing next to copying it.
-pub const PUBLISH_STEP: u32 = 16384;
-
 fn min_u32(a: u32, b: u32) -> u32 {
     if a < b {
         a
@@ -654,12 +646,9 @@ impl<M: SharedMemory> Endpoint<M> {
         let mask = self.tx.size.wrapping_sub(1);
         let mut done = 0u32;
         while done < n {
-            // One piece: up to the ring's end and at most `PUBLISH_STEP`.
+            // One piece: up to the ring's end (two pieces at the wrap).
             let pos = self.prod & mask;
-            let step = min_u32(
-                min_u32(n.wrapping_sub(done), self.tx.size.wrapping_sub(pos)),
-                PUBLISH_STEP,
-            );
+            let step = min_u32(n.wrapping_sub(done), self.tx.size.wrapping_sub(pos));
             let piece = data
                 .get(done as usize..done.wrapping_add(step) as usize)
                 .ok_or(ChannelError::Corrupted)?;
@@ -728,12 +717,9 @@ impl<M: SharedMemory> Endpoint<M> {
         let n = min_u32(avail, clamp_len(buf.len()));
         let mut done = 0u32;
         while done < n {
-            // One piece: up to the ring's end and at most `PUBLISH_STEP`.
+            // One piece: up to the ring's end (two pieces at the wrap).
             let pos = self.cons & mask;
-            let step = min_u32(
-                min_u32(n.wrapping_sub(done), self.rx.size.wrapping_sub(pos)),
-                PUBLISH_STEP,
-            );
+            let step = min_u32(n.wrapping_sub(done), self.rx.size.wrapping_sub(pos));
             let piece = buf
                 .get_mut(done as usize..done.wrapping_add(step) as usize)
                 .ok_or(ChannelError::Corrupted)?;
