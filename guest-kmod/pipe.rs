@@ -133,6 +133,22 @@ impl Pipe {
         }
     }
 
+    /// A non-blocking call is about to return `EAGAIN`. With doorbells, ask
+    /// the peer for one first, as `poll` does: an edge-triggered `epoll`
+    /// waiter sleeps after `EAGAIN` without calling `poll` again, and would
+    /// otherwise be woken only by the poller's backstop tick. `true`: what
+    /// we wait for arrived while we looked, so look once more instead of
+    /// failing (at most once per call, `armed`). The price: a caller that
+    /// spins on `EAGAIN` makes the peer ring for every write it sees (such
+    /// a caller wants `mode=shm-poll`).
+    fn arm_after_eagain(&self, dir: Direction, armed: &mut bool) -> bool {
+        if *armed || !self.transport.uses_interrupts() {
+            return false;
+        }
+        *armed = true;
+        self.transport.arm(dir)
+    }
+
     /// Sleeps until something may have changed since `seq` for `dir`.
     fn wait_for(&self, seq: u64, dir: Direction) -> Result {
         if self.removed.load(Ordering::Acquire) {
@@ -240,6 +256,7 @@ impl FileOps for Pipe {
         }
         let mut buf = self.rx.lock();
         let want = out.len().min(buf.len());
+        let mut armed = false;
         loop {
             let seq = self.snapshot();
             let dst = buf.get_mut(..want).ok_or(EINVAL)?;
@@ -255,6 +272,9 @@ impl FileOps for Pipe {
             }
             if nonblock {
                 self.saw_blocked(Direction::Read);
+                if self.arm_after_eagain(Direction::Read, &mut armed) {
+                    continue;
+                }
                 return Err(EAGAIN);
             }
             self.wait_for(seq, Direction::Read)?;
@@ -268,6 +288,7 @@ impl FileOps for Pipe {
         }
         let mut buf = self.tx.lock();
         let mut done = 0usize;
+        let mut armed = false;
         // Only errors before the first byte are reported; after that the
         // caller gets the count, as write(2) on a pipe does.
         let partial = |done: usize, e: Error| if done > 0 { Ok(done) } else { Err(e) };
@@ -293,6 +314,9 @@ impl FileOps for Pipe {
                 }
                 if nonblock {
                     self.saw_blocked(Direction::Write);
+                    if self.arm_after_eagain(Direction::Write, &mut armed) {
+                        continue;
+                    }
                     return partial(done, EAGAIN);
                 }
                 if let Err(e) = self.wait_for(seq, Direction::Write) {
