@@ -135,12 +135,17 @@ pub fn latency(records: &[Record]) -> Chart {
 }
 
 /// The throughput chart: per packet size, the transfer that moved the most
-/// bytes (MiB/s).
+/// bytes (MiB/s). Only transfers whose bytes were checked where the channel
+/// checks them (the counted-only ring stream is a summary row, not a point).
 pub fn throughput(records: &[Record]) -> Chart {
     let mut series = Vec::new();
     for (channel, color) in CHANNELS {
         let mut best: Vec<(u64, u64, f64)> = Vec::new();
-        let of_channel = || records.iter().filter(|r| r.channel == channel);
+        let of_channel = || {
+            records.iter().filter(|r| {
+                r.channel == channel && r.what != crate::vmm_shm::what::STREAM_UNCHECKED
+            })
+        };
         let one_way = of_channel().any(|r| matches!(r.data, Data::Throughput { .. }) && !duplex(r));
         for r in of_channel().filter(|r| !(one_way && duplex(r))) {
             if let Data::Throughput { stats, .. } = &r.data {
