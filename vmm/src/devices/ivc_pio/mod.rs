@@ -56,9 +56,10 @@ impl IvcPio {
         })
     }
 
-    /// See [`PioRegisters::heartbeat`]; called by the timer thread.
+    /// See [`PioRegisters::heartbeat`]; called by the timer thread every
+    /// [`HEARTBEAT_INTERVAL`].
     pub fn heartbeat(&mut self) {
-        self.regs.heartbeat();
+        let _ = self.regs.heartbeat();
     }
 
     pub fn bad_accesses(&self) -> u64 {

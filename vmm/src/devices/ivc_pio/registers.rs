@@ -70,6 +70,11 @@ impl fmt::Display for PioFault {
 /// How often a concurrent format (`Busy`) is retried before giving up.
 const BUSY_RETRIES: u32 = 200;
 
+/// Heartbeat ticks (100 ms each in ivc-vmm) during which a connected peer's
+/// heartbeat may stay still before the peer is taken for dead: 5 s, as
+/// `ivc.ko`'s default `peer_timeout_ms`.
+pub const PEER_STALL_TICKS: u32 = 50;
+
 pub struct PioRegisters<M: SharedMemory + Copy> {
     mem: M,
     doorbell_id: Option<u16>,
@@ -83,6 +88,10 @@ pub struct PioRegisters<M: SharedMemory + Copy> {
     tx_granted: u32,
     /// Bytes dropped because the connection ended under a granted write.
     dropped: u64,
+    /// The connected peer's heartbeat at the last tick, and for how many
+    /// ticks it has not moved.
+    peer_beat: Option<u32>,
+    stalled_ticks: u32,
 }
 
 fn le32(data: &[u8]) -> Option<u32> {
@@ -102,16 +111,53 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             peer_gone: false,
             tx_granted: 0,
             dropped: 0,
+            peer_beat: None,
+            stalled_ticks: 0,
         }
     }
 
-    /// Bumps our heartbeat in the channel's peer table while joined (the
-    /// peer may use it to notice that this VMM stopped running).
-    pub fn heartbeat(&mut self) {
-        if let Some(ep) = &mut self.ep {
-            // A broken or closed endpoint refuses; nothing to do then.
-            let _ = ep.heartbeat();
+    /// One heartbeat tick: bumps our heartbeat in the channel's peer table
+    /// while joined (the peer may use it to notice that this VMM stopped
+    /// running), and checks the peer's. A connected peer whose heartbeat
+    /// has not moved for [`PEER_STALL_TICKS`] ticks died without closing
+    /// (a killed VM, or a VMM without a rendezvous server to announce its
+    /// exit): its slot is marked absent, as its own close would have, so
+    /// the guest drains what it sent and then sees `STATUS_PEER_GONE`.
+    /// Returns `true` when it did that.
+    pub fn heartbeat(&mut self) -> bool {
+        let Some(ep) = &mut self.ep else {
+            return false;
+        };
+        // A broken or closed endpoint refuses; nothing to do then.
+        let _ = ep.heartbeat();
+        let beat = match ep.peer_state() {
+            Ok(PeerState::Connected) => ep.peer_heartbeat().ok(),
+            _ => None,
+        };
+        let Some(beat) = beat else {
+            self.peer_beat = None;
+            self.stalled_ticks = 0;
+            return false;
+        };
+        if self.peer_beat != Some(beat) {
+            self.peer_beat = Some(beat);
+            self.stalled_ticks = 0;
+            return false;
         }
+        self.stalled_ticks = self.stalled_ticks.saturating_add(1);
+        if self.stalled_ticks < PEER_STALL_TICKS {
+            return false;
+        }
+        let peer_slot = ep.slot() ^ 1;
+        log::warn!(
+            "ivc-pio: the peer's heartbeat stalled for {} ticks; marking slot {peer_slot} absent",
+            self.stalled_ticks
+        );
+        let _ = ivc_channel::mark_absent(&self.mem, peer_slot);
+        let _ = ep.peer_state();
+        self.peer_beat = None;
+        self.stalled_ticks = 0;
+        true
     }
 
     /// Bytes dropped because the peer went away in the middle of a write
@@ -535,6 +581,49 @@ mod tests {
         // Beyond the (now zero) grant it is the guest's error.
         assert!(a.write(0, &[3; 4]).is_err());
         assert_ne!(rd32(&mut a, REG_STATUS) & STATUS_ERROR, 0);
+    }
+
+    #[test]
+    fn a_peer_whose_heartbeat_stalls_is_taken_for_dead() {
+        let w = words(64 << 10);
+        let mem = AtomicMem::from_words(&w);
+        let (mut a, mut b) = connected_pair(mem);
+        b.write(0, &[5; 10]).unwrap();
+        // Both alive: ticks on both sides keep the connection, however many.
+        for _ in 0..3 * PEER_STALL_TICKS {
+            assert!(!a.heartbeat());
+            assert!(!b.heartbeat());
+        }
+        assert_ne!(rd32(&mut a, REG_STATUS) & STATUS_CONNECTED, 0);
+        // B's VMM stops (no close, no server to say so). A's next tick still
+        // sees B's last bump; after PEER_STALL_TICKS more without a change,
+        // not before, A gives up on B.
+        assert!(!a.heartbeat());
+        for _ in 0..PEER_STALL_TICKS - 1 {
+            assert!(!a.heartbeat());
+        }
+        assert_ne!(rd32(&mut a, REG_STATUS) & STATUS_CONNECTED, 0);
+        assert!(a.heartbeat());
+        // What B sent is still delivered, then the end.
+        let st = rd32(&mut a, REG_STATUS);
+        assert_eq!(
+            st & (STATUS_CONNECTED | STATUS_RX_READY),
+            STATUS_RX_READY,
+            "{st:#x}"
+        );
+        let mut got = [0u8; 10];
+        a.read(0, &mut got).unwrap();
+        assert_eq!(got, [5; 10]);
+        let st = rd32(&mut a, REG_STATUS);
+        assert_eq!(
+            st & (STATUS_PEER_GONE | STATUS_ERROR),
+            STATUS_PEER_GONE,
+            "{st:#x}"
+        );
+        // Not connected any more: ticks do nothing.
+        for _ in 0..2 * PEER_STALL_TICKS {
+            assert!(!a.heartbeat());
+        }
     }
 
     #[test]
