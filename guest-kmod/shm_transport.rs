@@ -22,7 +22,8 @@ use kernel::{
 use crate::ffi::{IoRegion, SharedMapping};
 use crate::ivc_channel::{
     layout::{self, peer_entry, NUM_SLOTS, PEER_HEARTBEAT},
-    AttachOptions, ChannelError, Endpoint, OutOfBounds, PeerState, Readiness, SharedMemory,
+    AttachOptions, ChannelError, Endpoint, Liveness, OutOfBounds, PeerState, Readiness,
+    SharedMemory,
 };
 use crate::stats::Stats;
 use crate::transport::{Direction, ReadOutcome, Status};
@@ -78,12 +79,6 @@ impl SharedMemory for ShmRef {
     }
 }
 
-/// Liveness bookkeeping for the peer's heartbeat.
-struct Liveness {
-    last_beat: u32,
-    since: Instant<Monotonic>,
-}
-
 struct State {
     ep: Option<Endpoint<ShmRef>>,
     /// Set by `shutdown`: the device is gone, every call fails.
@@ -101,6 +96,8 @@ pub(crate) struct ShmTransport {
     irq: bool,
     my_id: u16,
     peer_timeout_ms: u32,
+    /// The origin of the milliseconds `Liveness` is given.
+    born: Instant<Monotonic>,
     state: Pin<KBox<Mutex<State>>>,
     pub(crate) stats: Arc<Stats>,
     name: &'static CStr,
@@ -141,10 +138,7 @@ impl ShmTransport {
                     ep: None,
                     dead: false,
                     reported: false,
-                    live: Liveness {
-                        last_beat: 0,
-                        since: Instant::now()
-                    },
+                    live: Liveness::new(),
                 },
                 "ivc_shm_state"
             ),
@@ -156,6 +150,7 @@ impl ShmTransport {
             irq,
             my_id,
             peer_timeout_ms,
+            born: Instant::now(),
             state,
             stats,
             name,
@@ -264,10 +259,7 @@ impl ShmTransport {
             }
         };
         st.reported = false;
-        st.live = Liveness {
-            last_beat: ep.peer_heartbeat().unwrap_or(0),
-            since: Instant::now(),
-        };
+        st.live = Liveness::new();
         let _ = ep.peer_state();
         self.kick_if_needed(&mut ep);
         st.ep = Some(ep);
@@ -416,33 +408,16 @@ impl ShmTransport {
     /// closing (its VM was killed), so the connection is given up.
     pub(crate) fn tick(&self) {
         let mut st = self.state.lock();
-        let timeout = i64::from(self.peer_timeout_ms);
         let State { ep, live, .. } = &mut *st;
         let Some(ep) = ep.as_mut() else { return };
         let _ = ep.heartbeat();
-        if let Ok(PeerState::Connected) = ep.peer_state() {
-            let beat = ep.peer_heartbeat().unwrap_or(live.last_beat);
-            if beat != live.last_beat {
-                live.last_beat = beat;
-                live.since = Instant::now();
-            } else if timeout > 0 && live.since.elapsed().as_millis() > timeout {
-                pr_warn!(
-                    "{}: peer heartbeat stalled for {} ms; treating the peer as gone\n",
-                    self.name,
-                    timeout
-                );
-                // Mark its slot absent, as its own close would have: we
-                // drain what it sent, then read end of file; a new peer
-                // incarnation can attach to the slot.
-                let peer_slot = ep.slot() ^ 1;
-                if layout::mark_absent(ep.memory(), peer_slot).is_err() {
-                    let _ = ep.reconnect();
-                }
-                let _ = ep.peer_state();
-                live.since = Instant::now();
-            }
-        } else {
-            live.since = Instant::now();
+        let now_ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(0);
+        if live.check(ep, now_ms, u64::from(self.peer_timeout_ms)) {
+            pr_warn!(
+                "{}: peer heartbeat stalled for {} ms; treating the peer as gone\n",
+                self.name,
+                self.peer_timeout_ms
+            );
         }
         self.kick_if_needed(ep);
     }

@@ -12,7 +12,7 @@ use ivc_channel::layout::{
     MAGIC_FORMATTING, PEER_BROKEN, PEER_CLOSED, PEER_STATE, RING_CONS, RING_PROD,
 };
 use ivc_channel::{
-    AtomicMem, AttachOptions, ChannelError, Endpoint, FormatOptions, Layout, OutOfBounds,
+    AtomicMem, AttachOptions, ChannelError, Endpoint, FormatOptions, Layout, Liveness, OutOfBounds,
     PeerState, Readiness, SharedMemory,
 };
 
@@ -609,4 +609,40 @@ fn closed_endpoint_refuses() {
 fn error_display() {
     assert_eq!(ChannelError::PeerGone.to_string(), "peer is gone");
     assert_eq!(ChannelError::from(OutOfBounds), ChannelError::Corrupted);
+}
+
+#[test]
+fn liveness_gives_up_on_a_peer_whose_heartbeat_stands_still() {
+    let r = Region::new(SMALL);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    b.write(b"last words").unwrap();
+    let mut live = Liveness::new();
+    // The peer beats between our looks: never a verdict, however long.
+    for t in 0..100u64 {
+        b.heartbeat().unwrap();
+        assert!(!live.check(&mut a, t * 1000, 5000));
+    }
+    // It stops at 99 s (the look at 99 s saw its last beat). Not given up
+    // at 104 s (5 s still), given up at 104.001 s.
+    assert!(!live.check(&mut a, 104_000, 5000));
+    assert_eq!(a.peer_state().unwrap(), PeerState::Connected);
+    assert!(live.check(&mut a, 104_001, 5000));
+    // What it sent is still read, then end of file.
+    let mut buf = [0u8; 16];
+    assert_eq!(a.read(&mut buf), Ok(10));
+    assert_eq!(&buf[..10], b"last words");
+    assert_eq!(a.read(&mut buf), Err(ChannelError::PeerGone));
+    // Nothing connected: no more verdicts.
+    assert!(!live.check(&mut a, 1_000_000, 5000));
+}
+
+#[test]
+fn liveness_with_timeout_zero_never_gives_up() {
+    let r = Region::new(SMALL);
+    let (mut a, _b) = pair(r.mem(), &AttachOptions::default());
+    let mut live = Liveness::new();
+    for t in [0u64, 1, 1_000_000, u64::MAX] {
+        assert!(!live.check(&mut a, t, 0));
+    }
+    assert_eq!(a.peer_state().unwrap(), PeerState::Connected);
 }

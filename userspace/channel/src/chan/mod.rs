@@ -31,6 +31,7 @@ pub mod atomic_mem;
 pub mod endpoint;
 pub mod error;
 pub mod layout;
+pub mod liveness;
 pub mod pio;
 pub mod shm;
 
@@ -44,5 +45,7 @@ pub use endpoint::{AttachOptions, Endpoint, EndpointStats, PeerState, Readiness}
 pub use error::ChannelError;
 #[allow(unused_imports)]
 pub use layout::{format, format_if_needed, mark_absent, FormatOptions, Layout, RingGeometry};
+#[allow(unused_imports)]
+pub use liveness::Liveness;
 #[allow(unused_imports)]
 pub use shm::{OutOfBounds, SharedMemory};

@@ -57,9 +57,9 @@ impl IvcPio {
     }
 
     /// See [`PioRegisters::heartbeat`]; called by the timer thread every
-    /// [`HEARTBEAT_INTERVAL`].
-    pub fn heartbeat(&mut self) {
-        let _ = self.regs.heartbeat();
+    /// [`HEARTBEAT_INTERVAL`] with the milliseconds since it started.
+    pub fn heartbeat(&mut self, now_ms: u64) {
+        let _ = self.regs.heartbeat(now_ms);
     }
 
     pub fn bad_accesses(&self) -> u64 {
@@ -115,8 +115,14 @@ pub fn spawn_heartbeat(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("ivc-pio-heartbeat".into())
-        .spawn(move || loop {
-            std::thread::sleep(HEARTBEAT_INTERVAL);
-            dev.lock().unwrap_or_else(|e| e.into_inner()).heartbeat();
+        .spawn(move || {
+            let start = std::time::Instant::now();
+            loop {
+                std::thread::sleep(HEARTBEAT_INTERVAL);
+                let now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                dev.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .heartbeat(now_ms);
+            }
         })
 }

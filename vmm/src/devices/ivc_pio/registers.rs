@@ -17,7 +17,7 @@ use ivc_channel::pio::{
     REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR,
     STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VERSION,
 };
-use ivc_channel::{AttachOptions, ChannelError, Endpoint, PeerState, SharedMemory};
+use ivc_channel::{AttachOptions, ChannelError, Endpoint, Liveness, PeerState, SharedMemory};
 
 /// What went wrong in one access (the device logs it; the model has set
 /// `STATUS_ERROR` already).
@@ -70,10 +70,9 @@ impl fmt::Display for PioFault {
 /// How often a concurrent format (`Busy`) is retried before giving up.
 const BUSY_RETRIES: u32 = 200;
 
-/// Heartbeat ticks (100 ms each in ivc-vmm) during which a connected peer's
-/// heartbeat may stay still before the peer is taken for dead: 5 s, as
-/// `ivc.ko`'s default `peer_timeout_ms`.
-pub const PEER_STALL_TICKS: u32 = 50;
+/// How long a connected peer's heartbeat may stand still before the peer
+/// is taken for dead: `ivc.ko`'s default `peer_timeout_ms`.
+pub const PEER_TIMEOUT_MS: u64 = 5000;
 
 pub struct PioRegisters<M: SharedMemory + Copy> {
     mem: M,
@@ -88,10 +87,8 @@ pub struct PioRegisters<M: SharedMemory + Copy> {
     tx_granted: u32,
     /// Bytes dropped because the connection ended under a granted write.
     dropped: u64,
-    /// The connected peer's heartbeat at the last tick, and for how many
-    /// ticks it has not moved.
-    peer_beat: Option<u32>,
-    stalled_ticks: u32,
+    /// The peer's heartbeat as the last tick saw it.
+    liveness: Liveness,
 }
 
 fn le32(data: &[u8]) -> Option<u32> {
@@ -111,53 +108,32 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             peer_gone: false,
             tx_granted: 0,
             dropped: 0,
-            peer_beat: None,
-            stalled_ticks: 0,
+            liveness: Liveness::new(),
         }
     }
 
-    /// One heartbeat tick: bumps our heartbeat in the channel's peer table
-    /// while joined (the peer may use it to notice that this VMM stopped
-    /// running), and checks the peer's. A connected peer whose heartbeat
-    /// has not moved for [`PEER_STALL_TICKS`] ticks died without closing
+    /// One heartbeat tick at `now_ms` (milliseconds on a monotonic clock):
+    /// bumps our heartbeat in the channel's peer table while joined (the
+    /// peer may use it to notice that this VMM stopped running), and checks
+    /// the peer's with [`Liveness`]: a connected peer whose heartbeat has
+    /// stood still for more than [`PEER_TIMEOUT_MS`] died without closing
     /// (a killed VM, or a VMM without a rendezvous server to announce its
-    /// exit): its slot is marked absent, as its own close would have, so
-    /// the guest drains what it sent and then sees `STATUS_PEER_GONE`.
-    /// Returns `true` when it did that.
-    pub fn heartbeat(&mut self) -> bool {
+    /// exit), and its slot is marked absent, so the guest drains what it
+    /// sent and then sees `STATUS_PEER_GONE`. Returns `true` when it did
+    /// that.
+    pub fn heartbeat(&mut self, now_ms: u64) -> bool {
         let Some(ep) = &mut self.ep else {
             return false;
         };
         // A broken or closed endpoint refuses; nothing to do then.
         let _ = ep.heartbeat();
-        let beat = match ep.peer_state() {
-            Ok(PeerState::Connected) => ep.peer_heartbeat().ok(),
-            _ => None,
-        };
-        let Some(beat) = beat else {
-            self.peer_beat = None;
-            self.stalled_ticks = 0;
-            return false;
-        };
-        if self.peer_beat != Some(beat) {
-            self.peer_beat = Some(beat);
-            self.stalled_ticks = 0;
-            return false;
+        let gone = self.liveness.check(ep, now_ms, PEER_TIMEOUT_MS);
+        if gone {
+            log::warn!(
+                "ivc-pio: the peer's heartbeat stood still for over {PEER_TIMEOUT_MS} ms; marking it absent"
+            );
         }
-        self.stalled_ticks = self.stalled_ticks.saturating_add(1);
-        if self.stalled_ticks < PEER_STALL_TICKS {
-            return false;
-        }
-        let peer_slot = ep.slot() ^ 1;
-        log::warn!(
-            "ivc-pio: the peer's heartbeat stalled for {} ticks; marking slot {peer_slot} absent",
-            self.stalled_ticks
-        );
-        let _ = ivc_channel::mark_absent(&self.mem, peer_slot);
-        let _ = ep.peer_state();
-        self.peer_beat = None;
-        self.stalled_ticks = 0;
-        true
+        gone
     }
 
     /// Bytes dropped because the peer went away in the middle of a write
@@ -486,7 +462,7 @@ mod tests {
         let free = rd32(&mut a, REG_TX_FREE);
         assert_eq!(free, 16 << 10);
         let hb = b.endpoint().unwrap().peer_heartbeat().unwrap();
-        a.heartbeat();
+        a.heartbeat(0);
         assert_eq!(
             b.endpoint().unwrap().peer_heartbeat().unwrap(),
             hb.wrapping_add(1)
@@ -589,21 +565,25 @@ mod tests {
         let mem = AtomicMem::from_words(&w);
         let (mut a, mut b) = connected_pair(mem);
         b.write(0, &[5; 10]).unwrap();
-        // Both alive: ticks on both sides keep the connection, however many.
-        for _ in 0..3 * PEER_STALL_TICKS {
-            assert!(!a.heartbeat());
-            assert!(!b.heartbeat());
+        // Both alive, ticking every 100 ms: the connection stays, however
+        // long.
+        let mut now = 0;
+        for _ in 0..3 * PEER_TIMEOUT_MS / 100 {
+            now += 100;
+            assert!(!a.heartbeat(now));
+            assert!(!b.heartbeat(now));
         }
         assert_ne!(rd32(&mut a, REG_STATUS) & STATUS_CONNECTED, 0);
-        // B's VMM stops (no close, no server to say so). A's next tick still
-        // sees B's last bump; after PEER_STALL_TICKS more without a change,
-        // not before, A gives up on B.
-        assert!(!a.heartbeat());
-        for _ in 0..PEER_STALL_TICKS - 1 {
-            assert!(!a.heartbeat());
-        }
+        // B's VMM stops (no close, no server to say so). A's next tick sees
+        // B's last bump; A gives up on B once that is more than
+        // PEER_TIMEOUT_MS old, not before.
+        now += 100;
+        let last_bump_seen = now;
+        assert!(!a.heartbeat(now));
+        assert!(!a.heartbeat(last_bump_seen + PEER_TIMEOUT_MS));
         assert_ne!(rd32(&mut a, REG_STATUS) & STATUS_CONNECTED, 0);
-        assert!(a.heartbeat());
+        assert!(a.heartbeat(last_bump_seen + PEER_TIMEOUT_MS + 100));
+        now = last_bump_seen + PEER_TIMEOUT_MS + 100;
         // What B sent is still delivered, then the end.
         let st = rd32(&mut a, REG_STATUS);
         assert_eq!(
@@ -621,8 +601,9 @@ mod tests {
             "{st:#x}"
         );
         // Not connected any more: ticks do nothing.
-        for _ in 0..2 * PEER_STALL_TICKS {
-            assert!(!a.heartbeat());
+        for _ in 0..2 * PEER_TIMEOUT_MS / 100 {
+            now += 100;
+            assert!(!a.heartbeat(now));
         }
     }
 
