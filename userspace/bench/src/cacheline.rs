@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::fork::{spawn_pinned, CpuPair, Pinned};
 use crate::model::{ns, Latency};
+use crate::shared::SharedMap;
 
 /// Round trips averaged into one sample: a clock read (~20-30 ns through the
 /// vDSO) would otherwise be a large part of a ~100 ns round trip.
@@ -21,52 +22,20 @@ const STOP: u64 = u64::MAX;
 /// Value the child stores once it is pinned and spinning.
 const READY: u64 = u64::MAX - 1;
 
-/// An anonymous shared page, unmapped on drop.
-struct SharedPage {
-    ptr: *mut libc::c_void,
-}
-
-impl SharedPage {
-    fn new() -> io::Result<Self> {
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(SharedPage { ptr })
-    }
-
-    /// The first word of the page's second cache line (the first holds
-    /// nothing, so the word is alone in its line).
-    fn word(&self) -> &AtomicU64 {
-        // SAFETY: the page is 4096 bytes, zero-filled, page-aligned and lives
-        // as long as `self`; offset 64 is 8-byte aligned; AtomicU64 allows the
-        // concurrent access by the other process.
-        unsafe { &*self.ptr.cast::<u8>().add(64).cast::<AtomicU64>() }
-    }
-}
-
-impl Drop for SharedPage {
-    fn drop(&mut self) {
-        // SAFETY: unmaps the mapping made in `new`; `word` borrows self.
-        unsafe { libc::munmap(self.ptr, 4096) };
-    }
+/// The first word of the mapping's second cache line (the first holds
+/// nothing, so the word is alone in its line).
+fn word(page: &SharedMap) -> &AtomicU64 {
+    // SAFETY: the mapping is at least a page, zero-filled, page-aligned and
+    // lives as long as `page`; offset 64 is 8-byte aligned; AtomicU64 allows
+    // the concurrent access by the other process.
+    unsafe { &*page.ptr().add(64).cast::<AtomicU64>() }
 }
 
 /// Measures for about `budget` (at least `min_samples` samples of
 /// [`BATCH`] round trips).
 pub fn measure(cpus: CpuPair, budget: Duration, min_samples: usize) -> io::Result<Latency> {
-    let page = SharedPage::new()?;
-    let w = page.word();
+    let page = SharedMap::new(4096)?;
+    let w = word(&page);
     // SAFETY: the child only spins on an atomic in shared memory and stores
     // to it: no allocation, locks or I/O.
     let child = unsafe {

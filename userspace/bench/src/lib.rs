@@ -7,6 +7,7 @@
 //! | floor | module | what a channel layer does the same way |
 //! | --- | --- | --- |
 //! | cache-line ping-pong between two processes on two cores | [`cacheline`] | `shm-poll`: a ring index written on one core, polled on the other |
+//! | the ivc ring's round trip between two processes (not a floor: a reference) | [`ring`] | `shm-poll` without the VMs: what the protocol itself costs |
 //! | eventfd ping-pong between two processes | [`eventfd`] | `shm-irq`: doorbell -> ioeventfd -> irqfd, one eventfd hop each way |
 //! | single-core memcpy bandwidth | [`memcpy`] | shared-memory throughput: every byte is copied in and out of the ring |
 //! | TCP over loopback, ping-pong and throughput | [`tcp`] | what a user would pick instead |
@@ -24,6 +25,8 @@ mod fork;
 pub mod kvm_exit;
 pub mod memcpy;
 pub mod model;
+pub mod ring;
+mod shared;
 pub mod syscall;
 pub mod tcp;
 pub mod tsc;

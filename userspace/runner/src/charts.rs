@@ -27,7 +27,7 @@ fn label(records: &[Record], channel: &str) -> String {
 
 /// Latency lines: one per channel and way of waiting (a channel measured
 /// both polling and blocking gets two lines).
-const LATENCY_LINES: [(&str, &str, &str); 8] = [
+const LATENCY_LINES: [(&str, &str, &str); 9] = [
     ("shm-poll", "ping-pong (spin", "#1f77b4"),
     ("shm-poll", "ping-pong (block", "#9ecae1"),
     ("shm-irq", "ping-pong", "#d62728"),
@@ -36,6 +36,7 @@ const LATENCY_LINES: [(&str, &str, &str); 8] = [
     ("ivc-vmm shm-poll", "ping-pong (cache-line", "#6b6ecf"),
     ("ivc-vmm shm-irq", "ping-pong (ring", "#ff9896"),
     ("tcp-loopback", "ping-pong", "#7f7f7f"),
+    ("host", what::RING, "#8c6d31"),
 ];
 
 /// Whether a throughput record is one of the device-level duplex runs
@@ -72,10 +73,15 @@ pub fn latency(records: &[Record]) -> Chart {
             .find(|r| r.channel == channel && r.what.starts_with(what_prefix))
             .and_then(|r| r.what.split_once('(')?.1.strip_suffix(')'))
             .map_or(String::new(), |w| format!(", {w}"));
-        let name = label(records, channel);
-        let name = match name.strip_suffix(')') {
-            Some(n) if !wait.is_empty() => format!("{n}{wait})"),
-            _ => name,
+        let name = if channel == "host" {
+            // The host ring reference: no guest, no way of waiting to name.
+            "ivc ring between two host processes (no VMs)".to_string()
+        } else {
+            let name = label(records, channel);
+            match name.strip_suffix(')') {
+                Some(n) if !wait.is_empty() => format!("{n}{wait})"),
+                _ => name,
+            }
         };
         series.push(Series {
             name,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ivc_bench_host::{cacheline, cpu_pair, eventfd, kvm_exit, memcpy, syscall, tcp, Latency};
+use ivc_bench_host::{cacheline, cpu_pair, eventfd, kvm_exit, memcpy, ring, syscall, tcp, Latency};
 
 use crate::record::{env, Data, Record, SuiteReport};
 use crate::suites::{Context, Plan, Suite};
@@ -20,7 +20,13 @@ pub mod what {
     pub const KVM_EXIT: &str = "KVM_EXIT_IO round trip";
     /// getppid.
     pub const SYSCALL: &str = "null system call (getppid)";
+    /// The ivc ring between two host processes (a reference, not a floor).
+    pub const RING: &str = "ivc ring ping-pong, 2 processes on 2 cores (no VMs)";
 }
+
+/// Message sizes of the host ring reference: those of the ring ping-pong
+/// between two ivc-vmm VMs (`vmm_shm`).
+const RING_SIZES: [usize; 4] = [1, 64, 512, 4096];
 
 /// memcpy block sizes: cache-resident, L2-ish, DRAM.
 const MEMCPY_BLOCKS: [usize; 3] = [64 << 10, 1 << 20, 64 << 20];
@@ -39,7 +45,8 @@ fn latency(what: &str, stats: Latency) -> Record {
     }
 }
 
-/// Cache line, eventfd, memcpy, KVM_EXIT_IO.
+/// Cache line, eventfd, memcpy, KVM_EXIT_IO; and the ivc ring between two
+/// host processes as a reference.
 pub struct HostFloors;
 
 impl Suite for HostFloors {
@@ -53,7 +60,7 @@ impl Suite for HostFloors {
         None
     }
     fn estimate(&self, plan: &Plan) -> Duration {
-        plan.host_budget * 7
+        plan.host_budget * 9
     }
     fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String> {
         let b = ctx.plan.host_budget;
@@ -65,6 +72,11 @@ impl Suite for HostFloors {
         }
         let l = cacheline::measure(cpus, b, 50).map_err(|e| format!("cache-line floor: {e}"))?;
         report.records.push(latency(what::CACHELINE, l));
+        for size in RING_SIZES {
+            let l = ring::measure(cpus, size, b / 2, 50)
+                .map_err(|e| format!("ivc ring on the host, {size} B: {e}"))?;
+            report.records.push(latency(what::RING, l));
+        }
         let l = eventfd::measure(cpus, b, 50).map_err(|e| format!("eventfd floor: {e}"))?;
         report.records.push(latency(what::EVENTFD, l));
         report

@@ -302,6 +302,13 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
     // guests): the latency targets are about these.
     for (channel, w, label, floor, floor_name) in [
         (
+            "host",
+            what::RING,
+            "reference: ivc ring, 64 B round trip, no VMs (median)",
+            cacheline,
+            "cache line",
+        ),
+        (
             "ivc-vmm shm-poll",
             vmm_shm::what::RING_POLL,
             "64 B round trip (median)",
@@ -651,6 +658,8 @@ mod tests {
                 lat("host", what::CACHELINE, 64, 100.0),
                 lat("host", what::EVENTFD, 8, 40_000.0),
                 tput("host", MEMCPY_REFERENCE, 1 << 30, 1 << 30, 100_000_000),
+                lat("host", what::RING, 1, 150.0),
+                lat("host", what::RING, 64, 250.0),
             ],
             Status::Ran,
         );
@@ -665,6 +674,11 @@ mod tests {
                 .find(|r| r.channel == channel && r.what.starts_with(what))
                 .map(|r| (r.figure.as_str(), r.ratio.as_str()))
         };
+        // The host ring reference: the 64 B record, not the 1 B one.
+        assert_eq!(
+            find("host", "reference: ivc ring, 64 B"),
+            Some(("250 ns", "2.5x"))
+        );
         assert_eq!(
             find("ivc-vmm shm-poll", "64 B round trip (median)"),
             Some(("400 ns", "4.0x"))
