@@ -135,7 +135,60 @@ fn guest_line<'a>(out: &'a str, prefix: &str) -> Option<&'a str> {
         .find(|l| l.starts_with(prefix))
 }
 
-/// Runs one ping-pong pair and records guest A's summary.
+/// Runs of each configuration; the run with the middle figure is
+/// recorded. The vCPU threads of this kind of cloud host move between
+/// cores, and a whole run can land on a slow placement (a 64 B ring round
+/// trip of 663 ns where other runs give 320-360 ns); the middle of three is
+/// the figure a user would see most often, and the notes keep all of them.
+pub const REPEATS: usize = 3;
+
+/// One run's record and notes.
+type Run = (Record, Vec<String>);
+
+/// Keeps the run with the middle `figure` (ties: the earlier run) and notes
+/// every run's figure.
+fn keep_middle(
+    report: &mut SuiteReport,
+    label: &str,
+    mut runs: Vec<Run>,
+    figure: impl Fn(&Record) -> f64,
+    unit: &str,
+) {
+    let all: Vec<String> = runs
+        .iter()
+        .map(|(r, _)| format!("{:.0}", figure(r)))
+        .collect();
+    runs.sort_by(|a, b| figure(&a.0).total_cmp(&figure(&b.0)));
+    let n = runs.len();
+    let Some((record, notes)) = runs.into_iter().nth(n / 2) else {
+        return;
+    };
+    if n > 1 {
+        report.notes.push(format!(
+            "{label}: {n} runs, {} {unit}; the middle one is recorded",
+            all.join(" / ")
+        ));
+    }
+    report.records.push(record);
+    report.notes.extend(notes);
+}
+
+fn median_ns(r: &Record) -> f64 {
+    match &r.data {
+        Data::Latency { stats, .. } => stats.median_ns,
+        _ => 0.0,
+    }
+}
+
+fn mib_s(r: &Record) -> f64 {
+    match &r.data {
+        Data::Throughput { stats, .. } => stats.mib_s,
+        _ => 0.0,
+    }
+}
+
+/// Runs one ping-pong configuration [`REPEATS`] times and records guest A's
+/// summary of the middle run.
 pub fn pingpong(
     ctx: &Context,
     bins: &Binaries,
@@ -144,9 +197,30 @@ pub fn pingpong(
     case: &PingCase,
     tsc_khz: u64,
 ) -> Result<(), String> {
+    let mut runs = Vec::new();
+    for run in 0..REPEATS {
+        runs.push(pingpong_once(ctx, bins, environment, case, tsc_khz, run)?);
+    }
+    let label = format!(
+        "{} {} size {} median round trip",
+        case.kind, case.proto, case.size
+    );
+    keep_middle(report, &label, runs, median_ns, "ns");
+    Ok(())
+}
+
+fn pingpong_once(
+    ctx: &Context,
+    bins: &Binaries,
+    environment: &str,
+    case: &PingCase,
+    tsc_khz: u64,
+    run: usize,
+) -> Result<Run, String> {
+    let mut notes = Vec::new();
     let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
     let vectors = if case.kind == "shm-irq" { 2 } else { 1 };
-    let name = format!("pp-{}-{}-{}", case.kind, case.proto, case.size);
+    let name = format!("pp-{}-{}-{}-r{run}", case.kind, case.proto, case.size);
     let (_server, socket) = server(scratch.path(), &name, 1 << 20, vectors)?;
     let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
     let irq = u8::from(case.kind == "shm-irq");
@@ -184,7 +258,7 @@ pub fn pingpong(
     // A checks every echo against what it sent, B the order of every
     // message; a failure ends the VM with status 1 and run_pair fails.
     let echoed = field(ob, "pingpong-result", "echoed").is_some();
-    report.records.push(Record {
+    let record = Record {
         channel: format!("ivc-vmm {}", case.kind),
         environment: environment.into(),
         what: case.what.into(),
@@ -192,9 +266,9 @@ pub fn pingpong(
             stats,
             verified: echoed,
         },
-    });
+    };
     if let Some(line) = guest_line(oa, "pingpong-calib") {
-        report.notes.push(format!(
+        notes.push(format!(
             "{} {} size {}: {line}",
             case.kind, case.proto, case.size
         ));
@@ -202,7 +276,7 @@ pub fn pingpong(
     if irq == 1 {
         for (side, o) in [("A", oa), ("B", ob)] {
             let get = |k| field(o, "pingpong-result", k).unwrap_or_default();
-            report.notes.push(format!(
+            notes.push(format!(
                 "shm-irq ping-pong guest {side}: rings={} waits={} interrupts={}",
                 get("rings"),
                 get("waits"),
@@ -210,24 +284,44 @@ pub fn pingpong(
             ));
         }
     }
-    Ok(())
+    Ok((record, notes))
 }
 
-/// Runs one one-way stream of `bytes` in `chunk`-byte calls and records the
-/// receiver's rate; `check`: the receiver compares every byte.
+/// Runs one one-way stream of `bytes` in `chunk`-byte calls [`REPEATS`]
+/// times and records the receiver's rate in the middle run; `check`: the
+/// receiver compares every byte.
 pub fn stream(
     ctx: &Context,
     bins: &Binaries,
     report: &mut SuiteReport,
     environment: &str,
-    (bytes, chunk, check): (u64, u64, bool),
+    spec: (u64, u64, bool),
     tsc_khz: u64,
 ) -> Result<(), String> {
+    let mut runs = Vec::new();
+    for run in 0..REPEATS {
+        runs.push(stream_once(ctx, bins, environment, spec, tsc_khz, run)?);
+    }
+    let (_, chunk, check) = spec;
+    let label = format!("shm-stream chunk={chunk} check={}", u8::from(check));
+    keep_middle(report, &label, runs, mib_s, "MiB/s");
+    Ok(())
+}
+
+fn stream_once(
+    ctx: &Context,
+    bins: &Binaries,
+    environment: &str,
+    (bytes, chunk, check): (u64, u64, bool),
+    tsc_khz: u64,
+    run: usize,
+) -> Result<Run, String> {
+    let mut notes = Vec::new();
     let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
     let name = if check {
-        format!("stream-{chunk}")
+        format!("stream-{chunk}-r{run}")
     } else {
-        format!("stream-{chunk}-unchecked")
+        format!("stream-{chunk}-unchecked-r{run}")
     };
     let (_server, socket) = server(scratch.path(), &name, 1 << 20, 1)?;
     let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
@@ -250,7 +344,7 @@ pub fn stream(
     let rx = &pair.outputs[1];
     for (side, o) in [("tx", &pair.outputs[0]), ("rx", rx)] {
         if let Some(line) = guest_line(o, "stream-calib") {
-            report.notes.push(format!("shm-stream {side}: {line}"));
+            notes.push(format!("shm-stream {side}: {line}"));
         }
     }
     let complete = field(rx, "stream-result", "outcome").as_deref() == Some("complete")
@@ -269,12 +363,12 @@ pub fn stream(
         num(rx, "stream-result", "verify_cycles"),
         check && cycles > 0.0,
     ) {
-        report.notes.push(format!(
+        notes.push(format!(
             "shm-stream chunk={chunk}: the receiver spent {:.0}% of its time checking every byte against the pattern (included in the figure)",
             100.0 * verify / cycles
         ));
     }
-    report.records.push(Record {
+    let record = Record {
         channel: "ivc-vmm shm-poll".into(),
         environment: environment.into(),
         what: if check {
@@ -288,6 +382,85 @@ pub fn stream(
             requested: timed,
             verified: complete && checked,
         },
-    });
-    Ok(())
+    };
+    Ok((record, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Status;
+
+    fn latency_run(median: f64, note: &str) -> Run {
+        let stats = Latency {
+            size: 64,
+            iters: 1,
+            batch: 1,
+            min_ns: median,
+            median_ns: median,
+            p99_ns: median,
+            max_ns: median,
+            mean_ns: median,
+        };
+        let record = Record {
+            channel: "ivc-vmm shm-poll".into(),
+            environment: "PVM".into(),
+            what: what::RING_POLL.into(),
+            data: Data::Latency {
+                stats,
+                verified: true,
+            },
+        };
+        (record, vec![note.into()])
+    }
+
+    fn empty_report() -> SuiteReport {
+        SuiteReport {
+            suite: "vmm-devices".into(),
+            environment: "PVM".into(),
+            status: Status::Ran,
+            records: Vec::new(),
+            notes: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_middle_run_is_recorded_and_every_run_noted() {
+        let mut report = empty_report();
+        let runs = vec![
+            latency_run(663.0, "slow"),
+            latency_run(345.0, "fast"),
+            latency_run(356.0, "middle"),
+        ];
+        keep_middle(&mut report, "ring 64", runs, median_ns, "ns");
+        assert_eq!(report.records.len(), 1);
+        assert_eq!(median_ns(&report.records[0]), 356.0);
+        // The kept run's own notes, and one line naming all three in the
+        // order they ran.
+        assert!(report.notes.iter().any(|n| n == "middle"));
+        assert!(!report.notes.iter().any(|n| n == "slow" || n == "fast"));
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("3 runs, 663 / 345 / 356 ns")),
+            "{:?}",
+            report.notes
+        );
+    }
+
+    #[test]
+    fn a_single_run_is_recorded_without_a_runs_note() {
+        let mut report = empty_report();
+        keep_middle(
+            &mut report,
+            "ring 64",
+            vec![latency_run(400.0, "only")],
+            median_ns,
+            "ns",
+        );
+        assert_eq!(report.records.len(), 1);
+        assert_eq!(report.notes, vec!["only".to_string()]);
+    }
 }
