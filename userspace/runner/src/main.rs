@@ -14,6 +14,7 @@ mod guests;
 mod plot;
 mod progress;
 mod record;
+mod repeats;
 mod suites;
 mod summary;
 mod timestamp;

@@ -20,6 +20,7 @@ use std::time::Duration;
 use ivc_bench_host::{Latency, Throughput};
 
 use crate::record::{Data, Record, SuiteReport};
+use crate::repeats::{self, REPEATS};
 use crate::suites::Context;
 use crate::vmm_devices::{field, run_pair, server};
 use crate::vmm_exit::Binaries;
@@ -135,42 +136,23 @@ fn guest_line<'a>(out: &'a str, prefix: &str) -> Option<&'a str> {
         .find(|l| l.starts_with(prefix))
 }
 
-/// Runs of each configuration; the run with the middle figure is
-/// recorded. The vCPU threads of this kind of cloud host move between
-/// cores, and a whole run can land on a slow placement (a 64 B ring round
-/// trip of 663 ns where other runs give 320-360 ns); the middle of three is
-/// the figure a user would see most often, and the notes keep all of them.
-pub const REPEATS: usize = 3;
-
 /// One run's record and notes.
 type Run = (Record, Vec<String>);
 
-/// Keeps the run with the middle `figure` (ties: the earlier run) and notes
-/// every run's figure.
+/// Records the run with the middle `figure` ([`repeats::middle`]) with its
+/// notes, and notes every run's figure.
 fn keep_middle(
     report: &mut SuiteReport,
     label: &str,
-    mut runs: Vec<Run>,
+    runs: Vec<Run>,
     figure: impl Fn(&Record) -> f64,
     unit: &str,
 ) {
-    let all: Vec<String> = runs
-        .iter()
-        .map(|(r, _)| format!("{:.0}", figure(r)))
-        .collect();
-    runs.sort_by(|a, b| figure(&a.0).total_cmp(&figure(&b.0)));
-    let n = runs.len();
-    let Some((record, notes)) = runs.into_iter().nth(n / 2) else {
-        return;
-    };
-    if n > 1 {
-        report.notes.push(format!(
-            "{label}: {n} runs, {} {unit}; the middle one is recorded",
-            all.join(" / ")
-        ));
+    if let Some(((record, notes), all)) = repeats::middle(label, runs, |r| figure(&r.0), unit) {
+        report.notes.extend(all);
+        report.records.push(record);
+        report.notes.extend(notes);
     }
-    report.records.push(record);
-    report.notes.extend(notes);
 }
 
 fn median_ns(r: &Record) -> f64 {
@@ -448,19 +430,5 @@ mod tests {
             "{:?}",
             report.notes
         );
-    }
-
-    #[test]
-    fn a_single_run_is_recorded_without_a_runs_note() {
-        let mut report = empty_report();
-        keep_middle(
-            &mut report,
-            "ring 64",
-            vec![latency_run(400.0, "only")],
-            median_ns,
-            "ns",
-        );
-        assert_eq!(report.records.len(), 1);
-        assert_eq!(report.notes, vec!["only".to_string()]);
     }
 }
