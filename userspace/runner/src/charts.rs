@@ -112,7 +112,7 @@ pub fn latency(records: &[Record]) -> Chart {
         .map(|r| &r.data)
     {
         hlines.push(HLine {
-            name: "ivc-vmm: doorbell write to MSI-X handler".into(),
+            name: "ivc-vmm: doorbell write to MSI-X handler, same VM".into(),
             color: "#bcbd22",
             y: stats.median_ns / 1e3,
         });
