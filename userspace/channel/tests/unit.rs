@@ -12,8 +12,8 @@ use ivc_channel::layout::{
     MAGIC_FORMATTING, PEER_BROKEN, PEER_CLOSED, PEER_STATE, RING_CONS, RING_PROD,
 };
 use ivc_channel::{
-    AtomicMem, AttachOptions, ChannelError, Endpoint, FormatOptions, Layout, Liveness, OutOfBounds,
-    PeerState, Readiness, SharedMemory,
+    AtomicMem, AttachOptions, ChannelError, CopyError, Endpoint, FormatOptions, Layout, Liveness,
+    OutOfBounds, PeerState, Readiness, SharedMemory,
 };
 
 const SMALL: usize = 8192;
@@ -134,6 +134,98 @@ fn fill_exactly_and_drain_with_wrap() {
     }
     assert_eq!(got, expect);
     assert!(expect.len() > 300);
+}
+
+/// A copy failure of the tests below (ivc.ko's is `EFAULT`).
+#[derive(Debug, PartialEq)]
+struct Fault;
+
+#[test]
+fn write_with_and_read_with_copy_through_the_callers_hooks_across_the_wrap() {
+    let r = Region::new(SMALL);
+    let (mut a, mut b) = pair(r.mem(), &opts(Some(64), 0));
+    // Move the indices to 40, so 50 bytes wrap: pieces of 24 and 26.
+    assert_eq!(a.write(&[0u8; 40]).unwrap(), 40);
+    assert_eq!(b.read(&mut [0u8; 40]).unwrap(), 40);
+    let src: Vec<u8> = (1..=50).collect();
+    let mut pieces = Vec::new();
+    let n = a
+        .write_with(src.len(), |mem, off, from, n| {
+            pieces.push((from, n));
+            mem.write_bytes(off, &src[from..from + n])
+                .map_err(|_| Fault)
+        })
+        .unwrap();
+    assert_eq!(n, 50);
+    assert_eq!(pieces, vec![(0, 24), (24, 26)]);
+    let mut dst = [0u8; 64];
+    let m = b
+        .read_with(dst.len(), |mem, off, to, n| {
+            mem.read_bytes(off, &mut dst[to..to + n]).map_err(|_| Fault)
+        })
+        .unwrap();
+    assert_eq!(m, 50);
+    assert_eq!(&dst[..50], &src[..]);
+}
+
+#[test]
+fn a_failed_first_copy_moves_nothing_and_a_failed_second_moves_the_first_piece() {
+    let r = Region::new(SMALL);
+    let (mut a, mut b) = pair(r.mem(), &opts(Some(64), 0));
+    assert_eq!(a.write(&[0u8; 40]).unwrap(), 40);
+    assert_eq!(b.read(&mut [0u8; 40]).unwrap(), 40);
+    // First piece fails: nothing published, the error is the caller's.
+    let e = a.write_with(50, |_, _, _, _| Err(Fault)).unwrap_err();
+    assert_eq!(e, CopyError::Copy(Fault));
+    assert_eq!(b.readable_bytes().unwrap(), 0);
+    // Second piece fails: the first (24 bytes, up to the wrap) is published.
+    let n = a
+        .write_with(50, |mem, off, from, n| {
+            if from > 0 {
+                return Err(Fault);
+            }
+            mem.write_bytes(off, &[7u8; 64][..n]).map_err(|_| Fault)
+        })
+        .unwrap();
+    assert_eq!(n, 24);
+    assert_eq!(b.readable_bytes().unwrap(), 24);
+    // Fill past the wrap, then the same on the reading side.
+    assert_eq!(a.write(&[9u8; 26]).unwrap(), 26);
+    let e = b.read_with(64, |_, _, _, _| Err(Fault)).unwrap_err();
+    assert_eq!(e, CopyError::Copy(Fault));
+    assert_eq!(
+        b.readable_bytes().unwrap(),
+        50,
+        "a failed copy consumes nothing"
+    );
+    let mut got = Vec::new();
+    let m = b
+        .read_with(64, |mem, off, to, n| {
+            if to > 0 {
+                return Err(Fault);
+            }
+            let mut piece = vec![0u8; n];
+            mem.read_bytes(off, &mut piece).map_err(|_| Fault)?;
+            got.extend_from_slice(&piece);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((m, got.as_slice()), (24, &[7u8; 24][..]));
+    assert_eq!(b.readable_bytes().unwrap(), 26);
+    let mut rest = [0u8; 26];
+    assert_eq!(b.read(&mut rest).unwrap(), 26);
+    assert_eq!(rest, [9u8; 26]);
+}
+
+#[test]
+fn write_with_reports_channel_errors_as_write_does() {
+    let r = Region::new(SMALL);
+    let (mut a, mut b) = pair(r.mem(), &opts(Some(64), 0));
+    b.close();
+    let e = a
+        .write_with(8, |_, _, _, _| Ok::<(), Fault>(()))
+        .unwrap_err();
+    assert_eq!(e, CopyError::Channel(ChannelError::PeerGone));
 }
 
 #[test]

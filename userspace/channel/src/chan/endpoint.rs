@@ -14,14 +14,14 @@
 //!
 //! Uses `super::shm`, `super::error` and `super::layout` from its siblings.
 
-use super::error::ChannelError;
+use super::error::{ChannelError, CopyError};
 use super::layout::{
     format_if_needed, peer_entry, ring_ctrl, FormatOptions, Layout, RingGeometry, HDR_EPOCH,
     HDR_MAGIC, MAGIC, NO_DOORBELL, NUM_SLOTS, PEER_ACK, PEER_ATTACHING, PEER_BROKEN, PEER_CLOSED,
     PEER_DOORBELL_ID, PEER_GENERATION, PEER_HEARTBEAT, PEER_STATE, PEER_UP, RING_CONS,
     RING_DATA_WAKE_AT, RING_DATA_WANTED, RING_PROD, RING_SPACE_WAKE_AT, RING_SPACE_WANTED,
 };
-use super::shm::SharedMemory;
+use super::shm::{OutOfBounds, SharedMemory};
 
 /// How [`Endpoint::attach_with`] behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -603,11 +603,50 @@ impl<M: SharedMemory> Endpoint<M> {
     /// [`needs_doorbell_after_write`](Self::needs_doorbell_after_write).
     /// `Err(PeerGone)`: the connection ended (`-EPIPE`).
     pub fn write(&mut self, data: &[u8]) -> Result<usize, ChannelError> {
-        let r = self.write_inner(data);
+        let r = self
+            .write_inner(data.len(), &mut |mem: &M, off, from, n| {
+                let piece = data.get(from..from.wrapping_add(n)).ok_or(OutOfBounds)?;
+                mem.write_bytes(off, piece)
+            })
+            .and_then(|(n, failed)| match failed {
+                // Our own buffer and a range validated at attach: a failed
+                // copy means the memory changed under us.
+                Some(e) => Err(ChannelError::from(e)),
+                None => Ok(n),
+            });
         self.latch(r)
     }
 
-    fn write_inner(&mut self, data: &[u8]) -> Result<usize, ChannelError> {
+    /// [`write`](Self::write) of `len` bytes that the caller copies into the
+    /// ring itself: `fill(mem, off, from, n)` must copy its source's bytes
+    /// `from..from + n` to `off..off + n` of `mem` (at most two calls, the
+    /// second after the ring's wrap). ivc.ko copies from the user's buffer
+    /// straight into shared memory this way, without a bounce buffer.
+    ///
+    /// Bytes are published only after their copy succeeded. A failed first
+    /// copy returns `CopyError::Copy` and publishes nothing; a failed
+    /// second one publishes the first piece and returns its length, as
+    /// `write(2)` reports a partial write.
+    pub fn write_with<E>(
+        &mut self,
+        len: usize,
+        mut fill: impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
+    ) -> Result<usize, CopyError<E>> {
+        let r = self.write_inner(len, &mut fill);
+        match self.latch(r) {
+            Ok((0, Some(e))) => Err(CopyError::Copy(e)),
+            Ok((n, _)) => Ok(n),
+            Err(e) => Err(CopyError::Channel(e)),
+        }
+    }
+
+    /// The write path: how many bytes were published, and the copy error
+    /// that stopped it early, if any.
+    fn write_inner<E>(
+        &mut self,
+        len: usize,
+        fill: &mut impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
+    ) -> Result<(usize, Option<E>), ChannelError> {
         self.sync()?;
         match self.conn {
             Conn::Connected { .. } => {}
@@ -621,10 +660,10 @@ impl<M: SharedMemory> Endpoint<M> {
                 return Err(ChannelError::PeerGone);
             }
             Conn::Waiting { epipe: true } => return Err(ChannelError::PeerGone),
-            Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok(0),
+            Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok((0, None)),
         }
-        if data.is_empty() {
-            return Ok(0);
+        if len == 0 {
+            return Ok((0, None));
         }
         // The consumer index only moves forward, so the free space seen at
         // the last look is a lower bound. Re-read the peer's index (a cache
@@ -634,38 +673,36 @@ impl<M: SharedMemory> Endpoint<M> {
             .tx
             .size
             .wrapping_sub(self.prod.wrapping_sub(self.peer_cons_seen));
-        let free = if known >= clamp_len(data.len()) {
+        let free = if known >= clamp_len(len) {
             known
         } else {
             self.tx_free()?
         };
-        let n = min_u32(free, clamp_len(data.len()));
-        if n == 0 {
-            return Ok(0);
-        }
+        let n = min_u32(free, clamp_len(len));
         let mask = self.tx.size.wrapping_sub(1);
         let mut done = 0u32;
+        let mut failed = None;
         while done < n {
             // One piece: up to the ring's end (two pieces at the wrap).
             let pos = self.prod & mask;
             let step = min_u32(n.wrapping_sub(done), self.tx.size.wrapping_sub(pos));
-            let piece = data
-                .get(done as usize..done.wrapping_add(step) as usize)
-                .ok_or(ChannelError::Corrupted)?;
             let off = self
                 .tx
                 .offset
                 .checked_add(pos as usize)
                 .ok_or(ChannelError::Corrupted)?;
-            self.mem.write_bytes(off, piece)?;
+            if let Err(e) = fill(&self.mem, off, done as usize, step as usize) {
+                failed = Some(e);
+                break;
+            }
             self.prod = self.prod.wrapping_add(step);
             done = done.wrapping_add(step);
             // Release: the data is visible before the index that covers it.
             self.mem
                 .store_u32_release(self.tx_ctrl.wrapping_add(RING_PROD), self.prod)?;
         }
-        self.stats.bytes_written = self.stats.bytes_written.wrapping_add(u64::from(n));
-        Ok(n as usize)
+        self.stats.bytes_written = self.stats.bytes_written.wrapping_add(u64::from(done));
+        Ok((done as usize, failed))
     }
 
     /// Copies up to `buf.len()` bytes out of the RX ring and releases the
@@ -677,11 +714,50 @@ impl<M: SharedMemory> Endpoint<M> {
     /// reported once per connection. Afterwards call
     /// [`needs_doorbell_after_read`](Self::needs_doorbell_after_read).
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, ChannelError> {
-        let r = self.read_inner(buf);
+        let len = buf.len();
+        let r = self
+            .read_inner(len, &mut |mem: &M, off, to, n| {
+                let piece = buf.get_mut(to..to.wrapping_add(n)).ok_or(OutOfBounds)?;
+                mem.read_bytes(off, piece)
+            })
+            .and_then(|(n, failed)| match failed {
+                // As in `write`.
+                Some(e) => Err(ChannelError::from(e)),
+                None => Ok(n),
+            });
         self.latch(r)
     }
 
-    fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, ChannelError> {
+    /// [`read`](Self::read) of up to `len` bytes that the caller copies out
+    /// of the ring itself: `drain(mem, off, to, n)` must copy `off..off + n`
+    /// of `mem` to its destination's bytes `to..to + n` (at most two calls).
+    /// ivc.ko copies from shared memory straight into the user's buffer this
+    /// way.
+    ///
+    /// Bytes are consumed only after their copy succeeded. A failed first
+    /// copy returns `CopyError::Copy` and consumes nothing (the data stays
+    /// for the next read); a failed second one consumes the first piece and
+    /// returns its length.
+    pub fn read_with<E>(
+        &mut self,
+        len: usize,
+        mut drain: impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
+    ) -> Result<usize, CopyError<E>> {
+        let r = self.read_inner(len, &mut drain);
+        match self.latch(r) {
+            Ok((0, Some(e))) => Err(CopyError::Copy(e)),
+            Ok((n, _)) => Ok(n),
+            Err(e) => Err(CopyError::Channel(e)),
+        }
+    }
+
+    /// The read path: how many bytes were consumed, and the copy error that
+    /// stopped it early, if any.
+    fn read_inner<E>(
+        &mut self,
+        len: usize,
+        drain: &mut impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
+    ) -> Result<(usize, Option<E>), ChannelError> {
         self.sync()?;
         if self.eof_owed {
             // The end of an earlier connection was first seen by `write`;
@@ -692,17 +768,18 @@ impl<M: SharedMemory> Endpoint<M> {
         let draining = match self.conn {
             Conn::Connected { .. } => false,
             Conn::Draining => true,
-            Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok(0),
+            Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok((0, None)),
         };
-        if buf.is_empty() {
-            return Ok(0);
+        if len == 0 {
+            return Ok((0, None));
         }
         let mask = self.rx.size.wrapping_sub(1);
         // Bytes published but not read yet, from the last look at the
-        // producer index: when they fill `buf`, the index need not be read
-        // again (the line is the producer's, so each look is a cache miss).
+        // producer index: when they fill the request, the index need not be
+        // read again (the line is the producer's, so each look is a cache
+        // miss).
         let known = self.peer_prod_seen.wrapping_sub(self.cons);
-        let avail = if known >= clamp_len(buf.len()) {
+        let avail = if known >= clamp_len(len) {
             known
         } else {
             self.rx_avail()?
@@ -712,23 +789,24 @@ impl<M: SharedMemory> Endpoint<M> {
                 self.conn = Conn::Waiting { epipe: true };
                 return Err(ChannelError::PeerGone);
             }
-            return Ok(0);
+            return Ok((0, None));
         }
-        let n = min_u32(avail, clamp_len(buf.len()));
+        let n = min_u32(avail, clamp_len(len));
         let mut done = 0u32;
+        let mut failed = None;
         while done < n {
             // One piece: up to the ring's end (two pieces at the wrap).
             let pos = self.cons & mask;
             let step = min_u32(n.wrapping_sub(done), self.rx.size.wrapping_sub(pos));
-            let piece = buf
-                .get_mut(done as usize..done.wrapping_add(step) as usize)
-                .ok_or(ChannelError::Corrupted)?;
             let off = self
                 .rx
                 .offset
                 .checked_add(pos as usize)
                 .ok_or(ChannelError::Corrupted)?;
-            self.mem.read_bytes(off, piece)?;
+            if let Err(e) = drain(&self.mem, off, done as usize, step as usize) {
+                failed = Some(e);
+                break;
+            }
             self.cons = self.cons.wrapping_add(step);
             done = done.wrapping_add(step);
             // Release: our reads of the data complete before the producer
@@ -736,8 +814,8 @@ impl<M: SharedMemory> Endpoint<M> {
             self.mem
                 .store_u32_release(self.rx_ctrl.wrapping_add(RING_CONS), self.cons)?;
         }
-        self.stats.bytes_read = self.stats.bytes_read.wrapping_add(u64::from(n));
-        Ok(n as usize)
+        self.stats.bytes_read = self.stats.bytes_read.wrapping_add(u64::from(done));
+        Ok((done as usize, failed))
     }
 
     /// Bytes that `read` could return now (0 when not connected).

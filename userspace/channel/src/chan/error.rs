@@ -67,3 +67,14 @@ impl core::fmt::Display for ChannelError {
         f.write_str(s)
     }
 }
+
+/// Why [`Endpoint::write_with`](super::Endpoint::write_with) or
+/// [`Endpoint::read_with`](super::Endpoint::read_with) moved nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyError<E> {
+    /// The channel's own error, exactly as `write` or `read` would return it.
+    Channel(ChannelError),
+    /// The caller's copy failed on the first piece (in ivc.ko: a bad user
+    /// address, `-EFAULT`): nothing was published or consumed.
+    Copy(E),
+}

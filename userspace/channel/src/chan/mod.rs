@@ -42,7 +42,7 @@ pub use atomic_mem::AtomicMem;
 #[allow(unused_imports)]
 pub use endpoint::{AttachOptions, Endpoint, EndpointStats, PeerState, Readiness};
 #[allow(unused_imports)]
-pub use error::ChannelError;
+pub use error::{ChannelError, CopyError};
 #[allow(unused_imports)]
 pub use layout::{format, format_if_needed, mark_absent, FormatOptions, Layout, RingGeometry};
 #[allow(unused_imports)]
