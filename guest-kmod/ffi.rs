@@ -11,6 +11,10 @@
 //!   shared-memory BAR (the `pci::Bar` abstraction maps uncached, which would
 //!   make every ring access a bus transaction) and its implementation of the
 //!   channel's memory-access trait;
+//! - [`UserBuf`]: the user buffer of a `read(2)`/`write(2)`, copied to and
+//!   from kernel buffers or straight to and from a [`SharedMapping`] (the
+//!   `uaccess` abstraction only copies into Rust slices, which shared memory
+//!   must never become);
 //! - [`IoRegion`]: `pci_iomap` of a BAR accessed with `ioread32`/`iowrite32`
 //!   and the string forms, which works for I/O BARs (the ivc-pio data port,
 //!   the doorbell extension) as well as MMIO registers;
@@ -34,7 +38,7 @@ use kernel::{
     sync::poll::PollTable,
     sync::Arc,
     types::{ForeignOwnable, Opaque},
-    uaccess::{UserPtr, UserSlice, UserSliceReader, UserSliceWriter},
+    uaccess::{UserPtr, UserSlice},
 };
 
 use crate::ivc_channel::{OutOfBounds, SharedMemory};
@@ -50,9 +54,9 @@ pub(crate) trait FileOps: Send + Sync + 'static {
     /// The last reference to an open file went away.
     fn release(&self);
     /// `read(2)`: fill `out` from the channel.
-    fn read(&self, out: &mut UserSliceWriter, nonblock: bool) -> Result<usize>;
+    fn read(&self, out: &UserBuf, nonblock: bool) -> Result<usize>;
     /// `write(2)`: drain `input` into the channel.
-    fn write(&self, input: &mut UserSliceReader, nonblock: bool) -> Result<usize>;
+    fn write(&self, input: &UserBuf, nonblock: bool) -> Result<usize>;
     /// `poll(2)`: register `table` with the wait queues and return the mask.
     fn poll(&self, file: &File, table: &PollTable<'_>) -> u32;
 }
@@ -189,9 +193,9 @@ impl<T: FileOps> FileVTable<T> {
     ) -> isize {
         // SAFETY: `file` is valid for the call.
         let nonblock = unsafe { (*file).f_flags } & bindings::O_NONBLOCK != 0;
-        let mut out = UserSlice::new(UserPtr::from_ptr(buf.cast()), len).writer();
+        let out = UserBuf::new(UserPtr::from_ptr(buf.cast()), len);
         // SAFETY: `file` was opened by `open`.
-        match unsafe { Self::with_ops(file, |ops| ops.read(&mut out, nonblock)) } {
+        match unsafe { Self::with_ops(file, |ops| ops.read(&out, nonblock)) } {
             Ok(n) => n as isize,
             Err(e) => e.to_errno() as isize,
         }
@@ -207,9 +211,9 @@ impl<T: FileOps> FileVTable<T> {
     ) -> isize {
         // SAFETY: `file` is valid for the call.
         let nonblock = unsafe { (*file).f_flags } & bindings::O_NONBLOCK != 0;
-        let mut input = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), len).reader();
+        let input = UserBuf::new(UserPtr::from_ptr(buf.cast_mut().cast()), len);
         // SAFETY: `file` was opened by `open`.
-        match unsafe { Self::with_ops(file, |ops| ops.write(&mut input, nonblock)) } {
+        match unsafe { Self::with_ops(file, |ops| ops.write(&input, nonblock)) } {
             Ok(n) => n as isize,
             Err(e) => e.to_errno() as isize,
         }
@@ -228,6 +232,55 @@ impl<T: FileOps> FileVTable<T> {
         let f = unsafe { File::from_raw_file(file) };
         // SAFETY: `file` was opened by `open`.
         unsafe { Self::with_ops(file, |ops| ops.poll(f, &table)) }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// User buffers
+// ---------------------------------------------------------------------------
+
+/// The user buffer of one `read(2)` or `write(2)`: an address in the
+/// caller's address space and a length. Nothing is assumed about the
+/// address; every copy checks its range against the length, and the user
+/// access helpers turn a bad address into `EFAULT`.
+pub(crate) struct UserBuf {
+    ptr: UserPtr,
+    len: usize,
+}
+
+impl UserBuf {
+    fn new(ptr: UserPtr, len: usize) -> Self {
+        Self { ptr, len }
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer is empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The user address of bytes `off..off + n`, which must lie inside.
+    fn at(&self, off: usize, n: usize) -> Result<UserPtr> {
+        match off.checked_add(n) {
+            Some(end) if end <= self.len => Ok(self.ptr.wrapping_byte_add(off)),
+            _ => Err(EFAULT),
+        }
+    }
+
+    /// Copies bytes `off..off + dst.len()` of the buffer into `dst`.
+    pub(crate) fn read_at(&self, off: usize, dst: &mut [u8]) -> Result {
+        let p = self.at(off, dst.len())?;
+        UserSlice::new(p, dst.len()).reader().read_slice(dst)
+    }
+
+    /// Copies `src` into bytes `off..off + src.len()` of the buffer.
+    pub(crate) fn write_at(&self, off: usize, src: &[u8]) -> Result {
+        let p = self.at(off, src.len())?;
+        UserSlice::new(p, src.len()).writer().write_slice(src)
     }
 }
 
@@ -296,6 +349,45 @@ impl SharedMapping {
         // SAFETY: `p` is 4-aligned and inside the mapping, which lives as long
         // as `self`; an `AtomicU32` may alias memory others write concurrently.
         Ok(unsafe { AtomicU32::from_ptr(p.cast::<u32>()) })
+    }
+
+    /// Copies bytes `from..from + n` of `user` into the mapping at `off`:
+    /// a `write(2)` straight into the ring, without a bounce buffer.
+    /// `EFAULT` for a bad user address (the mapping may then hold part of
+    /// the bytes, which the channel does not publish); `EIO` for a range
+    /// outside the mapping (the caller's layout validation prevents that).
+    pub(crate) fn copy_from_user(
+        &self,
+        off: usize,
+        user: &UserBuf,
+        from: usize,
+        n: usize,
+    ) -> Result {
+        let dst = self.check(off, n, 1).map_err(|_| EIO)?;
+        let src = user.at(from, n)?;
+        // SAFETY: `dst..dst + n` is inside the mapping (checked) and never a
+        // Rust reference; `copy_from_user` is the kernel's user copy, opaque
+        // to the compiler, so a peer racing with it yields torn bytes, never
+        // undefined behaviour, and a bad user address only a short copy.
+        let left = unsafe { bindings::copy_from_user(dst.cast(), src.as_const_ptr(), n) };
+        if left != 0 {
+            return Err(EFAULT);
+        }
+        Ok(())
+    }
+
+    /// Copies `n` bytes of the mapping at `off` into bytes `to..to + n` of
+    /// `user`: a `read(2)` straight out of the ring. Errors as for
+    /// [`copy_from_user`](Self::copy_from_user).
+    pub(crate) fn copy_to_user(&self, off: usize, user: &UserBuf, to: usize, n: usize) -> Result {
+        let src = self.check(off, n, 1).map_err(|_| EIO)?;
+        let dst = user.at(to, n)?;
+        // SAFETY: as in `copy_from_user`, with the roles swapped.
+        let left = unsafe { bindings::copy_to_user(dst.as_mut_ptr(), src.cast_const().cast(), n) };
+        if left != 0 {
+            return Err(EFAULT);
+        }
+        Ok(())
     }
 }
 

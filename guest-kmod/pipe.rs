@@ -33,15 +33,15 @@ use kernel::{
         Arc, CondVarTimeoutResult, Mutex, SpinLockIrq,
     },
     time::{msecs_to_jiffies, Instant, Monotonic},
-    uaccess::{UserSliceReader, UserSliceWriter},
     workqueue::{new_delayed_work, DelayedWork},
 };
 
-use crate::ffi::FileOps;
+use crate::ffi::{FileOps, UserBuf};
 use crate::stats::Stats;
 use crate::transport::{Direction, ReadOutcome, Transport};
 
-/// Bytes moved per copy between user memory and the channel.
+/// Port I/O's staging buffer per direction (shared memory copies between
+/// the user's buffer and the ring directly).
 const BOUNCE_SIZE: usize = 64 * 1024;
 
 /// Tunables of the waiting strategy (from the module parameters).
@@ -250,20 +250,17 @@ impl FileOps for Pipe {
         self.wake();
     }
 
-    fn read(&self, out: &mut UserSliceWriter, nonblock: bool) -> Result<usize> {
+    fn read(&self, out: &UserBuf, nonblock: bool) -> Result<usize> {
         if out.is_empty() {
             return Ok(0);
         }
-        let mut buf = self.rx.lock();
-        let want = out.len().min(buf.len());
+        // The lock serialises readers; the buffer is port I/O's staging.
+        let mut bounce = self.rx.lock();
         let mut armed = false;
         loop {
             let seq = self.snapshot();
-            let dst = buf.get_mut(..want).ok_or(EINVAL)?;
-            match self.transport.try_read(dst)? {
+            match self.transport.try_read(out, &mut bounce)? {
                 ReadOutcome::Data(n) => {
-                    let src = buf.get(..n).ok_or(EINVAL)?;
-                    out.write_slice(src)?;
                     Stats::add(&self.stats.bytes_read, n as u64);
                     return Ok(n);
                 }
@@ -281,47 +278,39 @@ impl FileOps for Pipe {
         }
     }
 
-    fn write(&self, input: &mut UserSliceReader, nonblock: bool) -> Result<usize> {
+    fn write(&self, input: &UserBuf, nonblock: bool) -> Result<usize> {
         let total = input.len();
         if total == 0 {
             return Ok(0);
         }
-        let mut buf = self.tx.lock();
+        // The lock serialises writers, so one `write` is never interleaved
+        // with another; the buffer is port I/O's staging.
+        let mut bounce = self.tx.lock();
         let mut done = 0usize;
         let mut armed = false;
         // Only errors before the first byte are reported; after that the
         // caller gets the count, as write(2) on a pipe does.
         let partial = |done: usize, e: Error| if done > 0 { Ok(done) } else { Err(e) };
         while done < total {
-            let chunk = (total - done).min(buf.len());
-            let staged = buf.get_mut(..chunk).ok_or(EINVAL)?;
-            if let Err(e) = input.read_slice(staged) {
-                return partial(done, e);
+            let seq = self.snapshot();
+            match self.transport.try_write(input, done, &mut bounce) {
+                Ok(0) => {}
+                Ok(n) => {
+                    done += n;
+                    Stats::add(&self.stats.bytes_written, n as u64);
+                    continue;
+                }
+                Err(e) => return partial(done, e),
             }
-            let mut off = 0;
-            while off < chunk {
-                let seq = self.snapshot();
-                let src = buf.get(off..chunk).ok_or(EINVAL)?;
-                match self.transport.try_write(src) {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        off += n;
-                        done += n;
-                        Stats::add(&self.stats.bytes_written, n as u64);
-                        continue;
-                    }
-                    Err(e) => return partial(done, e),
+            if nonblock {
+                self.saw_blocked(Direction::Write);
+                if self.arm_after_eagain(Direction::Write, &mut armed) {
+                    continue;
                 }
-                if nonblock {
-                    self.saw_blocked(Direction::Write);
-                    if self.arm_after_eagain(Direction::Write, &mut armed) {
-                        continue;
-                    }
-                    return partial(done, EAGAIN);
-                }
-                if let Err(e) = self.wait_for(seq, Direction::Write) {
-                    return partial(done, e);
-                }
+                return partial(done, EAGAIN);
+            }
+            if let Err(e) = self.wait_for(seq, Direction::Write) {
+                return partial(done, e);
             }
         }
         Ok(done)

@@ -19,10 +19,10 @@ use kernel::{
     time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
-use crate::ffi::{IoRegion, SharedMapping};
+use crate::ffi::{IoRegion, SharedMapping, UserBuf};
 use crate::ivc_channel::{
     layout::{self, peer_entry, NUM_SLOTS, PEER_HEARTBEAT},
-    AttachOptions, ChannelError, Endpoint, Liveness, OutOfBounds, PeerState, Readiness,
+    AttachOptions, ChannelError, CopyError, Endpoint, Liveness, OutOfBounds, PeerState, Readiness,
     SharedMemory,
 };
 use crate::stats::Stats;
@@ -313,35 +313,49 @@ impl ShmTransport {
     }
 
     /// Non-blocking read.
-    pub(crate) fn try_read(&self, buf: &mut [u8]) -> Result<ReadOutcome> {
+    pub(crate) fn try_read(&self, out: &UserBuf) -> Result<ReadOutcome> {
         self.with_ep(|this, st| {
             let Some(ep) = st.ep.as_mut() else {
                 return Err(EBADF);
             };
-            let r = ep.read(buf);
+            // Straight from the ring into the user's buffer: one copy.
+            let r = ep.read_with(out.len(), |mem: &ShmRef, off, to, n| {
+                mem.0.copy_to_user(off, out, to, n)
+            });
             if this.irq && ep.needs_doorbell_after_read() {
                 this.ring(ep);
             }
             match r {
                 Ok(0) => Ok(ReadOutcome::Empty),
                 Ok(n) => Ok(ReadOutcome::Data(n)),
-                Err(ChannelError::PeerGone) => Ok(ReadOutcome::Eof),
-                Err(e) => Err(this.fail(st, e)),
+                // A bad user address: nothing was consumed.
+                Err(CopyError::Copy(e)) => Err(e),
+                Err(CopyError::Channel(ChannelError::PeerGone)) => Ok(ReadOutcome::Eof),
+                Err(CopyError::Channel(e)) => Err(this.fail(st, e)),
             }
         })
     }
 
-    /// Non-blocking write.
-    pub(crate) fn try_write(&self, buf: &[u8]) -> Result<usize> {
+    /// Non-blocking write of `input`'s bytes from `from` on.
+    pub(crate) fn try_write(&self, input: &UserBuf, from: usize) -> Result<usize> {
         self.with_ep(|this, st| {
             let Some(ep) = st.ep.as_mut() else {
                 return Err(EBADF);
             };
-            let r = ep.write(buf);
+            let len = input.len().saturating_sub(from);
+            // Straight from the user's buffer into the ring: one copy.
+            let r = ep.write_with(len, |mem: &ShmRef, off, at, n| {
+                mem.0.copy_from_user(off, input, from.saturating_add(at), n)
+            });
             if this.irq && ep.needs_doorbell_after_write() {
                 this.ring(ep);
             }
-            r.map_err(|e| this.fail(st, e))
+            match r {
+                Ok(n) => Ok(n),
+                // A bad user address: nothing was published.
+                Err(CopyError::Copy(e)) => Err(e),
+                Err(CopyError::Channel(e)) => Err(this.fail(st, e)),
+            }
         })
     }
 

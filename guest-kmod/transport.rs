@@ -8,6 +8,7 @@
 
 use kernel::prelude::*;
 
+use crate::ffi::UserBuf;
 use crate::pio_transport::PioTransport;
 use crate::shm_transport::ShmTransport;
 
@@ -76,20 +77,43 @@ impl Transport {
         }
     }
 
-    /// Copies available bytes into `buf` without blocking.
-    pub(crate) fn try_read(&self, buf: &mut [u8]) -> Result<ReadOutcome> {
+    /// Copies available bytes into `out` (at most `out.len()`) without
+    /// blocking. Shared memory copies from the ring straight into the
+    /// user's buffer; port I/O reads into `bounce` first.
+    pub(crate) fn try_read(&self, out: &UserBuf, bounce: &mut [u8]) -> Result<ReadOutcome> {
         match self {
-            Transport::Shm(t) => t.try_read(buf),
-            Transport::Pio(t) => t.try_read(buf),
+            Transport::Shm(t) => t.try_read(out),
+            Transport::Pio(t) => {
+                let dst = bounce
+                    .get_mut(..out.len().min(bounce.len()))
+                    .ok_or(EINVAL)?;
+                let r = t.try_read(dst)?;
+                if let ReadOutcome::Data(n) = r {
+                    out.write_at(0, dst.get(..n).ok_or(EINVAL)?)?;
+                }
+                Ok(r)
+            }
         }
     }
 
-    /// Copies what fits of `buf` without blocking; `Ok(0)` when full or not
-    /// yet connected, `EPIPE` when the peer is gone.
-    pub(crate) fn try_write(&self, buf: &[u8]) -> Result<usize> {
+    /// Copies what fits of `input`'s bytes from `from` on without blocking;
+    /// `Ok(0)` when full or not yet connected, `EPIPE` when the peer is
+    /// gone. Shared memory copies from the user's buffer straight into the
+    /// ring; port I/O stages up to `bounce.len()` bytes first.
+    pub(crate) fn try_write(
+        &self,
+        input: &UserBuf,
+        from: usize,
+        bounce: &mut [u8],
+    ) -> Result<usize> {
         match self {
-            Transport::Shm(t) => t.try_write(buf),
-            Transport::Pio(t) => t.try_write(buf),
+            Transport::Shm(t) => t.try_write(input, from),
+            Transport::Pio(t) => {
+                let n = input.len().saturating_sub(from).min(bounce.len());
+                let staged = bounce.get_mut(..n).ok_or(EINVAL)?;
+                input.read_at(from, staged)?;
+                t.try_write(staged)
+            }
         }
     }
 

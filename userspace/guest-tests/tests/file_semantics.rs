@@ -1,5 +1,6 @@
 //! Tier 3, file semantics over `shm-poll` and `shm-irq`: `ivc-polltest
-//! checker` in guest A checks poll transitions, `O_NONBLOCK`, a signal
+//! checker` in guest A checks poll transitions, `O_NONBLOCK`, `EFAULT` on a
+//! bad buffer moving nothing, a signal
 //! interrupting a blocked read, EOF/POLLHUP/EPIPE after the peer guest powers
 //! off, and a working channel again once a new peer guest boots on the same
 //! region (or joins the same rendezvous server).
@@ -17,6 +18,7 @@ const CHECKS: &[&str] = &[
     "pollout_when_peer_connects",
     "no_pollin_while_empty",
     "pollin_when_data_arrives",
+    "efault_moves_nothing",
     "epollet_woken_after_eagain",
     "signal_interrupts_blocked_read",
     "nonblock_write_eagain_and_no_pollout_when_full",

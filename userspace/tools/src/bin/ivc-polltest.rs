@@ -349,6 +349,40 @@ fn ping(fd: &Fd) -> Result<(), String> {
     woken.and(answer)
 }
 
+/// A `read` or `write` whose buffer address is bad fails with `EFAULT` and
+/// moves nothing: the driver copies between the user's buffer and the ring
+/// directly, and must publish or consume only what it copied. The failed
+/// write must not reach the peer (the ping after it would arrive garbled),
+/// and the failed read must leave the answer for the next read.
+fn efault_moves_nothing(fd: &Fd) -> Result<(), String> {
+    let efault = |what: &str, n: isize| -> Result<(), String> {
+        let e = io::Error::last_os_error();
+        match (n, e.raw_os_error()) {
+            (-1, Some(libc::EFAULT)) => Ok(()),
+            _ => Err(format!(
+                "{what} with a bad buffer: expected EFAULT, got {n} ({e})"
+            )),
+        }
+    };
+    // Address 8: never mapped (the first page is reserved), not null, so
+    // the driver cannot mistake it for "no buffer".
+    let bad = 8usize as *mut libc::c_void;
+    // SAFETY: the kernel checks the user address; nothing is touched here.
+    efault("write", unsafe { libc::write(fd.0, bad, 16) })?;
+    let t = Duration::from_secs(60);
+    write_all(fd, b"ping\n", t).map_err(|e| format!("write ping: {e}"))?;
+    poll_woken(fd, libc::POLLIN, t)
+        .and_then(|r| expect(r, libc::POLLIN, libc::POLLERR, "poll for the answer"))?;
+    // SAFETY: as above.
+    efault("read", unsafe { libc::read(fd.0, bad, 16) })?;
+    match read_line(fd, t).map_err(|e| e.to_string())? {
+        Some(l) if l == "pong" => Ok(()),
+        other => Err(format!(
+            "after the failed read expected pong, got {other:?}"
+        )),
+    }
+}
+
 /// Edge-triggered epoll: after a read drained the channel to `EAGAIN`, the
 /// next reply must wake `epoll_wait` by itself. Nothing calls `poll` on the
 /// device in between (epoll does only when woken), so the driver has to
@@ -438,6 +472,7 @@ fn checker(dev: &Path, reconnect: bool) -> Result<usize, String> {
             .and_then(|r| expect(r, 0, libc::POLLIN, "empty channel")),
     );
     c.check("pollin_when_data_arrives", ping(&fd));
+    c.check("efault_moves_nothing", efault_moves_nothing(&fd));
     c.check("epollet_woken_after_eagain", epoll_et_rounds(&fd));
     c.check(
         "signal_interrupts_blocked_read",
