@@ -50,6 +50,10 @@ kernel::module_pci_driver! {
             default: 50,
             description: "shm-poll: microseconds a blocked reader/writer spins before sleeping",
         },
+        irq_spin_us: u32 {
+            default: 0,
+            description: "shm-irq: microseconds a blocked reader/writer spins before it arms the doorbell and sleeps (0 = sleep at once)",
+        },
         poll_max_ms: u32 {
             default: 8,
             description: "shm-poll: longest sleep between two looks at the ring (idle cost: 1000/poll_max_ms wakeups/s while open)",

@@ -93,6 +93,7 @@ fn params() -> (u32, WaitParams, u32) {
         p.value(),
         WaitParams {
             spin_us: crate::module_parameters::poll_spin_us.value(),
+            irq_spin_us: crate::module_parameters::irq_spin_us.value(),
             poll_max_ms: crate::module_parameters::poll_max_ms.value(),
         },
         crate::module_parameters::peer_timeout_ms.value(),

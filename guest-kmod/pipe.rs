@@ -49,6 +49,9 @@ const BOUNCE_SIZE: usize = 64 * 1024;
 pub(crate) struct WaitParams {
     /// Polled transports: how long a waiter spins before it sleeps.
     pub(crate) spin_us: u32,
+    /// Interrupt-driven transports: how long a waiter spins before it arms
+    /// the doorbell and sleeps (0: at once).
+    pub(crate) irq_spin_us: u32,
     /// Polled transports: the longest sleep between two looks.
     pub(crate) poll_max_ms: u32,
 }
@@ -155,11 +158,17 @@ impl Pipe {
             return Err(ENODEV);
         }
         let irq = self.transport.uses_interrupts();
-        if !irq && self.params.spin_us > 0 {
-            // Polled: a peer that answers quickly is caught without the cost
-            // of a sleep and a wake-up.
+        let spin_us = if irq {
+            self.params.irq_spin_us
+        } else {
+            self.params.spin_us
+        };
+        if spin_us > 0 {
+            // A peer that answers quickly is caught without the cost of a
+            // sleep and a wake-up (and, with interrupts, of a doorbell: the
+            // peer rings only for a waiter that armed one).
             let start = Instant::<Monotonic>::now();
-            let limit = i64::from(self.params.spin_us);
+            let limit = i64::from(spin_us);
             while start.elapsed().as_micros_ceil() < limit {
                 if self.ready(dir) {
                     return Ok(());

@@ -8,6 +8,14 @@
 pub const INSMOD: &str = "insmod /lib/ivc/ivc.ko || { echo IVC_INSMOD=failed; exit 10; }\n\
                           echo IVC_INSMOD=ok\n";
 
+/// [`INSMOD`] with module parameters (`"irq_spin_us=50"`).
+pub fn insmod_with(params: &str) -> String {
+    format!(
+        "insmod /lib/ivc/ivc.ko {params} || {{ echo IVC_INSMOD=failed; exit 10; }}\n\
+         echo IVC_INSMOD=ok\n"
+    )
+}
+
 /// Prints, for every PCI function the driver can bind (ivshmem 1af4:1110 and
 /// ivc-pio 1234:1c1c), `IVC_BOUND <bdf> <vendor>:<device> driver=<name>`
 /// where `<name>` is the sysfs driver link's target (`none` if unbound).

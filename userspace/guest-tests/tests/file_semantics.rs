@@ -11,7 +11,7 @@ use ivc_guest_harness::{
     require_guest_env, Device, Guest, GuestArtifacts, GuestOutcome, GuestSpec,
 };
 use ivc_guest_tests::channel_env::ChannelEnv;
-use ivc_guest_tests::guest_sh::INSMOD;
+use ivc_guest_tests::guest_sh::{insmod_with, INSMOD};
 
 const CHECKS: &[&str] = &[
     "nonblock_read_eagain",
@@ -53,7 +53,7 @@ fn shm_poll_semantics() {
         return;
     };
     let env = ChannelEnv::plain(1 << 20);
-    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &env.device, "poll");
+    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &env.device, "poll", INSMOD);
     env.finish();
 }
 
@@ -63,7 +63,21 @@ fn shm_irq_semantics() {
         return;
     };
     let env = ChannelEnv::doorbell(1 << 20);
-    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &env.device, "irq");
+    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &env.device, "irq", INSMOD);
+    env.finish();
+}
+
+/// The same with the driver spinning before it arms a doorbell
+/// (`irq_spin_us`): waits that end while spinning must not upset readiness,
+/// signals or the end-of-file handling.
+#[test]
+fn shm_irq_semantics_spinning_first() {
+    let Some(artifacts) = require_guest_env() else {
+        return;
+    };
+    let env = ChannelEnv::doorbell(1 << 20);
+    let insmod = insmod_with("irq_spin_us=50");
+    poll_nonblock_signals_eof_epipe_and_reconnect(&artifacts, &env.device, "irq-spin", &insmod);
     env.finish();
 }
 
@@ -74,19 +88,20 @@ fn poll_nonblock_signals_eof_epipe_and_reconnect(
     artifacts: &GuestArtifacts,
     dev: &Device,
     variant: &str,
+    insmod: &str,
 ) {
     let timeout = Duration::from_secs(300);
     let checker = Guest::spawn(
         artifacts,
         GuestSpec::new(
             format!("checker-{variant}"),
-            format!("{INSMOD}ivc-polltest checker /dev/ivc0 --reconnect"),
+            format!("{insmod}ivc-polltest checker /dev/ivc0 --reconnect"),
         )
         .device(dev.clone())
         .timeout(timeout),
     )
     .expect("boot checker");
-    let peer_cmd = format!("{INSMOD}ivc-polltest peer /dev/ivc0");
+    let peer_cmd = format!("{insmod}ivc-polltest peer /dev/ivc0");
     for round in ["peer1", "peer2"] {
         let peer = Guest::spawn(
             artifacts,

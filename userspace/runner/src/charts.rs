@@ -27,10 +27,11 @@ fn label(records: &[Record], channel: &str) -> String {
 
 /// Latency lines: one per channel and way of waiting (a channel measured
 /// both polling and blocking gets two lines).
-const LATENCY_LINES: [(&str, &str, &str); 9] = [
+const LATENCY_LINES: [(&str, &str, &str); 10] = [
     ("shm-poll", "ping-pong (spin", "#1f77b4"),
     ("shm-poll", "ping-pong (block", "#9ecae1"),
     ("shm-irq", "ping-pong", "#d62728"),
+    ("shm-irq+spin", "ping-pong", "#c49c94"),
     ("pio", "ping-pong", "#2ca02c"),
     ("ivc-vmm shm-poll", "ping-pong (ring", "#393b79"),
     ("ivc-vmm shm-poll", "ping-pong (cache-line", "#6b6ecf"),

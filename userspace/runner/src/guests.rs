@@ -1,7 +1,9 @@
 //! Linux guests with ivc.ko under QEMU TCG: `shm-poll` (ivshmem-plain) and
 //! `shm-irq` (ivshmem-doorbell through our rendezvous server). Guest A runs
 //! `ivc-bench latency` then `send`, guest B `echo` then `recv`; the figures
-//! come back as `IVC_BENCH_JSON` lines on A's serial console.
+//! come back as `IVC_BENCH_JSON` lines on A's serial console. `shm-irq+spin`
+//! measures the doorbell channel's latency once more with the driver
+//! spinning before it arms a doorbell (`irq_spin_us`).
 //!
 //! Everything inside TCG is emulated instruction by instruction, so these
 //! figures say how the channel behaves (which sizes cost what, where the
@@ -30,7 +32,15 @@ pub enum ShmVariant {
     Poll,
     /// Doorbells and MSI-X.
     Irq,
+    /// Doorbells and MSI-X, the driver spinning [`IRQ_SPIN_US`] before it
+    /// arms a doorbell and sleeps; latency only.
+    IrqSpin,
 }
+
+/// `irq_spin_us` of the `shm-irq+spin` suite: a little above a polled round
+/// trip under TCG (5-10 us for small messages), so a quick answer is caught
+/// spinning and only a slow one costs a doorbell.
+pub const IRQ_SPIN_US: u32 = 50;
 
 impl ShmVariant {
     /// Channel name.
@@ -38,13 +48,15 @@ impl ShmVariant {
         match self {
             ShmVariant::Poll => "shm-poll",
             ShmVariant::Irq => "shm-irq",
+            ShmVariant::IrqSpin => "shm-irq+spin",
         }
     }
-    /// `ivc.ko mode=`.
-    fn mode(self) -> u32 {
+    /// `ivc.ko` parameters.
+    fn module_params(self) -> String {
         match self {
-            ShmVariant::Poll => 1,
-            ShmVariant::Irq => 2,
+            ShmVariant::Poll => "mode=1".into(),
+            ShmVariant::Irq => "mode=2".into(),
+            ShmVariant::IrqSpin => format!("mode=2 irq_spin_us={IRQ_SPIN_US}"),
         }
     }
     /// How the tools wait: the polled channel is measured polling from user
@@ -53,7 +65,7 @@ impl ShmVariant {
     fn wait(self) -> &'static str {
         match self {
             ShmVariant::Poll => "spin",
-            ShmVariant::Irq => "block",
+            ShmVariant::Irq | ShmVariant::IrqSpin => "block",
         }
     }
 }
@@ -65,10 +77,13 @@ fn list(v: &[u64]) -> String {
 /// The two guests' shell scripts for `variant` under `plan`; `tsc_mhz` is
 /// the host's TSC rate, if known.
 pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (String, String) {
-    let (mode, wait, label) = (variant.mode(), variant.wait(), variant.channel());
+    let (params, wait, label) = (variant.module_params(), variant.wait(), variant.channel());
     let s = plan.guest_seconds;
     let tsc = tsc_mhz.map_or(String::new(), |m| format!(" --tsc-mhz {m:.3}"));
-    let insmod = format!("insmod /lib/ivc/ivc.ko mode={mode} || exit 10\n");
+    let insmod = format!("insmod /lib/ivc/ivc.ko {params} || exit 10\n");
+    // The spinning variant is about latency; its throughput would be the
+    // doorbell channel's.
+    let transfers = variant != ShmVariant::IrqSpin;
     let calib = if wait == "spin" { " --calib" } else { "" };
     let mut a = insmod.clone();
     let _ = writeln!(
@@ -86,19 +101,23 @@ pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (Strin
             list(&plan.sizes)
         );
     }
-    let _ = writeln!(
-        a,
-        "ivc-bench send /dev/ivc0 --wait {wait} --label {label}{tsc} --seconds {s} --totals {} --packets {} || exit 12",
-        list(&plan.totals),
-        list(&plan.packets)
-    );
+    if transfers {
+        let _ = writeln!(
+            a,
+            "ivc-bench send /dev/ivc0 --wait {wait} --label {label}{tsc} --seconds {s} --totals {} --packets {} || exit 12",
+            list(&plan.totals),
+            list(&plan.packets)
+        );
+    }
     a.push_str(COUNTERS);
     let mut b = insmod;
     let _ = writeln!(b, "ivc-bench echo /dev/ivc0 --wait {wait}{tsc} || exit 11");
     if also_block {
         let _ = writeln!(b, "ivc-bench echo /dev/ivc0 --wait block{tsc} || exit 13");
     }
-    let _ = writeln!(b, "ivc-bench recv /dev/ivc0 --wait {wait}{tsc} || exit 12");
+    if transfers {
+        let _ = writeln!(b, "ivc-bench recv /dev/ivc0 --wait {wait}{tsc} || exit 12");
+    }
     b.push_str(COUNTERS);
     (a, b)
 }
@@ -131,7 +150,7 @@ impl Suite for QemuShm {
                 mem_path: scratch.join("shm"),
                 size: SHM_SIZE,
             },
-            ShmVariant::Irq => {
+            ShmVariant::Irq | ShmVariant::IrqSpin => {
                 let socket = scratch.join("ivshmem.sock");
                 let s = Server::bind(ServerConfig::new(&socket, SHM_SIZE, 1))
                     .map_err(|e| format!("rendezvous server: {e}"))?
@@ -244,8 +263,17 @@ mod tests {
         assert!(a.contains("mode=2") && a.contains("--wait block") && !a.contains("--calib"));
         assert!(b.contains("--wait block"));
         assert_eq!(a.matches("ivc-bench latency").count(), 1);
+        assert!(a.contains("ivc-bench send") && b.contains("ivc-bench recv"));
+        // The spinning variant: the parameter, latency only.
+        let (sa, sb) = scripts(ShmVariant::IrqSpin, &plan, None);
+        assert!(sa.starts_with(&format!(
+            "insmod /lib/ivc/ivc.ko mode=2 irq_spin_us={IRQ_SPIN_US} "
+        )));
+        assert!(sa.contains("--label shm-irq+spin") && sa.contains("--wait block"));
+        assert!(!sa.contains("ivc-bench send") && !sb.contains("ivc-bench recv"));
+        assert_eq!(sb.matches("ivc-bench echo").count(), 1);
         // base64 makes it 4/3 longer; the kernel command line holds 2047.
-        for s in [a, b] {
+        for s in [a, b, sa, sb] {
             assert!(s.len() * 4 / 3 < 1500, "{}", s.len());
         }
     }

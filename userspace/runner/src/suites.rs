@@ -123,6 +123,7 @@ pub fn all() -> Vec<Box<dyn Suite>> {
         Box::new(TcpLoopback),
         Box::new(QemuShm(ShmVariant::Poll)),
         Box::new(QemuShm(ShmVariant::Irq)),
+        Box::new(QemuShm(ShmVariant::IrqSpin)),
         Box::new(crate::vmm_exit::VmmPioExit),
         Box::new(crate::vmm_devices::VmmDevices),
         Box::new(LinuxInVmm),

@@ -198,6 +198,9 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
         ("tcp-loopback", "ping-pong", cacheline, "cache line"),
         ("shm-poll", "ping-pong (spin", cacheline, "cache line"),
         ("shm-irq", "ping-pong", eventfd, "eventfd"),
+        // The doorbell channel with the driver spinning before it arms a
+        // doorbell (irq_spin_us): latency only.
+        ("shm-irq+spin", "ping-pong", eventfd, "eventfd"),
     ] {
         let environment = env_of(channel);
         if let Some(m) = median_of(&records, channel, ping, 64) {
