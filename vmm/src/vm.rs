@@ -71,6 +71,21 @@ pub enum Datamatch {
     U64(u64),
 }
 
+/// Calls kvm-ioctls' `register_ioevent` or `unregister_ioevent` (`$method`)
+/// with the value type a [`Datamatch`] stands for: the crate takes the
+/// datamatch width from the argument's type, so each width is its own call.
+macro_rules! with_datamatch {
+    ($vm:expr, $method:ident, $evt:expr, $addr:expr, $datamatch:expr) => {
+        match $datamatch {
+            Datamatch::Any => $vm.$method($evt, $addr, NoDatamatch),
+            Datamatch::U8(v) => $vm.$method($evt, $addr, v),
+            Datamatch::U16(v) => $vm.$method($evt, $addr, v),
+            Datamatch::U32(v) => $vm.$method($evt, $addr, v),
+            Datamatch::U64(v) => $vm.$method($evt, $addr, v),
+        }
+    };
+}
+
 /// What devices may ask of KVM. Cheap to clone (`Arc`).
 pub struct VmResources {
     // Field order is drop order: the router's and our VmFd references go
@@ -141,14 +156,8 @@ impl VmResources {
         addr: IoEventAddress,
         datamatch: Datamatch,
     ) -> Result<(), VmError> {
-        let r = match datamatch {
-            Datamatch::Any => self.vm.register_ioevent(evt, &addr, NoDatamatch),
-            Datamatch::U8(v) => self.vm.register_ioevent(evt, &addr, v),
-            Datamatch::U16(v) => self.vm.register_ioevent(evt, &addr, v),
-            Datamatch::U32(v) => self.vm.register_ioevent(evt, &addr, v),
-            Datamatch::U64(v) => self.vm.register_ioevent(evt, &addr, v),
-        };
-        r.map_err(|e| VmError::Setup("KVM_IOEVENTFD", e))
+        with_datamatch!(self.vm, register_ioevent, evt, &addr, datamatch)
+            .map_err(|e| VmError::Setup("KVM_IOEVENTFD", e))
     }
 
     /// Undoes `register_ioeventfd` (same arguments).
@@ -158,14 +167,8 @@ impl VmResources {
         addr: IoEventAddress,
         datamatch: Datamatch,
     ) -> Result<(), VmError> {
-        let r = match datamatch {
-            Datamatch::Any => self.vm.unregister_ioevent(evt, &addr, NoDatamatch),
-            Datamatch::U8(v) => self.vm.unregister_ioevent(evt, &addr, v),
-            Datamatch::U16(v) => self.vm.unregister_ioevent(evt, &addr, v),
-            Datamatch::U32(v) => self.vm.unregister_ioevent(evt, &addr, v),
-            Datamatch::U64(v) => self.vm.unregister_ioevent(evt, &addr, v),
-        };
-        r.map_err(|e| VmError::Setup("KVM_IOEVENTFD deassign", e))
+        with_datamatch!(self.vm, unregister_ioevent, evt, &addr, datamatch)
+            .map_err(|e| VmError::Setup("KVM_IOEVENTFD deassign", e))
     }
 
     /// Registers `evt` as irqfd for a legacy GSI (IOAPIC pin / ISA IRQ).
