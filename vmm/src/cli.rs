@@ -67,6 +67,12 @@ pub struct RunArgs {
     /// vectors=N (default 1, must match the server's --vectors).
     #[arg(long = "ivc", value_name = "SPEC", value_parser = crate::ivc_spec::parse_ivc_spec)]
     pub ivc: Vec<crate::ivc_spec::IvcSpec>,
+
+    /// How long KVM polls a halted vCPU for a wake-up before its thread
+    /// sleeps, in nanoseconds (KVM_CAP_HALT_POLL; 0 = sleep at once).
+    /// Default: the kvm module's halt_poll_ns.
+    #[arg(long, value_name = "NS")]
+    pub halt_poll_ns: Option<u32>,
 }
 
 /// Smallest and largest RAM we accept.

@@ -38,6 +38,9 @@ pub struct MachineConfig {
     pub serial: SerialOutput,
     /// Bytes for the guest's COM1 receiver (e.g. stdin); None = no input.
     pub serial_input: Option<Box<dyn std::io::Read + Send>>,
+    /// How long KVM polls a halted vCPU for a wake-up before it sleeps
+    /// (`KVM_CAP_HALT_POLL`); None = the kvm module's default.
+    pub halt_poll_ns: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -99,7 +102,7 @@ impl Machine {
         let kvm = vm::open_kvm()?;
         let mem = memory::create_guest_memory(config.mem_size)
             .map_err(|e| MachineError::Memory(e.to_string()))?;
-        let vm = Vm::new(kvm, mem)?;
+        let vm = Vm::new(kvm, mem, config.halt_poll_ns)?;
         let boot = load_guest(&vm, &config)?;
         let exit = Arc::new(VmExit::new().map_err(|e| MachineError::Io("eventfd", e))?);
 

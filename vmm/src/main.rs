@@ -25,6 +25,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
         cpus: args.cpus,
         serial,
         serial_input: Some(Box::new(std::io::stdin())),
+        halt_poll_ns: args.halt_poll_ns,
     };
     let machine = Machine::new(config).map_err(|e| e.to_string())?;
     for spec in &args.ivc {

@@ -5,7 +5,10 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_enable_cap, kvm_pit_config, kvm_userspace_memory_region, KVM_CAP_HALT_POLL,
+    KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, NoDatamatch, VmFd};
 use log::warn;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress};
@@ -186,9 +189,17 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Creates the VM with irqchip, PIT and `memory` registered as RAM.
-    pub fn new(kvm: Kvm, memory: GuestMemoryMmap) -> Result<Vm, VmError> {
+    /// Creates the VM with irqchip, PIT and `memory` registered as RAM;
+    /// `halt_poll_ns` overrides how long KVM polls a halted vCPU.
+    pub fn new(
+        kvm: Kvm,
+        memory: GuestMemoryMmap,
+        halt_poll_ns: Option<u32>,
+    ) -> Result<Vm, VmError> {
         let vm = Arc::new(kvm.create_vm().map_err(VmError::CreateVm)?);
+        if let Some(ns) = halt_poll_ns {
+            set_halt_poll_ns(&kvm, &vm, ns)?;
+        }
         vm.set_tss_address(KVM_TSS_ADDR as usize)
             .map_err(|e| VmError::Setup("KVM_SET_TSS_ADDR", e))?;
         // Only Intel's real-mode emulation uses the identity map; a failure
@@ -236,4 +247,22 @@ impl Vm {
             memory,
         })
     }
+}
+
+/// Sets the VM's halt-polling limit (`KVM_CAP_HALT_POLL`): how long a vCPU
+/// that halts keeps polling for a wake-up before its thread sleeps.
+fn set_halt_poll_ns(kvm: &Kvm, vm: &VmFd, ns: u32) -> Result<(), VmError> {
+    if kvm.check_extension_raw(u64::from(KVM_CAP_HALT_POLL)) <= 0 {
+        return Err(VmError::Setup(
+            "KVM_CAP_HALT_POLL (this KVM cannot set halt polling per VM)",
+            kvm_ioctls::Error::new(libc::EINVAL),
+        ));
+    }
+    let cap = kvm_enable_cap {
+        cap: KVM_CAP_HALT_POLL,
+        args: [u64::from(ns), 0, 0, 0],
+        ..Default::default()
+    };
+    vm.enable_cap(&cap)
+        .map_err(|e| VmError::Setup("KVM_ENABLE_CAP(KVM_CAP_HALT_POLL)", e))
 }

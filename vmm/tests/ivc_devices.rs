@@ -203,21 +203,25 @@ fn guest() -> String {
 }
 
 fn vm(name: &str, ivc: &str, cmdline: &str) -> Proc {
-    Proc::spawn(
-        name,
-        &[
-            "run",
-            "--kernel",
-            &guest(),
-            "--mem",
-            "64M",
-            "--ivc",
-            ivc,
-            "--cmdline",
-            cmdline,
-        ],
-        &[("IVC_VMM_LOG", "info")],
-    )
+    vm_with(name, ivc, cmdline, &[])
+}
+
+/// [`vm`] with further `ivc-vmm run` options.
+fn vm_with(name: &str, ivc: &str, cmdline: &str, extra: &[&str]) -> Proc {
+    let guest = guest();
+    let mut args = vec![
+        "run",
+        "--kernel",
+        &guest,
+        "--mem",
+        "64M",
+        "--ivc",
+        ivc,
+        "--cmdline",
+        cmdline,
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn(name, &args, &[("IVC_VMM_LOG", "info")])
 }
 
 /// `key=value` from the guest line starting with `prefix`.
@@ -326,6 +330,42 @@ fn shm_irq_moves_data_with_doorbell_interrupts() {
         b.dump()
     );
     assert!(rings > 0);
+}
+
+#[test]
+fn shm_irq_ping_pong_wakes_halted_vcpus() {
+    if skip_without_kvm("shm_irq_ping_pong_wakes_halted_vcpus") {
+        return;
+    }
+    let _g = serial();
+    let server = Server::start("halt", "1M", 2);
+    let ivc = format!("shm-irq,socket={},vectors=2", server.path());
+    // Each side that finds nothing to read halts its vCPU (HLT at CPL0
+    // through the ud2 service call) until the peer's doorbell arrives: a
+    // lost doorbell would leave it halted until the timeout.
+    let common = "test=shm-pingpong proto=ring size=64 iters=100 warmup=10 irq=1 wait=hlt";
+    // With KVM's halt polling as configured, and off (the vCPU threads
+    // sleep at once: ivc-vmm --halt-poll-ns 0, KVM_CAP_HALT_POLL).
+    for extra in [&[][..], &["--halt-poll-ns", "0"][..]] {
+        let mut b = vm_with("B", &ivc, &format!("{common} role=b"), extra);
+        let mut a = vm_with("A", &ivc, &format!("{common} role=a"), extra);
+        let (sa, sb) = (a.finish(T), b.finish(T));
+        assert_eq!((sa, sb), (Some(0), Some(0)), "\n{}\n{}", a.dump(), b.dump());
+        let (oa, ob) = (a.stdout(), b.stdout());
+        assert_eq!(num(&oa, "pingpong-result", "samples"), 100, "{}", a.dump());
+        assert_eq!(num(&ob, "pingpong-result", "echoed"), 110, "{}", b.dump());
+        for (o, p) in [(&oa, &a), (&ob, &b)] {
+            // Most round trips found the ring empty, halted and were woken
+            // by a doorbell interrupt.
+            let waits = num(o, "pingpong-result", "waits");
+            let irqs = num(o, "pingpong-result", "interrupts");
+            assert!(
+                waits >= 50 && irqs >= 50,
+                "{extra:?}: waits={waits} interrupts={irqs}\n{}",
+                p.dump()
+            );
+        }
+    }
 }
 
 #[test]

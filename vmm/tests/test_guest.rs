@@ -198,6 +198,7 @@ fn run_with_demo_device(cmdline: &str) -> (ExitReason, String) {
         cpus: 1,
         serial: Box::new(serial.clone()),
         serial_input: None,
+        halt_poll_ns: None,
     })
     .expect("machine");
     let ids = PciIds {

@@ -27,7 +27,7 @@ fn label(records: &[Record], channel: &str) -> String {
 
 /// Latency lines: one per channel and way of waiting (a channel measured
 /// both polling and blocking gets two lines).
-const LATENCY_LINES: [(&str, &str, &str); 10] = [
+const LATENCY_LINES: [(&str, &str, &str); 12] = [
     ("shm-poll", "ping-pong (spin", "#1f77b4"),
     ("shm-poll", "ping-pong (block", "#9ecae1"),
     ("shm-irq", "ping-pong", "#d62728"),
@@ -35,7 +35,21 @@ const LATENCY_LINES: [(&str, &str, &str); 10] = [
     ("pio", "ping-pong", "#2ca02c"),
     ("ivc-vmm shm-poll", "ping-pong (ring", "#393b79"),
     ("ivc-vmm shm-poll", "ping-pong (cache-line", "#6b6ecf"),
-    ("ivc-vmm shm-irq", "ping-pong (ring", "#ff9896"),
+    (
+        "ivc-vmm shm-irq",
+        "ping-pong (ring, doorbell waits, vCPU halted, CPL3",
+        "#ff9896",
+    ),
+    (
+        "ivc-vmm shm-irq",
+        "ping-pong (ring, doorbell waits, vCPU halted, no",
+        "#ad494a",
+    ),
+    (
+        "ivc-vmm shm-irq",
+        "ping-pong (ring, doorbell waits, spinning",
+        "#e7ba52",
+    ),
     ("tcp-loopback", "ping-pong", "#7f7f7f"),
     ("host", what::RING, "#8c6d31"),
 ];

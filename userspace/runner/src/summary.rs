@@ -328,7 +328,21 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
         (
             "ivc-vmm shm-irq",
             vmm_shm::what::RING_IRQ,
-            "64 B round trip (median)",
+            "64 B round trip, waiter halted (median)",
+            eventfd,
+            "eventfd",
+        ),
+        (
+            "ivc-vmm shm-irq",
+            vmm_shm::what::RING_IRQ_NO_POLL,
+            "64 B round trip, waiter halted, no halt polling (median)",
+            eventfd,
+            "eventfd",
+        ),
+        (
+            "ivc-vmm shm-irq",
+            vmm_shm::what::RING_IRQ_SPIN,
+            "64 B round trip, waiter spinning at CPL3 (median)",
             eventfd,
             "eventfd",
         ),
@@ -637,6 +651,12 @@ mod tests {
         let mut ring = lat("ivc-vmm shm-poll", vmm_shm::what::RING_POLL, 64, 400.0);
         let mut line = lat("ivc-vmm shm-poll", vmm_shm::what::LINE, 64, 150.0);
         let mut irq = lat("ivc-vmm shm-irq", vmm_shm::what::RING_IRQ, 64, 120_000.0);
+        let mut irq_spin = lat(
+            "ivc-vmm shm-irq",
+            vmm_shm::what::RING_IRQ_SPIN,
+            64,
+            200_000.0,
+        );
         let mut stream = tput(
             "ivc-vmm shm-poll",
             64 << 10,
@@ -652,7 +672,14 @@ mod tests {
         if let Data::Throughput { verified, .. } = &mut counted.data {
             *verified = false;
         }
-        for r in [&mut ring, &mut line, &mut irq, &mut stream, &mut counted] {
+        for r in [
+            &mut ring,
+            &mut line,
+            &mut irq,
+            &mut irq_spin,
+            &mut stream,
+            &mut counted,
+        ] {
             r.environment = pvm.into();
         }
         let host = report(
@@ -668,7 +695,7 @@ mod tests {
         );
         let dev = report(
             "vmm-devices",
-            vec![ring, line, irq, stream, counted],
+            vec![ring, line, irq, irq_spin, stream, counted],
             Status::Ran,
         );
         let rows = rows(&[host, dev]);
@@ -691,8 +718,12 @@ mod tests {
             Some(("150 ns", "1.5x"))
         );
         assert_eq!(
-            find("ivc-vmm shm-irq", "64 B round trip (median)"),
+            find("ivc-vmm shm-irq", "64 B round trip, waiter halted"),
             Some(("120.00 us", "3.0x"))
+        );
+        assert_eq!(
+            find("ivc-vmm shm-irq", "64 B round trip, waiter spinning"),
+            Some(("200.00 us", "5.0x"))
         );
         assert_eq!(
             find("ivc-vmm shm-poll", "throughput, 64 KiB packets ("),

@@ -51,13 +51,22 @@ struct Vm {
 }
 
 impl Vm {
-    fn start(bins: &Binaries, ivc: &str, cmdline: &str, log: PathBuf) -> Result<Vm, String> {
+    /// Starts ivc-vmm with the test guest, `cmdline`, the device `ivc` and
+    /// any further `ivc-vmm run` options in `vmm_args`.
+    fn start(
+        bins: &Binaries,
+        ivc: &str,
+        cmdline: &str,
+        vmm_args: &[&str],
+        log: PathBuf,
+    ) -> Result<Vm, String> {
         let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(&bins.vmm)
             .args(["run", "--mem", "64M", "--kernel"])
             .arg(&bins.guest)
             .args(["--ivc", ivc, "--cmdline", cmdline])
+            .args(vmm_args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -106,12 +115,13 @@ pub(crate) struct Pair {
     pub transfer: Duration,
 }
 
-/// Runs `cmdlines` in two VMs on one `ivc` device spec and waits (at most
-/// `limit`) for both; `connected` is the line each prints when the channel
-/// is up.
+/// Runs `cmdlines` in two VMs on one `ivc` device spec (and `vmm_args`,
+/// further `ivc-vmm run` options) and waits (at most `limit`) for both;
+/// `connected` is the line each prints when the channel is up.
 pub(crate) fn run_pair(
     bins: &Binaries,
     ivc: &str,
+    vmm_args: &[&str],
     cmdlines: [&str; 2],
     connected: &str,
     logs: [PathBuf; 2],
@@ -119,8 +129,8 @@ pub(crate) fn run_pair(
 ) -> Result<Pair, String> {
     let [la, lb] = logs;
     let mut vms = [
-        Vm::start(bins, ivc, cmdlines[0], la)?,
-        Vm::start(bins, ivc, cmdlines[1], lb)?,
+        Vm::start(bins, ivc, cmdlines[0], vmm_args, la)?,
+        Vm::start(bins, ivc, cmdlines[1], vmm_args, lb)?,
     ];
     let start = Instant::now();
     let mut up: Option<Instant> = None;
@@ -232,6 +242,7 @@ impl VmmDevices {
         let pair = run_pair(
             bins,
             &ivc,
+            &[],
             [&a, &b],
             connected,
             logs,
@@ -304,6 +315,7 @@ impl VmmDevices {
                 bins,
                 &ivc,
                 &format!("test=doorbell mode=self count={RINGS} assign=all"),
+                &[],
                 log,
             )?;
             let start = Instant::now();

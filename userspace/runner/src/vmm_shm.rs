@@ -42,6 +42,7 @@ pub fn run_all(
             size,
             iters: ring_iters,
             batch: 1,
+            wait: IrqWait::Spin,
             what: what::RING_POLL,
         })
         .collect();
@@ -53,20 +54,40 @@ pub fn run_all(
         size: 64,
         iters: if quick { 1_000 } else { 5_000 },
         batch: 32,
+        wait: IrqWait::Spin,
         what: what::LINE,
     });
-    cases.push(PingCase {
-        kind: "shm-irq",
-        proto: "ring",
-        size: 64,
-        iters: if quick { 50 } else { 300 },
-        batch: 1,
-        what: what::RING_IRQ,
-    });
+    // Doorbell waits three ways: the waiter halting its vCPU, as an idle
+    // guest kernel does, with KVM's default halt polling (the headline) and
+    // without (the vCPU thread sleeps, like the eventfd floor's processes);
+    // and spinning at CPL3 on its interrupt counter, which under PVM costs a
+    // kick of a running vCPU per doorbell.
+    for (wait, what) in [
+        (IrqWait::Halt, what::RING_IRQ),
+        (IrqWait::HaltNoPoll, what::RING_IRQ_NO_POLL),
+        (IrqWait::Spin, what::RING_IRQ_SPIN),
+    ] {
+        cases.push(PingCase {
+            kind: "shm-irq",
+            proto: "ring",
+            size: 64,
+            iters: if quick { 50 } else { 300 },
+            batch: 1,
+            wait,
+            what,
+        });
+    }
     for case in &cases {
         ctx.console.line(&format!(
-            "    {}: shm-pingpong proto={} size={}",
-            case.kind, case.proto, case.size
+            "    {}: shm-pingpong proto={} size={}{}",
+            case.kind,
+            case.proto,
+            case.size,
+            match case.wait {
+                IrqWait::Spin => "",
+                IrqWait::Halt => " wait=hlt",
+                IrqWait::HaltNoPoll => " wait=hlt --halt-poll-ns 0",
+            }
         ));
         pingpong(ctx, bins, report, env, case, tsc_khz)?;
     }
@@ -84,6 +105,44 @@ pub fn run_all(
     Ok(())
 }
 
+/// How a doorbell ping-pong side waits for the peer's doorbell.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum IrqWait {
+    /// Spinning at CPL3 on its interrupt counter (also: polled cases).
+    Spin,
+    /// Halting its vCPU (`wait=hlt`); KVM halt-polls with the kvm module's
+    /// `halt_poll_ns` before the vCPU thread sleeps.
+    Halt,
+    /// Halting, with KVM's halt polling off (`--halt-poll-ns 0`): the vCPU
+    /// thread sleeps at once, as the eventfd floor's processes do.
+    HaltNoPoll,
+}
+
+impl IrqWait {
+    /// The guest's `wait=`.
+    fn guest_param(self) -> &'static str {
+        match self {
+            IrqWait::Spin => "spin",
+            IrqWait::Halt | IrqWait::HaltNoPoll => "hlt",
+        }
+    }
+    /// Extra `ivc-vmm run` options.
+    fn vmm_args(self) -> &'static [&'static str] {
+        match self {
+            IrqWait::HaltNoPoll => &["--halt-poll-ns", "0"],
+            IrqWait::Spin | IrqWait::Halt => &[],
+        }
+    }
+    /// In file and note names.
+    fn tag(self) -> &'static str {
+        match self {
+            IrqWait::Spin => "",
+            IrqWait::Halt => "-hlt",
+            IrqWait::HaltNoPoll => "-hlt-nopoll",
+        }
+    }
+}
+
 /// One ping-pong configuration.
 pub struct PingCase {
     /// `shm-poll` or `shm-irq` (the `--ivc` kind and the channel name).
@@ -95,6 +154,8 @@ pub struct PingCase {
     /// Samples, and round trips per sample.
     pub iters: u64,
     pub batch: u64,
+    /// How a side without data waits (doorbell cases).
+    pub wait: IrqWait,
     /// The record's `what`: how it waits.
     pub what: &'static str,
 }
@@ -105,8 +166,13 @@ pub mod what {
     pub const RING_POLL: &str = "ping-pong (ring, polled, CPL3)";
     /// Flag word in BAR2, polled.
     pub const LINE: &str = "ping-pong (cache-line flag in BAR2, CPL3)";
-    /// Ring, waiting for doorbell interrupts.
-    pub const RING_IRQ: &str = "ping-pong (ring, doorbell waits, CPL3)";
+    /// Ring, waiting for doorbell interrupts with the vCPU halted.
+    pub const RING_IRQ: &str = "ping-pong (ring, doorbell waits, vCPU halted, CPL3)";
+    /// The same with KVM's halt polling off.
+    pub const RING_IRQ_NO_POLL: &str =
+        "ping-pong (ring, doorbell waits, vCPU halted, no halt polling, CPL3)";
+    /// Ring, waiting for doorbell interrupts spinning at CPL3.
+    pub const RING_IRQ_SPIN: &str = "ping-pong (ring, doorbell waits, spinning, CPL3)";
     /// One-way stream through the ring, every byte checked.
     pub const STREAM: &str = "one-way stream through the ring, CPL3";
     /// The same, the receiver only counting the bytes.
@@ -184,8 +250,11 @@ pub fn pingpong(
         runs.push(pingpong_once(ctx, bins, environment, case, tsc_khz, run)?);
     }
     let label = format!(
-        "{} {} size {} median round trip",
-        case.kind, case.proto, case.size
+        "{} {} size {}{} median round trip",
+        case.kind,
+        case.proto,
+        case.size,
+        case.wait.tag()
     );
     keep_middle(report, &label, runs, median_ns, "ns");
     Ok(())
@@ -202,14 +271,24 @@ fn pingpong_once(
     let mut notes = Vec::new();
     let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
     let vectors = if case.kind == "shm-irq" { 2 } else { 1 };
-    let name = format!("pp-{}-{}-{}-r{run}", case.kind, case.proto, case.size);
+    let name = format!(
+        "pp-{}-{}-{}{}-r{run}",
+        case.kind,
+        case.proto,
+        case.size,
+        case.wait.tag()
+    );
     let (_server, socket) = server(scratch.path(), &name, 1 << 20, vectors)?;
     let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
     let irq = u8::from(case.kind == "shm-irq");
     let warmup = if irq == 1 { 10 } else { 1000 };
     let common = format!(
-        "test=shm-pingpong proto={} size={} iters={} batch={} warmup={warmup} irq={irq} tsc_khz={tsc_khz}",
-        case.proto, case.size, case.iters, case.batch
+        "test=shm-pingpong proto={} size={} iters={} batch={} warmup={warmup} irq={irq} wait={} tsc_khz={tsc_khz}",
+        case.proto,
+        case.size,
+        case.iters,
+        case.batch,
+        case.wait.guest_param()
     );
     let logs = [
         ctx.out_dir.join(format!("vmm-{name}-a.log")),
@@ -218,6 +297,7 @@ fn pingpong_once(
     let pair = run_pair(
         bins,
         &ivc_spec(case.kind, sock, vectors),
+        case.wait.vmm_args(),
         [&format!("{common} role=a"), &format!("{common} role=b")],
         "pingpong-connected",
         logs,
@@ -259,7 +339,13 @@ fn pingpong_once(
         for (side, o) in [("A", oa), ("B", ob)] {
             let get = |k| field(o, "pingpong-result", k).unwrap_or_default();
             notes.push(format!(
-                "shm-irq ping-pong guest {side}: rings={} waits={} interrupts={}",
+                "shm-irq ping-pong ({}{}) guest {side}: rings={} waits={} interrupts={}",
+                case.wait.guest_param(),
+                if case.wait == IrqWait::HaltNoPoll {
+                    ", no halt polling"
+                } else {
+                    ""
+                },
                 get("rings"),
                 get("waits"),
                 get("interrupts")
@@ -318,6 +404,7 @@ fn stream_once(
     let pair = run_pair(
         bins,
         &ivc_spec("shm-poll", sock, 1),
+        &[],
         [&format!("{common} role=tx"), &format!("{common} role=rx")],
         "stream-connected",
         logs,

@@ -52,6 +52,13 @@ pub fn count(n: usize) -> u64 {
     unsafe { read_volatile(addr_of!(COUNT[n])) }
 }
 
+/// Where [`count`] of vector `FIRST_VECTOR + n` lives (for a CPL0 service
+/// that must read it with interrupts off).
+pub fn count_ptr(n: usize) -> *const u64 {
+    // SAFETY: only the address is taken; indexing panics out of bounds.
+    unsafe { addr_of!(COUNT[n]) }
+}
+
 /// TSC at the latest arrival on vector `FIRST_VECTOR + n` (0 if none).
 pub fn last_tsc(n: usize) -> u64 {
     // SAFETY: as in `count`.

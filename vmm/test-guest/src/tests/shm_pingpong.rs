@@ -24,12 +24,12 @@ use super::{bad_param, Context, Test};
 use crate::cmdline::ParamError;
 use crate::exit::{exit, status};
 use crate::pci;
-use crate::{cpl3, irq, println, tsc};
+use crate::{cpl0_io, cpl3, irq, println, tsc};
 
 pub const TEST: Test = Test {
     name: "shm-pingpong",
     params: concat!(
-        "role=a|b [proto=ring|line] [size=64] [iters=10000] [warmup=1000] [batch=1] [irq=0] ",
+        "role=a|b [proto=ring|line] [size=64] [iters=10000] [warmup=1000] [batch=1] [irq=0] [wait=spin|hlt] ",
         "[vector=0] [via=mmio|io] [timeout_ms=20000] [tsc_khz=auto] [dev=1af4:1110] ",
         crate::allocator_params!()
     ),
@@ -62,6 +62,8 @@ struct Params {
     warmup: u64,
     batch: u64,
     irq: bool,
+    /// `irq=1`: wait by halting the vCPU (`wait=hlt`) instead of spinning.
+    halt: bool,
     vector: u16,
     khz: Option<u64>,
     /// Cycles without progress before giving up.
@@ -108,6 +110,12 @@ fn run(ctx: &Context) -> u8 {
         let iters = c.u64_or("iters", 10_000)?.clamp(1, MAX_SAMPLES);
         let khz = shm_dev::tsc_khz(ctx)?;
         let irq = c.bool_or("irq", false)?;
+        let halt = c.choice(
+            "wait",
+            false,
+            &[("spin", false), ("hlt", true)],
+            "spin or hlt",
+        )?;
         let want = Want {
             id: c.pci_id_or("dev", pci::IVSHMEM)?,
             via_io: c.choice("via", false, &[("mmio", false), ("io", true)], "mmio or io")?,
@@ -125,6 +133,7 @@ fn run(ctx: &Context) -> u8 {
                 warmup: c.u64_or("warmup", 1000)?,
                 batch: c.u64_or("batch", 1)?.max(1),
                 irq,
+                halt,
                 vector: vector as u16,
                 khz,
                 timeout: c.u64_or("timeout_ms", 20_000)?.saturating_mul(guess),
@@ -173,7 +182,12 @@ fn run(ctx: &Context) -> u8 {
     match (p.proto, p.irq) {
         (Proto::Line, _) => cpl3::run(line_main, &p),
         (Proto::Ring, false) => cpl3::run(ring_main, &p),
-        (Proto::Ring, true) => cpl3::run_with_interrupts(ring_main, &p),
+        (Proto::Ring, true) => {
+            if p.halt {
+                cpl0_io::install();
+            }
+            cpl3::run_with_interrupts(ring_main, &p)
+        }
     }
 }
 
@@ -245,6 +259,12 @@ impl Ring<'_> {
         }
         self.n.waits += 1;
         let v = usize::from(self.p.vector);
+        if self.p.halt {
+            // No timeout: the arm/re-check protocol guarantees the doorbell,
+            // and a lost one hangs the VM, which the runner reports.
+            cpl0_io::halt_until_changed(irq::count_ptr(v), seen);
+            return;
+        }
         let t0 = tsc::rdtsc();
         while irq::count(v) == seen && tsc::rdtsc().wrapping_sub(t0) < self.p.irq_wait {
             core::hint::spin_loop();
