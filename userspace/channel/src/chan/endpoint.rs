@@ -170,6 +170,60 @@ fn clamp_len(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 
+/// Moves `n` bytes through `ring` from `*index` on, in pieces split at the
+/// ring's end (two at most): `copy(mem, off, done, step)` moves one piece
+/// (`done`: bytes of the caller's buffer before it), then `*index` moves
+/// past it and is stored at `index_off` with release, so the peer sees an
+/// index only over bytes whose copy succeeded. Returns the bytes moved and
+/// the copy error that stopped it early, if any.
+fn move_pieces<M: SharedMemory, E>(
+    mem: &M,
+    ring: RingGeometry,
+    index: &mut u32,
+    index_off: usize,
+    n: u32,
+    copy: &mut impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
+) -> Result<(u32, Option<E>), ChannelError> {
+    let mask = ring.size.wrapping_sub(1);
+    let mut done = 0u32;
+    while done < n {
+        let pos = *index & mask;
+        let step = min_u32(n.wrapping_sub(done), ring.size.wrapping_sub(pos));
+        let off = ring
+            .offset
+            .checked_add(pos as usize)
+            .ok_or(ChannelError::Corrupted)?;
+        if let Err(e) = copy(mem, off, done as usize, step as usize) {
+            return Ok((done, Some(e)));
+        }
+        *index = index.wrapping_add(step);
+        done = done.wrapping_add(step);
+        mem.store_u32_release(index_off, *index)?;
+    }
+    Ok((done, None))
+}
+
+/// The result of `write` / `read`, whose copies are between the ring and
+/// our own buffer over a range validated at attach: a failed copy means the
+/// memory changed under us.
+fn own_copies((n, failed): (usize, Option<OutOfBounds>)) -> Result<usize, ChannelError> {
+    match failed {
+        Some(e) => Err(ChannelError::from(e)),
+        None => Ok(n),
+    }
+}
+
+/// The result of `write_with` / `read_with`: the caller's copy error when
+/// nothing moved, else the count (a later piece's failure is a partial
+/// transfer).
+fn callers_copies<E>(r: Result<(usize, Option<E>), ChannelError>) -> Result<usize, CopyError<E>> {
+    match r {
+        Ok((0, Some(e))) => Err(CopyError::Copy(e)),
+        Ok((n, _)) => Ok(n),
+        Err(e) => Err(CopyError::Channel(e)),
+    }
+}
+
 impl<M: SharedMemory> Endpoint<M> {
     /// Attaches as `slot` (0 or 1) with default options: formats the region
     /// if it holds no channel, publishes no doorbell id.
@@ -608,12 +662,7 @@ impl<M: SharedMemory> Endpoint<M> {
                 let piece = data.get(from..from.wrapping_add(n)).ok_or(OutOfBounds)?;
                 mem.write_bytes(off, piece)
             })
-            .and_then(|(n, failed)| match failed {
-                // Our own buffer and a range validated at attach: a failed
-                // copy means the memory changed under us.
-                Some(e) => Err(ChannelError::from(e)),
-                None => Ok(n),
-            });
+            .and_then(own_copies);
         self.latch(r)
     }
 
@@ -633,11 +682,7 @@ impl<M: SharedMemory> Endpoint<M> {
         mut fill: impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
     ) -> Result<usize, CopyError<E>> {
         let r = self.write_inner(len, &mut fill);
-        match self.latch(r) {
-            Ok((0, Some(e))) => Err(CopyError::Copy(e)),
-            Ok((n, _)) => Ok(n),
-            Err(e) => Err(CopyError::Channel(e)),
-        }
+        callers_copies(self.latch(r))
     }
 
     /// The write path: how many bytes were published, and the copy error
@@ -679,28 +724,10 @@ impl<M: SharedMemory> Endpoint<M> {
             self.tx_free()?
         };
         let n = min_u32(free, clamp_len(len));
-        let mask = self.tx.size.wrapping_sub(1);
-        let mut done = 0u32;
-        let mut failed = None;
-        while done < n {
-            // One piece: up to the ring's end (two pieces at the wrap).
-            let pos = self.prod & mask;
-            let step = min_u32(n.wrapping_sub(done), self.tx.size.wrapping_sub(pos));
-            let off = self
-                .tx
-                .offset
-                .checked_add(pos as usize)
-                .ok_or(ChannelError::Corrupted)?;
-            if let Err(e) = fill(&self.mem, off, done as usize, step as usize) {
-                failed = Some(e);
-                break;
-            }
-            self.prod = self.prod.wrapping_add(step);
-            done = done.wrapping_add(step);
-            // Release: the data is visible before the index that covers it.
-            self.mem
-                .store_u32_release(self.tx_ctrl.wrapping_add(RING_PROD), self.prod)?;
-        }
+        // Release on each index store: the data is visible before the index
+        // that covers it.
+        let ctrl = self.tx_ctrl.wrapping_add(RING_PROD);
+        let (done, failed) = move_pieces(&self.mem, self.tx, &mut self.prod, ctrl, n, fill)?;
         self.stats.bytes_written = self.stats.bytes_written.wrapping_add(u64::from(done));
         Ok((done as usize, failed))
     }
@@ -720,11 +747,7 @@ impl<M: SharedMemory> Endpoint<M> {
                 let piece = buf.get_mut(to..to.wrapping_add(n)).ok_or(OutOfBounds)?;
                 mem.read_bytes(off, piece)
             })
-            .and_then(|(n, failed)| match failed {
-                // As in `write`.
-                Some(e) => Err(ChannelError::from(e)),
-                None => Ok(n),
-            });
+            .and_then(own_copies);
         self.latch(r)
     }
 
@@ -744,11 +767,7 @@ impl<M: SharedMemory> Endpoint<M> {
         mut drain: impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
     ) -> Result<usize, CopyError<E>> {
         let r = self.read_inner(len, &mut drain);
-        match self.latch(r) {
-            Ok((0, Some(e))) => Err(CopyError::Copy(e)),
-            Ok((n, _)) => Ok(n),
-            Err(e) => Err(CopyError::Channel(e)),
-        }
+        callers_copies(self.latch(r))
     }
 
     /// The read path: how many bytes were consumed, and the copy error that
@@ -773,7 +792,6 @@ impl<M: SharedMemory> Endpoint<M> {
         if len == 0 {
             return Ok((0, None));
         }
-        let mask = self.rx.size.wrapping_sub(1);
         // Bytes published but not read yet, from the last look at the
         // producer index: when they fill the request, the index need not be
         // read again (the line is the producer's, so each look is a cache
@@ -792,28 +810,10 @@ impl<M: SharedMemory> Endpoint<M> {
             return Ok((0, None));
         }
         let n = min_u32(avail, clamp_len(len));
-        let mut done = 0u32;
-        let mut failed = None;
-        while done < n {
-            // One piece: up to the ring's end (two pieces at the wrap).
-            let pos = self.cons & mask;
-            let step = min_u32(n.wrapping_sub(done), self.rx.size.wrapping_sub(pos));
-            let off = self
-                .rx
-                .offset
-                .checked_add(pos as usize)
-                .ok_or(ChannelError::Corrupted)?;
-            if let Err(e) = drain(&self.mem, off, done as usize, step as usize) {
-                failed = Some(e);
-                break;
-            }
-            self.cons = self.cons.wrapping_add(step);
-            done = done.wrapping_add(step);
-            // Release: our reads of the data complete before the producer
-            // may reuse the space.
-            self.mem
-                .store_u32_release(self.rx_ctrl.wrapping_add(RING_CONS), self.cons)?;
-        }
+        // Release on each index store: our reads of the data complete before
+        // the producer may reuse the space.
+        let ctrl = self.rx_ctrl.wrapping_add(RING_CONS);
+        let (done, failed) = move_pieces(&self.mem, self.rx, &mut self.cons, ctrl, n, drain)?;
         self.stats.bytes_read = self.stats.bytes_read.wrapping_add(u64::from(done));
         Ok((done as usize, failed))
     }
