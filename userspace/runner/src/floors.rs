@@ -39,6 +39,15 @@ fn repeat<T, E>(mut measure: impl FnMut() -> Result<T, E>) -> Result<Vec<T>, E> 
     (0..REPEATS).map(|_| measure()).collect()
 }
 
+/// Records the run `repeats` kept as the latency record `what`, with the
+/// note naming every run.
+fn record_kept(report: &mut SuiteReport, what: &str, kept: Option<(Latency, Option<String>)>) {
+    if let Some((stats, note)) = kept {
+        report.notes.extend(note);
+        report.records.push(latency(what, stats));
+    }
+}
+
 fn latency(what: &str, stats: Latency) -> Record {
     Record {
         channel: "host".into(),
@@ -80,28 +89,22 @@ impl Suite for HostFloors {
         let runs = repeat(|| cacheline::measure(cpus, b / 3, 50))
             .map_err(|e| format!("cache-line floor: {e}"))?;
         let label = "cache-line floor, median round trip";
-        if let Some((l, note)) = repeats::best(label, runs, |l| l.median_ns, "ns", Best::Lowest) {
-            report.notes.extend(note);
-            report.records.push(latency(what::CACHELINE, l));
-        }
+        let kept = repeats::best(label, runs, |l| l.median_ns, "ns", Best::Lowest);
+        record_kept(report, what::CACHELINE, kept);
         for size in RING_SIZES {
             // Short runs, the middle one kept, as for the ring between two
             // VMs.
             let runs = repeat(|| ring::measure(cpus, size, b / 6, 50))
                 .map_err(|e| format!("ivc ring on the host, {size} B: {e}"))?;
             let label = format!("ivc ring on the host, {size} B median round trip");
-            if let Some((l, note)) = repeats::middle(&label, runs, |l| l.median_ns, "ns") {
-                report.notes.extend(note);
-                report.records.push(latency(what::RING, l));
-            }
+            let kept = repeats::middle(&label, runs, |l| l.median_ns, "ns");
+            record_kept(report, what::RING, kept);
         }
         let runs = repeat(|| eventfd::measure(cpus, b / 3, 50))
             .map_err(|e| format!("eventfd floor: {e}"))?;
         let label = "eventfd floor, median round trip";
-        if let Some((l, note)) = repeats::best(label, runs, |l| l.median_ns, "ns", Best::Lowest) {
-            report.notes.extend(note);
-            report.records.push(latency(what::EVENTFD, l));
-        }
+        let kept = repeats::best(label, runs, |l| l.median_ns, "ns", Best::Lowest);
+        record_kept(report, what::EVENTFD, kept);
         report
             .records
             .push(latency(what::SYSCALL, syscall::measure(b / 2, 50)));
