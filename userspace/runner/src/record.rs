@@ -237,6 +237,41 @@ impl GuestLine {
     }
 }
 
+/// Records for the runner's tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{env, Data, Record};
+    use ivc_bench_host::Latency;
+
+    /// A latency record whose every statistic is `median` ns (10 round
+    /// trips, verified); on the host for channel "host", else emulated.
+    pub(crate) fn latency(channel: &str, what: &str, size: u64, median: f64) -> Record {
+        Record {
+            channel: channel.into(),
+            environment: if channel == "host" {
+                env::HOST
+            } else {
+                env::TCG
+            }
+            .into(),
+            what: what.into(),
+            data: Data::Latency {
+                stats: Latency {
+                    size,
+                    iters: 10,
+                    batch: 1,
+                    min_ns: median,
+                    median_ns: median,
+                    p99_ns: median,
+                    max_ns: median,
+                    mean_ns: median,
+                },
+                verified: true,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -487,34 +487,9 @@ pub fn table(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::fixtures::latency as lat;
     use crate::record::{env, Data, Record};
-    use ivc_bench_host::{Latency, Throughput};
-
-    fn lat(channel: &str, what: &str, size: u64, median: f64) -> Record {
-        Record {
-            channel: channel.into(),
-            environment: if channel == "host" {
-                env::HOST
-            } else {
-                env::TCG
-            }
-            .into(),
-            what: what.into(),
-            data: Data::Latency {
-                stats: Latency {
-                    size,
-                    iters: 10,
-                    batch: 1,
-                    min_ns: median,
-                    median_ns: median,
-                    p99_ns: median,
-                    max_ns: median,
-                    mean_ns: median,
-                },
-                verified: true,
-            },
-        }
-    }
+    use ivc_bench_host::Throughput;
 
     fn tput(channel: &str, packet: u64, requested: u64, bytes: u64, ns: u64) -> Record {
         Record {

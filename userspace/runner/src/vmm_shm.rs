@@ -458,28 +458,10 @@ fn stream_once(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Status;
+    use crate::record::{fixtures, Status};
 
     fn latency_run(median: f64, note: &str) -> Run {
-        let stats = Latency {
-            size: 64,
-            iters: 1,
-            batch: 1,
-            min_ns: median,
-            median_ns: median,
-            p99_ns: median,
-            max_ns: median,
-            mean_ns: median,
-        };
-        let record = Record {
-            channel: "ivc-vmm shm-poll".into(),
-            environment: "PVM".into(),
-            what: what::RING_POLL.into(),
-            data: Data::Latency {
-                stats,
-                verified: true,
-            },
-        };
+        let record = fixtures::latency("ivc-vmm shm-poll", what::RING_POLL, 64, median);
         (record, vec![note.into()])
     }
 
