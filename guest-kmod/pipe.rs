@@ -40,10 +40,6 @@ use crate::ffi::{FileOps, UserBuf};
 use crate::stats::Stats;
 use crate::transport::{Direction, ReadOutcome, Transport};
 
-/// Port I/O's staging buffer per direction (shared memory copies between
-/// the user's buffer and the ring directly).
-const BOUNCE_SIZE: usize = 64 * 1024;
-
 /// Tunables of the waiting strategy (from the module parameters).
 #[derive(Clone, Copy)]
 pub(crate) struct WaitParams {
@@ -65,8 +61,12 @@ pub(crate) struct Pipe {
     events: SpinLockIrq<u64>,
     #[pin]
     wait: PollCondVar,
+    /// Serialises readers; holds the transport's staging buffer (empty for
+    /// shared memory).
     #[pin]
     rx: Mutex<KVec<u8>>,
+    /// Serialises writers, so one `write` is never interleaved with another;
+    /// the staging buffer as for `rx`.
     #[pin]
     tx: Mutex<KVec<u8>>,
     #[pin]
@@ -89,8 +89,9 @@ impl Pipe {
         params: WaitParams,
         stats: Arc<Stats>,
     ) -> Result<impl PinInit<Self, Error>> {
-        let rx = KVec::from_elem(0u8, BOUNCE_SIZE, GFP_KERNEL)?;
-        let tx = KVec::from_elem(0u8, BOUNCE_SIZE, GFP_KERNEL)?;
+        let staging = transport.staging_bytes();
+        let rx = KVec::from_elem(0u8, staging, GFP_KERNEL)?;
+        let tx = KVec::from_elem(0u8, staging, GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             transport,
             params,

@@ -12,6 +12,9 @@ use crate::ffi::UserBuf;
 use crate::pio_transport::PioTransport;
 use crate::shm_transport::ShmTransport;
 
+/// Port I/O's staging buffer per direction.
+const PIO_STAGING: usize = 64 * 1024;
+
 /// What a non-blocking read found.
 pub(crate) enum ReadOutcome {
     /// `n > 0` bytes were copied.
@@ -74,6 +77,16 @@ impl Transport {
         match self {
             Transport::Shm(t) => t.shutdown(),
             Transport::Pio(t) => t.shutdown(),
+        }
+    }
+
+    /// Bytes of the staging buffer `try_read` and `try_write` need per
+    /// direction: none for shared memory, which copies between the user's
+    /// buffer and the ring directly.
+    pub(crate) fn staging_bytes(&self) -> usize {
+        match self {
+            Transport::Shm(_) => 0,
+            Transport::Pio(_) => PIO_STAGING,
         }
     }
 
