@@ -355,12 +355,15 @@ fn shm_irq_ping_pong_wakes_halted_vcpus() {
         assert_eq!(num(&oa, "pingpong-result", "samples"), 100, "{}", a.dump());
         assert_eq!(num(&ob, "pingpong-result", "echoed"), 110, "{}", b.dump());
         for (o, p) in [(&oa, &a), (&ob, &b)] {
-            // Most round trips found the ring empty, halted and were woken
-            // by a doorbell interrupt.
+            // Each side halted and was woken by doorbell interrupts. How
+            // many round trips halted depends on scheduling (on a loaded
+            // host the reply is often there before a side looks), so only
+            // "some" is asserted; a halt ends only when the interrupt
+            // count moves, so interrupts >= waits.
             let waits = num(o, "pingpong-result", "waits");
             let irqs = num(o, "pingpong-result", "interrupts");
             assert!(
-                waits >= 50 && irqs >= 50,
+                waits >= 1 && irqs >= waits,
                 "{extra:?}: waits={waits} interrupts={irqs}\n{}",
                 p.dump()
             );
