@@ -113,27 +113,22 @@ check "shm-rw: VM B reads what A wrote" 0 "test=shm-rw mode=read seed=42 offset=
     "${P}shm-result written=0 verified=65536 mismatches=0 " -- "${shared[@]}"
 check "shm-rw: a wrong seed is a mismatch" 1 "test=shm-rw mode=read seed=43 offset=0x1000 bytes=64k" \
     "${P}shm-result written=0 verified=65536 mismatches=8192 " "${P}error: first mismatch at offset=0x0 " -- "${shared[@]}"
-# Two VMs at once: an ivc channel both ways over one ivshmem-plain file.
-chan_file="$work/chan.shm"
-truncate -s 1M "$chan_file"
-chan=(-object "memory-backend-file,id=shm,size=1M,share=on,mem-path=$chan_file" -device ivshmem-plain,memdev=shm)
-"$run" "${run_args[@]}" --timeout 300 "test=chan-duplex tx=1m rx=1m seed=2 peer_seed=1" "${chan[@]}" \
-    >"$work/chan-b.out" 2>&1 &
-waiter=$!
-check "chan-duplex: VM A <-> VM B, 1 MiB each way over ivshmem-plain" 0 \
-    "test=chan-duplex tx=1m rx=1m seed=1 peer_seed=2" \
-    "${P}chan-result outcome=complete sent=1048576 received=1048576 " -- "${chan[@]}"
-waiter_status=0
-wait "$waiter" || waiter_status=$?
-waiter=""
-if [ "$waiter_status" = 0 ] && grep -Eq "${P}chan-result outcome=complete sent=1048576 received=1048576 " "$work/chan-b.out"; then
-    log "PASS chan-duplex: VM B completed too"
-    passed=$((passed + 1))
-else
-    warn "FAIL chan-duplex: VM B (status $waiter_status)"
-    sed 's/^/    /' "$work/chan-b.out" >&2
-    failed=$((failed + 1))
-fi
+# check_waiter NAME OUTPUT PATTERN: waits for the VM started in the
+# background ($waiter) and checks its exit status and output.
+check_waiter() {
+    local name="$1" output="$2" pattern="$3"
+    local status=0
+    wait "$waiter" || status=$?
+    waiter=""
+    if [ "$status" = 0 ] && grep -Eq "$pattern" "$output"; then
+        log "PASS $name"
+        passed=$((passed + 1))
+    else
+        warn "FAIL $name (status $status)"
+        sed 's/^/    /' "$output" >&2
+        failed=$((failed + 1))
+    fi
+}
 # two_vms NAME "CMDLINE B" "PATTERN B" "CMDLINE A" "PATTERN A": both at once
 # over a fresh 1 MiB ivshmem-plain file; B starts first, A is the checked case.
 two_vms() {
@@ -145,18 +140,12 @@ two_vms() {
     "$run" "${run_args[@]}" --timeout 300 "$cmd_b" "${mem[@]}" >"$work/$name-b.out" 2>&1 &
     waiter=$!
     check "$name: VM A" 0 "$cmd_a" "$pat_a" -- "${mem[@]}"
-    local st=0
-    wait "$waiter" || st=$?
-    waiter=""
-    if [ "$st" = 0 ] && grep -Eq "$pat_b" "$work/$name-b.out"; then
-        log "PASS $name: VM B"
-        passed=$((passed + 1))
-    else
-        warn "FAIL $name: VM B (status $st)"
-        sed 's/^/    /' "$work/$name-b.out" >&2
-        failed=$((failed + 1))
-    fi
+    check_waiter "$name: VM B" "$work/$name-b.out" "$pat_b"
 }
+# An ivc channel both ways, then the bare-metal benchmarks' two sides.
+two_vms chan-duplex \
+    "test=chan-duplex tx=1m rx=1m seed=2 peer_seed=1" "${P}chan-result outcome=complete sent=1048576 received=1048576 " \
+    "test=chan-duplex tx=1m rx=1m seed=1 peer_seed=2" "${P}chan-result outcome=complete sent=1048576 received=1048576 "
 two_vms shm-pingpong-ring \
     "test=shm-pingpong role=b iters=300 warmup=10" "${P}pingpong-result role=b echoed=310 " \
     "test=shm-pingpong role=a iters=300 warmup=10 tsc_khz=2600000" \
@@ -218,17 +207,8 @@ else
     else
         check "doorbell: VM A rings VM B (peer $peer)" 0 "test=doorbell mode=ring peer=$peer count=3" \
             "${P}doorbell-result sent=3 " -- "${doorbell[@]}"
-        waiter_status=0
-        wait "$waiter" || waiter_status=$?
-        waiter=""
-        if [ "$waiter_status" = 0 ] && grep -Eq "${P}doorbell-result sent=0 expected=1 received=[1-9]" "$work/b.out"; then
-            log "PASS doorbell: VM B received the interrupt"
-            passed=$((passed + 1))
-        else
-            warn "FAIL doorbell: VM B did not receive the interrupt (status $waiter_status)"
-            sed 's/^/    /' "$work/b.out" >&2
-            failed=$((failed + 1))
-        fi
+        check_waiter "doorbell: VM B received the interrupt" "$work/b.out" \
+            "${P}doorbell-result sent=0 expected=1 received=[1-9]"
     fi
 fi
 
