@@ -13,21 +13,9 @@ use ivc_channel::layout::{CONTROL_SIZE, PEER_TABLE};
 use ivc_channel::{AtomicMem, AttachOptions, Endpoint, PeerState};
 use ivc_guest_harness::{require_guest_env, Device, Guest, GuestSpec, HostMapping, ScratchDir};
 use ivc_guest_tests::guest_sh::{run_reporting, DMESG_IVC, INSMOD, RMMOD};
-use ivc_tools::stream::fill;
+use ivc_tools::stream::{fill, Rng};
 
 const SHM_SIZE: u64 = 1 << 20;
-
-/// xorshift64*: a small deterministic generator, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 #[test]
 fn scribbling_over_the_whole_control_area_gives_eio() {
@@ -113,7 +101,7 @@ fn scribbling_peer_gets_eio_not_an_oops(from: usize) {
     // Now turn hostile: random words over the control area, in bursts,
     // until the guest reports the error.
     let (first, words_in_range) = (from / 4, (CONTROL_SIZE - from) / 4);
-    let mut rng = Rng(0x1bad_c0de_f00d_5eed);
+    let mut rng = Rng::new(0x1bad_c0de_f00d_5eed);
     let words = map.words();
     let stop = AtomicBool::new(false);
     let scribbler = std::thread::scope(|s| {
@@ -121,8 +109,8 @@ fn scribbling_peer_gets_eio_not_an_oops(from: usize) {
             let mut writes = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..64 {
-                    let i = first + (rng.next() as usize) % words_in_range;
-                    words[i].store(rng.next() as u32, Ordering::Relaxed);
+                    let i = first + (rng.next_u64() as usize) % words_in_range;
+                    words[i].store(rng.next_u64() as u32, Ordering::Relaxed);
                     writes += 1;
                 }
                 std::thread::sleep(Duration::from_millis(1));

@@ -47,6 +47,34 @@ pub fn verify(seed: u64, offset: u64, buf: &[u8]) -> Option<u64> {
     None
 }
 
+/// The stream's words one after another: a deterministic generator for
+/// randomized tests, so that a failure reproduces from its seed.
+#[derive(Clone, Debug)]
+pub struct Rng {
+    seed: u64,
+    index: u64,
+}
+
+impl Rng {
+    /// A generator for `seed`; equal seeds give equal sequences.
+    pub fn new(seed: u64) -> Self {
+        Self { seed, index: 0 }
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let w = word(self.seed, self.index);
+        self.index += 1;
+        w
+    }
+
+    /// A number below `n` (`n` > 0; the slight modulo bias does not matter
+    /// for choosing test cases).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
 /// FNV-1a over a byte stream, fed incrementally; printed by both sides so a
 /// test can compare the checksums of what was sent and what arrived.
 #[derive(Clone, Copy, Debug)]
@@ -98,6 +126,19 @@ mod tests {
         buf[42] ^= 1;
         assert_eq!(verify(1, 50, &buf), Some(92));
         assert!(verify(2, 50, &buf).is_some());
+    }
+
+    #[test]
+    fn rng_follows_the_stream_and_its_seed() {
+        let mut a = Rng::new(9);
+        let words: Vec<u64> = (0..4).map(|_| a.next_u64()).collect();
+        let mut bytes = [0u8; 32];
+        fill(9, 0, &mut bytes);
+        for (w, chunk) in words.iter().zip(bytes.chunks(8)) {
+            assert_eq!(w.to_le_bytes(), chunk);
+        }
+        assert_ne!(Rng::new(10).next_u64(), words[0]);
+        assert!((0..100).all(|_| a.below(3) < 3));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use ivc_rendezvous::fd_passing::send_with_fds;
 use ivc_rendezvous::{
     Client, ClientError, ClientEvent, ClientOptions, ProtocolError, SharedMemory, ShmBacking,
 };
+use ivc_tools::stream::Rng;
 use vmm_sys_util::eventfd::EventFd;
 
 struct FakeServer {
@@ -487,29 +488,13 @@ fn events_after_setup() {
     );
 }
 
-/// A small deterministic PRNG (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Random message streams, some starting with a valid opening: the client
 /// must end in `Ok` or `Err`, never panic, and never leak a descriptor.
 #[test]
 fn random_streams_never_panic_or_leak() {
     let _lock = fd_lock();
     let before = open_fds();
-    let mut rng = Rng(0x1bad_5eed_0f1c);
+    let mut rng = Rng::new(0x1bad_5eed_0f1c);
     let mut outcomes = [0usize; 2];
     for _ in 0..400 {
         let vectors = 1 + rng.below(3) as u32;
@@ -526,7 +511,7 @@ fn random_streams_never_panic_or_leak() {
                 0 => -1,
                 1 => 65535,
                 2 => 65536,
-                3 => rng.next() as i64,
+                3 => rng.next_u64() as i64,
                 _ => rng.below(4) as i64,
             };
             match rng.below(6) {

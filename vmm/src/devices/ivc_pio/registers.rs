@@ -724,20 +724,7 @@ mod random_tests {
     use super::*;
     use core::sync::atomic::AtomicU32;
     use ivc_channel::AtomicMem;
-
-    /// xorshift64*: deterministic, dependency-free.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use ivc_tools::stream::Rng;
 
     /// Random accesses of random widths at random offsets on both sides,
     /// with a third party scribbling over the control area now and then:
@@ -751,7 +738,7 @@ mod random_tests {
                 PioRegisters::new(mem, Some(1)),
                 PioRegisters::new(mem, Some(2)),
             ];
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut rng = Rng::new(seed);
             for _ in 0..3000 {
                 let side = &mut sides[rng.below(2) as usize];
                 let offset = rng.below(0x24);
@@ -762,7 +749,7 @@ mod random_tests {
                         let _ = side.read(offset, &mut buf);
                     }
                     4..=6 => {
-                        let v = rng.next().to_le_bytes();
+                        let v = rng.next_u64().to_le_bytes();
                         let data: Vec<u8> = (0..len).map(|i| v[i % 8]).collect();
                         let _ = side.write(offset, &data);
                     }
@@ -777,7 +764,7 @@ mod random_tests {
                     8 if rng.below(8) == 0 => {
                         // Scribble a control word (header, peer table, rings).
                         let off = (rng.below(0x200) as usize) & !3;
-                        let _ = mem.store_u32_relaxed(off, rng.next() as u32);
+                        let _ = mem.store_u32_relaxed(off, rng.next_u64() as u32);
                     }
                     _ => {
                         let _ = side.read(u64::from(REG_STATUS), &mut [0u8; 4]);
