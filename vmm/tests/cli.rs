@@ -22,6 +22,8 @@ fn help_lists_flags_and_exit_statuses() {
         "--mem",
         "--cpus",
         "--serial",
+        "--ivc",
+        "--halt-poll-ns",
     ] {
         assert!(
             out.stdout.contains(flag),

@@ -29,24 +29,30 @@ fn lines_with_prefix(out: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Boots the test guest alone (64 MiB) with `cmdline` under ivc-vmm.
+fn run_test_guest(cmdline: &str) -> Outcome {
+    let guest = test_guest();
+    let kernel = guest.to_string_lossy();
+    run_vmm(
+        &[
+            "run",
+            "--kernel",
+            &kernel,
+            "--mem",
+            "64M",
+            "--cmdline",
+            cmdline,
+        ],
+        T,
+    )
+}
+
 #[test]
 fn pci_enum_sees_the_host_bridge_and_exits_cleanly() {
     if skip_without_kvm("pci_enum_sees_the_host_bridge_and_exits_cleanly") {
         return;
     }
-    let guest = test_guest();
-    let out = run_vmm(
-        &[
-            "run",
-            "--kernel",
-            &guest.to_string_lossy(),
-            "--mem",
-            "64M",
-            "--cmdline",
-            "test=pci-enum expect=8086:1237",
-        ],
-        T,
-    );
+    let out = run_test_guest("test=pci-enum expect=8086:1237");
     let lines = lines_with_prefix(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -81,19 +87,7 @@ fn missing_device_makes_the_guest_fail() {
     if skip_without_kvm("missing_device_makes_the_guest_fail") {
         return;
     }
-    let guest = test_guest();
-    let out = run_vmm(
-        &[
-            "run",
-            "--kernel",
-            &guest.to_string_lossy(),
-            "--mem",
-            "64M",
-            "--cmdline",
-            "expect=1af4:1110",
-        ],
-        T,
-    );
+    let out = run_test_guest("expect=1af4:1110");
     assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
     assert!(
         out.stdout.contains("expected device 1af4:1110 not found"),

@@ -82,8 +82,8 @@ pub fn render(reports: &[SuiteReport]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{env, Record, Status};
-    use ivc_bench_host::{Latency, Throughput};
+    use crate::record::{env, fixtures, Record, Status};
+    use ivc_bench_host::Latency;
 
     #[test]
     fn every_row_has_the_header_columns_and_quoting_works() {
@@ -106,19 +106,8 @@ mod tests {
             },
         };
         let tp = Record {
-            channel: "host".into(),
             environment: "a, \"quoted\" env".into(),
-            what: "memcpy".into(),
-            data: Data::Throughput {
-                stats: Throughput {
-                    packet: 4096,
-                    bytes: 8192,
-                    ns: 1000,
-                    mib_s: 7812.5,
-                },
-                requested: 8192,
-                verified: true,
-            },
+            ..fixtures::transfer("host", "memcpy", true)
         };
         let cal = Record {
             channel: "shm-poll".into(),

@@ -241,7 +241,7 @@ impl GuestLine {
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::{env, Data, Record};
-    use ivc_bench_host::Latency;
+    use ivc_bench_host::{Latency, Throughput};
 
     /// A latency record whose every statistic is `median` ns (10 round
     /// trips, verified); on the host for channel "host", else emulated.
@@ -270,10 +270,30 @@ pub(crate) mod fixtures {
             },
         }
     }
+
+    /// 8 KiB moved in 4 KiB packets in 1 us, on the host.
+    pub(crate) fn transfer(channel: &str, what: &str, verified: bool) -> Record {
+        Record {
+            channel: channel.into(),
+            environment: env::HOST.into(),
+            what: what.into(),
+            data: Data::Throughput {
+                stats: Throughput {
+                    packet: 4096,
+                    bytes: 8192,
+                    ns: 1000,
+                    mib_s: 7812.5,
+                },
+                requested: 8192,
+                verified,
+            },
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::fixtures::transfer;
     use super::*;
 
     #[test]
@@ -295,25 +315,6 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
         assert!(
             matches!(r.data, Data::Latency { ref stats, verified: true } if stats.median_ns == 2.0)
         );
-    }
-
-    /// 8 KiB moved in 4 KiB packets in 1 us, on the host.
-    fn transfer(channel: &str, what: &str, verified: bool) -> Record {
-        Record {
-            channel: channel.into(),
-            environment: env::HOST.into(),
-            what: what.into(),
-            data: Data::Throughput {
-                stats: Throughput {
-                    packet: 4096,
-                    bytes: 8192,
-                    ns: 1000,
-                    mib_s: 7812.5,
-                },
-                requested: 8192,
-                verified,
-            },
-        }
     }
 
     #[test]
