@@ -52,6 +52,25 @@ pci_devices=(
 
 passed=0
 failed=0
+# verdict NAME OUTPUT_FILE STATUS EXPECTED_STATUS "EGREP PATTERN"...: counts
+# and reports one case; on failure shows why and the VM's output.
+verdict() {
+    local name="$1" output="$2" status="$3" want="$4"; shift 4
+    local problem=""
+    [ "$status" = "$want" ] || problem="status $status, expected $want"
+    local p
+    for p in "$@"; do
+        grep -Eq "$p" "$output" || problem="${problem:+$problem; }no line matching /$p/"
+    done
+    if [ -z "$problem" ]; then
+        log "PASS $name"
+        passed=$((passed + 1))
+    else
+        warn "FAIL $name: $problem"
+        sed 's/^/    /' "$output" >&2
+        failed=$((failed + 1))
+    fi
+}
 # check NAME EXPECTED_STATUS "CMDLINE" "EGREP PATTERN..." -- [QEMU ARGS...]
 check() {
     local name="$1" want="$2" cmdline="$3"; shift 3
@@ -60,20 +79,7 @@ check() {
     [ $# -gt 0 ] && shift
     local status=0
     "$run" "${run_args[@]}" "$cmdline" "$@" >"$out" 2>/dev/null || status=$?
-    local problem=""
-    [ "$status" = "$want" ] || problem="status $status, expected $want"
-    local p
-    for p in "${patterns[@]}"; do
-        grep -Eq "$p" "$out" || problem="${problem:+$problem; }no line matching /$p/"
-    done
-    if [ -z "$problem" ]; then
-        log "PASS $name"
-        passed=$((passed + 1))
-    else
-        warn "FAIL $name: $problem"
-        sed 's/^/    /' "$out" >&2
-        failed=$((failed + 1))
-    fi
+    verdict "$name" "$out" "$status" "$want" "${patterns[@]}"
 }
 
 P='^ivc-test-guest: '
@@ -120,14 +126,7 @@ check_waiter() {
     local status=0
     wait "$waiter" || status=$?
     waiter=""
-    if [ "$status" = 0 ] && grep -Eq "$pattern" "$output"; then
-        log "PASS $name"
-        passed=$((passed + 1))
-    else
-        warn "FAIL $name (status $status)"
-        sed 's/^/    /' "$output" >&2
-        failed=$((failed + 1))
-    fi
+    verdict "$name" "$output" "$status" 0 "$pattern"
 }
 # two_vms NAME "CMDLINE B" "PATTERN B" "CMDLINE A" "PATTERN A": both at once
 # over a fresh 1 MiB ivshmem-plain file; B starts first, A is the checked case.
