@@ -4,6 +4,7 @@
 //! parameters. When a key is repeated, the last one wins, like Linux.
 
 use core::fmt;
+use core::ops::RangeInclusive;
 
 #[derive(Clone, Copy)]
 pub struct Cmdline<'a> {
@@ -61,6 +62,27 @@ impl<'a> Cmdline<'a> {
         }
     }
 
+    /// A number as for [`u64_or`](Self::u64_or) that must lie in `range`;
+    /// `expected` describes the range for the error message.
+    pub fn u64_in(
+        &self,
+        key: &'a str,
+        default: u64,
+        range: RangeInclusive<u64>,
+        expected: &'static str,
+    ) -> Result<u64, ParamError<'a>> {
+        let value = self.u64_or(key, default)?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ParamError {
+                key,
+                value: self.get(key).unwrap_or(""),
+                expected,
+            })
+        }
+    }
+
     /// One of a fixed set of words, mapped to values: `options` pairs each
     /// accepted word with its value; `expected` lists the words for the
     /// error message (no allocation to build it from `options`).
@@ -71,12 +93,24 @@ impl<'a> Cmdline<'a> {
         options: &[(&str, T)],
         expected: &'static str,
     ) -> Result<T, ParamError<'a>> {
-        let Some(value) = self.get(key) else {
-            return Ok(default);
-        };
+        match self.get(key) {
+            None => Ok(default),
+            Some(_) => self.required_choice(key, options, expected),
+        }
+    }
+
+    /// As [`choice`](Self::choice), for a key without a default: a missing
+    /// key is an error too.
+    pub fn required_choice<T: Copy>(
+        &self,
+        key: &'a str,
+        options: &[(&str, T)],
+        expected: &'static str,
+    ) -> Result<T, ParamError<'a>> {
+        let value = self.get(key).unwrap_or("");
         options
             .iter()
-            .find(|(word, _)| *word == value)
+            .find(|(word, _)| self.get(key) == Some(*word))
             .map(|&(_, v)| v)
             .ok_or(ParamError {
                 key,

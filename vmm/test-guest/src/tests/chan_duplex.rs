@@ -12,7 +12,7 @@ use ivc_channel::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState, R
 
 use super::shm_dev::{self, ShmDev, Want};
 use super::stream::{self, Fnv};
-use super::{bad_param, Context, Test};
+use super::{bad_param, Context, Test, GUESS_TSC_KHZ};
 use crate::cmdline::ParamError;
 use crate::exit::{exit, status};
 use crate::pci;
@@ -29,7 +29,6 @@ pub const TEST: Test = Test {
     run,
 };
 
-const GUESS_TSC_KHZ: u64 = 4_000_000;
 /// How long a CPL3 wait for an interrupt lasts before re-checking anyway.
 const IRQ_WAIT_MS: u64 = 20;
 
@@ -58,25 +57,15 @@ fn run(ctx: &Context) -> u8 {
             &[("any", None), ("0", Some(0)), ("1", Some(1))],
             "any, 0 or 1",
         )?;
-        let vector = c.u64_or("vector", 0)?;
-        if vector >= irq::VECTORS as u64 {
-            return Err(ParamError {
-                key: "vector",
-                value: c.get("vector").unwrap_or(""),
-                expected: "a vector below 32",
-            });
-        }
-        let khz = match c.get("tsc_khz") {
-            Some(_) => c.u64_or("tsc_khz", GUESS_TSC_KHZ)?,
-            None => tsc::khz().unwrap_or(GUESS_TSC_KHZ),
-        };
+        let vector = super::vector(ctx)?;
+        let khz = super::tsc_khz(ctx)?.unwrap_or(GUESS_TSC_KHZ);
         let via_io = c.choice("via", false, &[("mmio", false), ("io", true)], "mmio or io")?;
         let irq = c.bool_or("irq", false)?;
         Ok((
             Want {
                 id: dev,
                 via_io,
-                vector: irq.then_some(vector as u16),
+                vector: irq.then_some(vector),
             },
             Params {
                 dev: ShmDev::UNOPENED,
@@ -85,7 +74,7 @@ fn run(ctx: &Context) -> u8 {
                 seed: c.u64_or("seed", 1)?,
                 peer_seed: c.u64_or("peer_seed", 2)?,
                 irq,
-                vector: vector as u16,
+                vector,
                 slot,
                 chunk: c.u64_or("chunk", 4096)?.clamp(1, 4096) as usize,
                 expect_gone: c.bool_or("expect_gone", false)?,

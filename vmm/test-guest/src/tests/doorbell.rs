@@ -8,7 +8,7 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
-use super::{allocator, bad_param, Context, Test};
+use super::{allocator, bad_param, Context, Test, GUESS_TSC_KHZ};
 use crate::cmdline::ParamError;
 use crate::exit::exit;
 use crate::exit::status;
@@ -29,9 +29,6 @@ pub const TEST: Test = Test {
 /// ivshmem register offsets in BAR0.
 const IVPOSITION: u64 = 8;
 const DOORBELL: u64 = 12;
-/// Used to turn milliseconds into TSC cycles when the TSC frequency is
-/// unknown: guessing high errs towards longer timeouts, not spurious ones.
-const GUESS_TSC_KHZ: u64 = 4_000_000;
 
 /// Which Doorbell register: ivshmem's (BAR0 + 12, MMIO) or ivc-shm's
 /// I/O-port extension (BAR4 + 0).
@@ -68,27 +65,17 @@ fn run(ctx: &Context) -> u8 {
             &[("mmio", Via::Mmio), ("io", Via::Io)],
             "mmio or io",
         )?;
-        let vector = cmdline.u64_or("vector", 0)?;
-        if vector >= irq::VECTORS as u64 {
-            return Err(ParamError {
-                key: "vector",
-                value: cmdline.get("vector").unwrap_or(""),
-                expected: "a vector below 32",
-            });
-        }
+        let vector = super::vector(ctx)?;
         let peer = cmdline
             .get("peer")
             .map(|_| cmdline.u64_or("peer", 0))
             .transpose()?;
         let default_count = if mode == Mode::SelfRing { 10 } else { 1 };
-        let khz = match cmdline.get("tsc_khz") {
-            Some(_) => cmdline.u64_or("tsc_khz", GUESS_TSC_KHZ)?,
-            None => tsc::khz().unwrap_or(GUESS_TSC_KHZ),
-        };
+        let khz = super::tsc_khz(ctx)?.unwrap_or(GUESS_TSC_KHZ);
         Ok((
             (id, via),
             mode,
-            vector as u16,
+            vector,
             peer,
             cmdline.u64_or("count", default_count)?.max(1),
             cmdline.u64_or("timeout_ms", 5000)?.saturating_mul(khz),

@@ -98,6 +98,27 @@ pub fn find_and_assign(
     Ok((function, bars))
 }
 
+/// TSC rate assumed for timeouts when neither `tsc_khz=` nor CPUID says:
+/// guessing high errs towards longer timeouts, not spurious ones.
+pub const GUESS_TSC_KHZ: u64 = 4_000_000;
+
+/// The TSC rate: `tsc_khz=` if given, else CPUID, else `None`.
+pub fn tsc_khz(ctx: &Context) -> Result<Option<u64>, ParamError<'static>> {
+    match ctx.cmdline.get("tsc_khz") {
+        Some(_) => Ok(Some(ctx.cmdline.u64_or("tsc_khz", GUESS_TSC_KHZ)?)),
+        None => Ok(crate::tsc::khz()),
+    }
+}
+
+/// `vector=`: an interrupt vector the guest counts (default 0).
+pub fn vector(ctx: &Context) -> Result<u16, ParamError<'static>> {
+    let last = crate::irq::VECTORS as u64 - 1;
+    let v = ctx
+        .cmdline
+        .u64_in("vector", 0, 0..=last, "a vector below 32")?;
+    Ok(v as u16)
+}
+
 /// Reports a malformed parameter; returns the usage status for the test to
 /// pass on.
 pub fn bad_param(err: ParamError) -> u8 {

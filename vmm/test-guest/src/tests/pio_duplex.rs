@@ -10,7 +10,7 @@ use ivc_channel::pio::{
 };
 
 use super::stream::{self, Fnv};
-use super::{allocator, bad_param, Context, Test};
+use super::{allocator, bad_param, Context, Test, GUESS_TSC_KHZ};
 use crate::cmdline::ParamError;
 use crate::exit::{exit, status};
 use crate::pci::bar;
@@ -28,8 +28,6 @@ pub const TEST: Test = Test {
     run,
 };
 
-const GUESS_TSC_KHZ: u64 = 4_000_000;
-
 struct Params {
     port: u16,
     tx: u64,
@@ -46,10 +44,7 @@ struct Params {
 fn run(ctx: &Context) -> u8 {
     let c = &ctx.cmdline;
     let parsed = (|| -> Result<_, ParamError> {
-        let khz = match c.get("tsc_khz") {
-            Some(_) => c.u64_or("tsc_khz", GUESS_TSC_KHZ)?,
-            None => tsc::khz().unwrap_or(GUESS_TSC_KHZ),
-        };
+        let khz = super::tsc_khz(ctx)?.unwrap_or(GUESS_TSC_KHZ);
         Ok((
             c.pci_id_or("dev", (VENDOR_ID, DEVICE_ID))?,
             Params {

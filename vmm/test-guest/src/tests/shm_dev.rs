@@ -9,12 +9,10 @@ use core::ptr::{read_volatile, write_volatile};
 use super::{allocator, Context};
 use crate::exit::status;
 use crate::pci::{self, bar};
-use crate::{println, tsc};
+use crate::println;
 
 const IVPOSITION: u64 = 8;
 const DOORBELL: u64 = 12;
-/// TSC rate assumed for timeouts when neither `tsc_khz=` nor CPUID says.
-pub const GUESS_TSC_KHZ: u64 = 4_000_000;
 
 /// The mapped device.
 #[derive(Clone, Copy)]
@@ -35,14 +33,6 @@ pub struct Want {
     pub id: (u16, u16),
     pub via_io: bool,
     pub vector: Option<u16>,
-}
-
-/// The TSC rate: `tsc_khz=` if given, else CPUID, else `None`.
-pub fn tsc_khz(ctx: &Context) -> Result<Option<u64>, crate::cmdline::ParamError<'static>> {
-    match ctx.cmdline.get("tsc_khz") {
-        Some(_) => Ok(Some(ctx.cmdline.u64_or("tsc_khz", GUESS_TSC_KHZ)?)),
-        None => Ok(tsc::khz()),
-    }
 }
 
 /// Opens the device at CPL0; on failure prints why and returns the status.

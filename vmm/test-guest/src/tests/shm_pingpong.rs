@@ -20,7 +20,7 @@ use ivc_channel::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState, R
 
 use super::samples::{self, Region};
 use super::shm_dev::{self, ShmDev, Want};
-use super::{bad_param, Context, Test};
+use super::{bad_param, Context, Test, GUESS_TSC_KHZ};
 use crate::cmdline::ParamError;
 use crate::exit::{exit, status};
 use crate::pci;
@@ -75,40 +75,17 @@ struct Params {
 fn run(ctx: &Context) -> u8 {
     let c = &ctx.cmdline;
     let parsed = (|| -> Result<_, ParamError> {
-        let role_a = match c.get("role") {
-            Some(_) => c.choice("role", true, &[("a", true), ("b", false)], "a or b")?,
-            None => {
-                return Err(ParamError {
-                    key: "role",
-                    value: "",
-                    expected: "a or b",
-                })
-            }
-        };
+        let role_a = c.required_choice("role", &[("a", true), ("b", false)], "a or b")?;
         let proto = c.choice(
             "proto",
             Proto::Ring,
             &[("ring", Proto::Ring), ("line", Proto::Line)],
             "ring or line",
         )?;
-        let size = c.u64_or("size", 64)?;
-        if size == 0 || size > MAX_SIZE as u64 {
-            return Err(ParamError {
-                key: "size",
-                value: c.get("size").unwrap_or(""),
-                expected: "1 to 4096 bytes",
-            });
-        }
-        let vector = c.u64_or("vector", 0)?;
-        if vector >= irq::VECTORS as u64 {
-            return Err(ParamError {
-                key: "vector",
-                value: c.get("vector").unwrap_or(""),
-                expected: "a vector below 32",
-            });
-        }
+        let size = c.u64_in("size", 64, 1..=MAX_SIZE as u64, "1 to 4096 bytes")?;
+        let vector = super::vector(ctx)?;
         let iters = c.u64_or("iters", 10_000)?.clamp(1, MAX_SAMPLES);
-        let khz = shm_dev::tsc_khz(ctx)?;
+        let khz = super::tsc_khz(ctx)?;
         let irq = c.bool_or("irq", false)?;
         let halt = c.choice(
             "wait",
@@ -119,9 +96,9 @@ fn run(ctx: &Context) -> u8 {
         let want = Want {
             id: c.pci_id_or("dev", pci::IVSHMEM)?,
             via_io: c.choice("via", false, &[("mmio", false), ("io", true)], "mmio or io")?,
-            vector: irq.then_some(vector as u16),
+            vector: irq.then_some(vector),
         };
-        let guess = khz.unwrap_or(shm_dev::GUESS_TSC_KHZ);
+        let guess = khz.unwrap_or(GUESS_TSC_KHZ);
         Ok((
             want,
             Params {
@@ -134,7 +111,7 @@ fn run(ctx: &Context) -> u8 {
                 batch: c.u64_or("batch", 1)?.max(1),
                 irq,
                 halt,
-                vector: vector as u16,
+                vector,
                 khz,
                 timeout: c.u64_or("timeout_ms", 20_000)?.saturating_mul(guess),
                 irq_wait: IRQ_WAIT_MS * guess,

@@ -53,14 +53,7 @@ fn run(ctx: &Context) -> u8 {
             ],
             "rw, write or read",
         )?;
-        let index = cmdline.u64_or("bar", 2)?;
-        if index > 5 {
-            return Err(ParamError {
-                key: "bar",
-                value: cmdline.get("bar").unwrap_or(""),
-                expected: "a BAR index 0-5",
-            });
-        }
+        let index = cmdline.u64_in("bar", 2, 0..=5, "a BAR index 0-5")?;
         Ok((
             vendor,
             device,

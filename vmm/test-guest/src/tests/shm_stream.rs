@@ -14,7 +14,7 @@ use ivc_channel::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState};
 
 use super::samples;
 use super::shm_dev::{self, ShmDev, Want};
-use super::{bad_param, stream, Context, Test};
+use super::{bad_param, stream, Context, Test, GUESS_TSC_KHZ};
 use crate::cmdline::ParamError;
 use crate::exit::{exit, status};
 use crate::pci;
@@ -55,17 +55,8 @@ struct Params {
 fn run(ctx: &Context) -> u8 {
     let c = &ctx.cmdline;
     let parsed = (|| -> Result<_, ParamError> {
-        let tx = match c.get("role") {
-            Some(_) => c.choice("role", true, &[("tx", true), ("rx", false)], "tx or rx")?,
-            None => {
-                return Err(ParamError {
-                    key: "role",
-                    value: "",
-                    expected: "tx or rx",
-                })
-            }
-        };
-        let khz = shm_dev::tsc_khz(ctx)?;
+        let tx = c.required_choice("role", &[("tx", true), ("rx", false)], "tx or rx")?;
+        let khz = super::tsc_khz(ctx)?;
         let want = Want {
             id: c.pci_id_or("dev", pci::IVSHMEM)?,
             via_io: false,
@@ -83,7 +74,7 @@ fn run(ctx: &Context) -> u8 {
                 khz,
                 timeout: c
                     .u64_or("timeout_ms", 20_000)?
-                    .saturating_mul(khz.unwrap_or(shm_dev::GUESS_TSC_KHZ)),
+                    .saturating_mul(khz.unwrap_or(GUESS_TSC_KHZ)),
                 ram: 0,
             },
         ))
