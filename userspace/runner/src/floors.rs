@@ -48,6 +48,21 @@ fn record_kept(report: &mut SuiteReport, what: &str, kept: Option<(Latency, Opti
     }
 }
 
+/// [`REPEATS`] runs of the latency floor `name`, the lowest median recorded
+/// as `what`.
+fn latency_floor(
+    report: &mut SuiteReport,
+    what: &str,
+    name: &str,
+    measure: impl FnMut() -> std::io::Result<Latency>,
+) -> Result<(), String> {
+    let runs = repeat(measure).map_err(|e| format!("{name}: {e}"))?;
+    let label = format!("{name}, median round trip");
+    let kept = repeats::best(&label, runs, |l| l.median_ns, "ns", Best::Lowest);
+    record_kept(report, what, kept);
+    Ok(())
+}
+
 fn latency(what: &str, stats: Latency) -> Record {
     Record {
         channel: "host".into(),
@@ -86,11 +101,9 @@ impl Suite for HostFloors {
                 .push("only one CPU available: ping-pong floors share a core".into());
         }
         // Each floor is the best of a few shorter runs (repeats::best).
-        let runs = repeat(|| cacheline::measure(cpus, b / 3, 50))
-            .map_err(|e| format!("cache-line floor: {e}"))?;
-        let label = "cache-line floor, median round trip";
-        let kept = repeats::best(label, runs, |l| l.median_ns, "ns", Best::Lowest);
-        record_kept(report, what::CACHELINE, kept);
+        latency_floor(report, what::CACHELINE, "cache-line floor", || {
+            cacheline::measure(cpus, b / 3, 50)
+        })?;
         for size in RING_SIZES {
             // Short runs, the middle one kept, as for the ring between two
             // VMs.
@@ -100,11 +113,9 @@ impl Suite for HostFloors {
             let kept = repeats::middle(&label, runs, |l| l.median_ns, "ns");
             record_kept(report, what::RING, kept);
         }
-        let runs = repeat(|| eventfd::measure(cpus, b / 3, 50))
-            .map_err(|e| format!("eventfd floor: {e}"))?;
-        let label = "eventfd floor, median round trip";
-        let kept = repeats::best(label, runs, |l| l.median_ns, "ns", Best::Lowest);
-        record_kept(report, what::EVENTFD, kept);
+        latency_floor(report, what::EVENTFD, "eventfd floor", || {
+            eventfd::measure(cpus, b / 3, 50)
+        })?;
         report
             .records
             .push(latency(what::SYSCALL, syscall::measure(b / 2, 50)));
