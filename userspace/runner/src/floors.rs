@@ -6,7 +6,7 @@ use std::time::Duration;
 use ivc_bench_host::{cacheline, cpu_pair, eventfd, kvm_exit, memcpy, ring, syscall, tcp, Latency};
 
 use crate::record::{env, Data, Record, SuiteReport};
-use crate::repeats::{self, Best, REPEATS};
+use crate::repeats::{self, Best};
 use crate::suites::{Context, Plan, Suite};
 
 /// `what` of the floor records (the summary looks them up by these).
@@ -34,11 +34,6 @@ const MEMCPY_BLOCKS: [usize; 3] = [64 << 10, 1 << 20, 64 << 20];
 /// The memcpy block the summary compares channel throughput with.
 pub const MEMCPY_REFERENCE: u64 = 1 << 20;
 
-/// [`REPEATS`] runs of `measure`, or its first error.
-fn repeat<T, E>(mut measure: impl FnMut() -> Result<T, E>) -> Result<Vec<T>, E> {
-    (0..REPEATS).map(|_| measure()).collect()
-}
-
 /// Records the run `repeats` kept as the latency record `what`, with the
 /// note naming every run.
 fn record_kept(report: &mut SuiteReport, what: &str, kept: Option<(Latency, Option<String>)>) {
@@ -48,15 +43,15 @@ fn record_kept(report: &mut SuiteReport, what: &str, kept: Option<(Latency, Opti
     }
 }
 
-/// [`REPEATS`] runs of the latency floor `name`, the lowest median recorded
+/// [`repeats::REPEATS`] runs of the latency floor `name`, the lowest median recorded
 /// as `what`.
 fn latency_floor(
     report: &mut SuiteReport,
     what: &str,
     name: &str,
-    measure: impl FnMut() -> std::io::Result<Latency>,
+    mut measure: impl FnMut() -> std::io::Result<Latency>,
 ) -> Result<(), String> {
-    let runs = repeat(measure).map_err(|e| format!("{name}: {e}"))?;
+    let runs = repeats::run(|_| measure()).map_err(|e| format!("{name}: {e}"))?;
     let label = format!("{name}, median round trip");
     let kept = repeats::best(&label, runs, |l| l.median_ns, "ns", Best::Lowest);
     record_kept(report, what, kept);
@@ -107,7 +102,7 @@ impl Suite for HostFloors {
         for size in RING_SIZES {
             // Short runs, the middle one kept, as for the ring between two
             // VMs.
-            let runs = repeat(|| ring::measure(cpus, size, b / 6, 50))
+            let runs = repeats::run(|_| ring::measure(cpus, size, b / 6, 50))
                 .map_err(|e| format!("ivc ring on the host, {size} B: {e}"))?;
             let label = format!("ivc ring on the host, {size} B median round trip");
             let kept = repeats::middle(&label, runs, |l| l.median_ns, "ns");
@@ -120,7 +115,7 @@ impl Suite for HostFloors {
             .records
             .push(latency(what::SYSCALL, syscall::measure(b / 2, 50)));
         for block in MEMCPY_BLOCKS {
-            let runs = repeat(|| Ok::<_, String>(memcpy::measure(block, b / 3)))?;
+            let runs = repeats::run(|_| Ok::<_, String>(memcpy::measure(block, b / 3)))?;
             let label = format!("memcpy floor, {block}-byte blocks");
             let Some((t, note)) = repeats::best(&label, runs, |t| t.mib_s, "MiB/s", Best::Highest)
             else {

@@ -16,6 +16,12 @@
 /// Runs of each repeated measurement.
 pub const REPEATS: usize = 3;
 
+/// [`REPEATS`] runs of `measure` (given the run's number, from 0), or its
+/// first error.
+pub fn run<T, E>(measure: impl FnMut(usize) -> Result<T, E>) -> Result<Vec<T>, E> {
+    (0..REPEATS).map(measure).collect()
+}
+
 /// The run with the middle `figure` (of two middles, the higher one), and a
 /// note naming every run's figure in the order they ran; the note is empty
 /// for a single run.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use ivc_bench_host::{Latency, Throughput};
 
 use crate::record::{Data, Record, SuiteReport};
-use crate::repeats::{self, REPEATS};
+use crate::repeats;
 use crate::suites::Context;
 use crate::vmm_devices::{field, run_pair, server};
 use crate::vmm_exit::Binaries;
@@ -83,11 +83,7 @@ pub fn run_all(
             case.kind,
             case.proto,
             case.size,
-            match case.wait {
-                IrqWait::Spin => "",
-                IrqWait::Halt => " wait=hlt",
-                IrqWait::HaltNoPoll => " wait=hlt --halt-poll-ns 0",
-            }
+            case.wait.described()
         ));
         pingpong(ctx, bins, report, env, case, tsc_khz)?;
     }
@@ -132,6 +128,19 @@ impl IrqWait {
             IrqWait::HaltNoPoll => &["--halt-poll-ns", "0"],
             IrqWait::Spin | IrqWait::Halt => &[],
         }
+    }
+    /// For the progress line: the guest's `wait=` and the VMM options,
+    /// empty for the spinning default.
+    fn described(self) -> String {
+        if self == IrqWait::Spin {
+            return String::new();
+        }
+        let mut s = format!(" wait={}", self.guest_param());
+        for arg in self.vmm_args() {
+            s.push(' ');
+            s.push_str(arg);
+        }
+        s
     }
     /// In file and note names.
     fn tag(self) -> &'static str {
@@ -235,7 +244,7 @@ fn mib_s(r: &Record) -> f64 {
     }
 }
 
-/// Runs one ping-pong configuration [`REPEATS`] times and records guest A's
+/// Runs one ping-pong configuration [`repeats::REPEATS`] times and records guest A's
 /// summary of the middle run.
 pub fn pingpong(
     ctx: &Context,
@@ -245,10 +254,7 @@ pub fn pingpong(
     case: &PingCase,
     tsc_khz: u64,
 ) -> Result<(), String> {
-    let mut runs = Vec::new();
-    for run in 0..REPEATS {
-        runs.push(pingpong_once(ctx, bins, environment, case, tsc_khz, run)?);
-    }
+    let runs = repeats::run(|run| pingpong_once(ctx, bins, environment, case, tsc_khz, run))?;
     let label = format!(
         "{} {} size {}{} median round trip",
         case.kind,
@@ -355,7 +361,7 @@ fn pingpong_once(
     Ok((record, notes))
 }
 
-/// Runs one one-way stream of `bytes` in `chunk`-byte calls [`REPEATS`]
+/// Runs one one-way stream of `bytes` in `chunk`-byte calls [`repeats::REPEATS`]
 /// times and records the receiver's rate in the middle run; `check`: the
 /// receiver compares every byte.
 pub fn stream(
@@ -366,10 +372,7 @@ pub fn stream(
     spec: (u64, u64, bool),
     tsc_khz: u64,
 ) -> Result<(), String> {
-    let mut runs = Vec::new();
-    for run in 0..REPEATS {
-        runs.push(stream_once(ctx, bins, environment, spec, tsc_khz, run)?);
-    }
+    let runs = repeats::run(|run| stream_once(ctx, bins, environment, spec, tsc_khz, run))?;
     let (_, chunk, check) = spec;
     let label = format!("shm-stream chunk={chunk} check={}", u8::from(check));
     keep_middle(report, &label, runs, mib_s, "MiB/s");
@@ -474,6 +477,16 @@ mod tests {
             notes: Vec::new(),
             seconds: 0.0,
         }
+    }
+
+    #[test]
+    fn progress_lines_name_the_wait_and_the_vmm_options() {
+        assert_eq!(IrqWait::Spin.described(), "");
+        assert_eq!(IrqWait::Halt.described(), " wait=hlt");
+        assert_eq!(
+            IrqWait::HaltNoPoll.described(),
+            " wait=hlt --halt-poll-ns 0"
+        );
     }
 
     #[test]
