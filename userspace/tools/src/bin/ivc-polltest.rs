@@ -337,16 +337,31 @@ fn wait_connected(fd: &Fd, limit: Duration) -> Result<(), String> {
 
 fn ping(fd: &Fd) -> Result<(), String> {
     let t = Duration::from_secs(60);
-    write_all(fd, b"ping\n", t).map_err(|e| format!("write ping: {e}"))?;
-    let woken = poll_woken(fd, libc::POLLIN, t)
-        .and_then(|r| expect(r, libc::POLLIN, libc::POLLERR, "poll for the answer"));
+    send_ping(fd, t)?;
+    let woken = answer_woke(fd, t);
     // The answer is read even after a late wake-up, so the checks after
     // this one still find the stream in step.
-    let answer = match read_line(fd, t).map_err(|e| e.to_string())? {
-        Some(l) if l == "pong" => Ok(()),
-        other => Err(format!("expected pong, got {other:?}")),
-    };
+    let answer = read_pong(fd, t, "");
     woken.and(answer)
+}
+
+fn send_ping(fd: &Fd, t: Duration) -> Result<(), String> {
+    write_all(fd, b"ping\n", t).map_err(|e| format!("write ping: {e}"))
+}
+
+/// The peer's answer woke a `poll` for input ([`poll_woken`]).
+fn answer_woke(fd: &Fd, t: Duration) -> Result<(), String> {
+    poll_woken(fd, libc::POLLIN, t)
+        .and_then(|r| expect(r, libc::POLLIN, libc::POLLERR, "poll for the answer"))
+}
+
+/// Reads the peer's answer line, which must be `pong`; `context` starts the
+/// error message.
+fn read_pong(fd: &Fd, t: Duration, context: &str) -> Result<(), String> {
+    match read_line(fd, t).map_err(|e| e.to_string())? {
+        Some(l) if l == "pong" => Ok(()),
+        other => Err(format!("{context}expected pong, got {other:?}")),
+    }
 }
 
 /// A `read` or `write` whose buffer address is bad fails with `EFAULT` and
@@ -370,17 +385,11 @@ fn efault_moves_nothing(fd: &Fd) -> Result<(), String> {
     // SAFETY: the kernel checks the user address; nothing is touched here.
     efault("write", unsafe { libc::write(fd.0, bad, 16) })?;
     let t = Duration::from_secs(60);
-    write_all(fd, b"ping\n", t).map_err(|e| format!("write ping: {e}"))?;
-    poll_woken(fd, libc::POLLIN, t)
-        .and_then(|r| expect(r, libc::POLLIN, libc::POLLERR, "poll for the answer"))?;
+    send_ping(fd, t)?;
+    answer_woke(fd, t)?;
     // SAFETY: as above.
     efault("read", unsafe { libc::read(fd.0, bad, 16) })?;
-    match read_line(fd, t).map_err(|e| e.to_string())? {
-        Some(l) if l == "pong" => Ok(()),
-        other => Err(format!(
-            "after the failed read expected pong, got {other:?}"
-        )),
-    }
+    read_pong(fd, t, "after the failed read ")
 }
 
 /// Edge-triggered epoll: after a read drained the channel to `EAGAIN`, the
@@ -410,7 +419,7 @@ fn epoll_et_rounds(fd: &Fd) -> Result<(), String> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             other => return Err(format!("round {round}: expected EAGAIN, got {other:?}")),
         }
-        write_all(fd, b"ping\n", t).map_err(|e| format!("write ping: {e}"))?;
+        send_ping(fd, t)?;
         let start = Instant::now();
         let mut out = [libc::epoll_event { events: 0, u64: 0 }];
         let n = loop {
