@@ -73,16 +73,24 @@ pub fn wait_for(n: usize, target: u64, timeout_cycles: u64) -> bool {
     // SAFETY: every vector a test can route to has a handler (init), the
     // rest of the IDT reports; STI only allows delivery.
     unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
-    let reached = loop {
-        if count(n) >= target {
-            break true;
-        }
-        if tsc::rdtsc().wrapping_sub(start) > timeout_cycles {
-            break false;
-        }
-        core::hint::spin_loop();
-    };
+    let reached = spin_until(n, target, start, timeout_cycles);
     // SAFETY: CLI only blocks delivery again.
     unsafe { core::arch::asm!("cli", options(nomem, nostack)) };
     reached
+}
+
+/// Spins until vector `FIRST_VECTOR + n` has counted `target` arrivals or
+/// more than `timeout_cycles` TSC cycles have passed since `start`; whether
+/// the target was reached. Leaves the interrupt flag alone, so CPL3 code
+/// that runs with interrupts on waits with it too.
+pub fn spin_until(n: usize, target: u64, start: u64, timeout_cycles: u64) -> bool {
+    loop {
+        if count(n) >= target {
+            return true;
+        }
+        if tsc::rdtsc().wrapping_sub(start) > timeout_cycles {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
 }

@@ -266,12 +266,7 @@ fn user_main(p: &Params) -> ! {
             if sleep {
                 s.waits += 1;
                 let seen = irq::count(p.vector as usize);
-                let t0 = tsc::rdtsc();
-                while irq::count(p.vector as usize) == seen
-                    && tsc::rdtsc().wrapping_sub(t0) < p.irq_wait
-                {
-                    core::hint::spin_loop();
-                }
+                let _ = irq::spin_until(p.vector as usize, seen + 1, tsc::rdtsc(), p.irq_wait);
             }
         }
     }

@@ -206,13 +206,10 @@ fn self_ring_main(p: &SelfRing) -> ! {
         let start = tsc::rdtsc();
         ring_doorbell(p.registers, p.io_port, p.value);
         total_write += tsc::rdtsc().wrapping_sub(start);
-        while irq::count(p.n) < i + 1 {
-            if tsc::rdtsc().wrapping_sub(start) > p.timeout {
-                println!("error: interrupt {} of {} did not arrive", i + 1, p.count);
-                report(i + 1, p.count, irq::count(p.n), None);
-                exit(status::FAILURE)
-            }
-            core::hint::spin_loop();
+        if !irq::spin_until(p.n, i + 1, start, p.timeout) {
+            println!("error: interrupt {} of {} did not arrive", i + 1, p.count);
+            report(i + 1, p.count, irq::count(p.n), None);
+            exit(status::FAILURE)
         }
         total_latency += irq::last_tsc(p.n).wrapping_sub(start);
     }

@@ -242,10 +242,9 @@ impl Ring<'_> {
             cpl0_io::halt_until_changed(irq::count_ptr(v), seen);
             return;
         }
-        let t0 = tsc::rdtsc();
-        while irq::count(v) == seen && tsc::rdtsc().wrapping_sub(t0) < self.p.irq_wait {
-            core::hint::spin_loop();
-        }
+        // A bounded wait: a doorbell that never comes costs irq_wait, then
+        // the caller looks at the ring again.
+        let _ = irq::spin_until(v, seen + 1, tsc::rdtsc(), self.p.irq_wait);
     }
 
     fn send(&mut self, msg: &[u8]) {
