@@ -136,6 +136,15 @@ fn fill_exactly_and_drain_with_wrap() {
     assert!(expect.len() > 300);
 }
 
+/// A connected pair on 64-byte rings whose indices stand at 40, so a
+/// 50-byte transfer wraps: pieces of 24 and 26.
+fn pair_at_40(r: &Region) -> (Endpoint<AtomicMem<'_>>, Endpoint<AtomicMem<'_>>) {
+    let (mut a, mut b) = pair(r.mem(), &opts(Some(64), 0));
+    assert_eq!(a.write(&[0u8; 40]).unwrap(), 40);
+    assert_eq!(b.read(&mut [0u8; 40]).unwrap(), 40);
+    (a, b)
+}
+
 /// A copy failure of the tests below (ivc.ko's is `EFAULT`).
 #[derive(Debug, PartialEq)]
 struct Fault;
@@ -143,10 +152,7 @@ struct Fault;
 #[test]
 fn write_with_and_read_with_copy_through_the_callers_hooks_across_the_wrap() {
     let r = Region::new(SMALL);
-    let (mut a, mut b) = pair(r.mem(), &opts(Some(64), 0));
-    // Move the indices to 40, so 50 bytes wrap: pieces of 24 and 26.
-    assert_eq!(a.write(&[0u8; 40]).unwrap(), 40);
-    assert_eq!(b.read(&mut [0u8; 40]).unwrap(), 40);
+    let (mut a, mut b) = pair_at_40(&r);
     let src: Vec<u8> = (1..=50).collect();
     let mut pieces = Vec::new();
     let n = a
@@ -171,9 +177,7 @@ fn write_with_and_read_with_copy_through_the_callers_hooks_across_the_wrap() {
 #[test]
 fn a_failed_first_copy_moves_nothing_and_a_failed_second_moves_the_first_piece() {
     let r = Region::new(SMALL);
-    let (mut a, mut b) = pair(r.mem(), &opts(Some(64), 0));
-    assert_eq!(a.write(&[0u8; 40]).unwrap(), 40);
-    assert_eq!(b.read(&mut [0u8; 40]).unwrap(), 40);
+    let (mut a, mut b) = pair_at_40(&r);
     // First piece fails: nothing published, the error is the caller's.
     let e = a.write_with(50, |_, _, _, _| Err(Fault)).unwrap_err();
     assert_eq!(e, CopyError::Copy(Fault));
