@@ -82,7 +82,7 @@ fn shm_irq_semantics_spinning_first() {
 }
 
 /// The checker guest stays up while two peer guests come and go in turn.
-/// Guest names carry `variant`, so the logs of the two tests, which run
+/// Guest names carry `variant`, so the logs of the three tests, which run
 /// concurrently, can be told apart.
 fn poll_nonblock_signals_eof_epipe_and_reconnect(
     artifacts: &GuestArtifacts,
