@@ -612,12 +612,92 @@ fn lifecycle_changes_always_ring() {
             .unwrap(),
         PEER_CLOSED
     );
-    // b accepting a new incarnation rings too.
+    // b accepting a new incarnation (once its user comes back after the
+    // end of file) rings too.
     let mut a2 = Endpoint::attach(r.mem(), 0).unwrap();
     assert!(a2.needs_doorbell());
     assert_eq!(b.read(&mut [0; 1]), Err(ChannelError::PeerGone));
+    b.resume();
     b.peer_state().unwrap();
     assert!(b.needs_doorbell());
+}
+
+/// Two programs in turn on each side: A1 sends and closes, B1 reads to the
+/// end of file and closes, then A2 and B2 talk. A2 may open while B1 is
+/// still between its end of file and its close; B1's endpoint must not take
+/// A2 for a new peer then (a poller's passive `peer_state` runs in that
+/// window), or A2's data would go into a connection nobody reads and be lost
+/// when B1 closes. (Before `held`, B1 accepted A2 here: A2's write went
+/// through and the bytes vanished with B1's close.)
+#[test]
+fn a_reader_that_saw_eof_does_not_take_the_next_peer() {
+    let r = Region::new(SMALL);
+    let (mut a1, mut b1) = pair(r.mem(), &AttachOptions::default());
+    a1.write(b"first").unwrap();
+    a1.close();
+    let mut buf = [0u8; 16];
+    assert_eq!(b1.read(&mut buf).unwrap(), 5);
+    assert_eq!(b1.read(&mut buf), Err(ChannelError::PeerGone));
+
+    // A2 opens and wants to write; B1's poller looks at the peer entry.
+    let mut a2 = Endpoint::attach(r.mem(), 0).unwrap();
+    for _ in 0..3 {
+        assert_eq!(b1.peer_state().unwrap(), PeerState::Gone);
+        assert_eq!(b1.readable_bytes().unwrap(), 0);
+        assert_eq!(b1.writable_bytes().unwrap(), 0);
+        b1.heartbeat().unwrap();
+        assert_eq!(a2.peer_state().unwrap(), PeerState::Waiting);
+        assert_eq!(
+            a2.write(b"second").unwrap(),
+            0,
+            "not connected: the write waits"
+        );
+    }
+    b1.close();
+
+    // B2 opens: A2's data reaches it, whole.
+    let mut b2 = Endpoint::attach(r.mem(), 1).unwrap();
+    connect(&mut a2, &mut b2);
+    assert_eq!(a2.write(b"second").unwrap(), 6);
+    assert_eq!(b2.read(&mut buf).unwrap(), 6);
+    assert_eq!(&buf[..6], b"second");
+}
+
+/// The same user coming back after the end of file (it reads, writes or
+/// polls again) does get the next peer: the reconnect of ivc-polltest.
+#[test]
+fn a_user_who_comes_back_after_eof_gets_the_next_peer() {
+    let r = Region::new(SMALL);
+    let (mut a1, mut b) = pair(r.mem(), &AttachOptions::default());
+    a1.close();
+    let mut buf = [0u8; 8];
+    assert_eq!(b.read(&mut buf), Err(ChannelError::PeerGone));
+    let mut a2 = Endpoint::attach(r.mem(), 0).unwrap();
+    assert_eq!(b.peer_state().unwrap(), PeerState::Gone, "held");
+    // A read (or write, or arm) is the user coming back...
+    assert_eq!(b.read(&mut buf).unwrap(), 0);
+    assert_eq!(b.peer_state().unwrap(), PeerState::Connecting);
+    connect(&mut a2, &mut b);
+    // ...and so is `resume` (poll).
+    a2.close();
+    assert_eq!(b.read(&mut buf), Err(ChannelError::PeerGone));
+    let mut a3 = Endpoint::attach(r.mem(), 0).unwrap();
+    assert_eq!(b.peer_state().unwrap(), PeerState::Gone, "held");
+    b.resume();
+    assert_eq!(b.peer_state().unwrap(), PeerState::Connecting);
+    assert_eq!(a3.peer_state().unwrap(), PeerState::Connected);
+    // A write that reported the end holds too, until the user's next call.
+    a3.close();
+    assert_eq!(b.write(b"x"), Err(ChannelError::PeerGone));
+    let mut a4 = Endpoint::attach(r.mem(), 0).unwrap();
+    assert_eq!(b.peer_state().unwrap(), PeerState::Gone, "held after EPIPE");
+    assert_eq!(
+        b.read(&mut buf),
+        Err(ChannelError::PeerGone),
+        "the owed end of file"
+    );
+    assert_eq!(b.write(b"y").unwrap(), 0, "comes back: connecting");
+    assert_eq!(a4.peer_state().unwrap(), PeerState::Connected);
 }
 
 #[test]

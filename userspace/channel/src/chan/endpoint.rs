@@ -57,7 +57,8 @@ pub enum PeerState {
     /// The connection ended (peer closed, restarted, broke or was marked
     /// absent). Data it left can still be read; writes fail with
     /// [`ChannelError::PeerGone`]. A new peer incarnation is accepted once
-    /// the end was reported (see [`Endpoint::read`]).
+    /// the end was reported (see [`Endpoint::read`]) and the user came back
+    /// (see [`Endpoint::resume`]).
     Gone,
 }
 
@@ -148,6 +149,15 @@ pub struct Endpoint<M: SharedMemory> {
     /// `read` owes its caller one end-of-file (the end of a connection was
     /// reported by `write` first).
     eof_owed: bool,
+    /// The end of a connection was reported to the user (end of file or
+    /// `PeerGone` from `write`) and the user has not come back since: no new
+    /// peer incarnation is accepted until a data-path call or
+    /// [`resume`](Endpoint::resume). Otherwise a reader that got end of file
+    /// and is about to close could be connected, by a passive call such as
+    /// a poller's `peer_state`, to a new peer that then writes into a
+    /// connection nobody reads: its data would be lost when we close, or
+    /// its first write would fail with `PeerGone`.
+    held: bool,
     broken: Option<ChannelError>,
     closed: bool,
     stats: EndpointStats,
@@ -331,6 +341,7 @@ impl<M: SharedMemory> Endpoint<M> {
             conn: Conn::Waiting { epipe: false },
             pending_kick: true,
             eof_owed: false,
+            held: false,
             broken: None,
             closed: false,
             stats: EndpointStats::default(),
@@ -486,8 +497,13 @@ impl<M: SharedMemory> Endpoint<M> {
         if let Conn::Waiting { .. } = self.conn {
             // Accept a live peer unless it still uses our indices for a
             // connection with an older incarnation of us (its ack names a
-            // generation of ours other than the current one).
-            if p.state == PEER_UP && p.gen != 0 && (p.ack == 0 || p.ack == self.my_gen) {
+            // generation of ours other than the current one), or the user
+            // has not come back since the last end was reported (`held`).
+            if !self.held
+                && p.state == PEER_UP
+                && p.gen != 0
+                && (p.ack == 0 || p.ack == self.my_gen)
+            {
                 self.accept(p.gen)?;
             }
         }
@@ -521,6 +537,9 @@ impl<M: SharedMemory> Endpoint<M> {
     /// Public view of the connection; also advances the handshake. Call it
     /// on every doorbell interrupt (or poll tick), then
     /// [`needs_doorbell`](Self::needs_doorbell).
+    ///
+    /// It is passive: after the end of a connection was reported it does not
+    /// accept a new peer (see [`resume`](Self::resume)).
     pub fn peer_state(&mut self) -> Result<PeerState, ChannelError> {
         let r = self.sync();
         self.latch(r)?;
@@ -530,6 +549,16 @@ impl<M: SharedMemory> Endpoint<M> {
             Conn::Handshake { .. } => PeerState::Connecting,
             Conn::Connected { .. } => PeerState::Connected,
         })
+    }
+
+    /// The user is still using the channel after the end of a connection was
+    /// reported (it polls, reads or writes again): a new peer incarnation may
+    /// be accepted from now on. The data-path calls (`read*`, `write*`,
+    /// `arm_*_wakeup`) do this themselves; an embedder calls it where a user
+    /// asks without moving data, e.g. in `poll(2)`. Calls made for no user
+    /// (a poller, an interrupt handler, a heartbeat) must not.
+    pub fn resume(&mut self) {
+        self.held = false;
     }
 
     /// The peer's published ivshmem peer id, if any (untrusted: only use it
@@ -604,6 +633,8 @@ impl<M: SharedMemory> Endpoint<M> {
             epipe: had_connection,
         };
         self.eof_owed = false;
+        // Starting over is the user's own request for a new connection.
+        self.held = false;
         self.pending_kick = true;
         self.sync()
     }
@@ -692,19 +723,25 @@ impl<M: SharedMemory> Endpoint<M> {
         len: usize,
         fill: &mut impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
     ) -> Result<(usize, Option<E>), ChannelError> {
+        self.held = false;
         self.sync()?;
         match self.conn {
             Conn::Connected { .. } => {}
             Conn::Draining => {
                 if self.rx_avail()? == 0 {
                     // Nothing left to read: the end is reported (here), so
-                    // a new peer may be accepted; `read` still owes EOF.
+                    // a new peer may be accepted once the user comes back;
+                    // `read` still owes EOF.
                     self.conn = Conn::Waiting { epipe: true };
                     self.eof_owed = true;
+                    self.held = true;
                 }
                 return Err(ChannelError::PeerGone);
             }
-            Conn::Waiting { epipe: true } => return Err(ChannelError::PeerGone),
+            Conn::Waiting { epipe: true } => {
+                self.held = true;
+                return Err(ChannelError::PeerGone);
+            }
             Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok((0, None)),
         }
         if len == 0 {
@@ -777,11 +814,13 @@ impl<M: SharedMemory> Endpoint<M> {
         len: usize,
         drain: &mut impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
     ) -> Result<(usize, Option<E>), ChannelError> {
+        self.held = false;
         self.sync()?;
         if self.eof_owed {
             // The end of an earlier connection was first seen by `write`;
             // the reader hears it before any data of a newer connection.
             self.eof_owed = false;
+            self.held = true;
             return Err(ChannelError::PeerGone);
         }
         let draining = match self.conn {
@@ -805,6 +844,7 @@ impl<M: SharedMemory> Endpoint<M> {
         if avail == 0 {
             if draining {
                 self.conn = Conn::Waiting { epipe: true };
+                self.held = true;
                 return Err(ChannelError::PeerGone);
             }
             return Ok((0, None));
@@ -854,6 +894,7 @@ impl<M: SharedMemory> Endpoint<M> {
     }
 
     fn arm_read_inner(&mut self, min_bytes: u32) -> Result<Readiness, ChannelError> {
+        self.held = false;
         self.sync()?;
         if self.eof_owed {
             return Ok(Readiness::Ready);
@@ -888,6 +929,7 @@ impl<M: SharedMemory> Endpoint<M> {
     }
 
     fn arm_write_inner(&mut self, min_bytes: u32) -> Result<Readiness, ChannelError> {
+        self.held = false;
         self.sync()?;
         match self.conn {
             Conn::Connected { .. } => {}

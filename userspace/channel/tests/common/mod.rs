@@ -34,9 +34,13 @@ pub fn opts(ring_size: Option<u32>, index_base: u32) -> AttachOptions {
     }
 }
 
-/// Drives both handshakes until both sides are connected.
+/// Drives both handshakes until both sides are connected, as two users who
+/// want a connection (both `resume`, so an end reported earlier does not
+/// hold them back).
 pub fn connect<M: SharedMemory>(a: &mut Endpoint<M>, b: &mut Endpoint<M>) {
     for _ in 0..4 {
+        a.resume();
+        b.resume();
         let sa = a.peer_state().expect("a state");
         let sb = b.peer_state().expect("b state");
         if sa == PeerState::Connected && sb == PeerState::Connected {
