@@ -46,8 +46,8 @@ pub const REG_VERSION: u16 = 0x18;
 
 /// Value of `REG_ID`: `"IVCP"` little-endian.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"IVCP");
-/// Value of `REG_VERSION`.
-pub const VERSION: u32 = 1;
+/// Value of `REG_VERSION`. Version 2 added [`CONTROL_RESUME`].
+pub const VERSION: u32 = 2;
 
 /// `RX_AVAIL > 0`: a read would return data.
 pub const STATUS_RX_READY: u32 = 1 << 0;
@@ -70,3 +70,9 @@ pub const CONTROL_OPEN: u32 = 1 << 0;
 pub const CONTROL_CLOSE: u32 = 1 << 1;
 /// Clear [`STATUS_ERROR`] (after a broken channel: also re-attach).
 pub const CONTROL_CLEAR_ERROR: u32 = 1 << 2;
+/// The guest's user came back after the end of a connection was reported to
+/// it (end of file or `EPIPE`): a new peer may be connected from now on.
+/// Until then, after the device reported [`STATUS_PEER_GONE`], the VMM's
+/// endpoint does not take a new peer, so data a new peer sends cannot go to
+/// a user that is about to close (docs/protocol.md, "Connection handshake").
+pub const CONTROL_RESUME: u32 = 1 << 3;

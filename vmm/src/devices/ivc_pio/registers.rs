@@ -13,8 +13,8 @@ use std::fmt;
 use std::time::Duration;
 
 use ivc_channel::pio::{
-    CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, MAGIC, REG_CONTROL, REG_DATA, REG_ID,
-    REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR,
+    CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, CONTROL_RESUME, MAGIC, REG_CONTROL, REG_DATA,
+    REG_ID, REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR,
     STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VERSION,
 };
 use ivc_channel::{AttachOptions, ChannelError, Endpoint, Liveness, PeerState, SharedMemory};
@@ -214,9 +214,14 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             Ok((rx, tx, connected)) => {
                 if connected {
                     self.peer_gone = false;
-                } else if rx == 0 && matches!(ep.peer_state(), Ok(PeerState::Gone)) {
-                    // Drained: report the end (the endpoint then accepts a
-                    // new peer incarnation by itself).
+                } else if rx == 0
+                    && !self.peer_gone
+                    && matches!(ep.peer_state(), Ok(PeerState::Gone))
+                {
+                    // Drained: take the end from the endpoint once (it then
+                    // holds off a new peer until the guest's user, having
+                    // read the end of file, comes back: CONTROL_RESUME) and
+                    // report it in STATUS until a new peer connects.
                     let mut b = [0u8; 1];
                     let _ = ep.read(&mut b);
                     self.peer_gone = true;
@@ -378,7 +383,7 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
     }
 
     fn control(&mut self, v: u32) -> Result<(), PioFault> {
-        let known = CONTROL_OPEN | CONTROL_CLOSE | CONTROL_CLEAR_ERROR;
+        let known = CONTROL_OPEN | CONTROL_CLOSE | CONTROL_CLEAR_ERROR | CONTROL_RESUME;
         if v & CONTROL_CLEAR_ERROR != 0 {
             self.error = false;
             // A broken endpoint stays broken: join again.
@@ -392,6 +397,11 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
         }
         if v & CONTROL_OPEN != 0 {
             self.open()?;
+        }
+        if v & CONTROL_RESUME != 0 {
+            if let Some(ep) = &mut self.ep {
+                ep.resume();
+            }
         }
         if v & !known != 0 {
             return self.fail(PioFault::BadControl(v));
@@ -523,8 +533,20 @@ mod tests {
         assert_ne!(st & STATUS_PEER_GONE, 0, "{st:#x}");
         assert_eq!(rd32(&mut b, REG_TX_FREE), 0);
 
-        // A new incarnation of the peer connects again.
+        // A new incarnation of the peer appears. B's user has not come back
+        // since the end of file (it may be about to close): B holds off.
         open(&mut a);
+        settle(&mut a, &mut b);
+        let st = rd32(&mut b, REG_STATUS);
+        assert_eq!(
+            st & (STATUS_PEER_GONE | STATUS_CONNECTED),
+            STATUS_PEER_GONE,
+            "held: {st:#x}"
+        );
+        assert_eq!(rd32(&mut a, REG_TX_FREE), 0, "the new peer waits");
+        // B's user comes back: they connect.
+        b.write(u64::from(REG_CONTROL), &CONTROL_RESUME.to_le_bytes())
+            .unwrap();
         settle(&mut a, &mut b);
         let st = rd32(&mut b, REG_STATUS);
         assert_eq!(
