@@ -19,8 +19,8 @@ use kernel::prelude::*;
 
 use crate::ffi::IoRegion;
 use crate::ivc_channel::pio::{
-    CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, MAGIC, REG_CONTROL, REG_DATA, REG_ID,
-    REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR,
+    CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, CONTROL_RESUME, MAGIC, REG_CONTROL, REG_DATA,
+    REG_ID, REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR,
     STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VERSION,
 };
 use crate::transport::{ReadOutcome, Status};
@@ -29,6 +29,9 @@ use crate::transport::{ReadOutcome, Status};
 pub(crate) struct PioTransport {
     regs: IoRegion,
     dead: AtomicBool,
+    /// An end of file or `EPIPE` went to a user since the last
+    /// `CONTROL_RESUME`: the device holds off a new peer until told.
+    ended: AtomicBool,
 }
 
 const R: fn(u16) -> usize = |r| r as usize;
@@ -51,6 +54,7 @@ impl PioTransport {
         Ok(Self {
             regs,
             dead: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
         })
     }
 
@@ -67,6 +71,14 @@ impl PioTransport {
         self.live()?;
         self.regs
             .write32(R(REG_CONTROL), CONTROL_CLEAR_ERROR | CONTROL_OPEN)
+    }
+
+    /// A user call begins: after an end was reported to a user, tell the
+    /// device that a new peer may connect (one exit, only then).
+    pub(crate) fn resume(&self) {
+        if self.live().is_ok() && self.ended.swap(false, Ordering::AcqRel) {
+            let _ = self.regs.write32(R(REG_CONTROL), CONTROL_RESUME);
+        }
     }
 
     /// Last closer: leave the channel.
@@ -91,6 +103,7 @@ impl PioTransport {
         let avail = self.regs.read32(R(REG_RX_AVAIL))? as usize;
         if avail == 0 {
             return Ok(if st & STATUS_PEER_GONE != 0 {
+                self.ended.store(true, Ordering::Release);
                 ReadOutcome::Eof
             } else {
                 ReadOutcome::Empty
@@ -110,6 +123,7 @@ impl PioTransport {
             return Err(EIO);
         }
         if st & STATUS_PEER_GONE != 0 {
+            self.ended.store(true, Ordering::Release);
             return Err(EPIPE);
         }
         let free = self.regs.read32(R(REG_TX_FREE))? as usize;

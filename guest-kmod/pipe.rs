@@ -21,7 +21,7 @@
 //! `events` before it tries the operation and sleeps only if it is unchanged,
 //! holding the lock, so no wake-up between the try and the sleep is lost.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use kernel::{
     fs::File,
@@ -38,7 +38,7 @@ use kernel::{
 
 use crate::ffi::{FileOps, UserBuf};
 use crate::stats::Stats;
-use crate::transport::{Direction, ReadOutcome, Transport};
+use crate::transport::{Direction, ReadOutcome, RxStaging, Status, Transport};
 
 /// Tunables of the waiting strategy (from the module parameters).
 #[derive(Clone, Copy)]
@@ -62,9 +62,12 @@ pub(crate) struct Pipe {
     #[pin]
     wait: PollCondVar,
     /// Serialises readers; holds the transport's staging buffer (empty for
-    /// shared memory).
+    /// shared memory) and bytes a failed copy left there.
     #[pin]
-    rx: Mutex<KVec<u8>>,
+    rx: Mutex<RxStaging>,
+    /// Mirror of the bytes held in `rx`, for readiness (`poll` and the
+    /// poller must not wait for the mutex a blocked reader holds).
+    rx_held: AtomicUsize,
     /// Serialises writers, so one `write` is never interleaved with another;
     /// the staging buffer as for `rx`.
     #[pin]
@@ -90,7 +93,7 @@ impl Pipe {
         stats: Arc<Stats>,
     ) -> Result<impl PinInit<Self, Error>> {
         let staging = transport.staging_bytes();
-        let rx = KVec::from_elem(0u8, staging, GFP_KERNEL)?;
+        let rx = RxStaging::new(staging)?;
         let tx = KVec::from_elem(0u8, staging, GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             transport,
@@ -98,6 +101,7 @@ impl Pipe {
             events <- new_spinlock_irq!(0, "ivc_events"),
             wait <- new_poll_condvar!("ivc_wait"),
             rx <- new_mutex!(rx, "ivc_rx"),
+            rx_held: AtomicUsize::new(0),
             tx <- new_mutex!(tx, "ivc_tx"),
             openers <- new_mutex!(0, "ivc_openers"),
             open_count: AtomicU32::new(0),
@@ -129,8 +133,18 @@ impl Pipe {
         self.wake();
     }
 
+    /// The transport's readiness, readable too while bytes a failed copy
+    /// left in the staging buffer wait for a read.
+    pub(crate) fn status(&self) -> Status {
+        let mut s = self.transport.status();
+        if self.rx_held.load(Ordering::Acquire) > 0 {
+            s.readable = true;
+        }
+        s
+    }
+
     fn ready(&self, dir: Direction) -> bool {
-        let s = self.transport.status();
+        let s = self.status();
         match dir {
             Direction::Read => s.readable,
             Direction::Write => s.writable,
@@ -211,7 +225,7 @@ impl Pipe {
                 // a quiet second, and one with a wake-up at the deadline
                 // was a wake-up: neither is worth a word.
                 Stats::inc(&self.stats.irq_wait_timeouts);
-                let s = self.transport.status();
+                let s = self.status();
                 let what = if dir == Direction::Read {
                     "read"
                 } else {
@@ -264,12 +278,15 @@ impl FileOps for Pipe {
         if out.is_empty() {
             return Ok(0);
         }
-        // The lock serialises readers; the buffer is port I/O's staging.
-        let mut bounce = self.rx.lock();
+        self.transport.resume();
+        // The lock serialises readers; it holds port I/O's staging.
+        let mut rx = self.rx.lock();
         let mut armed = false;
         loop {
             let seq = self.snapshot();
-            match self.transport.try_read(out, &mut bounce)? {
+            let r = self.transport.try_read(out, &mut rx);
+            self.rx_held.store(rx.held(), Ordering::Release);
+            match r? {
                 ReadOutcome::Data(n) => {
                     Stats::add(&self.stats.bytes_read, n as u64);
                     return Ok(n);
@@ -293,6 +310,7 @@ impl FileOps for Pipe {
         if total == 0 {
             return Ok(0);
         }
+        self.transport.resume();
         // The lock serialises writers, so one `write` is never interleaved
         // with another; the buffer is port I/O's staging.
         let mut bounce = self.tx.lock();
@@ -328,14 +346,15 @@ impl FileOps for Pipe {
 
     fn poll(&self, file: &File, table: &PollTable<'_>) -> u32 {
         table.register_wait(file, &self.wait);
-        let mut s = self.transport.status();
+        self.transport.resume();
+        let mut s = self.status();
         if self.transport.uses_interrupts() {
             // Ask for the doorbells that would change the answer.
             if !s.readable && self.transport.arm(Direction::Read) {
-                s = self.transport.status();
+                s = self.status();
             }
             if !s.writable && self.transport.arm(Direction::Write) {
-                s = self.transport.status();
+                s = self.status();
             }
         }
         // The poller wakes us when it sees the readiness change (polled

@@ -128,7 +128,7 @@ impl Pipe {
         }
         Stats::inc(&self.stats.poll_ticks);
         self.transport.tick();
-        let now = bits(self.transport.status());
+        let now = bits(self.status());
         let before = self.poller.last.swap(now, Ordering::AcqRel);
         let delay = if self.transport.uses_interrupts() {
             if now != before {

@@ -359,6 +359,14 @@ impl ShmTransport {
         })
     }
 
+    /// A user call begins (see `Transport::resume`). The endpoint's data
+    /// path resumes by itself; this is for `poll`.
+    pub(crate) fn resume(&self) {
+        if let Some(ep) = self.state.lock().ep.as_mut() {
+            ep.resume();
+        }
+    }
+
     /// Readiness for `poll` and the poller.
     pub(crate) fn status(&self) -> Status {
         let mut st = self.state.lock();

@@ -34,6 +34,31 @@ pub(crate) enum Direction {
     Write,
 }
 
+/// The read side's staging buffer (port I/O only; empty for shared memory)
+/// and the bytes in it that were read from the device but not delivered
+/// yet: `buf[from..from + held]`.
+pub(crate) struct RxStaging {
+    buf: KVec<u8>,
+    from: usize,
+    held: usize,
+}
+
+impl RxStaging {
+    /// A staging buffer of `bytes` bytes, holding nothing.
+    pub(crate) fn new(bytes: usize) -> Result<Self> {
+        Ok(Self {
+            buf: KVec::from_elem(0u8, bytes, GFP_KERNEL)?,
+            from: 0,
+            held: 0,
+        })
+    }
+
+    /// Bytes waiting for the next read.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+}
+
 /// A snapshot for `poll(2)` and for the poller's change detection.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Status {
@@ -92,17 +117,31 @@ impl Transport {
 
     /// Copies available bytes into `out` (at most `out.len()`) without
     /// blocking. Shared memory copies from the ring straight into the
-    /// user's buffer; port I/O reads into `bounce` first.
-    pub(crate) fn try_read(&self, out: &UserBuf, bounce: &mut [u8]) -> Result<ReadOutcome> {
+    /// user's buffer; port I/O reads into `rx`'s staging buffer first, and
+    /// bytes it took from the device but could not copy out (a bad user
+    /// address) stay there for the next read, so `EFAULT` loses nothing.
+    pub(crate) fn try_read(&self, out: &UserBuf, rx: &mut RxStaging) -> Result<ReadOutcome> {
         match self {
             Transport::Shm(t) => t.try_read(out),
             Transport::Pio(t) => {
-                let dst = bounce
-                    .get_mut(..out.len().min(bounce.len()))
-                    .ok_or(EINVAL)?;
+                if rx.held > 0 {
+                    // What an earlier read could not deliver comes first.
+                    let n = rx.held.min(out.len());
+                    let end = rx.from.checked_add(n).ok_or(EINVAL)?;
+                    out.write_at(0, rx.buf.get(rx.from..end).ok_or(EINVAL)?)?;
+                    rx.from = end;
+                    rx.held -= n;
+                    return Ok(ReadOutcome::Data(n));
+                }
+                let len = out.len().min(rx.buf.len());
+                let dst = rx.buf.get_mut(..len).ok_or(EINVAL)?;
                 let r = t.try_read(dst)?;
                 if let ReadOutcome::Data(n) = r {
-                    out.write_at(0, dst.get(..n).ok_or(EINVAL)?)?;
+                    if let Err(e) = out.write_at(0, dst.get(..n).ok_or(EINVAL)?) {
+                        rx.from = 0;
+                        rx.held = n;
+                        return Err(e);
+                    }
                 }
                 Ok(r)
             }
@@ -127,6 +166,18 @@ impl Transport {
                 input.read_at(from, staged)?;
                 t.try_write(staged)
             }
+        }
+    }
+
+    /// A user call (read, write, poll) begins: if the end of a connection
+    /// was reported to a user, a new peer may now be connected. The poller
+    /// and the interrupt handler never call this, so a user that got end of
+    /// file and is closing is not handed a new peer whose data it would drop
+    /// (docs/protocol.md, "Connection handshake").
+    pub(crate) fn resume(&self) {
+        match self {
+            Transport::Shm(t) => t.resume(),
+            Transport::Pio(t) => t.resume(),
         }
     }
 
