@@ -32,7 +32,13 @@ fn run(args: RunArgs) -> Result<i32, String> {
         ivc_vmm::devices::ivc_setup::add_ivc_device(&machine, spec).map_err(|e| e.to_string())?;
     }
     let reason = machine.run().map_err(|e| e.to_string())?;
-    log::info!("{reason}");
+    match reason {
+        // A PC resets on a triple fault, and so do we (status 0), but a
+        // guest that means to reboot goes through the i8042 or 0xcf9 first:
+        // this one crashed too hard to say so. Say it for it.
+        ivc_vmm::exit::ExitReason::TripleFault => log::warn!("{reason}"),
+        _ => log::info!("{reason}"),
+    }
     if let ivc_vmm::exit::ExitReason::Error(e) = &reason {
         eprintln!("ivc-vmm: error: {e}");
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kvm_bindings::{
     CpuId, Msrs, KVM_MAX_CPUID_ENTRIES, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
 };
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
+use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd};
 use log::{debug, error, warn};
 
 use crate::bus::Bus;
@@ -63,7 +63,8 @@ impl Vcpu {
         let mut cpuid: CpuId = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(setup_err("KVM_GET_SUPPORTED_CPUID"))?;
-        cpuid::filter(cpuid.as_mut_slice(), self.id, num_cpus);
+        let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
+        cpuid::filter(cpuid.as_mut_slice(), self.id, num_cpus, tsc_deadline);
         self.fd
             .set_cpuid2(&cpuid)
             .map_err(setup_err("KVM_SET_CPUID2"))?;
@@ -119,8 +120,28 @@ impl Vcpu {
                     }
                     error!("{msg}");
                 }
+                if reason == ExitReason::TripleFault {
+                    // The guest cannot say what killed it: its registers can.
+                    warn!("vcpu{}: triple fault: {}", self.id, self.crash_state());
+                }
                 self.exit.request(reason);
             }
+        }
+    }
+}
+
+impl Vcpu {
+    /// Where the vCPU stood, for the log of a crash: instruction and stack
+    /// pointers, the control registers, and the last fault address.
+    fn crash_state(&self) -> String {
+        let regs = self.fd.get_regs();
+        let sregs = self.fd.get_sregs();
+        match (regs, sregs) {
+            (Ok(r), Ok(s)) => format!(
+                "rip {:#x} rsp {:#x} rflags {:#x} cs {:#x} cr0 {:#x} cr2 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x} idt {:#x}/{:#x}",
+                r.rip, r.rsp, r.rflags, s.cs.selector, s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.idt.base, s.idt.limit
+            ),
+            (Err(e), _) | (_, Err(e)) => format!("registers unavailable: {e}"),
         }
     }
 }
