@@ -22,10 +22,7 @@ if [ -f "$dest/.ivc-unpacked" ]; then
     exit 0
 fi
 
-# The main Debian archive URI apt is configured with (not -security, not a third party).
-mirror="$(apt-cache policy 2>/dev/null | awk '
-    /^ *[0-9]+ (http|https|file):/ { uri=$2; next }
-    /release .*o=Debian,.*l=Debian,/ { if (uri != "" && !found) { print uri; found=1 } }')"
+mirror="$(debian_mirror)"
 [ -n "$mirror" ] || die "could not find a Debian archive in apt's configuration (apt-cache policy); set KERNEL_SRC=/path/to/linux instead"
 log "using Debian archive $mirror (from apt configuration), suite trixie-backports"
 
@@ -33,23 +30,11 @@ keyring=/usr/share/keyrings/debian-archive-trixie-automatic.gpg
 [ -f "$keyring" ] || keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
 apt_dir="$IVC_CACHE/apt"
-mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/etc/preferences.d" "$IVC_CACHE/src"
-cat >"$apt_dir/etc/sources.list" <<LIST
-deb [signed-by=$keyring] $mirror trixie-backports main
-LIST
-apt_opts=(
-    -o "Dir::Etc::SourceList=$apt_dir/etc/sources.list"
-    -o "Dir::Etc::SourceParts=-"
-    -o "Dir::Etc::Preferences=$apt_dir/etc/preferences"
-    -o "Dir::Etc::PreferencesParts=$apt_dir/etc/preferences.d"
-    -o "Dir::State::Lists=$apt_dir/lists"
-    -o "Dir::Cache::Archives=$apt_dir/archives"
-    -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
-    -o "APT::Get::List-Cleanup=0"
-)
+mkdir -p "$IVC_CACHE/src"
 log "updating private package list for trixie-backports"
-apt-get "${apt_opts[@]}" update -q >"$apt_dir/update.log" 2>&1 \
-    || { cat "$apt_dir/update.log" >&2; die "apt-get update of trixie-backports failed"; }
+private_apt "$apt_dir" "deb [signed-by=$keyring] $mirror trixie-backports main" \
+    || die "apt-get update of trixie-backports failed"
+apt_opts=("${APT_OPTS[@]}")
 
 pkg="linux-source-$KERNEL_VERSION"
 cd "$apt_dir/archives"

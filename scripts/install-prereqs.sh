@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 APT_PACKAGES=(
     clang-19 libclang-19-dev lld-19 llvm-19
     bc flex bison make libelf-dev libssl-dev cpio xz-utils
-    busybox-static qemu-system-x86 python3
+    busybox-static qemu-system-x86 python3 binutils
 )
 BINDGEN_VERSION=0.72.1
 
@@ -28,6 +28,42 @@ if [ ${#missing[@]} -gt 0 ]; then
         || die "apt-get install failed for: ${missing[*]}"
 else
     log "Debian packages present"
+fi
+
+# Nested KVM (tier 4, the main job's linux-in-ivc-vmm suite) runs its L1 under
+# QEMU's multi-threaded TCG, which needs QEMU >= 10: 7.2 (bookworm) livelocks
+# now and then when the L1 kernel live-patches code, and does not trap XSETBV
+# for the nested guest (docs/testing.md, "Tier 4"). On bookworm it comes from
+# the backports suite of the Debian archive apt already uses, through a
+# private package list (scripts/lib.sh, private_apt); it replaces the system's
+# qemu-system-x86, so tier 3 runs on it too. If it cannot be had, this warns
+# and tier 4 fails naming what is missing; the other tiers still run.
+qemu_major() { qemu-system-x86_64 --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -n1; }
+qemu_now="$(qemu_major)"
+if [ "${qemu_now:-0}" -lt 10 ]; then
+    # shellcheck disable=SC1091
+    codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+    mirror="$(debian_mirror)"
+    suite="$codename-backports"
+    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    if [ -z "$codename" ] || [ -z "$mirror" ]; then
+        warn "QEMU ${qemu_now:-(none)} is older than 10 and no Debian archive/codename was found in apt's configuration: tier 4 (nested KVM) will fail; install QEMU >= 10 or set IVC_QEMU"
+    else
+        log "QEMU ${qemu_now:-(none)} is too old for nested KVM: installing qemu-system-x86 from $suite ($mirror, from apt configuration)"
+        if private_apt "$IVC_CACHE/apt-$suite" \
+                "deb [signed-by=$keyring] $mirror $codename main" \
+                "deb [signed-by=$keyring] $mirror $codename-updates main" \
+                "deb [signed-by=$keyring] $mirror $suite main" \
+            && DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${APT_OPTS[@]}" install -y -q --no-install-recommends \
+                "qemu-system-x86/$suite" >"$IVC_CACHE/apt-$suite/install.log" 2>&1; then
+            log "installed $(qemu-system-x86_64 --version | head -n1)"
+        else
+            tail -n 20 "$IVC_CACHE/apt-$suite/install.log" "$IVC_CACHE/apt-$suite/update.log" 2>/dev/null >&2 || true
+            warn "could not install qemu-system-x86 from $suite: tier 4 (nested KVM) will fail; install QEMU >= 10 or set IVC_QEMU"
+        fi
+    fi
+else
+    log "QEMU $qemu_now.x present (nested KVM needs >= 10)"
 fi
 
 need_cmd rustup

@@ -69,3 +69,51 @@ run_with_progress() {
     fi
     log "$what done in $((SECONDS - start))s"
 }
+
+# True when Linux guests cannot run in ivc-vmm on this host's own /dev/kvm
+# (none, a paravirtual KVM, or a CPU without VMX/SVM), so tier 4 and the
+# main job's linux-in-ivc-vmm suite run inside the nested host
+# (scripts/build-nested.sh). The harness decides the same way
+# (ivc_guest_harness::vmm::hardware_virtualization); IVC_VMM_BACKEND forces it.
+nested_kvm_needed() {
+    case "${IVC_VMM_BACKEND:-}" in
+        nested) return 0 ;;
+        direct) return 1 ;;
+    esac
+    [ -e /dev/kvm ] || return 0
+    [ -e /sys/module/kvm_pvm ] && return 0
+    grep -qwE 'vmx|svm' /proc/cpuinfo && return 1
+    return 0
+}
+
+# The main Debian archive URI apt is configured with (not -security, not a
+# third party), from apt's own configuration: no host name is written in the
+# repository. Empty if there is none.
+debian_mirror() {
+    apt-cache policy 2>/dev/null | awk '
+        /^ *[0-9]+ (http|https|file):/ { uri=$2; next }
+        /release .*o=Debian,.*l=Debian,/ { if (uri != "" && !found) { print uri; found=1 } }'
+}
+
+# private_apt DIR LINE...: sets the array APT_OPTS for an apt whose sources
+# are the given sources.list LINEs and whose package lists, archives and
+# preferences live under DIR, so the system's apt state is never touched;
+# then updates those lists. Packages installed with it are installed in the
+# system as usual (dpkg's database is the system's).
+private_apt() {
+    local dir="$1"; shift
+    mkdir -p "$dir/lists/partial" "$dir/archives/partial" "$dir/etc/preferences.d"
+    printf '%s\n' "$@" >"$dir/etc/sources.list"
+    APT_OPTS=(
+        -o "Dir::Etc::SourceList=$dir/etc/sources.list"
+        -o "Dir::Etc::SourceParts=-"
+        -o "Dir::Etc::Preferences=$dir/etc/preferences"
+        -o "Dir::Etc::PreferencesParts=$dir/etc/preferences.d"
+        -o "Dir::State::Lists=$dir/lists"
+        -o "Dir::Cache::Archives=$dir/archives"
+        -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
+        -o "APT::Get::List-Cleanup=0"
+    )
+    apt-get "${APT_OPTS[@]}" update -q >"$dir/update.log" 2>&1 \
+        || { cat "$dir/update.log" >&2; return 1; }
+}
