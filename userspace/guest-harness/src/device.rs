@@ -30,6 +30,30 @@ pub enum Device {
     },
     /// Arguments appended to QEMU's command line as they are.
     Raw(Vec<String>),
+    /// An ivc-vmm device (guests run by [`run_scenario`](crate::run_scenario)
+    /// only; QEMU has no such device).
+    Ivc(crate::vmm::IvcDevice),
+}
+
+impl Device {
+    /// An `ivc-pio` device of an ivc-vmm guest, joined to `server`.
+    pub fn ivc_pio(server: &str) -> Self {
+        Device::Ivc(crate::vmm::IvcDevice::Pio {
+            server: server.into(),
+        })
+    }
+    /// An `ivc-shm` device without interrupts, joined to `server`.
+    pub fn ivc_shm_poll(server: &str) -> Self {
+        Device::Ivc(crate::vmm::IvcDevice::ShmPoll {
+            server: server.into(),
+        })
+    }
+    /// An `ivc-shm` device with doorbells and MSI-X, joined to `server`.
+    pub fn ivc_shm_irq(server: &str) -> Self {
+        Device::Ivc(crate::vmm::IvcDevice::ShmIrq {
+            server: server.into(),
+        })
+    }
 }
 
 impl Device {
@@ -67,6 +91,12 @@ impl Device {
                 ]
             }
             Device::Raw(args) => args.clone(),
+            Device::Ivc(d) => {
+                return Err(format!(
+                "the ivc-vmm device {} cannot be given to a QEMU guest (run it with run_scenario)",
+                d.kind()
+            ))
+            }
         })
     }
 }

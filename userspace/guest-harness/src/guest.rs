@@ -78,7 +78,7 @@ struct Output {
 struct Log {
     serial: Vec<String>,
     exit_status: Option<i32>,
-    qemu_stderr: String,
+    vm_stderr: String,
     serial_open: bool,
     stderr_open: bool,
 }
@@ -207,7 +207,7 @@ impl Guest {
                 return Err(HarnessError::GuestEnded {
                     guest: self.name.clone(),
                     pattern: pattern.to_string(),
-                    context: format_tail(&self.name, &log.serial, &log.qemu_stderr),
+                    context: format_tail(&self.name, &log.serial, &log.vm_stderr),
                 });
             }
             let now = Instant::now();
@@ -216,7 +216,7 @@ impl Guest {
                     guest: self.name.clone(),
                     pattern: pattern.to_string(),
                     timeout,
-                    context: format_tail(&self.name, &log.serial, &log.qemu_stderr),
+                    context: format_tail(&self.name, &log.serial, &log.vm_stderr),
                 });
             }
             log = self
@@ -260,7 +260,7 @@ impl Guest {
             }
         }
         let elapsed = self.started.elapsed();
-        let qemu_status = self
+        let vm_status = self
             .status
             .ok_or_else(|| HarnessError::io("waiting for QEMU", io::Error::other("not reaped")))?;
 
@@ -274,8 +274,8 @@ impl Guest {
             exit_status: log.exit_status,
             serial: log.serial.join("\n"),
             timed_out: self.timed_out,
-            qemu_status,
-            qemu_stderr: log.qemu_stderr.clone(),
+            vm_status,
+            vm_stderr: log.vm_stderr.clone(),
             elapsed,
         })
     }
@@ -383,8 +383,8 @@ fn read_lines(pipe: impl Read, stream: Stream, prefix: &str, output: &Output) {
                 log.serial.push(line);
             }
             Stream::QemuStderr => {
-                log.qemu_stderr.push_str(&line);
-                log.qemu_stderr.push('\n');
+                log.vm_stderr.push_str(&line);
+                log.vm_stderr.push('\n');
             }
         }
         drop(log);
@@ -401,7 +401,7 @@ fn read_lines(pipe: impl Read, stream: Stream, prefix: &str, output: &Output) {
 
 /// Shows one line of guest output: live on stderr with `IVC_HARNESS_VERBOSE=1`,
 /// otherwise through the test's output capture.
-fn echo(prefix: &str, line: &str) {
+pub(crate) fn echo(prefix: &str, line: &str) {
     static VERBOSE: OnceLock<bool> = OnceLock::new();
     let verbose = *VERBOSE.get_or_init(|| std::env::var(VERBOSE_ENV).is_ok_and(|v| v == "1"));
     if verbose {
@@ -415,7 +415,7 @@ fn echo(prefix: &str, line: &str) {
 /// The status in an `IVC_EXIT=<status>` line. The marker may follow other
 /// text on the same line, because kernel messages can interleave with the
 /// init's output on the shared console.
-fn parse_exit(line: &str) -> Option<i32> {
+pub(crate) fn parse_exit(line: &str) -> Option<i32> {
     let rest = &line[line.rfind(EXIT_MARKER)? + EXIT_MARKER.len()..];
     let end = rest
         .char_indices()

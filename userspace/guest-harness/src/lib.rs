@@ -50,6 +50,7 @@ mod qemu;
 mod scratch;
 mod shm;
 mod spec;
+pub mod vmm;
 
 pub use artifacts::{
     default_guest_dir, qemu_available, require_guest_env, GuestArtifacts, DEFAULT_QEMU,
@@ -63,3 +64,4 @@ pub use qemu::qemu_args;
 pub use scratch::ScratchDir;
 pub use shm::HostMapping;
 pub use spec::{GuestSpec, BASE_KERNEL_ARGS, CMDLINE_MAX, CMD_PARAM};
+pub use vmm::{require_vmm_env, run_scenario, Scenario, ScenarioOutcome, VmmBackend};

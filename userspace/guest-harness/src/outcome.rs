@@ -29,7 +29,7 @@ const KERNEL_ERROR_MARKERS: &[&str] = &[
 ];
 
 /// Whether a console line is the start of a kernel trouble report.
-fn is_kernel_error(line: &str) -> bool {
+pub(crate) fn is_kernel_error(line: &str) -> bool {
     let message = strip_timestamp(line);
     KERNEL_ERROR_MARKERS.iter().any(|m| message.starts_with(m))
 }
@@ -64,12 +64,14 @@ pub struct GuestOutcome {
     pub serial: String,
     /// Whether the spec's timeout expired and the harness killed QEMU.
     pub timed_out: bool,
-    /// How QEMU itself ended (success after the guest's `reboot -f`; killed by
-    /// a signal after a timeout or [`Guest::kill`](crate::Guest::kill)).
-    pub qemu_status: ExitStatus,
-    /// What QEMU printed on its stderr (its own errors and warnings).
-    pub qemu_stderr: String,
-    /// Wall-clock time from spawn to QEMU's exit.
+    /// How the VM process ended: QEMU (success after the guest's `reboot -f`;
+    /// killed by a signal after a timeout or [`Guest::kill`](crate::Guest::kill)),
+    /// or ivc-vmm for guests run through [`run_scenario`](crate::run_scenario)
+    /// (status 0 after `reboot -f`, SIGKILL after a timeout or kill rule).
+    pub vm_status: ExitStatus,
+    /// What the VM process printed on its stderr (its own errors and warnings).
+    pub vm_stderr: String,
+    /// Wall-clock time from spawn to the VM process's exit.
     pub elapsed: Duration,
 }
 
@@ -101,8 +103,8 @@ impl GuestOutcome {
             Some(s) => problems.push(format!("the command exited with status {s}")),
             None if self.timed_out => {}
             None => problems.push(format!(
-                "no IVC_EXIT line: the guest did not finish its command (QEMU {})",
-                self.qemu_status
+                "no IVC_EXIT line: the guest did not finish its command (VM process {})",
+                self.vm_status
             )),
         }
         let oopses = self.kernel_errors();
@@ -122,13 +124,13 @@ impl GuestOutcome {
     /// The serial tail and QEMU's stderr, formatted for failure messages.
     pub fn report(&self) -> String {
         let lines: Vec<&str> = self.serial.lines().collect();
-        format_tail(&self.name, &lines, &self.qemu_stderr)
+        format_tail(&self.name, &lines, &self.vm_stderr)
     }
 }
 
 /// The last [`TAIL_LINES`] lines, framed so they stand out in test output,
-/// then QEMU's stderr if it said anything.
-pub(crate) fn format_tail<S: AsRef<str>>(name: &str, lines: &[S], qemu_stderr: &str) -> String {
+/// then the VM process's stderr if it said anything.
+pub(crate) fn format_tail<S: AsRef<str>>(name: &str, lines: &[S], vm_stderr: &str) -> String {
     let skip = lines.len().saturating_sub(TAIL_LINES);
     let mut out = format!(
         "---- serial of '{name}' (last {} of {} lines) ----\n",
@@ -139,9 +141,9 @@ pub(crate) fn format_tail<S: AsRef<str>>(name: &str, lines: &[S], qemu_stderr: &
         out.push_str(l.as_ref());
         out.push('\n');
     }
-    if !qemu_stderr.trim().is_empty() {
-        out.push_str(&format!("---- QEMU stderr of '{name}' ----\n"));
-        out.push_str(qemu_stderr.trim_end());
+    if !vm_stderr.trim().is_empty() {
+        out.push_str(&format!("---- VM process stderr of '{name}' ----\n"));
+        out.push_str(vm_stderr.trim_end());
         out.push('\n');
     }
     out.push_str("----");
@@ -159,8 +161,8 @@ mod tests {
             exit_status: exit,
             serial: serial.into(),
             timed_out: false,
-            qemu_status: ExitStatus::from_raw(0),
-            qemu_stderr: String::new(),
+            vm_status: ExitStatus::from_raw(0),
+            vm_stderr: String::new(),
             elapsed: Duration::from_secs(1),
         }
     }
@@ -229,6 +231,6 @@ mod tests {
         assert!(t.contains("last 60 of 100 lines"));
         assert!(!t.contains("line 39\n"));
         assert!(t.contains("line 40\n") && t.contains("line 99\n"));
-        assert!(t.contains("QEMU stderr of 'g'") && t.contains("qemu: warning"));
+        assert!(t.contains("VM process stderr of 'g'") && t.contains("qemu: warning"));
     }
 }

@@ -19,7 +19,7 @@ fn command_output_and_exit_status() {
     assert!(outcome.serial_contains("hello"), "{}", outcome.report());
     assert!(!outcome.timed_out);
     // The init's `reboot -f` with -no-reboot ends QEMU normally.
-    assert!(outcome.qemu_status.success(), "{}", outcome.report());
+    assert!(outcome.vm_status.success(), "{}", outcome.report());
     assert!(outcome.kernel_errors().is_empty(), "{}", outcome.report());
 }
 

@@ -95,8 +95,8 @@ fn exit_status_and_serial_are_collected() {
         "\\r stripped"
     );
     assert!(!outcome.timed_out);
-    assert!(outcome.qemu_status.success());
-    assert!(outcome.qemu_stderr.contains("not really QEMU"));
+    assert!(outcome.vm_status.success());
+    assert!(outcome.vm_stderr.contains("not really QEMU"));
     let msg = std::panic::catch_unwind(|| outcome.assert_success())
         .expect_err("status 3 is a failure")
         .downcast::<String>()
@@ -141,7 +141,7 @@ fn timeout_kills_the_guest_and_everything_it_started() {
     let took = start.elapsed();
     assert!(outcome.timed_out);
     assert_eq!(outcome.exit_status, None);
-    assert!(!outcome.qemu_status.success());
+    assert!(!outcome.vm_status.success());
     assert!(took >= Duration::from_secs(2), "{took:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(outcome.serial_contains("sleeper"));
