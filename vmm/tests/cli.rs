@@ -42,10 +42,10 @@ fn missing_files_and_bad_values_exit_2_without_panic() {
     let cases: &[&[&str]] = &[
         &["run"],
         &["run", "--kernel", "/nonexistent/vmlinux"],
-        &["run", "--kernel", VMM, "--initrd", "/nonexistent/initrd"],
-        &["run", "--kernel", VMM, "--mem", "12Q"],
-        &["run", "--kernel", VMM, "--cpus", "0"],
-        &["run", "--kernel", VMM, "--cpus", "many"],
+        &["run", "--kernel", vmm(), "--initrd", "/nonexistent/initrd"],
+        &["run", "--kernel", vmm(), "--mem", "12Q"],
+        &["run", "--kernel", vmm(), "--cpus", "0"],
+        &["run", "--kernel", vmm(), "--cpus", "many"],
         &["frobnicate"],
     ];
     for args in cases {
@@ -68,7 +68,7 @@ fn unwritable_serial_file_is_an_error() {
         &[
             "run",
             "--kernel",
-            VMM,
+            vmm(),
             "--serial",
             "/nonexistent/dir/serial.txt",
         ],
@@ -92,7 +92,7 @@ fn bad_ivc_specs_exit_2_with_the_reason() {
         ("shm-poll,path=/f,size=3000", "must be a power of two"),
         ("shm-irq,socket=/s,colour=blue", "unknown key 'colour'"),
     ] {
-        let out = run_vmm(&["run", "--kernel", VMM, "--ivc", spec], T);
+        let out = run_vmm(&["run", "--kernel", vmm(), "--ivc", spec], T);
         assert_eq!(out.status.code(), Some(2), "{spec}: {}", out.stderr);
         assert!(out.stderr.contains(reason), "{spec}: {}", out.stderr);
         assert!(!out.stderr.contains("panicked"), "{spec}: {}", out.stderr);

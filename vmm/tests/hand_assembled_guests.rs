@@ -221,7 +221,7 @@ fn stdin_reaches_the_guest_uart() {
         return;
     }
     let elf = guest_elf("stdin", ECHO_FIRST_INPUT_BYTE);
-    let mut child = std::process::Command::new(VMM)
+    let mut child = std::process::Command::new(vmm())
         .args(["run", "--kernel", &elf.to_string_lossy(), "--mem", "16M"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -56,7 +56,7 @@ fn collect(r: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> std::thre
 
 impl Proc {
     fn spawn(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(VMM);
+        let mut cmd = Command::new(vmm());
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

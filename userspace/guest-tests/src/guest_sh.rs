@@ -46,6 +46,10 @@ echo IVC_RMMOD=ok
 /// Prints the driver's kernel log lines, prefixed `IVC_DMESG `.
 pub const DMESG_IVC: &str = "dmesg | grep -i ivc | sed 's/^/IVC_DMESG /'\n";
 
+/// Prints `IVC_IRQS <count>`: interrupts taken on the driver's vectors (the
+/// `/proc/interrupts` lines whose name is `ivc` or `ivcN`).
+pub const COUNT_IRQS: &str = "awk '$NF ~ /^ivc[0-9]*$/ { n = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) n += $i; print \"IVC_IRQS \" n }' /proc/interrupts\n";
+
 /// Concatenates snippets into one command (each already ends in a newline).
 pub fn script(parts: &[&str]) -> String {
     parts.concat()

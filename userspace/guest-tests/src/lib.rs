@@ -1,4 +1,4 @@
-//! Shared pieces of the tier-3 tests: the shell snippets that run inside the
+//! Shared pieces of the tier-3 and tier-4 tests: the shell snippets that run inside the
 //! guests and the parsers for the lines they print.
 //!
 //! The tests themselves live in `tests/`; each boots real Linux guests with
@@ -8,3 +8,4 @@ pub mod channel_env;
 pub mod guest_sh;
 pub mod report;
 pub mod transfer;
+pub mod vmm_channel;

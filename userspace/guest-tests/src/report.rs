@@ -34,6 +34,14 @@ pub fn value<'a>(serial: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
+/// The sum of every `IVC_IRQS <count>` line ([`COUNT_IRQS`](crate::guest_sh::COUNT_IRQS)).
+pub fn irqs(serial: &str) -> u64 {
+    serial
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("IVC_IRQS ")?.parse::<u64>().ok())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +57,6 @@ mod tests {
         assert_eq!(b[1].id, "0x1234:0x1c1c");
         assert_eq!(value(serial, "IVC_RMMOD"), Some("ok"));
         assert_eq!(value(serial, "IVC_INSMOD"), None);
+        assert_eq!(irqs("IVC_IRQS 3\nx\n IVC_IRQS 4\r\nIVC_IRQS y"), 7);
     }
 }

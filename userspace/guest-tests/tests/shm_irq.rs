@@ -7,23 +7,14 @@
 
 use std::time::Duration;
 
-use ivc_guest_harness::{require_guest_env, run_guests, GuestOutcome, GuestSpec};
+use ivc_guest_harness::{require_guest_env, run_guests, GuestSpec};
 use ivc_guest_tests::channel_env::ChannelEnv;
-use ivc_guest_tests::guest_sh::{DMESG_IVC, INSMOD};
+use ivc_guest_tests::guest_sh::{COUNT_IRQS, DMESG_IVC, INSMOD};
+use ivc_guest_tests::report::irqs;
 use ivc_guest_tests::transfer::{assert_streams_match, script, Flow, Side, Transfer};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
-
-/// Prints `IVC_IRQS <count>`: interrupts taken on the ivc vector(s).
-const COUNT_IRQS: &str = "awk '/ ivc$/ { n = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) n += $i; print \"IVC_IRQS \" n }' /proc/interrupts\n";
-
-fn irqs(o: &GuestOutcome) -> u64 {
-    o.serial
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("IVC_IRQS ")?.parse::<u64>().ok())
-        .sum()
-}
 
 #[test]
 fn doorbell_streams_each_way_and_duplex() {
@@ -63,7 +54,7 @@ fn doorbell_streams_each_way_and_duplex() {
             o.report()
         );
         assert!(
-            irqs(o) > 0,
+            irqs(&o.serial) > 0,
             "no doorbell interrupt in {}:\n{}",
             o.name,
             o.report()

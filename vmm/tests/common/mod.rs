@@ -9,7 +9,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub const VMM: &str = env!("CARGO_BIN_EXE_ivc-vmm");
+/// The ivc-vmm under test: the one cargo built with these tests, or
+/// `$IVC_VMM_BIN` (the nested host runs these tests with its own copy).
+pub fn vmm() -> &'static str {
+    static VMM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::env::var("IVC_VMM_BIN")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_ivc-vmm").to_string())
+    });
+    VMM.as_str()
+}
 
 /// Err(reason) when /dev/kvm cannot be used here.
 pub fn kvm_available() -> Result<(), String> {
@@ -82,7 +92,7 @@ fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String
 }
 
 pub fn spawn(args: &[&str]) -> Child {
-    Command::new(VMM)
+    Command::new(vmm())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,0 +1,196 @@
+//! Tier 4, file semantics over `pio` (the driver transport that only ivc-vmm
+//! offers): the same `ivc-polltest checker` as tier 3 runs over shared
+//! memory (blocking read woken by data, `O_NONBLOCK` -> `EAGAIN`,
+//! `poll`/`epoll` readiness both ways, `EFAULT`, signals, end of file after
+//! the peer closes, `EPIPE` after it is gone, a new peer afterwards), `rmmod`
+//! refused while the device is open and clean after; and a peer VM killed
+//! mid-transfer, which the survivor sees as end of file (reading) or `EPIPE`
+//! (writing) once the peer's heartbeat has stalled.
+
+use std::time::Duration;
+
+use ivc_guest_harness::{require_vmm_env, run_scenario, GuestSpec, Scenario};
+use ivc_guest_tests::guest_sh::{run_reporting, DMESG_IVC, INSMOD, RMMOD};
+use ivc_guest_tests::report::value;
+use ivc_guest_tests::vmm_channel::Channel;
+
+/// What `ivc-polltest checker --reconnect` proves (its `IVC_CHECK` names).
+const CHECKS: &[&str] = &[
+    "nonblock_read_eagain",
+    "pollout_when_peer_connects",
+    "no_pollin_while_empty",
+    "pollin_when_data_arrives",
+    "efault_moves_nothing",
+    "epollet_woken_after_eagain",
+    "signal_interrupts_blocked_read",
+    "nonblock_write_eagain_and_no_pollout_when_full",
+    "pollout_when_peer_drains",
+    "stream_intact_after_fill",
+    "eof_after_peer_leaves",
+    "pollhup_after_peer_leaves",
+    "epipe_after_peer_leaves",
+    "reconnect_after_peer_returns",
+    "eof_after_second_peer_leaves",
+];
+
+/// With the device held open (fd 3), `rmmod` must fail; closed, it works.
+const RMMOD_WHILE_OPEN: &str = "exec 3<>/dev/ivc0\n\
+    if rmmod ivc 2>/dev/null; then echo IVC_RMMOD_WHILE_OPEN=removed; else echo IVC_RMMOD_WHILE_OPEN=refused; fi\n\
+    exec 3>&-\n";
+
+#[test]
+fn pio_poll_nonblock_signals_eof_epipe_reconnect_and_rmmod() {
+    let Some(backend) = require_vmm_env() else {
+        return;
+    };
+    let pio = Channel::Pio;
+    let timeout = Duration::from_secs(420);
+    let checker = GuestSpec::new(
+        "checker",
+        format!("{INSMOD}ivc-polltest checker /dev/ivc0 --reconnect || exit $?\n{RMMOD_WHILE_OPEN}{RMMOD}"),
+    )
+    .device(pio.device())
+    .timeout(timeout);
+    let peer = |name: &str| {
+        GuestSpec::new(name, format!("{INSMOD}ivc-polltest peer /dev/ivc0"))
+            .device(pio.device())
+            .timeout(Duration::from_secs(240))
+    };
+    // A small region: the checker fills the ring until EAGAIN while the peer
+    // sleeps 3 s, and port I/O writes 4 bytes per VM exit (0.4-0.9 ms
+    // nested), so the default region's 2 MiB ring would take minutes, and
+    // even a 16 KiB ring (64 KiB region) was not full when the peer woke and
+    // drained it (measured: no EAGAIN in 232 s, the reader's 1 KiB per exit
+    // outran the writer). 8 KiB gives 2 KiB rings: 512 exits.
+    let scenario = Scenario::new()
+        .server(pio.name(), 8 << 10, 1)
+        .guest(checker)
+        .and_then(|s| s.guest(peer("peer1")))
+        .and_then(|s| s.guest_after_exit(peer("peer2"), "peer1"))
+        .expect("valid scenario");
+    let outcome = run_scenario(&backend, &scenario).expect("scenario runs");
+    outcome.assert_ran();
+    for p in ["peer1", "peer2"] {
+        let o = outcome.guest(p);
+        o.assert_success();
+        assert!(
+            o.serial_contains("ivc-polltest: peer quits"),
+            "{}",
+            o.report()
+        );
+    }
+    let c = outcome.guest("checker");
+    for name in CHECKS {
+        assert!(
+            c.serial_contains(&format!("IVC_CHECK {name}=ok ")),
+            "check {name} did not pass over pio:\n{}",
+            c.report()
+        );
+    }
+    assert_eq!(
+        value(&c.serial, "IVC_RMMOD_WHILE_OPEN"),
+        Some("refused"),
+        "{}",
+        c.report()
+    );
+    assert_eq!(value(&c.serial, "IVC_RMMOD"), Some("ok"), "{}", c.report());
+    c.assert_success();
+}
+
+/// Two pairs at once, each on its own server: in one the sender's VM is
+/// killed (the reader must get end of file), in the other the reader's (the
+/// writer must get `EPIPE`, not `EIO`: the rest of a string write the
+/// device granted is dropped quietly). Neither victim closes anything. Over
+/// `pio` the channel endpoint is the survivor's VMM, which learns of the
+/// death from the rendezvous server (the dead VMM's socket closes: "peer N
+/// left; channel slot S marked absent") or, failing that, from the stalled
+/// heartbeat (`PEER_TIMEOUT_MS`, 5 s); either way it says so at `info`.
+#[test]
+fn pio_peer_vm_killed_mid_transfer() {
+    let Some(backend) = require_vmm_env() else {
+        return;
+    };
+    let insmod = INSMOD;
+    let guest = |name: &str, server: &str, cmd: String| {
+        GuestSpec::new(name, cmd)
+            .device(ivc_guest_harness::Device::ivc_pio(server))
+            .timeout(Duration::from_secs(300))
+    };
+    let mut scenario = Scenario::new()
+        .server("eof", ivc_guest_tests::vmm_channel::SHM_SIZE, 1)
+        .server("epipe", ivc_guest_tests::vmm_channel::SHM_SIZE, 1)
+        .guest(guest(
+            "reader",
+            "eof",
+            format!(
+                "{insmod}{}{DMESG_IVC}{RMMOD}",
+                run_reporting("ivc-xfer recv /dev/ivc0 --bytes 1G --chunk 4K")
+            ),
+        ))
+        .and_then(|s| {
+            s.guest(guest(
+                "sender-victim",
+                "eof",
+                format!("{insmod}echo IVC_SENDING\nivc-xfer send /dev/ivc0 --bytes 1G --chunk 4K"),
+            ))
+        })
+        .and_then(|s| {
+            s.guest(guest(
+                "writer",
+                "epipe",
+                format!(
+                    "{insmod}{}{DMESG_IVC}{RMMOD}",
+                    run_reporting("ivc-xfer send /dev/ivc0 --bytes 1G --chunk 4K")
+                ),
+            ))
+        })
+        .and_then(|s| {
+            s.guest(guest(
+                "reader-victim",
+                "epipe",
+                format!(
+                    "{insmod}echo IVC_RECEIVING\nivc-xfer recv /dev/ivc0 --bytes 1G --chunk 4K"
+                ),
+            ))
+        })
+        .expect("valid scenario")
+        .kill_when("sender-victim", "IVC_SENDING", Duration::from_secs(3))
+        .kill_when("reader-victim", "IVC_RECEIVING", Duration::from_secs(3));
+    // The survivors' VMMs say at `info` how they learned of the death.
+    scenario.vmm_log = Some("info".into());
+    let outcome = run_scenario(&backend, &scenario).expect("scenario runs");
+    outcome.assert_ran();
+    let r = outcome.guest("reader");
+    assert!(
+        r.serial_contains("IVC_STDERR ivc-xfer: error: unexpected end of file after"),
+        "the reader did not see end of file:\n{}",
+        r.report()
+    );
+    let w = outcome.guest("writer");
+    assert!(
+        w.serial_contains("IVC_STDERR ivc-xfer: error: write at offset")
+            && w.serial_contains("Broken pipe"),
+        "the writer did not see EPIPE:\n{}",
+        w.report()
+    );
+    for s in [r, w] {
+        assert!(s.serial_contains("IVC_RC=1"), "{}", s.report());
+        assert!(
+            s.vm_stderr.contains("marked absent") || s.vm_stderr.contains("heartbeat stood still"),
+            "the survivor's VMM did not say why:\n{}\n{}",
+            s.report(),
+            s.vm_stderr
+        );
+        assert_eq!(value(&s.serial, "IVC_RMMOD"), Some("ok"), "{}", s.report());
+        s.assert_success();
+    }
+    for v in ["sender-victim", "reader-victim"] {
+        let o = outcome.guest(v);
+        assert_eq!(
+            o.vm_status.to_string(),
+            "signal: 9 (SIGKILL)",
+            "{v} was killed by its rule:\n{}",
+            o.report()
+        );
+    }
+}
