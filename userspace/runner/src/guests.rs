@@ -22,7 +22,7 @@ use crate::suites::{Context, Plan, Suite};
 /// Shared memory per channel: ample for a 64 KiB message in each ring.
 const SHM_SIZE: u64 = 4 << 20;
 /// Prints the driver's debugfs counters as `IVC_COUNTER name=value`.
-const COUNTERS: &str = "for f in /sys/kernel/debug/ivc0/counters/*; do \
+pub(crate) const COUNTERS: &str = "for f in /sys/kernel/debug/ivc0/counters/*; do \
                         [ -f \"$f\" ] && echo \"IVC_COUNTER $(basename \"$f\")=$(cat \"$f\")\"; done\n";
 
 /// Which shared-memory channel.
@@ -212,7 +212,7 @@ impl Suite for QemuShm {
 }
 
 /// Fails with a short reason if a guest did not finish cleanly.
-fn check(o: &GuestOutcome) -> Result<(), String> {
+pub(crate) fn check(o: &GuestOutcome) -> Result<(), String> {
     let errors = o.kernel_errors();
     let why = if o.timed_out {
         "timed out".to_string()

@@ -20,6 +20,7 @@ mod summary;
 mod timestamp;
 mod vmm_devices;
 mod vmm_exit;
+mod vmm_linux;
 mod vmm_shm;
 
 use std::path::PathBuf;

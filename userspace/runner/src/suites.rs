@@ -87,33 +87,6 @@ pub trait Suite {
     fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String>;
 }
 
-/// Linux guests with ivc.ko in ivc-vmm, every channel at native speed.
-/// Needs hardware virtualization.
-pub struct LinuxInVmm;
-
-impl Suite for LinuxInVmm {
-    fn name(&self) -> &'static str {
-        "linux-in-ivc-vmm"
-    }
-    fn environment(&self) -> String {
-        "Linux guests in ivc-vmm (hardware virtualization)".into()
-    }
-    fn unavailable(&self, _ctx: &Context) -> Option<String> {
-        Some(match ivc_bench_host::kvm_exit::hardware_virtualization() {
-            Err(why) => why,
-            Ok(()) => "Linux guests in ivc-vmm are not wired into the runner yet \
-                       (needs the ivc-vmm devices)"
-                .into(),
-        })
-    }
-    fn estimate(&self, _plan: &Plan) -> Duration {
-        Duration::ZERO
-    }
-    fn run(&self, _ctx: &Context, _report: &mut SuiteReport) -> Result<(), String> {
-        Err("not implemented".into())
-    }
-}
-
 /// Every suite, in the order they run.
 pub fn all() -> Vec<Box<dyn Suite>> {
     use crate::floors::{HostFloors, TcpLoopback};
@@ -126,7 +99,7 @@ pub fn all() -> Vec<Box<dyn Suite>> {
         Box::new(QemuShm(ShmVariant::IrqSpin)),
         Box::new(crate::vmm_exit::VmmPioExit),
         Box::new(crate::vmm_devices::VmmDevices),
-        Box::new(LinuxInVmm),
+        Box::new(crate::vmm_linux::LinuxInVmm),
     ]
 }
 
