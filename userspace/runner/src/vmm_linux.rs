@@ -69,11 +69,11 @@ pub fn scripts(kind: &str, label: &str, plan: &Plan) -> (String, String) {
     // doorbells and port I/O blocking (a doorbell wake-up; the driver's own
     // status polling).
     let (params, wait) = match kind {
-        "shm-poll" => ("mode=1", "spin"),
-        "shm-irq" => ("mode=2", "block"),
+        "shm-poll" => (" mode=1", "spin"),
+        "shm-irq" => (" mode=2", "block"),
         _ => ("", "block"),
     };
-    let insmod = format!("insmod /lib/ivc/ivc.ko {params} || exit 10\n");
+    let insmod = format!("insmod /lib/ivc/ivc.ko{params} || exit 10\n");
     let mut a = insmod.clone();
     let _ = writeln!(
         a,
@@ -288,7 +288,11 @@ mod tests {
         }
         let (pio, _) = scripts("pio", "x", &plan);
         assert!(
-            pio.contains("--sizes 1,64,512,4096 ") && !pio.contains("65536 "),
+            pio.contains("--sizes 1,64,512,4096 ") && pio.contains("--packets 1,32,4096 "),
+            "{pio}"
+        );
+        assert!(
+            pio.starts_with("insmod /lib/ivc/ivc.ko || exit 10"),
             "{pio}"
         );
         let (irq, _) = scripts("shm-irq", "x", &plan);
