@@ -149,8 +149,17 @@ pub fn require_guest_env() -> Option<GuestArtifacts> {
         },
         Err(e) => e.to_string(),
     };
-    if std::env::var("IVC_REQUIRE_GUEST").is_ok_and(|v| v == "1") {
-        panic!("IVC_REQUIRE_GUEST=1 but guests cannot run: {reason}");
+    skip_unless_required("IVC_REQUIRE_GUEST", "guests cannot run", &reason);
+    None
+}
+
+/// A test cannot run here for `reason`: with `require_var=1` in the
+/// environment (the project's test script and CI) that is a failure (panic);
+/// otherwise the test is skipped, saying so as `skipped <test>: <reason>`.
+#[track_caller]
+pub(crate) fn skip_unless_required(require_var: &str, what: &str, reason: &str) {
+    if std::env::var(require_var).is_ok_and(|v| v == "1") {
+        panic!("{require_var}=1 but {what}: {reason}");
     }
     // Straight to the process's stderr rather than eprintln!: the test harness
     // captures eprintln! of passing tests, and a skip must stay visible.
@@ -159,7 +168,6 @@ pub fn require_guest_env() -> Option<GuestArtifacts> {
     let current = std::thread::current();
     let test = current.name().unwrap_or("test");
     let _ = writeln!(std::io::stderr(), "skipped {test}: {reason}");
-    None
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! A running guest: the QEMU process, the threads that collect its output,
 //! and waiting for it.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
@@ -360,19 +360,7 @@ impl Stream {
 }
 
 fn read_lines(pipe: impl Read, stream: Stream, prefix: &str, output: &Output) {
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        // The 8250 console ends lines with \r\n; keep neither.
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-            buf.pop();
-        }
-        let line = String::from_utf8_lossy(&buf).into_owned();
+    crate::lines::for_each_line(pipe, |line| {
         echo(prefix, &line);
         let mut log = output.lock();
         match stream {
@@ -389,7 +377,7 @@ fn read_lines(pipe: impl Read, stream: Stream, prefix: &str, output: &Output) {
         }
         drop(log);
         output.changed.notify_all();
-    }
+    });
     let mut log = output.lock();
     match stream {
         Stream::Serial => log.serial_open = false,

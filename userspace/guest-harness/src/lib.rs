@@ -45,6 +45,7 @@ mod base64;
 mod device;
 mod error;
 mod guest;
+mod lines;
 mod outcome;
 mod qemu;
 mod scratch;

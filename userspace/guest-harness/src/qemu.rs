@@ -108,23 +108,7 @@ pub(crate) fn spawn(mut cmd: Command) -> io::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let parent = std::process::id();
-    // SAFETY: the closure runs in the child between fork and exec, where only
-    // async-signal-safe functions may be called; prctl and getppid are plain
-    // system calls, and the closure neither allocates nor takes locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect; then the
-            // signal never comes and the child must not start.
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::other("parent exited during spawn"));
-            }
-            Ok(())
-        });
-    }
+    die_with_parent(&mut cmd);
 
     static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
@@ -154,6 +138,29 @@ pub(crate) fn spawn(mut cmd: Command) -> io::Result<Child> {
     reply_rx
         .recv()
         .map_err(|_| io::Error::other("the QEMU spawner thread is not running"))?
+}
+
+/// Makes the child get SIGKILL when the thread that spawns it ends (Linux's
+/// parent-death signal follows the spawning thread, not the process: spawn
+/// from a thread that lives as long as the process).
+pub(crate) fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called; prctl and getppid are plain
+    // system calls, and the closure neither allocates nor takes locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect; then the
+            // signal never comes and the child must not start.
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::other("parent exited during spawn"));
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Sends SIGKILL to the process group `pgid` (the guest's QEMU and anything it

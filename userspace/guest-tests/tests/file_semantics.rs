@@ -12,33 +12,10 @@ use ivc_guest_harness::{
 };
 use ivc_guest_tests::channel_env::ChannelEnv;
 use ivc_guest_tests::guest_sh::{insmod_with, INSMOD};
-
-const CHECKS: &[&str] = &[
-    "nonblock_read_eagain",
-    "pollout_when_peer_connects",
-    "no_pollin_while_empty",
-    "pollin_when_data_arrives",
-    "efault_moves_nothing",
-    "epollet_woken_after_eagain",
-    "signal_interrupts_blocked_read",
-    "nonblock_write_eagain_and_no_pollout_when_full",
-    "pollout_when_peer_drains",
-    "stream_intact_after_fill",
-    "eof_after_peer_leaves",
-    "pollhup_after_peer_leaves",
-    "epipe_after_peer_leaves",
-    "reconnect_after_peer_returns",
-    "eof_after_second_peer_leaves",
-];
+use ivc_guest_tests::polltest::assert_all_passed;
 
 fn assert_checks(o: &GuestOutcome) {
-    for name in CHECKS {
-        assert!(
-            o.serial_contains(&format!("IVC_CHECK {name}=ok ")),
-            "check {name} did not pass:\n{}",
-            o.report()
-        );
-    }
+    assert_all_passed(o);
     o.assert_success();
     assert!(
         o.kernel_errors().is_empty(),

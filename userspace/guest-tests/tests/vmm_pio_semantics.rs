@@ -11,27 +11,9 @@ use std::time::Duration;
 
 use ivc_guest_harness::{require_vmm_env, run_scenario, GuestSpec, Scenario};
 use ivc_guest_tests::guest_sh::{run_reporting, DMESG_IVC, INSMOD, RMMOD};
+use ivc_guest_tests::polltest::assert_all_passed;
 use ivc_guest_tests::report::value;
 use ivc_guest_tests::vmm_channel::Channel;
-
-/// What `ivc-polltest checker --reconnect` proves (its `IVC_CHECK` names).
-const CHECKS: &[&str] = &[
-    "nonblock_read_eagain",
-    "pollout_when_peer_connects",
-    "no_pollin_while_empty",
-    "pollin_when_data_arrives",
-    "efault_moves_nothing",
-    "epollet_woken_after_eagain",
-    "signal_interrupts_blocked_read",
-    "nonblock_write_eagain_and_no_pollout_when_full",
-    "pollout_when_peer_drains",
-    "stream_intact_after_fill",
-    "eof_after_peer_leaves",
-    "pollhup_after_peer_leaves",
-    "epipe_after_peer_leaves",
-    "reconnect_after_peer_returns",
-    "eof_after_second_peer_leaves",
-];
 
 /// With the device held open (fd 3), `rmmod` must fail; closed, it works.
 const RMMOD_WHILE_OPEN: &str = "exec 3<>/dev/ivc0\n\
@@ -80,13 +62,7 @@ fn pio_poll_nonblock_signals_eof_epipe_reconnect_and_rmmod() {
         );
     }
     let c = outcome.guest("checker");
-    for name in CHECKS {
-        assert!(
-            c.serial_contains(&format!("IVC_CHECK {name}=ok ")),
-            "check {name} did not pass over pio:\n{}",
-            c.report()
-        );
-    }
+    assert_all_passed(c);
     assert_eq!(
         value(&c.serial, "IVC_RMMOD_WHILE_OPEN"),
         Some("refused"),

@@ -182,20 +182,7 @@ impl Suite for QemuShm {
                 .out_dir
                 .join(format!("{}-{}.serial.log", self.0.channel(), o.name));
             let _ = std::fs::write(&path, &o.serial);
-            for l in o.serial.lines() {
-                let l = l.trim();
-                if let Some(c) = l.strip_prefix("IVC_COUNTER ") {
-                    report.notes.push(format!("guest {} counter {c}", o.name));
-                }
-                // The receiver's stall reports and its longest wait, and
-                // the sender's stalls.
-                if let Some(r) = l.strip_prefix("ivc-bench recv: ") {
-                    report.notes.push(format!("guest {} receiver: {r}", o.name));
-                }
-                if let Some(r) = l.strip_prefix("ivc-bench send: ") {
-                    report.notes.push(format!("guest {} sender: {r}", o.name));
-                }
-            }
+            note_guest_lines(o, report);
         }
         let (lines, bad) = guest_lines(&outcomes[0].serial);
         report
@@ -208,6 +195,23 @@ impl Suite for QemuShm {
             check(o)?;
         }
         Ok(())
+    }
+}
+
+/// Keeps what a guest said about itself as notes: the driver's counters,
+/// the receiver's stall reports and its longest wait, the sender's stalls.
+pub(crate) fn note_guest_lines(o: &GuestOutcome, report: &mut SuiteReport) {
+    for l in o.serial.lines() {
+        let l = l.trim();
+        if let Some(c) = l.strip_prefix("IVC_COUNTER ") {
+            report.notes.push(format!("guest {} counter {c}", o.name));
+        }
+        if let Some(r) = l.strip_prefix("ivc-bench recv: ") {
+            report.notes.push(format!("guest {} receiver: {r}", o.name));
+        }
+        if let Some(r) = l.strip_prefix("ivc-bench send: ") {
+            report.notes.push(format!("guest {} sender: {r}", o.name));
+        }
     }
 }
 

@@ -13,9 +13,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use ivc_bench_host::Latency;
-use ivc_guest_harness::{run_scenario, Device, GuestOutcome, GuestSpec, Scenario, VmmBackend};
+use ivc_guest_harness::{run_scenario, Device, GuestSpec, Scenario, VmmBackend};
 
-use crate::guests::{check, COUNTERS};
+use crate::guests::{check, note_guest_lines, COUNTERS};
 use crate::progress::StderrToFile;
 use crate::record::{guest_lines, Data, Record, SuiteReport};
 use crate::suites::{Context, Plan, Suite};
@@ -202,7 +202,7 @@ impl Suite for LinuxInVmm {
                     .join(format!("linux-in-ivc-vmm-{}.serial.log", o.name)),
                 &o.serial,
             );
-            note_counters(o, report);
+            note_guest_lines(o, report);
         }
         for (kind, label) in CHANNELS {
             let a = outcome.guest(&format!("{kind}-a"));
@@ -253,18 +253,6 @@ impl Suite for LinuxInVmm {
             check(o)?;
         }
         Ok(())
-    }
-}
-
-fn note_counters(o: &GuestOutcome, report: &mut SuiteReport) {
-    for l in o.serial.lines() {
-        let l = l.trim();
-        if let Some(c) = l.strip_prefix("IVC_COUNTER ") {
-            report.notes.push(format!("guest {} counter {c}", o.name));
-        }
-        if let Some(r) = l.strip_prefix("ivc-bench recv: ") {
-            report.notes.push(format!("guest {} receiver: {r}", o.name));
-        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! line) only when it cannot run the scenario at all.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -449,20 +449,7 @@ fn spawn(mut cmd: Command, own_group: bool) -> io::Result<Child> {
     if own_group {
         cmd.process_group(0);
     }
-    let parent = std::process::id();
-    // SAFETY: runs in the child between fork and exec; prctl and getppid are
-    // async-signal-safe system calls and nothing here allocates or locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::other("parent exited during spawn"));
-            }
-            Ok(())
-        });
-    }
+    crate::qemu::die_with_parent(&mut cmd);
     cmd.spawn()
 }
 
@@ -493,18 +480,7 @@ fn forward(
 ) -> JoinHandle<()> {
     let (name, out) = (name.to_string(), out.clone());
     thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                buf.pop();
-            }
-            let text = String::from_utf8_lossy(&buf);
+        crate::lines::for_each_line(pipe, |text| {
             // The 8250 console starts some lines with a stray \r.
             let text = text.trim_start_matches('\r');
             for t in &triggers {
@@ -513,7 +489,7 @@ fn forward(
                 }
             }
             out.line(&protocol::output(role, &name, text));
-        }
+        })
     })
 }
 

@@ -261,13 +261,11 @@ pub fn require_vmm_env() -> Option<VmmBackend> {
     match VmmBackend::detect() {
         Ok(b) => Some(b),
         Err(reason) => {
-            if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
-                panic!("{REQUIRE_ENV}=1 but Linux guests cannot run in ivc-vmm here: {reason}");
-            }
-            use std::io::Write;
-            let current = std::thread::current();
-            let test = current.name().unwrap_or("test");
-            let _ = writeln!(std::io::stderr(), "skipped {test}: {reason}");
+            crate::artifacts::skip_unless_required(
+                REQUIRE_ENV,
+                "Linux guests cannot run in ivc-vmm here",
+                &reason,
+            );
             None
         }
     }

@@ -4,7 +4,6 @@
 //! and for the nested backend what the L1 did.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::sync::{mpsc, Mutex};
@@ -16,6 +15,7 @@ use super::protocol::{self, EndStatus, Line, Role};
 use super::scenario::Scenario;
 use crate::error::{HarnessError, Result};
 use crate::guest::{echo, parse_exit};
+use crate::lines::for_each_line;
 use crate::outcome::{format_tail, is_kernel_error, GuestOutcome};
 use crate::qemu;
 use crate::scratch::ScratchDir;
@@ -372,22 +372,6 @@ fn nested_args(
     args.push("-fw_cfg".into());
     args.push(format!("name=opt/ivc/scenario,file={}", opt(json)?).into());
     Ok(args)
-}
-
-fn for_each_line(pipe: impl Read, mut f: impl FnMut(String)) {
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-            buf.pop();
-        }
-        f(String::from_utf8_lossy(&buf).into_owned());
-    }
 }
 
 fn wait_bounded(child: &mut std::process::Child, grace: Duration) -> Result<ExitStatus> {
