@@ -44,10 +44,13 @@ fn guest_artifacts(test: &str) -> Option<(PathBuf, PathBuf)> {
     if k.is_file() && i.is_file() {
         Some((k, i))
     } else {
-        eprintln!(
-            "skipped: {test}: {} or {} missing; build them with scripts/build-guest.sh",
-            k.display(),
-            i.display()
+        skip(
+            test,
+            &format!(
+                "{} or {} missing; build them with scripts/build-guest.sh",
+                k.display(),
+                i.display()
+            ),
         );
         None
     }

@@ -356,6 +356,11 @@ fn nested_args(
     push("stdio");
     push("-serial");
     push(&format!("file:{}", opt(console)?));
+    // A QEMU monitor socket for looking inside a stuck L1 (`info registers`).
+    if let Some(path) = knob("IVC_L1_MONITOR") {
+        push("-monitor");
+        push(&format!("unix:{path},server,nowait"));
+    }
     push("-kernel");
     args.push(image.join("vmlinuz").into());
     args.push("-initrd".into());
