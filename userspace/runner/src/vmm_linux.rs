@@ -136,7 +136,11 @@ impl Suite for LinuxInVmm {
     }
     fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String> {
         let backend = Self::backend()?;
-        let timeout = 3 * self.estimate(&ctx.plan) + Duration::from_secs(120);
+        // Per guest, from its own start: three times what one pair needs
+        // (a boot and the grid), so a stall fails within minutes and says
+        // where it waited (the agent's `timed out: thread` lines).
+        let timeout =
+            3 * (ctx.plan.guest_estimate() + Duration::from_secs(15)) + Duration::from_secs(60);
         let mut scenario = Scenario::new();
         let mut previous: Option<String> = None;
         for (kind, label) in CHANNELS {

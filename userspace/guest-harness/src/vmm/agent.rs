@@ -327,6 +327,16 @@ fn run_processes(
             if !r.timed_out && !r.killed {
                 if r.started.elapsed() >= r.timeout {
                     r.timed_out = true;
+                    // Where each thread waits says which layer stalled: a
+                    // vCPU in KVM_RUN (the guest), in pipe_write (output
+                    // backpressure), in a futex (a lock).
+                    let role = match r.role {
+                        Role::Guest => Role::Vmm,
+                        other => other,
+                    };
+                    for l in where_stuck(r.child.id()) {
+                        out.line(&protocol::output(role, &r.name, &l));
+                    }
                     kill(&r.child, r.group);
                 } else if r.triggers.iter().any(|t| t.fired()) {
                     r.killed = true;
@@ -507,6 +517,39 @@ fn join_all(readers: Vec<JoinHandle<()>>) {
     }
 }
 
+/// One line per thread of process `pid`: name, state, the kernel function
+/// it waits in and the top of its kernel stack (readable as root, which the
+/// nested host's agent is; elsewhere the stack is left out).
+fn where_stuck(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return vec![format!("timed out; /proc/{pid}/task unreadable")];
+    };
+    let mut lines = Vec::new();
+    for t in tasks.flatten() {
+        let dir = t.path();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        // The state is the field after the parenthesised name.
+        let stat = read("stat");
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').next())
+            .unwrap_or("?");
+        let stack: Vec<String> = read("stack")
+            .lines()
+            .take(6)
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .collect();
+        lines.push(format!(
+            "timed out: thread {} ({}) state {state} wchan {} stack [{}]",
+            t.file_name().to_string_lossy(),
+            read("comm").trim(),
+            read("wchan").trim(),
+            stack.join(" < ")
+        ));
+    }
+    lines
+}
+
 fn kill(child: &Child, group: bool) {
     let Ok(pid) = libc::pid_t::try_from(child.id()) else {
         return;
@@ -611,6 +654,14 @@ mod tests {
         assert_eq!((one.status, one.timed_out), (EndStatus::Exit(3), false));
         let two = ended(&lines, "two");
         assert_eq!((two.status, two.timed_out), (EndStatus::Signal(9), true));
+        // Before the kill, where it waited.
+        assert!(
+            lines.iter().any(
+                |l| matches!(l, Line::Output { role: Role::Host, name, text }
+                if name == "two" && text.starts_with("timed out: thread") && text.contains("(sh)"))
+            ),
+            "{lines:?}"
+        );
         let pos = |n: &str| {
             lines
                 .iter()
