@@ -106,6 +106,9 @@ impl Vcpu {
     /// Runs until the VM is asked to stop (by this or another vCPU, a
     /// device, or a signal kick).
     pub fn run(&mut self) {
+        if inject_panic(self.id) {
+            panic!("vcpu{}: IVC_VMM_INJECT_PANIC asked for this panic", self.id);
+        }
         while !self.exit.requested() {
             let outcome = match self.fd.run() {
                 Ok(exit) => handle_exit(self.id, &self.io_bus, &self.mmio_bus, exit),
@@ -194,6 +197,12 @@ fn handle_exit(id: u8, io_bus: &Bus, mmio_bus: &Bus, exit: VcpuExit) -> Option<E
             "vcpu{id}: unexpected exit {other:?}"
         ))),
     }
+}
+
+/// Fault injection for the test that a panic stops the whole VMM:
+/// `IVC_VMM_INJECT_PANIC=vcpuN` panics vCPU N's thread as it starts.
+fn inject_panic(id: u8) -> bool {
+    std::env::var("IVC_VMM_INJECT_PANIC").is_ok_and(|v| v == format!("vcpu{id}"))
 }
 
 #[cfg(test)]

@@ -55,6 +55,13 @@ const HOSTILE_ACCESSES: &[u8] = &[
     0xf8, 0x03, 0xed, 0x21, 0xc3, 0xef, 0x89, 0xd8, 0xe6, 0xf4, 0xeb, 0xfe,
 ];
 
+/// 20000 dword writes to the byte-only UART, then exit 5:
+/// mov dx,0x3f8; mov ecx,20000; l: out dx,eax; loop l; mov al,5; out 0xf4,al; jmp $
+const UART_FLOOD: &[u8] = &[
+    0x66, 0xba, 0xf8, 0x03, 0xb9, 0x20, 0x4e, 0x00, 0x00, 0xef, 0xe2, 0xfd, 0xb0, 0x05, 0xe6, 0xf4,
+    0xeb, 0xfe,
+];
+
 /// Polls LSR until data is ready, reads RBR, exits with the byte:
 /// mov dx,0x3fd; l: in al,dx; test al,1; jz l; mov dx,0x3f8; in al,dx; out 0xf4,al; jmp $
 const ECHO_FIRST_INPUT_BYTE: &[u8] = &[
@@ -212,6 +219,56 @@ fn bad_offsets_and_sizes_are_ignored() {
         out.stderr.contains("serial: 4-byte"),
         "the VMM logs what it ignored: {}",
         out.stderr
+    );
+}
+
+/// A panic in a vCPU thread ends the VMM at once (SIGABRT, the panic message
+/// on stderr), instead of leaving a VM whose only vCPU is gone and whose
+/// main thread waits forever.
+#[test]
+fn a_panic_in_a_vcpu_thread_stops_the_vmm() {
+    if skip_without_kvm("a_panic_in_a_vcpu_thread_stops_the_vmm") {
+        return;
+    }
+    let elf = guest_elf("panic", SPIN);
+    let child = std::process::Command::new(vmm())
+        .args(["run", "--mem", "16M", "--kernel"])
+        .arg(&elf)
+        .env("IVC_VMM_INJECT_PANIC", "vcpu0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ivc-vmm");
+    let out = wait(child, Duration::from_secs(20));
+    let _ = std::fs::remove_file(elf);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("IVC_VMM_INJECT_PANIC"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A guest that repeats a bad access cannot flood the host's log: the
+/// first few are logged, then at most one line a second.
+#[test]
+fn a_guest_cannot_flood_the_vmm_log() {
+    if skip_without_kvm("a_guest_cannot_flood_the_vmm_log") {
+        return;
+    }
+    let out = run_code("flood", UART_FLOOD, &[]);
+    assert_eq!(out.status.code(), Some(5), "stderr: {}", out.stderr);
+    let logged = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("serial: 4-byte"))
+        .count();
+    // 20000 accesses take well under a minute here: ten lines in the
+    // burst, then one a second.
+    assert!(
+        (1..=70).contains(&logged),
+        "{logged} lines for 20000 bad accesses"
     );
 }
 

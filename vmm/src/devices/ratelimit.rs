@@ -69,6 +69,27 @@ macro_rules! warn_limited {
     };
 }
 
+/// A guest-triggered log line, rate-limited per call site: `guest_log!(warn,
+/// "...")` or `guest_log!(error, "...")`. Every message a guest can cause by
+/// what it writes to a register or a BAR goes through this (or
+/// [`warn_limited!`] with a per-device limiter), so no guest can fill the
+/// host's disk through the VMM's stderr.
+#[macro_export]
+macro_rules! guest_log {
+    ($level:ident, $($arg:tt)*) => {{
+        static LIMIT: std::sync::Mutex<$crate::devices::ratelimit::RateLimit> =
+            std::sync::Mutex::new($crate::devices::ratelimit::RateLimit::new());
+        let due = LIMIT.lock().unwrap_or_else(|e| e.into_inner()).check();
+        if let Some(suppressed) = due {
+            if suppressed > 0 {
+                log::$level!("{} ({suppressed} similar messages suppressed)", format_args!($($arg)*));
+            } else {
+                log::$level!($($arg)*);
+            }
+        }
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,7 +94,8 @@ pub fn spawn_input_thread(
 impl BusDevice for SerialDevice {
     fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
         if data.len() != 1 || offset >= 8 {
-            warn!(
+            crate::guest_log!(
+                warn,
                 "serial: {}-byte read at offset {offset} ignored",
                 data.len()
             );
@@ -106,14 +107,15 @@ impl BusDevice for SerialDevice {
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
         if data.len() != 1 || offset >= 8 {
-            warn!(
+            crate::guest_log!(
+                warn,
                 "serial: {}-byte write at offset {offset} ignored",
                 data.len()
             );
             return;
         }
         if let Err(e) = self.serial.write(offset as u8, data[0]) {
-            warn!("serial: {e:?}");
+            crate::guest_log!(warn, "serial: {e:?}");
         }
     }
 }

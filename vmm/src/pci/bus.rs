@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use log::{debug, warn};
+use log::debug;
 
 use super::bar_allocator::BarAllocator;
 use super::config_space::{ActiveBar, BarKind, COMMAND, COMMAND_IO_SPACE, COMMAND_MEMORY_SPACE};
@@ -192,7 +192,7 @@ impl PciBus {
                         self.mapped.insert((slot, bar), n);
                     }
                     Err(e) => {
-                        warn!("pci: {name} BAR{bar} not mapped: {e}");
+                        crate::guest_log!(warn, "pci: {name} BAR{bar} not mapped: {e}");
                         new = None;
                     }
                 }

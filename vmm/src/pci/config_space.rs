@@ -6,8 +6,6 @@
 //! BAR size are not writable, so writing all ones reads back the size mask)
 //! and read-only capability fields.
 
-use log::warn;
-
 pub const CONFIG_SPACE_SIZE: usize = 256;
 
 pub const VENDOR_ID: usize = 0x00;
@@ -167,7 +165,8 @@ impl ConfigSpace {
     pub fn write(&mut self, offset: usize, data: &[u8]) {
         for (i, &v) in data.iter().enumerate() {
             let Some(reg) = self.regs.get_mut(offset + i) else {
-                warn!(
+                crate::guest_log!(
+                    warn,
                     "pci: config write beyond 256 bytes at {:#x} ignored",
                     offset + i
                 );

@@ -28,7 +28,8 @@ pub trait PciDevice: Send {
 
     /// Guest read inside BAR `bar`.
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
-        log::warn!(
+        crate::guest_log!(
+            warn,
             "{}: read of BAR{bar} offset {offset:#x} not handled",
             self.name()
         );
@@ -37,7 +38,8 @@ pub trait PciDevice: Send {
 
     /// Guest write inside BAR `bar`.
     fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
-        log::warn!(
+        crate::guest_log!(
+            warn,
             "{}: write of BAR{bar} offset {offset:#x} size {} not handled",
             self.name(),
             data.len()

@@ -14,7 +14,6 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
-use log::error;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::config_space::{ConfigError, ConfigSpace};
@@ -372,9 +371,12 @@ impl Msix {
                 match self.router.set_msi_route(v.gsi, want.0, want.1) {
                     Ok(()) => v.route = Some(want),
                     Err(e) => {
-                        error!(
+                        crate::guest_log!(
+                            error,
                             "msix: routing GSI {} to {:#x}/{:#x}: {e}",
-                            v.gsi, want.0, want.1
+                            v.gsi,
+                            want.0,
+                            want.1
                         );
                         return;
                     }
@@ -383,13 +385,13 @@ impl Msix {
             if !v.irqfd_registered {
                 match self.router.register_irqfd(&v.evt, v.gsi) {
                     Ok(()) => v.irqfd_registered = true,
-                    Err(e) => error!("msix: irqfd for GSI {}: {e}", v.gsi),
+                    Err(e) => crate::guest_log!(error, "msix: irqfd for GSI {}: {e}", v.gsi),
                 }
             }
         } else if v.irqfd_registered {
             match self.router.unregister_irqfd(&v.evt, v.gsi) {
                 Ok(()) => v.irqfd_registered = false,
-                Err(e) => error!("msix: removing irqfd for GSI {}: {e}", v.gsi),
+                Err(e) => crate::guest_log!(error, "msix: removing irqfd for GSI {}: {e}", v.gsi),
             }
         }
     }

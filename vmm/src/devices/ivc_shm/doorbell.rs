@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 
 use kvm_ioctls::IoEventAddress;
-use log::error;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::registers::{DoorbellWrite, DOORBELL, IO_DOORBELL};
@@ -123,7 +122,10 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
                 // The write will then exit to the VMM, which signals the
                 // eventfd itself: slower, still correct.
                 Err(e) => {
-                    error!("ivc-shm: {bar:?} doorbell ioeventfd for peer {id} vector {v}: {e}")
+                    crate::guest_log!(
+                        error,
+                        "ivc-shm: {bar:?} doorbell ioeventfd for peer {id} vector {v}: {e}"
+                    )
                 }
             }
         }
@@ -136,7 +138,8 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
                 continue;
             }
             if let Err(e) = registry.unregister(fd, bar.address(base), Self::value(id, v)) {
-                error!(
+                crate::guest_log!(
+                    error,
                     "ivc-shm: removing {bar:?} doorbell ioeventfd for peer {id} vector {v}: {e}"
                 );
             }

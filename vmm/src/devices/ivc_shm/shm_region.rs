@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use log::{debug, error};
+use log::debug;
 
 use crate::devices::shm_mapping::ShmMapping;
 use crate::vm::VmResources;
@@ -41,7 +41,7 @@ impl ShmRegion {
     pub fn moved(&mut self, _old: Option<u64>, new: Option<u64>) {
         if self.mapped_at.take().is_some() {
             if let Err(e) = self.resources.remove_user_memory(self.slot) {
-                error!("ivc-shm: unmapping BAR2: {e}");
+                crate::guest_log!(error, "ivc-shm: unmapping BAR2: {e}");
             }
         }
         let Some(gpa) = new else { return };
@@ -58,7 +58,7 @@ impl ShmRegion {
             }
             // E.g. the guest placed the BAR over RAM: it stays unmapped and
             // accesses read all ones through the MMIO bus.
-            Err(e) => error!("ivc-shm: mapping BAR2 at {gpa:#x}: {e}"),
+            Err(e) => crate::guest_log!(error, "ivc-shm: mapping BAR2 at {gpa:#x}: {e}"),
         }
     }
 }
