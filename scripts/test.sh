@@ -50,6 +50,13 @@ fi
 # The guest tiers must not skip silently in this script: missing artifacts,
 # QEMU or a tier-4 backend are failures here, not skips.
 export IVC_REQUIRE_GUEST=1 IVC_REQUIRE_QEMU=1 IVC_REQUIRE_TIER4=1 IVC_GUEST_DIR="$IVC_OUT"
+# Tier 2 (ivc-vmm on /dev/kvm) must run wherever /dev/kvm exists; only a host
+# without it may skip those tests, and each says so.
+if [ -e /dev/kvm ]; then
+    export IVC_REQUIRE_KVM=1
+else
+    warn "no /dev/kvm on this host: tier 2 tests will be skipped (each prints why)"
+fi
 log "running cargo test (all tiers; tier 2 needs /dev/kvm, tier 3 boots guests under QEMU TCG, tier 4 runs Linux in ivc-vmm$(nested_kvm_needed && echo ' inside a nested host under QEMU TCG'))"
 cargo test --workspace --release --no-fail-fast "${extra[@]}" 2>&1 | tee "$IVC_ROOT/target/test.log"
 rc=${PIPESTATUS[0]}

@@ -41,9 +41,14 @@ pub fn skip(test: &str, reason: &str) {
 }
 
 /// Prints why the test is skipped and returns true when KVM is missing.
+/// With `IVC_REQUIRE_KVM=1` (scripts/test.sh sets it where /dev/kvm
+/// exists) a missing KVM fails the test instead.
 pub fn skip_without_kvm(test: &str) -> bool {
     match kvm_available() {
         Ok(()) => false,
+        Err(reason) if std::env::var("IVC_REQUIRE_KVM").as_deref() == Ok("1") => {
+            panic!("{test}: IVC_REQUIRE_KVM=1 but {reason}")
+        }
         Err(reason) => {
             skip(test, &reason);
             true
