@@ -226,60 +226,6 @@ fn hostile_scribbler_never_panics_or_hangs() {
     assert!(d > 0, "the scribbler never hit anything");
 }
 
-/// Throughput of the ring over `AtomicMem` between two threads, polling
-/// (no doorbells). Not a test: run with
-/// `cargo test -p ivc-channel --release --test threads -- --ignored --nocapture`.
-#[test]
-#[ignore = "a measurement, not a test: run with --ignored --nocapture"]
-fn throughput_polling() {
-    let r = Region::new(1 << 20);
-    let (mut a, mut b) = pair(r.mem(), &opts(None, 0));
-    const TOTAL: u64 = 1 << 30;
-    for chunk in [4096usize, 65536] {
-        let t = std::time::Instant::now();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let buf = vec![0x5au8; chunk];
-                let mut sent = 0u64;
-                while sent < TOTAL {
-                    let want = (TOTAL - sent).min(chunk as u64) as usize;
-                    sent += a.write(&buf[..want]).unwrap() as u64;
-                }
-            });
-            let mut buf = vec![0u8; chunk];
-            let mut got = 0u64;
-            while got < TOTAL {
-                got += b.read(&mut buf).unwrap() as u64;
-            }
-        });
-        let secs = t.elapsed().as_secs_f64();
-        eprintln!(
-            "chunk {chunk}: {:.0} MiB/s",
-            TOTAL as f64 / secs / (1 << 20) as f64
-        );
-    }
-}
-
-/// Single-thread copy speed of `AtomicMem` (ignored; see above).
-#[test]
-#[ignore = "a measurement, not a test: run with --ignored --nocapture"]
-fn atomic_mem_copy_speed() {
-    let r = Region::new(1 << 20);
-    let m = r.mem();
-    let mut buf = vec![0u8; 1 << 16];
-    let t = std::time::Instant::now();
-    for i in 0..4096usize {
-        let off = (i * 4096) % ((1 << 20) - (1 << 16));
-        m.write_bytes(off, &buf).unwrap();
-        m.read_bytes(off, &mut buf).unwrap();
-    }
-    let secs = t.elapsed().as_secs_f64();
-    eprintln!(
-        "copy in+out: {:.0} MiB/s each way",
-        4096.0 * 65536.0 / secs / (1 << 20) as f64
-    );
-}
-
 /// Two sides attach to a fresh (all-zero) region at the same moment: exactly
 /// one formats (the other sees `Busy` or the finished format), they get
 /// their slots, and connect. Also with `attach_any`: distinct slots.
