@@ -722,15 +722,44 @@ impl<H: IrqHandler> Drop for IrqHandlerRegistration<H> {
 // Work items
 // ---------------------------------------------------------------------------
 
-/// Waits until a running instance of `work` has returned. The caller makes
-/// sure it is not queued again (the poller's `running` flag), so afterwards
-/// no code of this module runs on its behalf.
+/// Runs a pending instance of `work` now instead of at its timer, and waits
+/// until it and any running instance have returned (`flush_delayed_work`).
+///
+/// Not `cancel_delayed_work_sync`: a cancelled item never runs, so the
+/// reference its owning pointer (an `Arc`) handed to the queue would leak.
+/// A flushed one runs and drops it. The caller makes sure the item does not
+/// queue itself again (the poller's `removed` check).
 pub(crate) fn flush_delayed_work<T>(work: &kernel::workqueue::DelayedWork<T>) {
-    // SAFETY: `work` is a live, initialised delayed work; `raw_as_work` and
-    // `Work::raw_get` only compute field addresses inside it.
-    let raw = unsafe {
-        kernel::workqueue::Work::raw_get(kernel::workqueue::DelayedWork::raw_as_work(work))
+    // CAST: `DelayedWork` is `repr(transparent)` over
+    // `Opaque<bindings::delayed_work>`, itself transparent over the C struct.
+    let raw = core::ptr::from_ref(work)
+        .cast_mut()
+        .cast::<bindings::delayed_work>();
+    // SAFETY: `raw` points to the initialised `delayed_work` inside `work`,
+    // which the caller keeps alive across the call.
+    unsafe { bindings::flush_delayed_work(raw) };
+}
+
+// ---------------------------------------------------------------------------
+// PCI ids
+// ---------------------------------------------------------------------------
+
+/// A `pci::DeviceId` matching exactly `vendor:device`, any subsystem, for a
+/// vendor the kernel has no `pci::Vendor` constant for.
+pub(crate) const fn pci_device_id(vendor: u16, device: u16) -> pci::DeviceId {
+    const ANY: u32 = !0;
+    let raw = bindings::pci_device_id {
+        vendor: vendor as u32,
+        device: device as u32,
+        subvendor: ANY,
+        subdevice: ANY,
+        class: 0,
+        class_mask: 0,
+        driver_data: 0,
+        override_only: 0,
     };
-    // SAFETY: `raw` points to the initialised `work_struct` inside `work`.
-    unsafe { bindings::flush_work(raw) };
+    // SAFETY: `pci::DeviceId` is `#[repr(transparent)]` over
+    // `bindings::pci_device_id` and adds no invariant beyond holding a valid
+    // id, which `raw` is.
+    unsafe { core::mem::transmute::<bindings::pci_device_id, pci::DeviceId>(raw) }
 }

@@ -4,13 +4,12 @@
 //!
 //! The kernel's `pci::Vendor` only names vendors from `pci_ids.h`; the ivc-pio
 //! device uses 0x1234, the unassigned id QEMU's own experimental devices use,
-//! so its table entry is built from the raw C structure.
+//! so its table entry is built from the raw C structure (in `ffi`).
 
-use kernel::{bindings, pci};
+use kernel::pci;
 
-/// QEMU ivshmem (`ivshmem-plain`, `ivshmem-doorbell`) and ivc-vmm's `ivc-shm`.
-pub(crate) const IVSHMEM_VENDOR: u16 = 0x1af4;
-/// Device id of ivshmem.
+/// Device id of QEMU's ivshmem (`ivshmem-plain`, `ivshmem-doorbell`) and
+/// ivc-vmm's `ivc-shm`, vendor Red Hat/Qumranet (0x1af4).
 pub(crate) const IVSHMEM_DEVICE: u16 = 0x1110;
 /// Vendor id of ivc-vmm's port-I/O device.
 pub(crate) const IVC_PIO_VENDOR: u16 = crate::ivc_channel::pio::VENDOR_ID;
@@ -36,20 +35,12 @@ impl DeviceKind {
     }
 }
 
-/// A `pci::DeviceId` matching exactly `vendor:device`, any subsystem.
-pub(crate) const fn device_id(vendor: u16, device: u16) -> pci::DeviceId {
-    const ANY: u32 = !0;
-    let raw = bindings::pci_device_id {
-        vendor: vendor as u32,
-        device: device as u32,
-        subvendor: ANY,
-        subdevice: ANY,
-        class: 0,
-        class_mask: 0,
-        driver_data: 0,
-        override_only: 0,
-    };
-    // SAFETY: `pci::DeviceId` is `#[repr(transparent)]` over `bindings::pci_device_id`
-    // and adds no invariant beyond holding a valid id, which `raw` is.
-    unsafe { core::mem::transmute::<bindings::pci_device_id, pci::DeviceId>(raw) }
-}
+/// The table entry for ivshmem: its vendor is one the kernel names.
+pub(crate) const IVSHMEM_ID: pci::DeviceId =
+    pci::DeviceId::from_id(pci::Vendor::REDHAT_QUMRANET, IVSHMEM_DEVICE as u32);
+
+/// The table entry for ivc-pio: 0x1234 has no `pci::Vendor` constant and
+/// `Vendor` cannot be built from a raw id outside the kernel crate, so the
+/// entry is built from the C structure ([`crate::ffi::pci_device_id`]).
+pub(crate) const IVC_PIO_ID: pci::DeviceId =
+    crate::ffi::pci_device_id(IVC_PIO_VENDOR, IVC_PIO_DEVICE);

@@ -16,7 +16,11 @@
 //! semantics over a `transport`, `shm_transport` runs the shared-memory
 //! channel (`ivc_channel`, the same source as the host crate), `poller` serves
 //! waiters where no interrupt does, `stats` exports counters to debugfs, and
-//! `ffi` holds every line of `unsafe` code.
+//! `ffi` holds every line of `unsafe` code in this directory behind safe
+//! wrappers. The one other `unsafe` the module compiles is the channel's
+//! `AtomicMem` (`userspace/channel/src/chan/atomic_mem.rs`, shared with the
+//! host crate): volatile atomic access to the shared mapping, checked there
+//! by Miri and loom.
 
 mod ffi;
 mod ids;

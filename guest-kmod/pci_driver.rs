@@ -32,14 +32,8 @@ kernel::pci_device_table!(
     PCI_TABLE,
     <IvcDriver as pci::Driver>::IdInfo,
     [
-        (
-            ids::device_id(ids::IVSHMEM_VENDOR, ids::IVSHMEM_DEVICE),
-            DeviceKind::Shm
-        ),
-        (
-            ids::device_id(ids::IVC_PIO_VENDOR, ids::IVC_PIO_DEVICE),
-            DeviceKind::Pio
-        ),
+        (ids::IVSHMEM_ID, DeviceKind::Shm),
+        (ids::IVC_PIO_ID, DeviceKind::Pio),
     ]
 );
 
@@ -87,30 +81,53 @@ pub(crate) struct IvcDevice<'bound> {
     _enable: EnableGuard<'bound>,
 }
 
-fn params() -> (u32, WaitParams, u32) {
-    let p = &crate::module_parameters::mode;
-    (
-        p.value(),
+/// Limits of the module parameters: a spin of more than 10 ms burns a CPU
+/// for nothing a sleep would not do; a poller interval over a second makes
+/// `poll` on a polled channel useless; a peer timeout over ten minutes is a
+/// typo for "never" (0).
+const MAX_SPIN_US: u32 = 10_000;
+const MAX_POLL_MS: u32 = 1000;
+const MAX_PEER_TIMEOUT_MS: u32 = 600_000;
+
+/// The module parameters, checked: a value out of range fails the probe
+/// with a message naming it.
+fn params(pdev: &pci::Device<Core<'_>>) -> Result<(u32, WaitParams, u32)> {
+    use crate::module_parameters as p;
+    let (mode, wait, peer_timeout_ms) = (
+        p::mode.value(),
         WaitParams {
-            spin_us: crate::module_parameters::poll_spin_us.value(),
-            irq_spin_us: crate::module_parameters::irq_spin_us.value(),
-            poll_max_ms: crate::module_parameters::poll_max_ms.value(),
+            spin_us: p::poll_spin_us.value(),
+            irq_spin_us: p::irq_spin_us.value(),
+            poll_max_ms: p::poll_max_ms.value(),
         },
-        crate::module_parameters::peer_timeout_ms.value(),
-    )
+        p::peer_timeout_ms.value(),
+    );
+    let checks: [(&str, u32, u32, u32); 5] = [
+        ("mode", mode, 0, MODE_IRQ),
+        ("poll_spin_us", wait.spin_us, 0, MAX_SPIN_US),
+        ("irq_spin_us", wait.irq_spin_us, 0, MAX_SPIN_US),
+        ("poll_max_ms", wait.poll_max_ms, 1, MAX_POLL_MS),
+        ("peer_timeout_ms", peer_timeout_ms, 0, MAX_PEER_TIMEOUT_MS),
+    ];
+    for (name, value, min, max) in checks {
+        if !(min..=max).contains(&value) {
+            dev_err!(
+                pdev,
+                "ivc: {}={} is out of range {}..={}\n",
+                name,
+                value,
+                min,
+                max
+            );
+            return Err(EINVAL);
+        }
+    }
+    Ok((mode, wait, peer_timeout_ms))
 }
 
 impl IvcDriver {
     fn probe_shm<'bound>(pdev: &'bound pci::Device<Core<'_>>) -> Result<IvcDevice<'bound>> {
-        let (mode, wait, peer_timeout_ms) = params();
-        if mode > MODE_IRQ {
-            dev_err!(
-                pdev,
-                "ivc: mode={} is not 0 (auto), 1 (poll) or 2 (irq)\n",
-                mode
-            );
-            return Err(EINVAL);
-        }
+        let (mode, wait, peer_timeout_ms) = params(pdev)?;
         ffi::enable_device(pdev)?;
         let enable = EnableGuard(pdev);
         // MSI-X messages are memory writes by the device: without bus
@@ -157,9 +174,11 @@ impl IvcDriver {
                     },
                     GFP_KERNEL,
                 )?;
+                // Named after the device node, so /proc/interrupts tells
+                // the channels apart.
                 Some(IrqHandlerRegistration::register(
                     v.irq(0)?,
-                    c"ivc",
+                    name.as_cstr(),
                     handler,
                 )?)
             }
@@ -191,7 +210,7 @@ impl IvcDriver {
 
 impl IvcDriver {
     fn probe_pio<'bound>(pdev: &'bound pci::Device<Core<'_>>) -> Result<IvcDevice<'bound>> {
-        let (_, wait, _) = params();
+        let (_, wait, _) = params(pdev)?;
         ffi::enable_device(pdev)?;
         let enable = EnableGuard(pdev);
         let name = Name::claim()?;

@@ -14,8 +14,9 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use kernel::{
+    prelude::*,
     sync::Arc,
-    time::{delay::fsleep, msecs_to_jiffies, Delta},
+    time::msecs_to_jiffies,
     workqueue::{self, impl_has_delayed_work, WorkItem},
 };
 
@@ -25,6 +26,9 @@ use crate::transport::{Direction, Status};
 
 /// Tick of interrupt-driven transports (heartbeat and liveness only).
 pub(crate) const IRQ_TICK_MS: u32 = 100;
+
+/// Flushes [`Pipe::stop_poller`] tries; two suffice (see there).
+const STOP_FLUSHES: u32 = 100;
 
 /// The poller's bookkeeping, inside [`Pipe`].
 pub(crate) struct PollerState {
@@ -103,14 +107,22 @@ impl Pipe {
     /// Waits until the poller has stopped for good (called at device removal,
     /// after `shutdown`, so the work item never runs after the module is
     /// gone).
+    ///
+    /// Each flush runs a pending pass at once (no waiting for its timer,
+    /// however long `poll_max_ms` is) and waits for it. A pass sees
+    /// `removed` and stops; one that was already past that check when
+    /// `shutdown` ran queues one more pass, which the next flush runs.
     pub(crate) fn stop_poller(&self) {
-        // A pass notices `removed` within one interval.
-        let mut waited_ms = 0u32;
-        while self.poller.running.load(Ordering::Acquire) && waited_ms < 10_000 {
-            fsleep(Delta::from_millis(1));
-            waited_ms += 1;
+        for _ in 0..STOP_FLUSHES {
+            crate::ffi::flush_delayed_work(&self.poll_work);
+            if !self.poller.running.load(Ordering::Acquire) {
+                return;
+            }
         }
-        crate::ffi::flush_delayed_work(&self.poll_work);
+        pr_warn!(
+            "ivc: the poller did not stop after {} flushes\n",
+            STOP_FLUSHES
+        );
     }
 
     fn poll_pass(self: Arc<Self>) {

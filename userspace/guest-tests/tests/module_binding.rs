@@ -92,3 +92,35 @@ fn two_guests_sharing_one_region_both_bind() {
         assert_probe_and_unload(o);
     }
 }
+
+/// A module parameter out of its range fails the probe with a message that
+/// names it and the range; the device stays unbound, the module unloads,
+/// and a valid value binds again.
+#[test]
+fn out_of_range_parameters_fail_the_probe_and_say_which() {
+    let Some(artifacts) = require_guest_env() else {
+        return;
+    };
+    let scratch = ScratchDir::new().expect("scratch dir");
+    let cmd = format!(
+        "for p in poll_max_ms=0 irq_spin_us=20000 poll_max_ms=1000; do\n\
+         insmod /lib/ivc/ivc.ko $p || exit 10\n{SHOW_BINDINGS}rmmod ivc || exit 11\ndone\n{DMESG_IVC}"
+    );
+    let spec = GuestSpec::new("params", cmd)
+        .device(Device::IvshmemPlain {
+            mem_path: scratch.join("shm"),
+            size: SHM_SIZE,
+        })
+        .timeout(Duration::from_secs(120));
+    let outcomes = run_guests(&artifacts, [spec]).expect("guest run");
+    let o = &outcomes[0];
+    o.assert_success();
+    let drivers: Vec<String> = bindings(&o.serial).into_iter().map(|b| b.driver).collect();
+    assert_eq!(drivers, ["none", "none", "ivc"], "{}", o.report());
+    for msg in [
+        "poll_max_ms=0 is out of range 1..=1000",
+        "irq_spin_us=20000 is out of range 0..=10000",
+    ] {
+        assert!(o.serial_contains(msg), "no '{msg}' in:\n{}", o.report());
+    }
+}

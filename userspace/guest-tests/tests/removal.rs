@@ -64,3 +64,44 @@ sed 's/^/IVC_WRITER_LOG /' /tmp/writer.log
     );
     o.assert_success();
 }
+
+/// `rmmod` right after heavy poller use: a polled channel opened, the
+/// poller backed off to its longest interval (`poll_max_ms=1000`) with a
+/// pass queued, the file closed and the module removed at once, ten times
+/// over. The removal runs the queued pass instead of leaving its timer
+/// behind (a timer firing into an unloaded module is an oops).
+#[test]
+fn rmmod_right_after_the_poller_backed_off() {
+    let Some(artifacts) = require_guest_env() else {
+        return;
+    };
+    let scratch = ScratchDir::new().expect("scratch dir");
+    let script = format!(
+        r#"for i in 1 2 3 4 5 6 7 8 9 10; do
+insmod /lib/ivc/ivc.ko mode=1 poll_max_ms=1000 || exit 10
+ivc-xfer recv /dev/ivc0 --bytes 1M > /dev/null 2>&1 &
+sleep 2; kill $!; wait $!
+rmmod ivc || exit 11
+done
+echo IVC_CYCLES=done
+{DMESG_IVC}"#
+    );
+    let guest = Guest::spawn(
+        &artifacts,
+        GuestSpec::new("poller-removal", script)
+            .device(Device::IvshmemPlain {
+                mem_path: scratch.join("shm"),
+                size: 1 << 20,
+            })
+            .timeout(Duration::from_secs(180)),
+    )
+    .expect("boot guest");
+    let o = guest.wait().expect("guest run");
+    o.assert_success();
+    assert!(o.serial_contains("IVC_CYCLES=done"), "{}", o.report());
+    assert!(
+        o.kernel_errors().is_empty(),
+        "kernel errors:\n{}",
+        o.report()
+    );
+}
