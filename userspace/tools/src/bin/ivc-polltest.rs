@@ -44,7 +44,28 @@ enum Role {
         /// Device path.
         dev: PathBuf,
     },
+    /// Ping-pong with the other guest's `stress` for a while, waiting for
+    /// each answer alternately with poll(2) and with a blocking read, and
+    /// count the waits that ended only at their deadline (lost wake-ups).
+    /// Prints `IVC_STRESS ...`; exits 1 on a lost wake-up or bad data.
+    Stress {
+        /// Device path.
+        dev: PathBuf,
+        /// This side sends first and decides when to stop (the other
+        /// echoes until end of file).
+        #[arg(long)]
+        first: bool,
+        /// How long the first side keeps going.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// A poll(2) that returns only after this long was not woken.
+        #[arg(long, default_value_t = 5000)]
+        deadline_ms: u64,
+    },
 }
+
+#[path = "ivc-polltest/stress.rs"]
+mod stress;
 
 /// A raw file descriptor closed on drop.
 struct Fd(libc::c_int);
@@ -574,6 +595,17 @@ fn main() -> ExitCode {
             println!("ivc-polltest: {failed} check(s) failed");
         }),
         Role::Peer { dev } => peer(&dev).map(|()| 0),
+        Role::Stress {
+            dev,
+            first,
+            seconds,
+            deadline_ms,
+        } => stress::run(
+            &dev,
+            first,
+            Duration::from_secs(seconds),
+            Duration::from_millis(deadline_ms),
+        ),
     };
     match r {
         Ok(0) => ExitCode::SUCCESS,
