@@ -590,6 +590,23 @@ pub(crate) fn disable_device(pdev: &pci::Device) {
     unsafe { bindings::pci_disable_device(raw_pci(pdev)) };
 }
 
+/// Claims all of the device's BARs for `name` (`/proc/ioports`,
+/// `/proc/iomem`), so no other driver can map them while we are bound.
+pub(crate) fn request_regions(
+    pdev: &pci::Device<kernel::device::Core<'_>>,
+    name: &'static CStr,
+) -> Result {
+    // SAFETY: a device in probe may claim its regions; `name` is 'static, as
+    // the resource tree keeps the pointer; `release_regions` undoes it.
+    to_result(unsafe { bindings::pci_request_regions(raw_pci(pdev), name.as_char_ptr()) })
+}
+
+/// Undoes [`request_regions`].
+pub(crate) fn release_regions(pdev: &pci::Device) {
+    // SAFETY: paired with a successful `pci_request_regions` on this device.
+    unsafe { bindings::pci_release_regions(raw_pci(pdev)) };
+}
+
 // ---------------------------------------------------------------------------
 // Interrupts
 // ---------------------------------------------------------------------------

@@ -68,6 +68,23 @@ impl Drop for EnableGuard<'_> {
     }
 }
 
+/// Releases the BARs claimed at probe when dropped (just before
+/// [`EnableGuard`]).
+struct RegionsGuard<'bound>(&'bound pci::Device);
+
+impl<'bound> RegionsGuard<'bound> {
+    fn request(pdev: &'bound pci::Device<Core<'_>>) -> Result<Self> {
+        ffi::request_regions(pdev, c"ivc")?;
+        Ok(Self(pdev))
+    }
+}
+
+impl Drop for RegionsGuard<'_> {
+    fn drop(&mut self) {
+        ffi::release_regions(self.0);
+    }
+}
+
 /// A bound channel device.
 pub(crate) struct IvcDevice<'bound> {
     pdev: &'bound pci::Device,
@@ -78,6 +95,7 @@ pub(crate) struct IvcDevice<'bound> {
     pipe: Arc<Pipe>,
     _debugfs: DebugfsStats,
     name: Name,
+    _regions: RegionsGuard<'bound>,
     _enable: EnableGuard<'bound>,
 }
 
@@ -130,6 +148,7 @@ impl IvcDriver {
         let (mode, wait, peer_timeout_ms) = params(pdev)?;
         ffi::enable_device(pdev)?;
         let enable = EnableGuard(pdev);
+        let regions = RegionsGuard::request(pdev)?;
         // MSI-X messages are memory writes by the device: without bus
         // mastering they go nowhere (QEMU drops them silently).
         pdev.set_master();
@@ -204,7 +223,15 @@ impl IvcDriver {
                 my_id
             );
         }
-        IvcDevice::publish(pdev, DeviceKind::Shm, pipe, name, irq, vectors, enable)
+        IvcDevice::publish(
+            pdev,
+            DeviceKind::Shm,
+            pipe,
+            name,
+            irq,
+            vectors,
+            (regions, enable),
+        )
     }
 }
 
@@ -213,6 +240,7 @@ impl IvcDriver {
         let (_, wait, _) = params(pdev)?;
         ffi::enable_device(pdev)?;
         let enable = EnableGuard(pdev);
+        let regions = RegionsGuard::request(pdev)?;
         let name = Name::claim()?;
         let pio = PioTransport::new(IoRegion::map(pdev, 0)?)?;
         let stats = Arc::new(Stats::default(), GFP_KERNEL)?;
@@ -222,7 +250,15 @@ impl IvcDriver {
             "ivc: {} is ivc-pio (port I/O, polled)\n",
             name.as_cstr()
         );
-        IvcDevice::publish(pdev, DeviceKind::Pio, pipe, name, None, None, enable)
+        IvcDevice::publish(
+            pdev,
+            DeviceKind::Pio,
+            pipe,
+            name,
+            None,
+            None,
+            (regions, enable),
+        )
     }
 }
 
@@ -236,7 +272,7 @@ impl<'bound> IvcDevice<'bound> {
         name: Name,
         irq: Option<IrqHandlerRegistration<DoorbellIrq>>,
         vectors: Option<IrqVectors>,
-        enable: EnableGuard<'bound>,
+        (regions, enable): (RegionsGuard<'bound>, EnableGuard<'bound>),
     ) -> Result<Self> {
         let debugfs = DebugfsStats::new(name.as_cstr(), pipe.stats.clone())?;
         let node = KBox::pin_init(
@@ -252,6 +288,7 @@ impl<'bound> IvcDevice<'bound> {
             pipe,
             _debugfs: debugfs,
             name,
+            _regions: regions,
             _enable: enable,
         })
     }

@@ -10,8 +10,20 @@ use ivc_guest_tests::report::{bindings, value};
 
 const SHM_SIZE: u64 = 1 << 20;
 
+/// Prints `IVC_CLAIMED=<n>`: memory ranges claimed by the driver
+/// (`pci_request_regions`).
+const CLAIMED: &str = "echo IVC_CLAIMED=$(grep -c ': ivc$' /proc/iomem)\n";
+
 fn probe_and_unload_script() -> String {
-    script(&[INSMOD, SHOW_BINDINGS, RMMOD, SHOW_BINDINGS, DMESG_IVC])
+    script(&[
+        INSMOD,
+        SHOW_BINDINGS,
+        CLAIMED,
+        RMMOD,
+        SHOW_BINDINGS,
+        CLAIMED,
+        DMESG_IVC,
+    ])
 }
 
 /// Checks one guest's outcome: ran to completion, saw exactly one ivshmem
@@ -26,6 +38,14 @@ fn assert_probe_and_unload(o: &ivc_guest_harness::GuestOutcome) {
     );
     assert_eq!(value(&o.serial, "IVC_INSMOD"), Some("ok"), "{}", o.report());
     assert_eq!(value(&o.serial, "IVC_RMMOD"), Some("ok"), "{}", o.report());
+    // ivshmem-plain: BAR0 registers and BAR2 shared memory, claimed while
+    // bound and released by the removal.
+    let claimed: Vec<&str> = o
+        .serial
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("IVC_CLAIMED="))
+        .collect();
+    assert_eq!(claimed, ["2", "0"], "{}", o.report());
     let seen = bindings(&o.serial);
     assert_eq!(
         seen.len(),
