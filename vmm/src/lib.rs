@@ -2,6 +2,9 @@
 //! guests, with a PCI bus. The `ivc-vmm` binary is a thin CLI over this
 //! library; docs/vmm.md describes the machine it builds.
 
+// A silent truncation of a guest- or peer-supplied value is a bug class these lints catch.
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 pub mod boot;
 pub mod bus;
 pub mod cli;

@@ -1,6 +1,9 @@
 //! ivc-vmm: parse the command line, build the machine, run it, and exit
 //! with the status the guest chose.
 
+// A silent truncation of a guest- or peer-supplied value is a bug class these lints catch.
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use std::fs::File;
 use std::process::ExitCode;
 
@@ -71,5 +74,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    ExitCode::from(status.clamp(0, 255) as u8)
+    // The guest chooses the status: saturate what does not fit an exit code.
+    let code = u8::try_from(status).unwrap_or(if status < 0 { 0 } else { u8::MAX });
+    ExitCode::from(code)
 }

@@ -34,10 +34,15 @@ pub fn ram_end(mem_size: u64) -> u64 {
 pub fn create_guest_memory(
     mem_size: u64,
 ) -> Result<GuestMemoryMmap, vm_memory::mmap::FromRangesError> {
-    let ranges: Vec<(GuestAddress, usize)> = ram_ranges(mem_size)
+    // mem_size comes from the user: a range this host cannot map is an error.
+    let ranges = ram_ranges(mem_size)
         .into_iter()
-        .map(|(s, l)| (GuestAddress(s), l as usize))
-        .collect();
+        .map(|(s, l)| {
+            usize::try_from(l)
+                .map(|l| (GuestAddress(s), l))
+                .map_err(|_| vm_memory::mmap::FromRangesError::InvalidGuestRegion)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     GuestMemoryMmap::from_ranges(&ranges)
 }
 

@@ -214,7 +214,7 @@ mod tests {
     struct Echo;
     impl BusDevice for Echo {
         fn read(&mut self, _b: u64, offset: u64, data: &mut [u8]) {
-            data.fill(offset as u8 + 1);
+            data.fill((offset & 0xff) as u8 + 1);
         }
         fn write(&mut self, _b: u64, _o: u64, _d: &[u8]) {}
     }

@@ -200,7 +200,10 @@ impl Vm {
         if let Some(ns) = halt_poll_ns {
             set_halt_poll_ns(&kvm, &vm, ns)?;
         }
-        vm.set_tss_address(KVM_TSS_ADDR as usize)
+        // reason: KVM_TSS_ADDR is the constant 0xfffb_d000, below 4 GiB.
+        #[allow(clippy::cast_possible_truncation)]
+        let tss_addr = KVM_TSS_ADDR as usize;
+        vm.set_tss_address(tss_addr)
             .map_err(|e| VmError::Setup("KVM_SET_TSS_ADDR", e))?;
         // Only Intel's real-mode emulation uses the identity map; a failure
         // elsewhere (e.g. a paravirtual KVM) is not fatal.

@@ -346,17 +346,24 @@ impl Client {
     fn check_nothing_incomplete(&self, next_peer: Option<PeerId>) -> Result<(), ProtocolError> {
         if let Some((p, v)) = &self.incoming {
             if Some(*p) != next_peer {
+                // reason: a run in `incoming` is shorter than `self.vectors`
+                // (a u32): add_vector moves it out when it reaches that length.
+                #[allow(clippy::cast_possible_truncation)]
+                let got = v.len() as u32;
                 return Err(ProtocolError::IncompleteVectors {
                     peer: *p,
-                    got: v.len() as u32,
+                    got,
                     expected: self.vectors,
                 });
             }
         }
         if self.own_incomplete() && next_peer != Some(self.id) {
+            // reason: own_incomplete() means own.len() < self.vectors (a u32).
+            #[allow(clippy::cast_possible_truncation)]
+            let got = self.own.len() as u32;
             return Err(ProtocolError::IncompleteVectors {
                 peer: self.id,
-                got: self.own.len() as u32,
+                got,
                 expected: self.vectors,
             });
         }

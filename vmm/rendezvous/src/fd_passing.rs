@@ -17,15 +17,22 @@ pub const MAX_RECV_FDS: usize = 8;
 
 const FD_SIZE: usize = mem::size_of::<libc::c_int>();
 
-/// Bytes of control buffer needed for `n` descriptors.
+/// Bytes of control buffer needed for `n` descriptors (`n <= MAX_RECV_FDS`).
+// reason: every caller passes at most MAX_RECV_FDS (8), so n * FD_SIZE is at
+// most 32 and fits a c_uint.
+#[allow(clippy::cast_possible_truncation)]
 fn cmsg_space(n: usize) -> usize {
+    debug_assert!(n <= MAX_RECV_FDS);
     // SAFETY: CMSG_SPACE is pure arithmetic on its argument (it is only
-    // `unsafe` in libc's signature); n is tiny so the cast cannot truncate.
+    // `unsafe` in libc's signature).
     unsafe { libc::CMSG_SPACE((n * FD_SIZE) as libc::c_uint) as usize }
 }
 
-/// Length of a cmsghdr carrying `n` descriptors.
+/// Length of a cmsghdr carrying `n` descriptors (`n <= MAX_RECV_FDS`).
+// reason: as for cmsg_space, n * FD_SIZE is at most 32.
+#[allow(clippy::cast_possible_truncation)]
 fn cmsg_len(n: usize) -> usize {
+    debug_assert!(n <= MAX_RECV_FDS);
     // SAFETY: as for cmsg_space, pure arithmetic.
     unsafe { libc::CMSG_LEN((n * FD_SIZE) as libc::c_uint) as usize }
 }
@@ -88,8 +95,9 @@ pub fn send_with_fds(
         // SAFETY: msg and everything it points to (iov -> data, control)
         // live until the call returns; the kernel only reads them.
         let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            return Ok(n as usize);
+        // Negative (-1) is the error case, handled below.
+        if let Ok(n) = usize::try_from(n) {
+            return Ok(n);
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
@@ -139,8 +147,9 @@ pub fn recv_with_fds(
         // outlive the call.
         let n =
             unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags | libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
+        // Negative (-1) is the error case, handled below.
+        if let Ok(n) = usize::try_from(n) {
+            break n;
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {

@@ -23,6 +23,9 @@
 //! # Ok(()) }
 //! ```
 
+// A silent truncation of a guest- or peer-supplied value is a bug class these lints catch.
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 pub mod cli;
 pub mod client;
 pub mod fd_passing;

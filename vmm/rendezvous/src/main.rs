@@ -1,5 +1,8 @@
 //! `ivc-rendezvous`: the rendezvous server as a standalone program.
 
+// A silent truncation of a guest- or peer-supplied value is a bug class these lints catch.
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -55,6 +55,8 @@ pub(crate) fn peer_pid(stream: &UnixStream) -> Option<libc::pid_t> {
         uid: 0,
         gid: 0,
     };
+    // reason: size_of::<ucred>() is a constant 12.
+    #[allow(clippy::cast_possible_truncation)]
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: cred and len are valid for writing and len holds cred's size.
     let rc = unsafe {

@@ -36,8 +36,8 @@ impl IdAllocator {
             IdPolicy::LowestFree => 0,
         };
         // All 65536 candidates, starting at `start` and wrapping.
-        let id = (0..=u32::from(PeerId::MAX))
-            .map(|offset| start.wrapping_add(offset as PeerId))
+        let id = (0..=PeerId::MAX)
+            .map(|offset| start.wrapping_add(offset))
             .find(|&id| !in_use(id))?;
         self.next = id.wrapping_add(1);
         Some(id)

@@ -306,12 +306,10 @@ mod tests {
     fn join_and_leave_announcements() {
         let join: Vec<_> = join_announcement(9, 2).collect();
         assert_eq!(join.len(), 2);
-        assert!(join.iter().enumerate().all(|(v, m)| m.value == 9
-            && m.fd
-                == FdSource::Vector {
-                    peer: 9,
-                    vector: v as u32
-                }));
+        assert!(join
+            .iter()
+            .zip(0u32..)
+            .all(|(m, v)| m.value == 9 && m.fd == FdSource::Vector { peer: 9, vector: v }));
         assert_eq!(leave_announcement(9), PlannedMessage::plain(9));
     }
 }

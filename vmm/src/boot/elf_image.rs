@@ -4,8 +4,8 @@
 //! reset) without a toolchain for bare-metal targets; the images follow the
 //! same PVH contract as vmlinux and ivc-test-guest.
 
-const EHDR_SIZE: usize = 64;
-const PHDR_SIZE: usize = 56;
+const EHDR_SIZE: u16 = 64;
+const PHDR_SIZE: u16 = 56;
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
@@ -15,7 +15,7 @@ const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 /// entry note pointing at `load_addr`.
 pub fn build(code: &[u8], load_addr: u32, pvh_note: bool) -> Vec<u8> {
     let phnum: u16 = if pvh_note { 2 } else { 1 };
-    let note_off = EHDR_SIZE + PHDR_SIZE * usize::from(phnum);
+    let note_off = usize::from(EHDR_SIZE) + usize::from(PHDR_SIZE) * usize::from(phnum);
     let note_len = if pvh_note { 12 + 4 + 4 } else { 0 };
     let code_off = (note_off + note_len).next_multiple_of(16);
 
@@ -25,11 +25,11 @@ pub fn build(code: &[u8], load_addr: u32, pvh_note: bool) -> Vec<u8> {
     b.extend_from_slice(&0x3eu16.to_le_bytes()); // EM_X86_64
     b.extend_from_slice(&1u32.to_le_bytes());
     b.extend_from_slice(&u64::from(load_addr).to_le_bytes()); // e_entry
-    b.extend_from_slice(&(EHDR_SIZE as u64).to_le_bytes()); // e_phoff
+    b.extend_from_slice(&u64::from(EHDR_SIZE).to_le_bytes()); // e_phoff
     b.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
     b.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    b.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
-    b.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
+    b.extend_from_slice(&EHDR_SIZE.to_le_bytes());
+    b.extend_from_slice(&PHDR_SIZE.to_le_bytes());
     b.extend_from_slice(&phnum.to_le_bytes());
     b.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
     b.extend_from_slice(&0u16.to_le_bytes()); // e_shnum

@@ -47,9 +47,13 @@ pub fn segment(d: u64, selector: u16) -> kvm_segment {
     } else {
         raw_limit
     };
+    // reason: raw_limit has 20 bits, so even scaled by 4 KiB pages
+    // (<< 12 | 0xfff) the limit is at most 0xffff_ffff.
+    #[allow(clippy::cast_possible_truncation)]
+    let limit = limit as u32;
     kvm_segment {
         base,
-        limit: limit as u32,
+        limit,
         selector,
         type_: ((d >> 40) & 0xf) as u8,
         present: ((d >> 47) & 1) as u8,
@@ -72,6 +76,8 @@ pub fn write(mem: &GuestMemoryMmap, addr: u64) -> Result<u16, BootError> {
     }
     mem.write_slice(&bytes, GuestAddress(addr))
         .map_err(|e| BootError::GuestMemory("GDT", e))?;
+    // reason: BOOT_GDT is a fixed array of a few descriptors, 8 bytes each.
+    #[allow(clippy::cast_possible_truncation)]
     Ok((bytes.len() - 1) as u16)
 }
 

@@ -55,7 +55,8 @@ pub fn load_initrd(
         return Err(BootError::InitrdTooLarge { size, room });
     }
     let addr = (low_ram_end - size) & !(PAGE_SIZE - 1);
-    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, size as usize)
+    let len = usize::try_from(size).map_err(|_| BootError::InitrdTooLarge { size, room })?;
+    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, len)
         .map_err(|e| BootError::ReadInitrd(path.to_path_buf(), e.to_string()))?;
     Ok((addr, size))
 }
@@ -132,7 +133,7 @@ mod tests {
     #[test]
     fn initrd_goes_to_the_top_of_low_ram() {
         let mem = crate::memory::create_guest_memory(8 << 20).unwrap();
-        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i & 0xff) as u8).collect();
         let p = tmpfile("initrd", &data);
         let (addr, size) = load_initrd(&mem, &p, 8 << 20, 0x20_0000).unwrap();
         assert_eq!(size, 10_000);

@@ -23,6 +23,7 @@ pub enum BootError {
     CmdlineNul,
     TooManyMemmapEntries(usize),
     TooManyCpus(u8),
+    MpTableAddress(u64),
     GuestMemory(&'static str, vm_memory::GuestMemoryError),
 }
 
@@ -46,6 +47,9 @@ impl fmt::Display for BootError {
             BootError::CmdlineNul => write!(f, "kernel command line contains a NUL byte"),
             BootError::TooManyMemmapEntries(n) => write!(f, "memory map has {n} entries, too many"),
             BootError::TooManyCpus(n) => write!(f, "{n} vCPUs do not fit the MP table"),
+            BootError::MpTableAddress(a) => {
+                write!(f, "MP table at {a:#x} is not addressable with 32 bits")
+            }
             BootError::GuestMemory(what, e) => write!(f, "writing {what} to guest memory: {e}"),
         }
     }

@@ -64,7 +64,10 @@ pub fn build(num_cpus: u8, base: u64) -> Result<Vec<u8>, BootError> {
         count += 1;
     }
     entries.extend_from_slice(&[ENTRY_IOAPIC, ioapic_id, IOAPIC_VERSION, 1]);
-    entries.extend_from_slice(&(IOAPIC_ADDR as u32).to_le_bytes());
+    // reason: IOAPIC_ADDR is the constant 0xfec0_0000, below 4 GiB.
+    #[allow(clippy::cast_possible_truncation)]
+    let ioapic_addr = IOAPIC_ADDR as u32;
+    entries.extend_from_slice(&ioapic_addr.to_le_bytes());
     count += 1;
     for irq in 0..NUM_ISA_IRQS {
         // flags 0: polarity and trigger "conform to the bus" (ISA: high, edge).
@@ -104,9 +107,13 @@ pub fn build(num_cpus: u8, base: u64) -> Result<Vec<u8>, BootError> {
     count += 2;
 
     let table_addr = base + 16;
+    let table_addr =
+        u32::try_from(table_addr).map_err(|_| BootError::MpTableAddress(table_addr))?;
+    let table_len =
+        u16::try_from(44 + entries.len()).map_err(|_| BootError::TooManyCpus(num_cpus))?;
     let mut header = Vec::with_capacity(44);
     header.extend_from_slice(b"PCMP");
-    header.extend_from_slice(&((44 + entries.len()) as u16).to_le_bytes());
+    header.extend_from_slice(&table_len.to_le_bytes());
     header.push(SPEC_REV_1_4);
     header.push(0); // checksum, below
     header.extend_from_slice(b"IVC-VMM ");
@@ -114,7 +121,10 @@ pub fn build(num_cpus: u8, base: u64) -> Result<Vec<u8>, BootError> {
     header.extend_from_slice(&0u32.to_le_bytes()); // OEM table
     header.extend_from_slice(&0u16.to_le_bytes());
     header.extend_from_slice(&count.to_le_bytes());
-    header.extend_from_slice(&(LAPIC_ADDR as u32).to_le_bytes());
+    // reason: LAPIC_ADDR is the constant 0xfee0_0000, below 4 GiB.
+    #[allow(clippy::cast_possible_truncation)]
+    let lapic_addr = LAPIC_ADDR as u32;
+    header.extend_from_slice(&lapic_addr.to_le_bytes());
     header.extend_from_slice(&[0, 0, 0, 0]); // extended table length/checksum, reserved
     let mut table = header;
     table.extend_from_slice(&entries);
@@ -122,7 +132,7 @@ pub fn build(num_cpus: u8, base: u64) -> Result<Vec<u8>, BootError> {
 
     let mut out = Vec::with_capacity(16 + table.len());
     out.extend_from_slice(b"_MP_");
-    out.extend_from_slice(&(table_addr as u32).to_le_bytes());
+    out.extend_from_slice(&table_addr.to_le_bytes());
     out.extend_from_slice(&[1, SPEC_REV_1_4, 0, 0, 0, 0, 0, 0]);
     out[10] = checksum(&out[..16]);
     out.extend_from_slice(&table);
@@ -155,7 +165,7 @@ mod tests {
         assert_eq!(bytes[9], 4, "MP spec 1.4");
         assert_eq!(bytes[11], 0, "feature1 0: a config table is present");
         let phys = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as u64;
-        let t = &bytes[(phys - base) as usize..];
+        let t = &bytes[usize::try_from(phys - base).unwrap()..];
         assert_eq!(&t[0..4], b"PCMP");
         let len = u16::from_le_bytes([t[4], t[5]]) as usize;
         assert_eq!(len, t.len());
@@ -182,8 +192,8 @@ mod tests {
         let entries = parse(&bytes, MPTABLE_START);
         let cpus: Vec<_> = entries.iter().filter(|e| e[0] == 0).collect();
         assert_eq!(cpus.len(), 4);
-        for (i, c) in cpus.iter().enumerate() {
-            assert_eq!(c[1], i as u8, "APIC ID");
+        for (c, i) in cpus.iter().zip(0u8..) {
+            assert_eq!(c[1], i, "APIC ID");
             assert_eq!(c[3] & CPU_ENABLED, CPU_ENABLED);
             assert_eq!(c[3] & CPU_BOOTSTRAP != 0, i == 0, "only CPU 0 is the BSP");
         }
@@ -202,8 +212,8 @@ mod tests {
         );
         let ints: Vec<_> = entries.iter().filter(|e| e[0] == 3).collect();
         assert_eq!(ints.len(), 16);
-        for (i, e) in ints.iter().enumerate() {
-            assert_eq!((e[4], e[5], e[6], e[7]), (ISA_BUS_ID, i as u8, 4, i as u8));
+        for (e, i) in ints.iter().zip(0u8..) {
+            assert_eq!((e[4], e[5], e[6], e[7]), (ISA_BUS_ID, i, 4, i));
         }
         let lints: Vec<_> = entries
             .iter()
@@ -241,5 +251,13 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn table_above_4_gib_is_an_error() {
+        assert!(matches!(
+            build(1, 0xffff_fff0),
+            Err(BootError::MpTableAddress(0x1_0000_0000))
+        ));
     }
 }

@@ -83,11 +83,14 @@ pub fn write_start_info(
         mem.write_slice(&modlist_entry_bytes(addr, size), GuestAddress(PVH_MODLIST))
             .map_err(|e| BootError::GuestMemory("PVH module list", e))?;
     }
+    // reason: memmap.len() <= PVH_MEMMAP_MAX_ENTRIES, checked above.
+    #[allow(clippy::cast_possible_truncation)]
+    let memmap_entries = memmap.len() as u32;
     let info = StartInfo {
         cmdline_paddr,
         initrd,
         memmap_paddr: PVH_MEMMAP,
-        memmap_entries: memmap.len() as u32,
+        memmap_entries,
         modlist_paddr: PVH_MODLIST,
     };
     mem.write_slice(&info.to_bytes(), GuestAddress(PVH_START_INFO))

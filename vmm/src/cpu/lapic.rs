@@ -8,9 +8,20 @@ pub const APIC_LVT_LINT1: usize = 0x360;
 pub const APIC_MODE_NMI: u32 = 0x4;
 pub const APIC_MODE_EXTINT: u32 = 0x7;
 
+/// The bits of one `regs` byte (`c_char`, signed on x86) as a u8.
+fn reg_byte(c: std::os::raw::c_char) -> u8 {
+    let [b] = c.to_ne_bytes();
+    b
+}
+
 fn get_reg(l: &kvm_lapic_state, off: usize) -> u32 {
     let b = &l.regs[off..off + 4];
-    u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
+    u32::from_le_bytes([
+        reg_byte(b[0]),
+        reg_byte(b[1]),
+        reg_byte(b[2]),
+        reg_byte(b[3]),
+    ])
 }
 
 fn set_reg(l: &mut kvm_lapic_state, off: usize, v: u32) {

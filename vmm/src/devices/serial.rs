@@ -91,9 +91,14 @@ pub fn spawn_input_thread(
         })
 }
 
+/// The UART register a guest access addresses: one byte at offset 0..8.
+fn register(offset: u64, len: usize) -> Option<u8> {
+    u8::try_from(offset).ok().filter(|&r| r < 8 && len == 1)
+}
+
 impl BusDevice for SerialDevice {
     fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
-        if data.len() != 1 || offset >= 8 {
+        let Some(reg) = register(offset, data.len()) else {
             crate::guest_log!(
                 warn,
                 "serial: {}-byte read at offset {offset} ignored",
@@ -101,20 +106,20 @@ impl BusDevice for SerialDevice {
             );
             data.fill(0xff);
             return;
-        }
-        data[0] = self.serial.read(offset as u8);
+        };
+        data[0] = self.serial.read(reg);
     }
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
-        if data.len() != 1 || offset >= 8 {
+        let Some(reg) = register(offset, data.len()) else {
             crate::guest_log!(
                 warn,
                 "serial: {}-byte write at offset {offset} ignored",
                 data.len()
             );
             return;
-        }
-        if let Err(e) = self.serial.write(offset as u8, data[0]) {
+        };
+        if let Err(e) = self.serial.write(reg, data[0]) {
             crate::guest_log!(warn, "serial: {e:?}");
         }
     }
@@ -183,5 +188,16 @@ mod input_tests {
         d.read(0x3f8, 5, &mut b);
         assert_eq!(b[0] & 1, 0);
         assert!(irq.read().unwrap() >= 1);
+    }
+
+    #[test]
+    fn only_single_bytes_at_offsets_0_to_7_address_a_register() {
+        assert_eq!(register(0, 1), Some(0));
+        assert_eq!(register(7, 1), Some(7));
+        assert_eq!(register(8, 1), None);
+        // Truncated to 8 bits, these would alias register 0.
+        assert_eq!(register(0x100, 1), None);
+        assert_eq!(register(1 << 32, 1), None);
+        assert_eq!(register(0, 2), None);
     }
 }

@@ -54,7 +54,7 @@ fn msi_entry(gsi: u32, address: u64, data: u32) -> kvm_irq_routing_entry {
         type_: KVM_IRQ_ROUTING_MSI,
         ..Default::default()
     };
-    e.u.msi.address_lo = address as u32;
+    e.u.msi.address_lo = (address & 0xffff_ffff) as u32;
     e.u.msi.address_hi = (address >> 32) as u32;
     e.u.msi.data = data;
     e
@@ -180,10 +180,10 @@ mod tests {
             .filter(|e| unsafe { e.u.irqchip.irqchip } == KVM_IRQCHIP_IOAPIC)
             .collect();
         assert_eq!(ioapic.len(), 24);
-        for (i, e) in ioapic.iter().enumerate() {
-            assert_eq!(e.gsi, i as u32);
+        for (e, i) in ioapic.iter().zip(0u32..) {
+            assert_eq!(e.gsi, i);
             // SAFETY: as above.
-            assert_eq!(unsafe { e.u.irqchip.pin }, i as u32);
+            assert_eq!(unsafe { e.u.irqchip.pin }, i);
         }
         // The serial port's GSI 4 reaches both the master PIC and the IOAPIC.
         assert_eq!(v.iter().filter(|e| e.gsi == 4).count(), 2);

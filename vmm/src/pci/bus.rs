@@ -123,6 +123,8 @@ impl PciBus {
         }
         self.slots[slot] = Some(device);
         self.update_mappings(slot);
+        // reason: slot indexes `slots`, a fixed array of NUM_SLOTS (32).
+        #[allow(clippy::cast_possible_truncation)]
         Ok(slot as u8)
     }
 
@@ -255,7 +257,8 @@ impl PciConfigIo {
 
     /// (slot, function, register offset) selected by the address register,
     /// or None if config cycles are disabled or aim past bus 0.
-    fn target(&self, data_offset: u64) -> Option<(u8, u8, usize)> {
+    /// `data_offset` is the byte within the data window (0..4).
+    fn target(&self, data_offset: usize) -> Option<(u8, u8, usize)> {
         if self.address & CONFIG_ENABLE == 0 {
             return None;
         }
@@ -265,9 +268,16 @@ impl PciConfigIo {
         }
         let slot = ((self.address >> 11) & 0x1f) as u8;
         let function = ((self.address >> 8) & 0x7) as u8;
-        let reg = (self.address & 0xfc) as usize + data_offset as usize;
+        let reg = (self.address & 0xfc) as usize + data_offset;
         Some((slot, function, reg))
     }
+}
+
+/// The byte within the data window (0xcfc..0xcff) that an access of `len`
+/// bytes at port offset `offset` starts at, if the whole access lies in it.
+fn data_window(offset: u64, len: usize) -> Option<usize> {
+    let start = usize::try_from(offset.checked_sub(4)?).ok()?;
+    (start < 4 && start + len <= 4).then_some(start)
 }
 
 impl BusDevice for PciConfigIo {
@@ -276,7 +286,7 @@ impl BusDevice for PciConfigIo {
             // Only a dword access reaches the address register; Linux's
             // type-1 probe relies on byte accesses at 0xcfb not latching.
             0 if data.len() == 4 => data.copy_from_slice(&self.address.to_le_bytes()),
-            4..=7 if offset as usize - 4 + data.len() <= 4 => match self.target(offset - 4) {
+            _ => match data_window(offset, data.len()).and_then(|d| self.target(d)) {
                 Some((slot, function, reg)) => self
                     .bus
                     .lock()
@@ -284,26 +294,27 @@ impl BusDevice for PciConfigIo {
                     .config_read(slot, function, reg, data),
                 None => data.fill(0xff),
             },
-            _ => data.fill(0xff),
         }
     }
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
-        match offset {
-            0 if data.len() == 4 => {
+        match (offset, data_window(offset, data.len())) {
+            (0, _) if data.len() == 4 => {
                 let mut b = [0u8; 4];
                 b.copy_from_slice(data);
                 self.address = u32::from_le_bytes(b);
             }
-            4..=7 if offset as usize - 4 + data.len() <= 4 => {
-                if let Some((slot, function, reg)) = self.target(offset - 4) {
+            (_, Some(d)) => {
+                if let Some((slot, function, reg)) = self.target(d) {
                     self.bus
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .config_write(slot, function, reg, data);
                 }
             }
-            RESET_CONTROL_OFFSET if data.len() == 1 && data[0] & RESET_CONTROL_RST_CPU != 0 => {
+            (RESET_CONTROL_OFFSET, _)
+                if data.len() == 1 && data[0] & RESET_CONTROL_RST_CPU != 0 =>
+            {
                 if let Some(exit) = &self.reset {
                     exit.request(ExitReason::Reset);
                 }
@@ -366,7 +377,7 @@ mod tests {
             &mut self.config
         }
         fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
-            data.fill((bar as u8) << 4 | offset as u8);
+            data.fill(u8::try_from(bar).unwrap() << 4 | (offset & 0xff) as u8);
         }
         fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
             self.writes.push((bar, offset, data.to_vec()));
@@ -493,14 +504,15 @@ mod tests {
     #[test]
     fn guest_relocation_moves_the_range_and_calls_the_hook() {
         let mut r = rig();
+        let bar0 = u32::try_from(BAR0).unwrap();
         let old = r.dev.lock().unwrap().config.bar_address(0).unwrap();
         // Linux style: decoding off, size, program, decoding on.
         let cmd = cfg_read32(&mut r.cfg, 1, 4) & 0xffff;
         cfg_write32(&mut r.cfg, 1, 4, cmd & !0x3);
         assert!(!r.mmio.read(old, &mut [0u8; 4]), "decoding off unmaps");
-        cfg_write32(&mut r.cfg, 1, BAR0 as u32, 0xffff_ffff);
-        assert_eq!(cfg_read32(&mut r.cfg, 1, BAR0 as u32), 0xffff_ff00);
-        cfg_write32(&mut r.cfg, 1, BAR0 as u32, 0xd000_0000);
+        cfg_write32(&mut r.cfg, 1, bar0, 0xffff_ffff);
+        assert_eq!(cfg_read32(&mut r.cfg, 1, bar0), 0xffff_ff00);
+        cfg_write32(&mut r.cfg, 1, bar0, 0xd000_0000);
         cfg_write32(&mut r.cfg, 1, 4, cmd);
         assert!(r.mmio.read(0xd000_0010, &mut [0u8; 4]));
         assert!(!r.mmio.read(old, &mut [0u8; 4]));
@@ -508,8 +520,8 @@ mod tests {
         assert!(moves.contains(&(0, Some(old), None)));
         assert!(moves.contains(&(0, None, Some(0xd000_0000))));
         // Moving the 64-bit BAR takes both halves.
-        cfg_write32(&mut r.cfg, 1, BAR0 as u32 + 8, 0x4000_000c);
-        cfg_write32(&mut r.cfg, 1, BAR0 as u32 + 12, 0x20);
+        cfg_write32(&mut r.cfg, 1, bar0 + 8, 0x4000_000c);
+        cfg_write32(&mut r.cfg, 1, bar0 + 12, 0x20);
         assert!(r.mmio.read(0x20_4000_0000, &mut [0u8; 8]));
         assert_eq!(
             r.dev.lock().unwrap().moves.last(),
@@ -520,9 +532,10 @@ mod tests {
     #[test]
     fn overlapping_bar_is_left_unmapped() {
         let mut r = rig();
+        let bar0 = u32::try_from(BAR0).unwrap();
         let host_io = Arc::new(Mutex::new(HostBridgeProbe));
         r.io.insert(0xe000, 0x10, host_io).unwrap();
-        cfg_write32(&mut r.cfg, 1, BAR0 as u32 + 16, 0xe000);
+        cfg_write32(&mut r.cfg, 1, bar0 + 16, 0xe000);
         let last = *r.dev.lock().unwrap().moves.last().unwrap();
         assert_eq!(last, (4, Some(crate::layout::PCI_IO_START), None));
         let mut b = [0u8; 1];
@@ -552,5 +565,17 @@ mod tests {
         assert!(pci
             .add_device(Some(32), Arc::new(Mutex::new(HostBridge::new())))
             .is_err());
+    }
+
+    #[test]
+    fn data_window_takes_only_accesses_inside_0xcfc_0xcff() {
+        assert_eq!(data_window(4, 4), Some(0));
+        assert_eq!(data_window(6, 2), Some(2));
+        assert_eq!(data_window(7, 1), Some(3));
+        assert_eq!(data_window(6, 4), None);
+        assert_eq!(data_window(3, 1), None);
+        assert_eq!(data_window(8, 1), None);
+        // Truncated to 32 bits, this offset would land on 0xcfc.
+        assert_eq!(data_window((1 << 32) + 4, 1), None);
     }
 }

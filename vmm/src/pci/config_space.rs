@@ -134,9 +134,9 @@ impl ConfigSpace {
         cs.set_u16(VENDOR_ID, ids.vendor);
         cs.set_u16(DEVICE_ID, ids.device);
         cs.regs[REVISION_ID] = ids.revision;
-        cs.regs[CLASS_PROG_IF] = ids.class as u8;
-        cs.regs[CLASS_PROG_IF + 1] = (ids.class >> 8) as u8;
-        cs.regs[CLASS_PROG_IF + 2] = (ids.class >> 16) as u8;
+        // Prog IF, subclass, class: the low three bytes of the 24-bit code.
+        let class = ids.class.to_le_bytes();
+        cs.regs[CLASS_PROG_IF..CLASS_PROG_IF + 3].copy_from_slice(&class[..3]);
         cs.set_u16(SUBSYSTEM_VENDOR_ID, ids.subsystem_vendor);
         cs.set_u16(SUBSYSTEM_ID, ids.subsystem);
         let cmd_mask = COMMAND_IO_SPACE
@@ -276,8 +276,8 @@ impl ConfigSpace {
         let off = BAR0 + 4 * index;
         let addr_mask = !(size - 1);
         let low_mask = match kind {
-            BarKind::Io => (addr_mask as u32) & !0x3,
-            _ => (addr_mask as u32) & !0xf,
+            BarKind::Io => ((addr_mask & 0xffff_ffff) as u32) & !0x3,
+            _ => ((addr_mask & 0xffff_ffff) as u32) & !0xf,
         };
         self.set_u32(off, kind.type_bits());
         self.set_wmask_u32(off, low_mask);
@@ -313,7 +313,7 @@ impl ConfigSpace {
         let Some(info) = self.bar(index) else { return };
         let off = BAR0 + 4 * index;
         let addr = addr & !(info.size - 1);
-        self.set_u32(off, (addr as u32) | info.kind.type_bits());
+        self.set_u32(off, ((addr & 0xffff_ffff) as u32) | info.kind.type_bits());
         if matches!(info.kind, BarKind::Mmio64 { .. }) {
             self.set_u32(off + 4, (addr >> 32) as u32);
         }
@@ -362,6 +362,8 @@ impl ConfigSpace {
         if off + len > CONFIG_SPACE_SIZE || (!wmask.is_empty() && wmask.len() != body.len()) {
             return Err(ConfigError::NoRoomForCapability(len));
         }
+        // The "next" pointers are one byte: off < CONFIG_SPACE_SIZE (256).
+        let next_ptr = u8::try_from(off).map_err(|_| ConfigError::NoRoomForCapability(len))?;
         self.regs[off..off + body.len()].copy_from_slice(body);
         if !wmask.is_empty() {
             self.wmask[off..off + wmask.len()].copy_from_slice(wmask);
@@ -369,7 +371,7 @@ impl ConfigSpace {
         self.regs[off + 1] = 0;
         self.wmask[off] = 0;
         self.wmask[off + 1] = 0;
-        self.regs[self.last_capability_next_ptr] = off as u8;
+        self.regs[self.last_capability_next_ptr] = next_ptr;
         self.last_capability_next_ptr = off + 1;
         self.next_capability = (off + len).next_multiple_of(4);
         let status = self.read_u16(STATUS) | STATUS_CAPABILITIES_LIST;
@@ -486,7 +488,7 @@ mod tests {
         cs.set_bar_address(0, 0xc000_0000);
         cs.set_bar_address(4, 0xc000);
         assert!(cs.active_bars().is_empty());
-        cs.write(COMMAND, &[COMMAND_MEMORY_SPACE as u8, 0]);
+        cs.write(COMMAND, &COMMAND_MEMORY_SPACE.to_le_bytes());
         assert_eq!(
             cs.active_bars(),
             vec![ActiveBar {
@@ -498,7 +500,7 @@ mod tests {
         );
         cs.write(
             COMMAND,
-            &[(COMMAND_MEMORY_SPACE | COMMAND_IO_SPACE) as u8, 0],
+            &(COMMAND_MEMORY_SPACE | COMMAND_IO_SPACE).to_le_bytes(),
         );
         assert_eq!(cs.active_bars().len(), 2);
         // An I/O BAR mid-sizing would run past 64 KiB: not decoded.

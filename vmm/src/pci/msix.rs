@@ -172,6 +172,9 @@ impl Msix {
         pba_bar: u8,
         pba_offset: u32,
     ) -> Result<usize, ConfigError> {
+        // reason: vectors.len() is the num_vectors (1..=2048, a u16) given
+        // to new(), and never changes.
+        #[allow(clippy::cast_possible_truncation)]
         let control = (self.vectors.len() as u16 - 1).to_le_bytes();
         let table = (table_offset & !0x7 | u32::from(table_bar & 0x7)).to_le_bytes();
         let pba = (pba_offset & !0x7 | u32::from(pba_bar & 0x7)).to_le_bytes();
@@ -469,7 +472,7 @@ pub(crate) mod tests {
 
     fn write_entry(msix: &mut Msix, i: u64, addr: u64, data: u32, ctrl: u32) {
         let b = i * 16;
-        msix.write_table(b, &(addr as u32).to_le_bytes());
+        msix.write_table(b, &((addr & 0xffff_ffff) as u32).to_le_bytes());
         msix.write_table(b + 4, &((addr >> 32) as u32).to_le_bytes());
         msix.write_table(b + 8, &data.to_le_bytes());
         msix.write_table(b + 12, &ctrl.to_le_bytes());

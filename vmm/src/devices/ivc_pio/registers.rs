@@ -486,7 +486,7 @@ mod tests {
         a.write(0, &[1]).unwrap();
         a.write(0, &[2, 3]).unwrap();
         a.write(0, &[4, 5, 6, 7]).unwrap();
-        let big: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+        let big: Vec<u8> = (0..3000u32).map(|i| ((i * 7) & 0xff) as u8).collect();
         a.write(0, &big).unwrap();
         assert_eq!(rd32(&mut b, REG_RX_AVAIL), 3007);
         assert_ne!(rd32(&mut b, REG_STATUS) & STATUS_RX_READY, 0);
@@ -756,7 +756,7 @@ mod byte_exit_tests {
             if sent < total && sa & STATUS_TX_SPACE != 0 {
                 let n = st(&mut a, REG_TX_FREE).min(4096).min(total - sent);
                 for _ in 0..n {
-                    a.write(0, &[sent as u8]).unwrap();
+                    a.write(0, &[(sent & 0xff) as u8]).unwrap();
                     sent += 1;
                 }
             }
@@ -767,7 +767,7 @@ mod byte_exit_tests {
                 let mut buf = vec![0u8; n as usize];
                 b.read(0, &mut buf).unwrap();
                 for x in buf {
-                    assert_eq!(x, got as u8);
+                    assert_eq!(x, (got & 0xff) as u8);
                     got += 1;
                 }
             }
@@ -910,7 +910,7 @@ mod property_tests {
             for r in [&mut a, &mut b] {
                 prop_assert_ne!(rd32(r, REG_STATUS) & STATUS_CONNECTED, 0, "not connected");
             }
-            let byte = |i: u64| (i.wrapping_mul(31) ^ (i >> 8)) as u8;
+            let byte = |i: u64| ((i.wrapping_mul(31) ^ (i >> 8)) & 0xff) as u8;
             let (mut sent, mut got) = (0u64, 0u64);
             for (send, amount, width) in steps {
                 if send {

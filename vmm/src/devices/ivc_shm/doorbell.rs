@@ -103,12 +103,12 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
         }
     }
 
-    fn value(peer: u16, vector: usize) -> u32 {
-        DoorbellWrite {
-            peer,
-            vector: vector as u16,
-        }
-        .value()
+    /// The datamatch of a Doorbell write ringing `vector` of `peer`, or
+    /// `None` if the index does not fit the register's 16-bit vector field
+    /// (a guest cannot ring such a vector).
+    fn value(peer: u16, vector: usize) -> Option<u32> {
+        let vector = u16::try_from(vector).ok()?;
+        Some(DoorbellWrite { peer, vector }.value())
     }
 
     fn register_peer(registry: &R, bar: DoorbellBar, base: u64, id: u16, p: &mut PeerVectors) {
@@ -117,7 +117,16 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
             if p.registered[v][b] {
                 continue;
             }
-            match registry.register(fd, bar.address(base), Self::value(id, v)) {
+            // The eventfds come from the rendezvous server: more than a
+            // Doorbell write can address are left without an ioeventfd.
+            let Some(value) = Self::value(id, v) else {
+                crate::guest_log!(
+                    error,
+                    "ivc-shm: peer {id} vector {v} cannot be addressed by a Doorbell write; ignored"
+                );
+                break;
+            };
+            match registry.register(fd, bar.address(base), value) {
                 Ok(()) => p.registered[v][b] = true,
                 // The write will then exit to the VMM, which signals the
                 // eventfd itself: slower, still correct.
@@ -137,7 +146,11 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
             if !p.registered[v][b] {
                 continue;
             }
-            if let Err(e) = registry.unregister(fd, bar.address(base), Self::value(id, v)) {
+            // Registered implies register_peer found a value for it.
+            let Some(value) = Self::value(id, v) else {
+                continue;
+            };
+            if let Err(e) = registry.unregister(fd, bar.address(base), value) {
                 crate::guest_log!(
                     error,
                     "ivc-shm: removing {bar:?} doorbell ioeventfd for peer {id} vector {v}: {e}"
@@ -336,5 +349,12 @@ mod tests {
             d.ring(DoorbellWrite { peer: 5, vector: 2 }),
             Err(RingError::NoSuchVector { .. })
         ));
+    }
+
+    #[test]
+    fn vectors_past_16_bits_have_no_datamatch() {
+        assert_eq!(Doorbells::<Fake>::value(1, 0xffff), Some(0x1_ffff));
+        // Truncated, 0x1_0000 would alias vector 0 of the same peer.
+        assert_eq!(Doorbells::<Fake>::value(1, 0x1_0000), None);
     }
 }

@@ -87,14 +87,11 @@ impl IvcShm {
                 if msix.table_size() > MSIX_PBA_OFFSET {
                     return Err("too many MSI-X vectors for BAR1".into());
                 }
-                msix.add_capability(
-                    &mut config,
-                    MSIX_BAR as u8,
-                    0,
-                    MSIX_BAR as u8,
-                    MSIX_PBA_OFFSET as u32,
-                )
-                .map_err(e)?;
+                // reason: constants, BAR index 1 and offset 0x800.
+                #[allow(clippy::cast_possible_truncation)]
+                let (msix_bar, pba_offset) = (MSIX_BAR as u8, MSIX_PBA_OFFSET as u32);
+                msix.add_capability(&mut config, msix_bar, 0, msix_bar, pba_offset)
+                    .map_err(e)?;
                 (Some(msix), Some(doorbells))
             }
             None => (None, None),

@@ -55,7 +55,7 @@ impl DoorbellWrite {
     pub fn from_value(v: u32) -> Self {
         DoorbellWrite {
             peer: (v >> 16) as u16,
-            vector: v as u16,
+            vector: (v & 0xffff) as u16,
         }
     }
 
