@@ -15,7 +15,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use kernel::prelude::*;
+use kernel::{prelude::*, revocable::Revocable};
 
 use crate::ffi::IoRegion;
 use crate::ivc_channel::pio::{
@@ -25,10 +25,19 @@ use crate::ivc_channel::pio::{
 };
 use crate::transport::{ReadOutcome, Status};
 
+/// Bytes moved per string instruction, each under its own access to the
+/// registers: the access is an RCU read-side section, which must stay short
+/// (outward string I/O costs one VM exit per 4 bytes).
+const CHUNK: usize = 1024;
+
 /// One ivc-pio channel.
+///
+/// The I/O BAR is revoked at removal (`shutdown`): every access goes
+/// through the [`Revocable`], so a file kept open across an unbind gets
+/// `ENODEV` and its last close does not write to a port that a new binding
+/// may own by then.
 pub(crate) struct PioTransport {
-    regs: IoRegion,
-    dead: AtomicBool,
+    regs: Pin<KBox<Revocable<IoRegion>>>,
     /// An end of file or `EPIPE` went to a user since the last
     /// `CONTROL_RESUME`: the device holds off a new peer until told.
     ended: AtomicBool,
@@ -52,55 +61,51 @@ impl PioTransport {
             return Err(ENODEV);
         }
         Ok(Self {
-            regs,
-            dead: AtomicBool::new(false),
+            regs: KBox::pin_init(Revocable::new(regs), GFP_KERNEL)?,
             ended: AtomicBool::new(false),
         })
     }
 
-    fn live(&self) -> Result {
-        if self.dead.load(Ordering::Acquire) {
-            Err(ENODEV)
-        } else {
-            Ok(())
-        }
+    /// Runs `f` on the registers while the device is bound; `ENODEV` after.
+    fn with_regs<T>(&self, f: impl FnOnce(&IoRegion) -> Result<T>) -> Result<T> {
+        self.regs.try_access_with(f).unwrap_or(Err(ENODEV))
     }
 
     /// First opener: join the channel.
     pub(crate) fn open(&self) -> Result {
-        self.live()?;
-        self.regs
-            .write32(R(REG_CONTROL), CONTROL_CLEAR_ERROR | CONTROL_OPEN)
+        self.with_regs(|r| r.write32(R(REG_CONTROL), CONTROL_CLEAR_ERROR | CONTROL_OPEN))
     }
 
     /// A user call begins: after an end was reported to a user, tell the
     /// device that a new peer may connect (one exit, only then).
     pub(crate) fn resume(&self) {
-        if self.live().is_ok() && self.ended.swap(false, Ordering::AcqRel) {
-            let _ = self.regs.write32(R(REG_CONTROL), CONTROL_RESUME);
+        if self.ended.swap(false, Ordering::AcqRel) {
+            let _ = self.with_regs(|r| r.write32(R(REG_CONTROL), CONTROL_RESUME));
         }
     }
 
-    /// Last closer: leave the channel.
+    /// Last closer: leave the channel (nothing once the device is gone).
     pub(crate) fn release(&self) {
-        let _ = self.regs.write32(R(REG_CONTROL), CONTROL_CLOSE);
+        let _ = self.with_regs(|r| r.write32(R(REG_CONTROL), CONTROL_CLOSE));
     }
 
-    /// The device is being removed.
+    /// The device is being removed: leave the channel, then revoke the
+    /// registers, waiting for every user of them to finish.
     pub(crate) fn shutdown(&self) {
-        if !self.dead.swap(true, Ordering::AcqRel) {
-            let _ = self.regs.write32(R(REG_CONTROL), CONTROL_CLOSE);
-        }
+        let _ = self.with_regs(|r| r.write32(R(REG_CONTROL), CONTROL_CLOSE));
+        self.regs.revoke();
     }
 
     /// Non-blocking read.
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> Result<ReadOutcome> {
-        self.live()?;
-        let st = self.regs.read32(R(REG_STATUS))?;
+        let (st, avail) = self.with_regs(|r| {
+            let st = r.read32(R(REG_STATUS))?;
+            let avail = r.read32(R(REG_RX_AVAIL))? as usize;
+            Ok((st, avail))
+        })?;
         if st & STATUS_ERROR != 0 {
             return Err(EIO);
         }
-        let avail = self.regs.read32(R(REG_RX_AVAIL))? as usize;
         if avail == 0 {
             return Ok(if st & STATUS_PEER_GONE != 0 {
                 self.ended.store(true, Ordering::Release);
@@ -111,14 +116,27 @@ impl PioTransport {
         }
         let n = avail.min(buf.len());
         let dst = buf.get_mut(..n).ok_or(EINVAL)?;
-        self.regs.read_rep8(R(REG_DATA), dst)?;
-        Ok(ReadOutcome::Data(n))
+        let mut got = 0;
+        for chunk in dst.chunks_mut(CHUNK) {
+            // Revoked in the middle: what already came is delivered.
+            match self.with_regs(|r| r.read_rep8(R(REG_DATA), chunk)) {
+                Ok(()) => got += chunk.len(),
+                Err(e) if got == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(ReadOutcome::Data(got))
     }
 
     /// Non-blocking write.
     pub(crate) fn try_write(&self, buf: &[u8]) -> Result<usize> {
-        self.live()?;
-        let st = self.regs.read32(R(REG_STATUS))?;
+        let (st, free) = self.with_regs(|r| {
+            let st = r.read32(R(REG_STATUS))?;
+            if st & (STATUS_ERROR | STATUS_PEER_GONE) != 0 {
+                return Ok((st, 0));
+            }
+            Ok((st, r.read32(R(REG_TX_FREE))? as usize))
+        })?;
         if st & STATUS_ERROR != 0 {
             return Err(EIO);
         }
@@ -126,7 +144,6 @@ impl PioTransport {
             self.ended.store(true, Ordering::Release);
             return Err(EPIPE);
         }
-        let free = self.regs.read32(R(REG_TX_FREE))? as usize;
         let n = free.min(buf.len());
         if n == 0 {
             return Ok(0);
@@ -135,32 +152,46 @@ impl PioTransport {
         // `rep outs`: move the bulk as dwords (4 bytes per exit), the tail as
         // bytes.
         let (bulk, tail) = buf.get(..n).ok_or(EINVAL)?.split_at(n - n % 4);
-        if !bulk.is_empty() {
-            self.regs.write_rep32(R(REG_DATA), bulk)?;
+        let mut sent = 0;
+        let chunks = Iterator::chain(bulk.chunks(CHUNK), Some(tail).filter(|t| !t.is_empty()));
+        for chunk in chunks {
+            let r = self.with_regs(|r| {
+                if chunk.len() % 4 == 0 {
+                    r.write_rep32(R(REG_DATA), chunk)
+                } else {
+                    r.write_rep8(R(REG_DATA), chunk)
+                }
+            });
+            match r {
+                Ok(()) => sent += chunk.len(),
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => break,
+            }
         }
-        if !tail.is_empty() {
-            self.regs.write_rep8(R(REG_DATA), tail)?;
-        }
-        Ok(n)
+        Ok(sent)
     }
 
     /// Readiness for `poll` and the poller.
     pub(crate) fn status(&self) -> Status {
-        if self.live().is_err() {
-            return Status {
-                readable: true,
-                writable: true,
-                hangup: true,
-                error: true,
-            };
-        }
-        let Ok(st) = self.regs.read32(R(REG_STATUS)) else {
-            return Status {
-                readable: true,
-                writable: true,
-                hangup: false,
-                error: true,
-            };
+        let st = match self.regs.try_access_with(|r| r.read32(R(REG_STATUS))) {
+            // Removed.
+            None => {
+                return Status {
+                    readable: true,
+                    writable: true,
+                    hangup: true,
+                    error: true,
+                }
+            }
+            Some(Ok(st)) => st,
+            Some(Err(_)) => {
+                return Status {
+                    readable: true,
+                    writable: true,
+                    hangup: false,
+                    error: true,
+                }
+            }
         };
         let gone = st & STATUS_PEER_GONE != 0;
         let error = st & STATUS_ERROR != 0;

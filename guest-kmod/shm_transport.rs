@@ -11,10 +11,16 @@
 //!
 //! Every value in the shared memory is untrusted; the endpoint validates
 //! them and latches `Corrupted`, which becomes `EIO` here.
+//!
+//! The device's resources end with its binding, not with the last open
+//! file: `shutdown` (at removal) drops the shared mapping, which lives only
+//! in the locked state, and revokes the registers, so a file kept open
+//! across an unbind gets `ENODEV` and never touches either again.
 
 use kernel::{
     new_mutex,
     prelude::*,
+    revocable::Revocable,
     sync::{Arc, Mutex},
     time::{delay::fsleep, Delta, Instant, Monotonic},
 };
@@ -80,6 +86,8 @@ impl SharedMemory for ShmRef {
 }
 
 struct State {
+    /// The shared memory while the device is bound (`None` after removal).
+    mem: Option<ShmRef>,
     ep: Option<Endpoint<ShmRef>>,
     /// Set by `shutdown`: the device is gone, every call fails.
     dead: bool,
@@ -90,8 +98,9 @@ struct State {
 
 /// One ivc-shm channel.
 pub(crate) struct ShmTransport {
-    mem: ShmRef,
-    regs: IoRegion,
+    mem_len: usize,
+    /// BAR0, revoked at removal (usable from the interrupt handler too).
+    regs: Pin<KBox<Revocable<IoRegion>>>,
     /// Doorbells on: we publish our IVPosition and ring the peer's.
     irq: bool,
     my_id: u16,
@@ -126,6 +135,7 @@ impl ShmTransport {
         stats: Arc<Stats>,
         name: &'static CStr,
     ) -> Result<Self> {
+        let mem_len = mem.len();
         let my_id = if irq {
             // IVPosition is a peer id from the rendezvous server (< 65536).
             u16::try_from(regs.read32(regs::IV_POSITION)?).map_err(|_| EIO)?
@@ -135,6 +145,7 @@ impl ShmTransport {
         let state = KBox::pin_init(
             new_mutex!(
                 State {
+                    mem: Some(ShmRef(Arc::new(mem, GFP_KERNEL)?)),
                     ep: None,
                     dead: false,
                     reported: false,
@@ -145,8 +156,8 @@ impl ShmTransport {
             GFP_KERNEL,
         )?;
         Ok(Self {
-            mem: ShmRef(Arc::new(mem, GFP_KERNEL)?),
-            regs,
+            mem_len,
+            regs: KBox::pin_init(Revocable::new(regs), GFP_KERNEL)?,
             irq,
             my_id,
             peer_timeout_ms,
@@ -159,7 +170,7 @@ impl ShmTransport {
 
     /// Size of the shared memory in bytes.
     pub(crate) fn mem_len(&self) -> usize {
-        self.mem.len()
+        self.mem_len
     }
 
     /// Our ivshmem peer id (doorbell mode).
@@ -170,14 +181,16 @@ impl ShmTransport {
     /// Reads and clears the INTx status; `true` if the interrupt was ours.
     pub(crate) fn ack_intx(&self) -> bool {
         self.regs
-            .read32(regs::INTR_STATUS)
-            .map(|s| s != 0)
-            .unwrap_or(false)
+            .try_access_with(|r| r.read32(regs::INTR_STATUS))
+            .and_then(|r| r.ok())
+            .is_some_and(|s| s != 0)
     }
 
     /// Enables the INTx interrupt (MSI-X needs nothing).
     pub(crate) fn enable_intx(&self) -> Result {
-        self.regs.write32(regs::INTR_MASK, 1)
+        self.regs
+            .try_access_with(|r| r.write32(regs::INTR_MASK, 1))
+            .unwrap_or(Err(ENODEV))
     }
 
     /// Latches a protocol error into a logged `EIO` (once per breakage).
@@ -204,11 +217,10 @@ impl ShmTransport {
         // The id is the peer's claim in shared memory: untrusted, but only
         // ever used as a doorbell target, which the VMM validates.
         if let Some(peer) = peer {
-            if self
+            let rung = self
                 .regs
-                .write32(regs::DOORBELL, u32::from(peer) << 16)
-                .is_ok()
-            {
+                .try_access_with(|r| r.write32(regs::DOORBELL, u32::from(peer) << 16));
+            if matches!(rung, Some(Ok(()))) {
                 Stats::inc(&self.stats.doorbells_sent);
             }
         }
@@ -238,23 +250,23 @@ impl ShmTransport {
     /// holds no channel yet).
     pub(crate) fn open(&self) -> Result {
         let mut st = self.state.lock();
-        if st.dead {
+        let Some(mem) = st.mem.clone().filter(|_| !st.dead) else {
             return Err(ENODEV);
-        }
+        };
         let opts = AttachOptions {
             doorbell_id: if self.irq { Some(self.my_id) } else { None },
             ..AttachOptions::default()
         };
         let mut tries = 0;
         let mut ep = loop {
-            match Endpoint::attach_any(self.mem.clone(), &opts) {
+            match Endpoint::attach_any(mem.clone(), &opts) {
                 Ok(ep) => break ep,
                 // The other side is formatting right now.
                 Err(ChannelError::Busy) if tries < 100 => {
                     tries += 1;
                     fsleep(Delta::from_millis(1));
                 }
-                Err(ChannelError::NoFreeSlot) => break self.take_over_stale_slot(&opts)?,
+                Err(ChannelError::NoFreeSlot) => break self.take_over_stale_slot(&mem, &opts)?,
                 Err(e) => return Err(self.fail(&mut st, e)),
             }
         };
@@ -269,12 +281,8 @@ impl ShmTransport {
     /// Both slots claim to be in use: one is a previous incarnation that died
     /// (a VM killed while open). Take over a slot whose heartbeat is still
     /// over a sampling interval.
-    fn take_over_stale_slot(&self, opts: &AttachOptions) -> Result<Endpoint<ShmRef>> {
-        let beat = |slot: u32| {
-            self.mem
-                .load_u32_relaxed(peer_entry(slot) + PEER_HEARTBEAT)
-                .ok()
-        };
+    fn take_over_stale_slot(&self, mem: &ShmRef, opts: &AttachOptions) -> Result<Endpoint<ShmRef>> {
+        let beat = |slot: u32| mem.load_u32_relaxed(peer_entry(slot) + PEER_HEARTBEAT).ok();
         let before: [Option<u32>; NUM_SLOTS as usize] = [beat(0), beat(1)];
         let wait = self.peer_timeout_ms.clamp(200, 3000);
         fsleep(Delta::from_millis(i64::from(wait)));
@@ -286,7 +294,7 @@ impl ShmTransport {
                     slot,
                     wait
                 );
-                return Endpoint::attach_with(self.mem.clone(), slot, opts).map_err(errno);
+                return Endpoint::attach_with(mem.clone(), slot, opts).map_err(errno);
             }
         }
         Err(EBUSY)
@@ -297,11 +305,16 @@ impl ShmTransport {
         self.close_endpoint(&mut self.state.lock());
     }
 
-    /// The device is being removed.
+    /// The device is being removed: close (telling the peer), unmap the
+    /// shared memory and revoke the registers (waiting for any user of
+    /// them, the interrupt handler included, to finish).
     pub(crate) fn shutdown(&self) {
         let mut st = self.state.lock();
         st.dead = true;
         self.close_endpoint(&mut st);
+        st.mem = None;
+        drop(st);
+        self.regs.revoke();
     }
 
     fn with_ep<R>(&self, f: impl FnOnce(&Self, &mut State) -> Result<R>) -> Result<R> {
@@ -448,8 +461,10 @@ impl ShmTransport {
     /// them now (raw values: this is for a human, not for decisions).
     pub(crate) fn debug_dump(&self) {
         let st = self.state.lock();
-        let Some(ep) = st.ep.as_ref() else { return };
-        let w = |off: usize| self.mem.load_u32_relaxed(off).unwrap_or(u32::MAX);
+        let (Some(ep), Some(mem)) = (st.ep.as_ref(), st.mem.as_ref()) else {
+            return;
+        };
+        let w = |off: usize| mem.load_u32_relaxed(off).unwrap_or(u32::MAX);
         for ring in 0..2u32 {
             let c = layout::ring_ctrl(ring);
             let size = if ring == 0 {

@@ -170,3 +170,59 @@ fn pio_peer_vm_killed_mid_transfer() {
         );
     }
 }
+
+/// A file kept open across an unbind and rebind belongs to the old binding:
+/// reading it gives `ENODEV`, and its last close must not reach the device,
+/// which by then carries the new binding's connection (before the registers
+/// were revoked at removal, that close wrote `CONTROL_CLOSE` to the same
+/// ports and cut the new connection).
+#[test]
+fn pio_a_file_kept_open_across_a_rebind_leaves_the_new_binding_alone() {
+    let Some(backend) = require_vmm_env() else {
+        return;
+    };
+    let pio = Channel::Pio;
+    let rebinder = format!(
+        r#"{INSMOD}dev=$(basename $(readlink /sys/class/misc/ivc0/device))
+exec 3<>/dev/ivc0
+echo $dev > /sys/bus/pci/drivers/ivc/unbind
+echo $dev > /sys/bus/pci/drivers/ivc/bind
+n=0; while [ ! -e /dev/ivc0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done
+dd bs=1 count=1 <&3 >/dev/null 2>/tmp/old.err; echo "IVC_OLD_FD=$? $(cat /tmp/old.err)"
+ivc-xfer recv /dev/ivc0 --bytes 256K --chunk 4K --seed 7 2>/tmp/ivc-cmd.err 3>&- & r=$!
+sleep 1
+exec 3>&-
+wait $r; echo IVC_RC=$?
+sed 's/^/IVC_STDERR /' /tmp/ivc-cmd.err
+{DMESG_IVC}{RMMOD}"#
+    );
+    let sender = format!("{INSMOD}ivc-xfer send /dev/ivc0 --bytes 256K --chunk 4K --seed 7");
+    let scenario = Scenario::new()
+        .server(pio.name(), ivc_guest_tests::vmm_channel::SHM_SIZE, 1)
+        .guest(
+            GuestSpec::new("rebinder", rebinder)
+                .device(pio.device())
+                .timeout(Duration::from_secs(300)),
+        )
+        .and_then(|s| {
+            s.guest(
+                GuestSpec::new("sender", sender)
+                    .device(pio.device())
+                    .timeout(Duration::from_secs(300)),
+            )
+        })
+        .expect("valid scenario");
+    let outcome = run_scenario(&backend, &scenario).expect("scenario runs");
+    outcome.assert_ran();
+    let r = outcome.guest("rebinder");
+    for want in [
+        "IVC_OLD_FD=1 dd: standard input: No such device",
+        "IVC_RC=0",
+        "IVC_RMMOD=ok",
+    ] {
+        assert!(r.serial_contains(want), "missing {want}:\n{}", r.report());
+    }
+    assert!(r.kernel_errors().is_empty(), "{}", r.report());
+    r.assert_success();
+    outcome.guest("sender").assert_success();
+}
