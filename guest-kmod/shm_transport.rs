@@ -88,6 +88,9 @@ impl SharedMemory for ShmRef {
 struct State {
     /// The shared memory while the device is bound (`None` after removal).
     mem: Option<ShmRef>,
+    /// `open` could not attach without waiting; the next read, write or
+    /// poller pass does (see `ShmTransport::open`).
+    attach_pending: bool,
     ep: Option<Endpoint<ShmRef>>,
     /// Set by `shutdown`: the device is gone, every call fails.
     dead: bool,
@@ -146,6 +149,7 @@ impl ShmTransport {
             new_mutex!(
                 State {
                     mem: Some(ShmRef(Arc::new(mem, GFP_KERNEL)?)),
+                    attach_pending: false,
                     ep: None,
                     dead: false,
                     reported: false,
@@ -248,17 +252,58 @@ impl ShmTransport {
 
     /// First opener: attach to a free slot (formatting the region if it
     /// holds no channel yet).
+    ///
+    /// This runs under the kernel's global misc-device mutex (`misc_open`),
+    /// so it must not sleep: it tries once. When the other side is
+    /// formatting the region right now (`Busy`) or both slots look taken
+    /// (`NoFreeSlot`, a previous incarnation may have died holding one), the
+    /// attach is left pending and finished by the first read or write, or
+    /// by the poller, which may wait (up to 100 ms for a format, up to 3 s
+    /// to tell a stale slot from a live one). Until then the channel is
+    /// simply not connected yet, which users already see at every open.
     pub(crate) fn open(&self) -> Result {
         let mut st = self.state.lock();
         let Some(mem) = st.mem.clone().filter(|_| !st.dead) else {
             return Err(ENODEV);
         };
-        let opts = AttachOptions {
+        match Endpoint::attach_any(mem, &self.attach_options()) {
+            Ok(ep) => {
+                self.install(&mut st, ep);
+                Ok(())
+            }
+            Err(ChannelError::Busy | ChannelError::NoFreeSlot) => {
+                st.attach_pending = true;
+                Ok(())
+            }
+            Err(e) => Err(self.fail(&mut st, e)),
+        }
+    }
+
+    fn attach_options(&self) -> AttachOptions {
+        AttachOptions {
             doorbell_id: if self.irq { Some(self.my_id) } else { None },
             ..AttachOptions::default()
+        }
+    }
+
+    fn install(&self, st: &mut State, mut ep: Endpoint<ShmRef>) {
+        st.attach_pending = false;
+        st.reported = false;
+        st.live = Liveness::new();
+        let _ = ep.peer_state();
+        self.kick_if_needed(&mut ep);
+        st.ep = Some(ep);
+    }
+
+    /// Finishes an attach `open` left pending; may sleep (process context or
+    /// the poller's work item, never under the misc mutex).
+    fn finish_attach(&self, st: &mut State) -> Result {
+        let Some(mem) = st.mem.clone().filter(|_| !st.dead) else {
+            return Err(ENODEV);
         };
+        let opts = self.attach_options();
         let mut tries = 0;
-        let mut ep = loop {
+        let ep = loop {
             match Endpoint::attach_any(mem.clone(), &opts) {
                 Ok(ep) => break ep,
                 // The other side is formatting right now.
@@ -267,14 +312,10 @@ impl ShmTransport {
                     fsleep(Delta::from_millis(1));
                 }
                 Err(ChannelError::NoFreeSlot) => break self.take_over_stale_slot(&mem, &opts)?,
-                Err(e) => return Err(self.fail(&mut st, e)),
+                Err(e) => return Err(self.fail(st, e)),
             }
         };
-        st.reported = false;
-        st.live = Liveness::new();
-        let _ = ep.peer_state();
-        self.kick_if_needed(&mut ep);
-        st.ep = Some(ep);
+        self.install(st, ep);
         Ok(())
     }
 
@@ -302,7 +343,9 @@ impl ShmTransport {
 
     /// Last closer: close our side; the peer reads what we sent, then EOF.
     pub(crate) fn release(&self) {
-        self.close_endpoint(&mut self.state.lock());
+        let mut st = self.state.lock();
+        st.attach_pending = false;
+        self.close_endpoint(&mut st);
     }
 
     /// The device is being removed: close (telling the peer), unmap the
@@ -321,6 +364,9 @@ impl ShmTransport {
         let mut st = self.state.lock();
         if st.dead {
             return Err(ENODEV);
+        }
+        if st.attach_pending {
+            self.finish_attach(&mut st)?;
         }
         f(self, &mut st)
     }
@@ -443,6 +489,10 @@ impl ShmTransport {
     /// closing (its VM was killed), so the connection is given up.
     pub(crate) fn tick(&self) {
         let mut st = self.state.lock();
+        if st.attach_pending && !st.dead {
+            // Readers and writers finish it too; this serves `poll` callers.
+            let _ = self.finish_attach(&mut st);
+        }
         let State { ep, live, .. } = &mut *st;
         let Some(ep) = ep.as_mut() else { return };
         let _ = ep.heartbeat();
