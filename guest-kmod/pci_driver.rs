@@ -7,7 +7,12 @@
 //! shut the pipe down): interrupt handler, vectors, device node, and last
 //! the PCI enable.
 
-use kernel::{device::Core, pci, prelude::*, sync::Arc};
+use kernel::{
+    device::{self, Core},
+    pci,
+    prelude::*,
+    sync::{aref::ARef, Arc},
+};
 
 use crate::ffi::{
     self, IoRegion, IrqHandler, IrqHandlerRegistration, IrqVectors, MiscDevice, SharedMapping,
@@ -99,6 +104,12 @@ pub(crate) struct IvcDevice<'bound> {
     _enable: EnableGuard<'bound>,
 }
 
+/// A counted reference to the PCI device, for the transports' log lines.
+fn device_ref(pdev: &pci::Device<Core<'_>>) -> ARef<device::Device> {
+    let dev: &device::Device = pdev.as_ref();
+    dev.into()
+}
+
 /// Limits of the module parameters: a spin of more than 10 ms burns a CPU
 /// for nothing a sleep would not do; a poller interval over a second makes
 /// `poll` on a polled channel useless; a peer timeout over ten minutes is a
@@ -173,6 +184,7 @@ impl IvcDriver {
             peer_timeout_ms,
             stats.clone(),
             name.as_cstr(),
+            device_ref(pdev),
         )?;
         let mem_len = shm.mem_len();
         let my_id = shm.my_id();
@@ -242,7 +254,7 @@ impl IvcDriver {
         let enable = EnableGuard(pdev);
         let regions = RegionsGuard::request(pdev)?;
         let name = Name::claim()?;
-        let pio = PioTransport::new(IoRegion::map(pdev, 0)?)?;
+        let pio = PioTransport::new(IoRegion::map(pdev, 0)?, device_ref(pdev))?;
         let stats = Arc::new(Stats::default(), GFP_KERNEL)?;
         let pipe = Arc::pin_init(Pipe::new(Transport::Pio(pio), wait, stats)?, GFP_KERNEL)?;
         dev_info!(

@@ -15,7 +15,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use kernel::{prelude::*, revocable::Revocable};
+use kernel::{device::Device, prelude::*, revocable::Revocable, sync::aref::ARef};
 
 use crate::ffi::IoRegion;
 use crate::ivc_channel::pio::{
@@ -41,17 +41,20 @@ pub(crate) struct PioTransport {
     /// An end of file or `EPIPE` went to a user since the last
     /// `CONTROL_RESUME`: the device holds off a new peer until told.
     ended: AtomicBool,
+    /// The PCI device, for `dev_*` log lines.
+    dev: ARef<Device>,
 }
 
 const R: fn(u16) -> usize = |r| r as usize;
 
 impl PioTransport {
     /// A transport over the device's I/O BAR; checks the identity registers.
-    pub(crate) fn new(regs: IoRegion) -> Result<Self> {
+    pub(crate) fn new(regs: IoRegion, dev: ARef<Device>) -> Result<Self> {
         let id = regs.read32(R(REG_ID))?;
         let version = regs.read32(R(REG_VERSION))?;
         if id != MAGIC || version != VERSION {
-            pr_err!(
+            dev_err!(
+                dev,
                 "ivc-pio: identity {:#x} version {} (expected {:#x} version {})\n",
                 id,
                 version,
@@ -63,7 +66,13 @@ impl PioTransport {
         Ok(Self {
             regs: KBox::pin_init(Revocable::new(regs), GFP_KERNEL)?,
             ended: AtomicBool::new(false),
+            dev,
         })
+    }
+
+    /// The PCI device.
+    pub(crate) fn device(&self) -> &Device {
+        &self.dev
     }
 
     /// Runs `f` on the registers while the device is bound; `ENODEV` after.

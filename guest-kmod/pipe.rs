@@ -231,7 +231,8 @@ impl Pipe {
                 } else {
                     "write"
                 };
-                pr_warn!(
+                dev_warn!(
+                    self.transport.device(),
                     "ivc: {} wait timed out unwoken although the channel was ready (readable={} writable={} hangup={} error={}): doorbell lost or late\n",
                     what,
                     s.readable,

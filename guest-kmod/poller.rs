@@ -119,7 +119,8 @@ impl Pipe {
                 return;
             }
         }
-        pr_warn!(
+        dev_warn!(
+            self.transport.device(),
             "ivc: the poller did not stop after {} flushes\n",
             STOP_FLUSHES
         );

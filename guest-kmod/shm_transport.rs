@@ -18,10 +18,11 @@
 //! across an unbind gets `ENODEV` and never touches either again.
 
 use kernel::{
+    device::Device,
     new_mutex,
     prelude::*,
     revocable::Revocable,
-    sync::{Arc, Mutex},
+    sync::{aref::ARef, Arc, Mutex},
     time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
@@ -113,6 +114,8 @@ pub(crate) struct ShmTransport {
     state: Pin<KBox<Mutex<State>>>,
     pub(crate) stats: Arc<Stats>,
     name: &'static CStr,
+    /// The PCI device, for `dev_*` log lines.
+    dev: ARef<Device>,
 }
 
 fn errno(e: ChannelError) -> Error {
@@ -137,6 +140,7 @@ impl ShmTransport {
         peer_timeout_ms: u32,
         stats: Arc<Stats>,
         name: &'static CStr,
+        dev: ARef<Device>,
     ) -> Result<Self> {
         let mem_len = mem.len();
         let my_id = if irq {
@@ -169,12 +173,18 @@ impl ShmTransport {
             state,
             stats,
             name,
+            dev,
         })
     }
 
     /// Size of the shared memory in bytes.
     pub(crate) fn mem_len(&self) -> usize {
         self.mem_len
+    }
+
+    /// The PCI device.
+    pub(crate) fn device(&self) -> &Device {
+        &self.dev
     }
 
     /// Our ivshmem peer id (doorbell mode).
@@ -203,7 +213,9 @@ impl ShmTransport {
             Stats::inc(&self.stats.errors);
             if !st.reported {
                 st.reported = true;
-                pr_err!("{}: shared memory broke the channel protocol ({:?}); channel disabled until reopened\n",
+                dev_err!(
+                    self.dev,
+                    "{}: shared memory broke the channel protocol ({:?}); channel disabled until reopened\n",
                     self.name, e);
             }
         }
@@ -329,7 +341,8 @@ impl ShmTransport {
         fsleep(Delta::from_millis(i64::from(wait)));
         for slot in 0..NUM_SLOTS {
             if before[slot as usize].is_some() && beat(slot) == before[slot as usize] {
-                pr_warn!(
+                dev_warn!(
+                    self.dev,
                     "{}: slot {} looks abandoned (no heartbeat for {} ms); taking it over\n",
                     self.name,
                     slot,
@@ -498,7 +511,8 @@ impl ShmTransport {
         let _ = ep.heartbeat();
         let now_ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(0);
         if live.check(ep, now_ms, u64::from(self.peer_timeout_ms)) {
-            pr_warn!(
+            dev_warn!(
+                self.dev,
                 "{}: peer heartbeat stalled for {} ms; treating the peer as gone\n",
                 self.name,
                 self.peer_timeout_ms
@@ -522,7 +536,8 @@ impl ShmTransport {
             } else {
                 ep.rx_ring_size()
             };
-            pr_warn!(
+            dev_warn!(
+                self.dev,
                 "ivc: {} ring{} (slot {} -> {}): prod={} space_wanted={} space_wake_at={} cons={} data_wanted={} data_wake_at={} (we are slot {}; our tx/rx ring {} bytes)\n",
                 self.name,
                 ring,

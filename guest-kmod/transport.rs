@@ -81,6 +81,14 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
+    /// The PCI device, for `dev_*` log lines.
+    pub(crate) fn device(&self) -> &kernel::device::Device {
+        match self {
+            Transport::Shm(t) => t.device(),
+            Transport::Pio(t) => t.device(),
+        }
+    }
+
     /// First opener: join the channel.
     pub(crate) fn open(&self) -> Result {
         match self {
