@@ -4,6 +4,9 @@
 //! read) while two host threads hog the CPUs, so the guests' vCPUs are
 //! preempted at every point of the doorbell protocol.
 //!
+//! Then both stream 256 MiB each way at once in 4 KiB calls (blocking
+//! waits on a ring both sides work on).
+//!
 //! Asserted: every poll was woken by its data, never only at its 5 s
 //! deadline; the driver never had to rescue a blocking wait with its own
 //! timeout (`irq_wait_timeouts == 0` in both guests); every byte checked.
@@ -21,6 +24,9 @@ use ivc_guest_tests::report::value;
 /// Prints the driver's wait-timeout counter as `IVC_IRQ_WAIT_TIMEOUTS=n`.
 const WAIT_TIMEOUTS: &str =
     "echo IVC_IRQ_WAIT_TIMEOUTS=$(cat /sys/kernel/debug/ivc0/counters/irq_wait_timeouts)\n";
+
+/// MiB each way in the duplex stream after the ping-pong.
+const STREAM_MIB: u32 = 256;
 
 /// Busy threads on the host until dropped.
 struct Hogs(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>);
@@ -64,12 +70,19 @@ fn shm_irq_ping_pong_under_cpu_hogs_loses_no_wake_up() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let env = ChannelEnv::doorbell(1 << 20);
-    let spec = |name: &str, first: &str| {
+    // Then a duplex stream of 4 KiB calls: every wait is a blocking one on
+    // a ring the peer fills and drains at the same time, which exercises
+    // the doorbell suppression windows (a waiter asks to be woken only once
+    // the other side's index passes a mark) rather than the ping-pong's
+    // one message at a time.
+    let spec = |name: &str, first: &str, tx: u32, rx: u32| {
         GuestSpec::new(
             name,
             format!(
                 "{INSMOD}ivc-polltest stress /dev/ivc0{first} --seconds {seconds}\n\
-                 echo IVC_STRESS_RC=$?\n{WAIT_TIMEOUTS}"
+                 echo IVC_STRESS_RC=$?\n\
+                 ivc-xfer duplex /dev/ivc0 --bytes {STREAM_MIB}M --chunk 4K --seed {tx} --rx-seed {rx}\n\
+                 echo IVC_DUPLEX_RC=$?\n{WAIT_TIMEOUTS}"
             ),
         )
         .device(env.device.clone())
@@ -80,7 +93,10 @@ fn shm_irq_ping_pong_under_cpu_hogs_loses_no_wake_up() {
         let _hogs = Hogs::start(2);
         run_guests(
             &artifacts,
-            [spec("stress-a", " --first"), spec("stress-b", "")],
+            [
+                spec("stress-a", " --first", 1, 2),
+                spec("stress-b", "", 2, 1),
+            ],
         )
         .expect("guest run")
     };
@@ -95,6 +111,13 @@ fn shm_irq_ping_pong_under_cpu_hogs_loses_no_wake_up() {
             value(&o.serial, "IVC_STRESS_RC"),
             Some("0"),
             "{} lost a wake-up or saw bad data:\n{}",
+            o.name,
+            o.report()
+        );
+        assert_eq!(
+            value(&o.serial, "IVC_DUPLEX_RC"),
+            Some("0"),
+            "{}: the duplex stream failed:\n{}",
             o.name,
             o.report()
         );
