@@ -6,6 +6,7 @@
 
 pub mod channel_env;
 pub mod guest_sh;
+pub mod host_peer;
 pub mod polltest;
 pub mod report;
 pub mod transfer;

@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ivc_channel::layout::{CONTROL_SIZE, RING_CTRL};
-use ivc_channel::{AtomicMem, AttachOptions, Endpoint, PeerState};
+use ivc_channel::AtomicMem;
 use ivc_guest_harness::{require_guest_env, Device, Guest, GuestSpec, HostMapping, ScratchDir};
 use ivc_guest_tests::guest_sh::{run_reporting, DMESG_IVC, INSMOD, RMMOD};
+use ivc_guest_tests::host_peer;
 use ivc_tools::stream::{fill, Rng};
 
 const SHM_SIZE: u64 = 1 << 20;
@@ -79,30 +80,11 @@ fn scribbling_peer_cannot_harm_the_guest(from: usize, end: End) {
     // and the data before the scribbling starts.
     let mem = AtomicMem::from_words(map.words());
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut ep = loop {
-        match Endpoint::attach_any(mem, &AttachOptions::default()) {
-            Ok(ep) => break ep,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("host peer cannot attach: {e:?}"),
-        }
-    };
-    while ep.peer_state().expect("peer state") != PeerState::Connected {
-        assert!(Instant::now() < deadline, "guest never connected");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut ep = host_peer::connect(mem, Duration::from_secs(60));
     let mut data = vec![0u8; 64 * 1024];
     fill(1, 0, &mut data);
-    let mut sent = 0;
-    while sent < data.len() {
-        sent += ep.write(&data[sent..]).expect("host write");
-        assert!(
-            Instant::now() < deadline,
-            "guest did not drain the valid data"
-        );
-    }
+    host_peer::send_all(&mut ep, &data, Duration::from_secs(60));
+    let sent = data.len();
 
     // Wait until the guest has read all of it (our ring is empty again).
     while ep.writable_bytes().expect("host ring state") < ep.tx_ring_size() as usize {

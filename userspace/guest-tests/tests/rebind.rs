@@ -6,11 +6,12 @@
 //! final binding must carry a checked stream from a host peer; no oops, no
 //! warning; `rmmod` at the end.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ivc_channel::{AtomicMem, AttachOptions, Endpoint, PeerState};
+use ivc_channel::AtomicMem;
 use ivc_guest_harness::{require_guest_env, Device, Guest, GuestSpec, HostMapping, ScratchDir};
 use ivc_guest_tests::guest_sh::{run_reporting, DMESG_IVC, INSMOD, RMMOD};
+use ivc_guest_tests::host_peer;
 use ivc_tools::stream::fill;
 
 const SHM_SIZE: u64 = 1 << 20;
@@ -64,28 +65,10 @@ echo IVC_READER_START
         .expect("the cycles end and the reader starts");
 
     // The last binding works: a host peer sends a checked stream.
-    let mem = AtomicMem::from_words(map.words());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut ep = loop {
-        match Endpoint::attach_any(mem, &AttachOptions::default()) {
-            Ok(ep) => break ep,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "host peer cannot attach: {e:?}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    };
-    while ep.peer_state().expect("peer state") != PeerState::Connected {
-        assert!(Instant::now() < deadline, "guest never connected");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut ep = host_peer::connect(AtomicMem::from_words(map.words()), Duration::from_secs(60));
     let mut data = vec![0u8; STREAM];
     fill(1, 0, &mut data);
-    let mut sent = 0;
-    while sent < data.len() {
-        sent += ep.write(&data[sent..]).expect("host write");
-        assert!(Instant::now() < deadline, "guest did not drain the stream");
-    }
+    host_peer::send_all(&mut ep, &data, Duration::from_secs(60));
     let o = guest.wait().expect("guest run");
     for want in [
         format!("IVC_CYCLES={CYCLES}"),
