@@ -174,6 +174,12 @@ impl Machine {
         self.vm.resources.clone()
     }
 
+    /// The guest's RAM, for devices that move data to and from it (a clone
+    /// shares the same mappings).
+    pub fn guest_memory(&self) -> vm_memory::GuestMemoryMmap {
+        self.vm.memory.clone()
+    }
+
     /// Lets another thread stop the VM (`request(ExitReason::...)`), e.g. a
     /// watchdog or a device backend whose peer went away.
     pub fn exit_handle(&self) -> Arc<VmExit> {

@@ -196,9 +196,18 @@ wait $r; echo IVC_RC=$?
 sed 's/^/IVC_STDERR /' /tmp/ivc-cmd.err
 {DMESG_IVC}{RMMOD}"#
     );
-    let sender = format!("{INSMOD}ivc-xfer send /dev/ivc0 --bytes 256K --chunk 4K --seed 7");
+    // The file the rebinder holds joins the channel too, so a sender that
+    // boots early connects to the old binding and gets EPIPE when it goes
+    // (seen once: the reader on the new binding then waited for nothing).
+    // Send again until a whole stream went through: the new binding's.
+    let sender = format!(
+        "{INSMOD}n=0\nuntil ivc-xfer send /dev/ivc0 --bytes 256K --chunk 4K --seed 7; do\n\
+         n=$((n+1)); [ $n -ge 20 ] && exit 1; sleep 0.5\ndone\n"
+    );
+    // A 64 KiB region (16 KiB rings): a sender on the old binding cannot
+    // finish its 256 KiB into the ring before that binding goes.
     let scenario = Scenario::new()
-        .server(pio.name(), ivc_guest_tests::vmm_channel::SHM_SIZE, 1)
+        .server(pio.name(), 64 << 10, 1)
         .guest(
             GuestSpec::new("rebinder", rebinder)
                 .device(pio.device())

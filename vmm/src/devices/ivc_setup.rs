@@ -123,7 +123,9 @@ pub fn add_ivc_device(machine: &Machine, spec: &IvcSpec) -> Result<(), MachineEr
         IvcSpec::Pio { socket, vectors } => {
             let (client, first) = connect(spec, socket, *vectors)?;
             let mapping = map(spec, client.shm(), client.shm_size())?;
-            let dev = IvcPio::new(mapping.clone(), Some(client.id())).map_err(|e| err(spec, e))?;
+            let mut dev =
+                IvcPio::new(mapping.clone(), Some(client.id())).map_err(|e| err(spec, e))?;
+            dev.set_guest_ram(Box::new(machine.guest_memory()));
             let dev = Arc::new(Mutex::new(dev));
             machine.add_pci_device(None, dev.clone())?;
             super::ivc_pio::spawn_heartbeat(dev).map_err(|e| err(spec, e))?;

@@ -1,4 +1,4 @@
-//! `ivc-pio`: our port-I/O device (1234:1c1c, class 0x078000): BAR0 is 32
+//! `ivc-pio`: our port-I/O device (1234:1c1c, class 0x078000): BAR0 is 64
 //! bytes of I/O ports, the register map in `ivc_channel::pio`, in front of a
 //! channel endpoint that this VMM attaches to the rendezvous server's shared
 //! memory. The peer VMM does the same with its own `ivc-pio`, so bytes go
@@ -54,6 +54,11 @@ impl IvcPio {
             _mapping: mapping,
             bad_access: RateLimit::new(),
         })
+    }
+
+    /// Enables descriptor mode over `ram` (see [`PioRegisters::set_guest_ram`]).
+    pub fn set_guest_ram(&mut self, ram: Box<dyn registers::GuestRam>) {
+        self.regs.set_guest_ram(ram);
     }
 
     /// See [`PioRegisters::heartbeat`]; called by the timer thread every

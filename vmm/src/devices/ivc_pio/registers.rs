@@ -9,13 +9,18 @@
 //! loses a byte; bytes beyond that are dropped (writes) or read as 0xff and
 //! set `STATUS_ERROR`, as the map says.
 
+mod descriptor;
+
 use std::fmt;
 use std::time::Duration;
 
+use self::descriptor::Descriptor;
+pub use self::descriptor::GuestRam;
+
 use ivc_channel::pio::{
     CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, CONTROL_RESUME, MAGIC, REG_CONTROL, REG_DATA,
-    REG_ID, REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR,
-    STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VERSION,
+    REG_DESC_CMD, REG_ID, REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED,
+    STATUS_ERROR, STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VERSION,
 };
 use ivc_channel::{AttachOptions, ChannelError, Endpoint, Liveness, PeerState, SharedMemory};
 
@@ -89,6 +94,10 @@ pub struct PioRegisters<M: SharedMemory + Copy> {
     dropped: u64,
     /// The peer's heartbeat as the last tick saw it.
     liveness: Liveness,
+    /// Descriptor mode's registers.
+    desc: Descriptor,
+    /// Guest RAM for descriptor mode (without it, `CAPS` offers nothing).
+    ram: Option<Box<dyn GuestRam>>,
 }
 
 fn le32(data: &[u8]) -> Option<u32> {
@@ -109,6 +118,27 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             tx_granted: 0,
             dropped: 0,
             liveness: Liveness::new(),
+            desc: Descriptor::default(),
+            ram: None,
+        }
+    }
+
+    /// Gives descriptor mode its access to guest RAM (and offers it in
+    /// `CAPS`).
+    pub fn set_guest_ram(&mut self, ram: Box<dyn GuestRam>) {
+        self.ram = Some(ram);
+    }
+
+    /// `DESC_CMD`: one descriptor command (see [`descriptor`]).
+    fn descriptor_command(&mut self, cmd: u32) -> Result<(), PioFault> {
+        match self.desc.run(cmd, self.ep.as_mut(), self.ram.as_deref()) {
+            Ok(_) => Ok(()),
+            // The end of the connection: STATUS tells the guest, as for DATA.
+            Err(ChannelError::PeerGone) => {
+                self.peer_gone = true;
+                Ok(())
+            }
+            Err(e) => self.fail(PioFault::Channel(e)),
         }
     }
 
@@ -285,6 +315,9 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             }
             Ok(REG_ID) => MAGIC,
             Ok(REG_VERSION) => VERSION,
+            Ok(reg) if self.desc.read(reg, self.ram.is_some()).is_some() => {
+                self.desc.read(reg, self.ram.is_some()).unwrap_or(u32::MAX)
+            }
             _ => {
                 data.fill(0xff);
                 return self.fail(bad);
@@ -382,6 +415,8 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
         };
         match (u16::try_from(offset), le32(data)) {
             (Ok(REG_CONTROL), Some(v)) => self.control(v),
+            (Ok(REG_DESC_CMD), Some(v)) => self.descriptor_command(v),
+            (Ok(reg), Some(v)) if self.desc.write(reg, v) => Ok(()),
             _ => self.fail(bad),
         }
     }
@@ -668,7 +703,7 @@ mod tests {
         let w = words(16 << 10);
         let mem = AtomicMem::from_words(&w);
         let mut r = PioRegisters::new(mem, None);
-        for offset in 0..0x24u64 {
+        for offset in 0..0x44u64 {
             for len in [1usize, 2, 3, 4, 8, 4096] {
                 let mut buf = vec![0u8; len];
                 let _ = r.read(offset, &mut buf);
@@ -781,12 +816,19 @@ mod property_tests {
     //! guests (and a third party scribbling over the shared control area)
     //! never panic and never break the register contract; an honest pair
     //! driven with random widths and interleavings delivers the exact stream.
+    use super::descriptor::test_ram::FakeRam;
     use super::*;
     use core::sync::atomic::AtomicU32;
+    use ivc_channel::pio::{
+        DESC_CMD_RX, DESC_CMD_TX, DESC_ERROR, DESC_ERR_RANGE, DESC_MAX_LEN, REG_CAPS,
+        REG_DESC_ADDR_HI, REG_DESC_ADDR_LO, REG_DESC_LEN, REG_DESC_RESULT,
+    };
     use ivc_channel::AtomicMem;
     use proptest::prelude::*;
 
     const MEM: usize = 64 << 10;
+    /// Guest RAM for descriptor commands: 64 KiB at 1 MiB.
+    const RAM_BASE: u64 = 1 << 20;
     const DEFINED_STATUS: u32 =
         STATUS_RX_READY | STATUS_TX_SPACE | STATUS_CONNECTED | STATUS_PEER_GONE | STATUS_ERROR;
 
@@ -811,16 +853,27 @@ mod property_tests {
             word: usize,
             value: u32,
         },
+        Descriptor {
+            side: usize,
+            addr: u64,
+            len: u32,
+            cmd: u32,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {
         let side = 0..2usize;
         let len = prop::sample::select(vec![1usize, 2, 3, 4, 4, 4, 8, 100, 4096]);
         prop_oneof![
-            4 => (side.clone(), 0..0x24u64, len.clone())
+            4 => (side.clone(), 0..0x44u64, len.clone())
                 .prop_map(|(side, offset, len)| Op::Read { side, offset, len }),
-            3 => (side.clone(), 0..0x24u64, len, any::<u64>())
+            3 => (side.clone(), 0..0x44u64, len, any::<u64>())
                 .prop_map(|(side, offset, len, value)| Op::Write { side, offset, len, value }),
+            // Descriptors: near, inside and past the guest's RAM, any
+            // length, any command.
+            2 => (side.clone(), prop_oneof![Just(0u64), RAM_BASE - 8..RAM_BASE + 0x11000, any::<u64>()],
+                  prop_oneof![0..0x2000u32, any::<u32>()], 0..4u32)
+                .prop_map(|(side, addr, len, cmd)| Op::Descriptor { side, addr, len, cmd }),
             1 => (side, prop::sample::select(vec![
                     CONTROL_OPEN,
                     CONTROL_CLOSE,
@@ -851,13 +904,17 @@ mod property_tests {
             let w: Vec<AtomicU32> = (0..MEM / 4).map(|_| AtomicU32::new(0)).collect();
             let mem = AtomicMem::from_words(&w);
             let mut sides = [PioRegisters::new(mem, Some(1)), PioRegisters::new(mem, Some(2))];
+            for s in &mut sides {
+                s.set_guest_ram(Box::new(FakeRam::new(RAM_BASE, 0x10000)));
+            }
             for op in ops {
                 match op {
                     Op::Read { side, offset, len } => {
                         let mut buf = vec![0u8; len];
                         let r = sides[side].read(offset, &mut buf);
                         let defined = offset == u64::from(REG_DATA)
-                            || (len == 4 && [REG_STATUS, REG_RX_AVAIL, REG_TX_FREE, REG_ID, REG_VERSION]
+                            || (len == 4 && [REG_STATUS, REG_RX_AVAIL, REG_TX_FREE, REG_ID, REG_VERSION,
+                                REG_CAPS, REG_DESC_ADDR_LO, REG_DESC_ADDR_HI, REG_DESC_LEN, REG_DESC_RESULT]
                                 .iter().any(|&reg| u64::from(reg) == offset));
                         if !defined {
                             prop_assert!(r.is_err(), "read {offset:#x}/{len} accepted");
@@ -874,6 +931,30 @@ mod property_tests {
                     }
                     Op::Scribble { word, value } => {
                         let _ = mem.store_u32_relaxed(word * 4, value);
+                    }
+                    Op::Descriptor { side, addr, len, cmd } => {
+                        let r = &mut sides[side];
+                        for (reg, v) in [
+                            (REG_DESC_ADDR_LO, (addr & 0xffff_ffff) as u32),
+                            (REG_DESC_ADDR_HI, (addr >> 32) as u32),
+                            (REG_DESC_LEN, len),
+                        ] {
+                            prop_assert!(r.write(u64::from(reg), &v.to_le_bytes()).is_ok());
+                        }
+                        let _ = r.write(u64::from(REG_DESC_CMD), &cmd.to_le_bytes());
+                        let res = rd32(r, REG_DESC_RESULT);
+                        let in_ram = addr >= RAM_BASE
+                            && addr.checked_add(u64::from(len)).is_some_and(|e| e <= RAM_BASE + 0x10000);
+                        let known = cmd == DESC_CMD_TX || cmd == DESC_CMD_RX;
+                        if res & DESC_ERROR == 0 {
+                            // Bytes moved: a known command on a buffer in
+                            // RAM, at most its length.
+                            prop_assert!(known, "command {} moved {}", cmd, res);
+                            prop_assert!(in_ram, "moved {} from {:#x}+{}", res, addr, len);
+                            prop_assert!(res <= len);
+                        } else if !in_ram && known && len <= DESC_MAX_LEN {
+                            prop_assert_eq!(res, DESC_ERROR | DESC_ERR_RANGE);
+                        }
                     }
                 }
                 for r in &mut sides {
