@@ -432,6 +432,21 @@ fn pio_moves_1mib_each_way_with_string_io() {
     eprintln!("pio: 64 KiB each way from CPL3 in {:?}", start.elapsed());
 }
 
+/// Descriptor mode (ivc-pio v3): the same checked duplex streams, each
+/// chunk moved by one `OUT` to `DESC_CMD` naming a buffer in guest RAM.
+#[test]
+fn pio_moves_4mib_each_way_with_descriptors() {
+    if skip_without_kvm("pio_moves_4mib_each_way_with_descriptors") {
+        return;
+    }
+    let _g = serial();
+    let server = Server::start("pio-desc", "1M", 1);
+    let ivc = format!("pio,socket={}", server.path());
+    let start = Instant::now();
+    duplex(&ivc, "pio-duplex", "pio-result", 4 << 20, "desc=1");
+    eprintln!("pio descriptors: 4 MiB each way in {:?}", start.elapsed());
+}
+
 /// Starts an endless transfer between A and B, kills A's VMM once data
 /// flows, and checks that B ends with the peer-gone state while B's VMM
 /// and the server keep running.

@@ -1,12 +1,17 @@
 //! `test=pio-duplex`: byte streams both ways through ivc-pio's register
 //! map (`ivc_channel::pio`) at CPL3, the way the driver's pio transport
 //! does it: read `TX_FREE`/`RX_AVAIL`, then move up to a page with one
-//! `rep outsb`/`rep insb` on `DATA`.
+//! `rep outsb`/`rep insb` on `DATA`; or, with `desc=1`, with one descriptor
+//! command per chunk (the buffer's address and length in the `DESC_*`
+//! registers, one `OUT` to `DESC_CMD`; paging is identity, so the buffer's
+//! address is its guest physical address).
 
 use ivc_channel::pio::{
-    CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, DEVICE_ID, MAGIC, REG_CONTROL, REG_DATA,
-    REG_ID, REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR,
-    STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VENDOR_ID, VERSION,
+    CAP_DESC, CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, DESC_CMD_RX, DESC_CMD_TX,
+    DESC_ERROR, DEVICE_ID, MAGIC, REG_CAPS, REG_CONTROL, REG_DATA, REG_DESC_ADDR_HI,
+    REG_DESC_ADDR_LO, REG_DESC_CMD, REG_DESC_LEN, REG_DESC_RESULT, REG_ID, REG_RX_AVAIL,
+    REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR, STATUS_PEER_GONE,
+    STATUS_RX_READY, STATUS_TX_SPACE, VENDOR_ID, VERSION,
 };
 
 use super::stream::{self, Fnv};
@@ -21,7 +26,7 @@ pub const TEST: Test = Test {
     name: "pio-duplex",
     params: concat!(
         "[dev=1234:1c1c] [tx=1m] [rx=1m] [seed=1] [peer_seed=2] [chunk=4096] ",
-        "[expect_gone=0] [cpl0_io=1] [timeout_ms=60000] [tsc_khz=auto] ",
+        "[expect_gone=0] [cpl0_io=1] [desc=0] [timeout_ms=60000] [tsc_khz=auto] ",
         crate::allocator_params!()
     ),
     about: "send and receive byte streams through ivc-pio with string I/O (CPL3)",
@@ -38,6 +43,8 @@ struct Params {
     expect_gone: bool,
     /// Do the string I/O at CPL0 through `cpl0_io` (5x cheaper exits).
     cpl0_io: bool,
+    /// Move each chunk with one descriptor command instead of string I/O.
+    desc: bool,
     timeout: u64,
 }
 
@@ -56,6 +63,7 @@ fn run(ctx: &Context) -> u8 {
                 chunk: c.u64_or("chunk", 4096)?.clamp(1, 4096) as usize,
                 expect_gone: c.bool_or("expect_gone", false)?,
                 cpl0_io: c.bool_or("cpl0_io", true)?,
+                desc: c.bool_or("desc", false)?,
                 timeout: c.u64_or("timeout_ms", 60_000)?.saturating_mul(khz),
             },
             allocator(ctx)?,
@@ -79,9 +87,13 @@ fn run(ctx: &Context) -> u8 {
         println!("error: identity 0x{id:08x} version {version}");
         return status::FAILURE;
     }
+    if p.desc && inl(p.port + REG_CAPS) & CAP_DESC == 0 {
+        println!("error: desc=1 but the device offers no descriptor mode");
+        return status::FAILURE;
+    }
     println!(
-        "pio {} port=0x{:x} tx={} rx={} cpl0_io={}",
-        function.bdf, p.port, p.tx, p.rx, p.cpl0_io as u8
+        "pio {} port=0x{:x} tx={} rx={} cpl0_io={} desc={}",
+        function.bdf, p.port, p.tx, p.rx, p.cpl0_io as u8, p.desc as u8
     );
     if p.cpl0_io {
         cpl0_io::install();
@@ -96,6 +108,23 @@ fn user_main(p: &Params) -> ! {
     let (mut tx_sum, mut rx_sum) = (Fnv::new(), Fnv::new());
     let mut exits = 0u64;
     let mut buf = [0u8; 4096];
+    if p.desc {
+        // Identity paging: the buffer's address is its guest physical one.
+        let addr = buf.as_ptr() as u64;
+        outl(reg(REG_DESC_ADDR_LO), addr as u32);
+        outl(reg(REG_DESC_ADDR_HI), (addr >> 32) as u32);
+    }
+    // One descriptor command over `buf[..n]`; bytes moved.
+    let desc = |cmd: u32, n: usize| -> Result<usize, u32> {
+        outl(reg(REG_DESC_LEN), n as u32);
+        outl(reg(REG_DESC_CMD), cmd);
+        let r = inl(reg(REG_DESC_RESULT));
+        if r & DESC_ERROR != 0 {
+            Err(r)
+        } else {
+            Ok((r as usize).min(n))
+        }
+    };
     let mut last_progress = tsc::rdtsc();
     let mut connected = false;
     let report = |outcome: &str, txd: u64, rxd: u64, tx: Fnv, rx: Fnv, exits: u64| {
@@ -121,14 +150,26 @@ fn user_main(p: &Params) -> ! {
             let n = free.min(p.tx - txd).min(p.chunk as u64) as usize;
             if n > 0 {
                 stream::fill(p.seed, txd, &mut buf[..n]);
-                // Dwords: OUTS costs one exit per element (see port::outsd).
-                let whole = n & !3;
-                if p.cpl0_io {
-                    cpl0_io::outsd(reg(REG_DATA), &buf[..whole]);
+                if p.desc {
+                    match desc(DESC_CMD_TX, n) {
+                        // TX_FREE promised room for all of it.
+                        Ok(moved) if moved == n => {}
+                        other => {
+                            println!("error: TX descriptor of {n} bytes: {other:?}");
+                            report("error", txd, rxd, tx_sum, rx_sum, exits);
+                            exit(status::FAILURE);
+                        }
+                    }
                 } else {
-                    outsd(reg(REG_DATA), &buf[..whole]);
+                    // Dwords: OUTS costs one exit per element (see port::outsd).
+                    let whole = n & !3;
+                    if p.cpl0_io {
+                        cpl0_io::outsd(reg(REG_DATA), &buf[..whole]);
+                    } else {
+                        outsd(reg(REG_DATA), &buf[..whole]);
+                    }
+                    outsb(reg(REG_DATA), &buf[whole..n]);
                 }
-                outsb(reg(REG_DATA), &buf[whole..n]);
                 exits += 1;
                 tx_sum.update(&buf[..n]);
                 txd += n as u64;
@@ -137,9 +178,18 @@ fn user_main(p: &Params) -> ! {
         }
         if (rxd < p.rx || p.expect_gone) && st & STATUS_RX_READY != 0 {
             let avail = u64::from(inl(reg(REG_RX_AVAIL)));
-            let n = avail.min(p.chunk as u64) as usize;
+            let mut n = avail.min(p.chunk as u64) as usize;
             if n > 0 {
-                if p.cpl0_io {
+                if p.desc {
+                    match desc(DESC_CMD_RX, n) {
+                        Ok(moved) if moved > 0 => n = moved,
+                        other => {
+                            println!("error: RX descriptor of {n} bytes: {other:?}");
+                            report("error", txd, rxd, tx_sum, rx_sum, exits);
+                            exit(status::FAILURE);
+                        }
+                    }
+                } else if p.cpl0_io {
                     cpl0_io::insb(reg(REG_DATA), &mut buf[..n]);
                 } else {
                     insb(reg(REG_DATA), &mut buf[..n]);

@@ -258,7 +258,9 @@ mod tests {
         let (mut a, mut b) = pair(AtomicMem::from_words(&w));
         let ram_a = FakeRam::new(0x10_0000, 1 << 20);
         let ram_b = FakeRam::new(0x10_0000, 1 << 20);
-        let msg: Vec<u8> = (0..800_000u32).map(|i| ((i * 7 + i / 251) & 0xff) as u8).collect();
+        let msg: Vec<u8> = (0..800_000u32)
+            .map(|i| ((i * 7 + i / 251) & 0xff) as u8)
+            .collect();
         let len32 = |n: usize| u32::try_from(n).unwrap();
         assert!(ram_a.write(0x12_0000, &msg));
         let (mut da, mut db) = (Descriptor::default(), Descriptor::default());
