@@ -185,6 +185,7 @@ fn pio_a_file_kept_open_across_a_rebind_leaves_the_new_binding_alone() {
     let rebinder = format!(
         r#"{INSMOD}dev=$(basename $(readlink /sys/class/misc/ivc0/device))
 exec 3<>/dev/ivc0
+sleep 8
 echo $dev > /sys/bus/pci/drivers/ivc/unbind
 echo $dev > /sys/bus/pci/drivers/ivc/bind
 n=0; while [ ! -e /dev/ivc0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done
@@ -196,10 +197,12 @@ wait $r; echo IVC_RC=$?
 sed 's/^/IVC_STDERR /' /tmp/ivc-cmd.err
 {DMESG_IVC}{RMMOD}"#
     );
-    // The file the rebinder holds joins the channel too, so a sender that
-    // boots early connects to the old binding and gets EPIPE when it goes
-    // (seen once: the reader on the new binding then waited for nothing).
-    // Send again until a whole stream went through: the new binding's.
+    // The file the rebinder holds joins the channel too, and the rebinder
+    // keeps it 8 s before the unbind, so the sender connects to the old
+    // binding first, fills the ring and gets EPIPE when that binding goes.
+    // It sends again until a whole stream went through: the new binding's.
+    // (Without the wait the order was a race, and a sender that lost it
+    // left the new binding's reader waiting for nothing.)
     let sender = format!(
         "{INSMOD}n=0\nuntil ivc-xfer send /dev/ivc0 --bytes 256K --chunk 4K --seed 7; do\n\
          n=$((n+1)); [ $n -ge 20 ] && exit 1; sleep 0.5\ndone\n"
