@@ -87,14 +87,13 @@ impl SharedMemory for ShmRef {
 }
 
 struct State {
-    /// The shared memory while the device is bound (`None` after removal).
+    /// The shared memory while the device is bound; `None` once `shutdown`
+    /// ran: the device is gone and every call fails with `ENODEV`.
     mem: Option<ShmRef>,
     /// `open` could not attach without waiting; the next read, write or
     /// poller pass does (see `ShmTransport::open`).
     attach_pending: bool,
     ep: Option<Endpoint<ShmRef>>,
-    /// Set by `shutdown`: the device is gone, every call fails.
-    dead: bool,
     /// A protocol violation was already logged.
     reported: bool,
     live: Liveness,
@@ -155,7 +154,6 @@ impl ShmTransport {
                     mem: Some(ShmRef(Arc::new(mem, GFP_KERNEL)?)),
                     attach_pending: false,
                     ep: None,
-                    dead: false,
                     reported: false,
                     live: Liveness::new(),
                 },
@@ -275,7 +273,7 @@ impl ShmTransport {
     /// simply not connected yet, which users already see at every open.
     pub(crate) fn open(&self) -> Result {
         let mut st = self.state.lock();
-        let Some(mem) = st.mem.clone().filter(|_| !st.dead) else {
+        let Some(mem) = st.mem.clone() else {
             return Err(ENODEV);
         };
         match Endpoint::attach_any(mem, &self.attach_options()) {
@@ -310,7 +308,7 @@ impl ShmTransport {
     /// Finishes an attach `open` left pending; may sleep (process context or
     /// the poller's work item, never under the misc mutex).
     fn finish_attach(&self, st: &mut State) -> Result {
-        let Some(mem) = st.mem.clone().filter(|_| !st.dead) else {
+        let Some(mem) = st.mem.clone() else {
             return Err(ENODEV);
         };
         let opts = self.attach_options();
@@ -366,7 +364,6 @@ impl ShmTransport {
     /// them, the interrupt handler included, to finish).
     pub(crate) fn shutdown(&self) {
         let mut st = self.state.lock();
-        st.dead = true;
         self.close_endpoint(&mut st);
         st.mem = None;
         drop(st);
@@ -375,7 +372,7 @@ impl ShmTransport {
 
     fn with_ep<R>(&self, f: impl FnOnce(&Self, &mut State) -> Result<R>) -> Result<R> {
         let mut st = self.state.lock();
-        if st.dead {
+        if st.mem.is_none() {
             return Err(ENODEV);
         }
         if st.attach_pending {
@@ -442,7 +439,7 @@ impl ShmTransport {
     /// Readiness for `poll` and the poller.
     pub(crate) fn status(&self) -> Status {
         let mut st = self.state.lock();
-        if st.dead {
+        if st.mem.is_none() {
             return Status {
                 readable: true,
                 writable: true,
@@ -502,7 +499,7 @@ impl ShmTransport {
     /// closing (its VM was killed), so the connection is given up.
     pub(crate) fn tick(&self) {
         let mut st = self.state.lock();
-        if st.attach_pending && !st.dead {
+        if st.attach_pending {
             // Readers and writers finish it too; this serves `poll` callers.
             let _ = self.finish_attach(&mut st);
         }
