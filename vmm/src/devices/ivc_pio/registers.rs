@@ -307,21 +307,20 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             return self.fail(bad);
         }
         let v = match u16::try_from(offset) {
-            Ok(REG_STATUS) => self.status(),
-            Ok(REG_RX_AVAIL) => self.refresh().0,
+            Ok(REG_STATUS) => Some(self.status()),
+            Ok(REG_RX_AVAIL) => Some(self.refresh().0),
             Ok(REG_TX_FREE) => {
                 self.tx_granted = self.refresh().1;
-                self.tx_granted
+                Some(self.tx_granted)
             }
-            Ok(REG_ID) => MAGIC,
-            Ok(REG_VERSION) => VERSION,
-            Ok(reg) if self.desc.read(reg, self.ram.is_some()).is_some() => {
-                self.desc.read(reg, self.ram.is_some()).unwrap_or(u32::MAX)
-            }
-            _ => {
-                data.fill(0xff);
-                return self.fail(bad);
-            }
+            Ok(REG_ID) => Some(MAGIC),
+            Ok(REG_VERSION) => Some(VERSION),
+            Ok(reg) => self.desc.read(reg, self.ram.is_some()),
+            Err(_) => None,
+        };
+        let Some(v) = v else {
+            data.fill(0xff);
+            return self.fail(bad);
         };
         data.copy_from_slice(&v.to_le_bytes());
         Ok(())
