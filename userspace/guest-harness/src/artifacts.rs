@@ -161,6 +161,12 @@ pub(crate) fn skip_unless_required(require_var: &str, what: &str, reason: &str) 
     if std::env::var(require_var).is_ok_and(|v| v == "1") {
         panic!("{require_var}=1 but {what}: {reason}");
     }
+    report_skip(reason);
+}
+
+/// Says that the calling test is skipped and why, as `skipped <test>:
+/// <reason>` (`scripts/test.sh` counts and lists these lines as skips).
+pub fn report_skip(reason: &str) {
     // Straight to the process's stderr rather than eprintln!: the test harness
     // captures eprintln! of passing tests, and a skip must stay visible.
     use std::io::Write;

@@ -54,8 +54,8 @@ mod spec;
 pub mod vmm;
 
 pub use artifacts::{
-    default_guest_dir, qemu_available, require_guest_env, GuestArtifacts, DEFAULT_QEMU,
-    GUEST_DIR_ENV, INITRAMFS_FILE, KERNEL_FILE, QEMU_ENV,
+    default_guest_dir, qemu_available, report_skip, require_guest_env, GuestArtifacts,
+    DEFAULT_QEMU, GUEST_DIR_ENV, INITRAMFS_FILE, KERNEL_FILE, QEMU_ENV,
 };
 pub use device::Device;
 pub use error::{HarnessError, Result};

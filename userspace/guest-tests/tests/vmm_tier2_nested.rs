@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use ivc_guest_harness::{require_vmm_env, run_scenario, Scenario, VmmBackend};
+use ivc_guest_harness::{report_skip, require_vmm_env, run_scenario, Scenario, VmmBackend};
 
 /// The tier-2 programs in the nested image (scripts/build-nested.sh,
 /// TIER2_TESTS), one after the other, each test alone (`--test-threads 1`:
@@ -21,11 +21,8 @@ fn tier2_device_tests_pass_under_nested_svm_kvm() {
         return;
     };
     if let VmmBackend::Direct { .. } = backend {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped tier2_device_tests_pass_under_nested_svm_kvm: this host's own KVM has \
-             hardware virtualization, where tier 2 (vmm/tests) runs directly"
+        report_skip(
+            "this host's own KVM has hardware virtualization, where tier 2 (vmm/tests) runs directly",
         );
         return;
     }
