@@ -433,7 +433,10 @@ fn pio_moves_1mib_each_way_with_string_io() {
 }
 
 /// Descriptor mode (ivc-pio v3): the same checked duplex streams, each
-/// chunk moved by one `OUT` to `DESC_CMD` naming a buffer in guest RAM.
+/// chunk (4 KiB, then 64 KiB) moved by one `IN` from `TX_GO`/`RX_GO` over a
+/// descriptor in guest RAM; before the transfer each guest hands its device
+/// hostile descriptors (outside RAM, over MMIO, wrapping, too long), which
+/// must fail with their codes and leave the device working.
 #[test]
 fn pio_moves_4mib_each_way_with_descriptors() {
     if skip_without_kvm("pio_moves_4mib_each_way_with_descriptors") {
@@ -442,9 +445,32 @@ fn pio_moves_4mib_each_way_with_descriptors() {
     let _g = serial();
     let server = Server::start("pio-desc", "1M", 1);
     let ivc = format!("pio,socket={}", server.path());
-    let start = Instant::now();
-    duplex(&ivc, "pio-duplex", "pio-result", 4 << 20, "desc=1");
-    eprintln!("pio descriptors: 4 MiB each way in {:?}", start.elapsed());
+    for chunk in ["4096", "64k"] {
+        let start = Instant::now();
+        let (a, b) = duplex(
+            &ivc,
+            "pio-duplex",
+            "pio-result",
+            4 << 20,
+            &format!("desc=1 chunk={chunk}"),
+        );
+        eprintln!(
+            "pio descriptors: 4 MiB each way in {chunk} chunks in {:?}",
+            start.elapsed()
+        );
+        for p in [&a, &b] {
+            let out = p.stdout();
+            assert!(out.contains("pio-desc-hostile ok cases=6"), "{}", p.dump());
+            // One exit per chunk moved: at most one per 4 KiB, and fewer
+            // with 64 KiB chunks (the ring may hand out less than a chunk).
+            let ops = num(&out, "pio-result", "string_ops");
+            assert!(
+                ops > 0 && ops <= 2 * (4 << 20) / 4096,
+                "{ops} GOs\n{}",
+                p.dump()
+            );
+        }
+    }
 }
 
 /// Starts an endless transfer between A and B, kills A's VMM once data

@@ -32,6 +32,21 @@ pub fn inl(port: u16) -> u32 {
     value
 }
 
+/// `IN` from a register whose device reads or writes guest memory while it
+/// handles the access (ivc-pio's descriptor `GO`): unlike [`inl`], the
+/// compiler may not move memory accesses across it, so the descriptor and
+/// buffer written before are in memory, and what the device wrote is read
+/// after.
+pub fn inl_dma(port: u16) -> u32 {
+    let value: u32;
+    // SAFETY: as in `inb`; the device touches only memory the caller handed
+    // it (the asm may read and write memory, so nothing is cached across).
+    unsafe {
+        asm!("in eax, dx", out("eax") value, in("dx") port, options(nostack, preserves_flags))
+    };
+    value
+}
+
 pub fn outl(port: u16, value: u32) {
     // SAFETY: as in `outb`.
     unsafe {

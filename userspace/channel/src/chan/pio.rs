@@ -5,8 +5,9 @@
 //! VMM: bytes the guest writes to `DATA` go into the VMM's endpoint (and from
 //! there through shared memory to the peer VMM), bytes the guest reads from
 //! `DATA` come out of it. Every access is a VM exit, so the guest moves bulk
-//! data with string I/O (`rep outsb`/`rep insb`), which KVM hands to the VMM
-//! a page at a time.
+//! data either with string I/O (`rep outsb`/`rep insb`, which KVM hands to
+//! the VMM an element or a page at a time) or, from version 3 on, with
+//! descriptor mode: one `IN` moves a whole buffer in guest RAM.
 //!
 //! All registers are little-endian; offsets are from the start of BAR0.
 //! Accesses at other offsets or widths are ignored by the device (reads
@@ -46,45 +47,82 @@ pub const REG_VERSION: u16 = 0x18;
 
 /// Capabilities, 32-bit read-only; the `CAP_*` bits (version 3 on).
 pub const REG_CAPS: u16 = 0x1c;
-/// Descriptor mode: guest physical address of the buffer, low and high
-/// 32 bits (read-write).
-pub const REG_DESC_ADDR_LO: u16 = 0x20;
-/// See [`REG_DESC_ADDR_LO`].
-pub const REG_DESC_ADDR_HI: u16 = 0x24;
-/// Descriptor mode: length of the buffer in bytes, at most
-/// [`DESC_MAX_LEN`] (read-write).
-pub const REG_DESC_LEN: u16 = 0x28;
-/// Descriptor mode, 32-bit write-only: [`DESC_CMD_TX`] moves up to
-/// `DESC_LEN` bytes from the buffer into the transmit stream (as many as it
-/// has room for now), [`DESC_CMD_RX`] moves up to `DESC_LEN` bytes of the
-/// receive stream into the buffer (as many as are there now). One `OUT`,
-/// one VM exit, the whole buffer; neither ever waits.
-pub const REG_DESC_CMD: u16 = 0x2c;
-/// Descriptor mode, 32-bit read-only: the outcome of the last command,
-/// bytes moved (0 when the ring was full or empty), or [`DESC_ERROR`] with
-/// a `DESC_ERR_*` code in the low bits.
-pub const REG_DESC_RESULT: u16 = 0x30;
+/// Descriptor mode: guest physical address of the transmit descriptor
+/// ([`Desc`]), low and high 32 bits (read-write; 0 = none).
+pub const REG_TX_DESC_LO: u16 = 0x20;
+/// See [`REG_TX_DESC_LO`].
+pub const REG_TX_DESC_HI: u16 = 0x24;
+/// Descriptor mode: guest physical address of the receive descriptor,
+/// low and high 32 bits (read-write; 0 = none).
+pub const REG_RX_DESC_LO: u16 = 0x28;
+/// See [`REG_RX_DESC_LO`].
+pub const REG_RX_DESC_HI: u16 = 0x2c;
+/// Descriptor mode, 32-bit `IN` only: runs the transmit descriptor, moving
+/// up to its `len` bytes from its buffer into the transmit stream (as many
+/// as there is room for now), and returns the bytes moved (0 when the ring
+/// is full) or [`DESC_ERROR`] with a `DESC_ERR_*` code in the low bits.
+/// One `IN`, one VM exit, the whole buffer; it never waits.
+///
+/// A read with an effect: the result comes back in the same exit, and the
+/// two directions have their own descriptor and register, so a reader and
+/// a writer on two CPUs need no lock between them.
+pub const REG_TX_GO: u16 = 0x30;
+/// Descriptor mode, 32-bit `IN` only: runs the receive descriptor, moving
+/// up to `len` bytes of the receive stream (as many as are there now) into
+/// its buffer; the result as for [`REG_TX_GO`].
+pub const REG_RX_GO: u16 = 0x34;
+
+/// A descriptor in guest RAM, 16 bytes, little-endian: the buffer's guest
+/// physical address and length. The guest sets the descriptor's address
+/// once (`TX_DESC`/`RX_DESC`) and rewrites the descriptor itself, in its
+/// own memory, before each `GO`; the device reads it once per `GO`.
+///
+/// | offset | size | field |
+/// | --- | --- | --- |
+/// | 0 | 8 | `addr`: guest physical address of the buffer |
+/// | 8 | 4 | `len`: bytes, at most [`DESC_MAX_LEN`] |
+/// | 12 | 4 | reserved, 0 |
+pub struct Desc;
+
+impl Desc {
+    /// Size of a descriptor in bytes.
+    pub const SIZE: usize = 16;
+
+    /// The descriptor for `len` bytes at `addr`.
+    pub fn encode(addr: u64, len: u32) -> [u8; Self::SIZE] {
+        let [a0, a1, a2, a3, a4, a5, a6, a7] = addr.to_le_bytes();
+        let [l0, l1, l2, l3] = len.to_le_bytes();
+        [a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, 0, 0, 0, 0]
+    }
+
+    /// (addr, len) of a descriptor.
+    pub fn decode(d: &[u8; Self::SIZE]) -> (u64, u32) {
+        let [a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, ..] = *d;
+        (
+            u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+            u32::from_le_bytes([l0, l1, l2, l3]),
+        )
+    }
+}
 
 /// `CAPS`: the descriptor registers are there.
 pub const CAP_DESC: u32 = 1 << 0;
-/// Longest buffer one command moves.
+/// Longest buffer one descriptor moves.
 pub const DESC_MAX_LEN: u32 = 1 << 20;
-/// `DESC_CMD`: buffer -> transmit stream.
-pub const DESC_CMD_TX: u32 = 1;
-/// `DESC_CMD`: receive stream -> buffer.
-pub const DESC_CMD_RX: u32 = 2;
-/// `DESC_RESULT`: the command failed; the code is in the low bits.
+/// A `GO` result: the command failed; the code is in the low bits.
 pub const DESC_ERROR: u32 = 1 << 31;
-/// The buffer is not all guest RAM (outside it, over MMIO, or wrapping).
+/// The descriptor or its buffer is not all guest RAM (outside it, over
+/// MMIO, or wrapping).
 pub const DESC_ERR_RANGE: u32 = 1;
-/// `DESC_LEN` is over [`DESC_MAX_LEN`].
+/// The descriptor's `len` is over [`DESC_MAX_LEN`].
 pub const DESC_ERR_TOO_LONG: u32 = 2;
 /// Not connected to a channel (not opened, or broken: see `STATUS`).
 pub const DESC_ERR_CHANNEL: u32 = 3;
 /// Transmit: the peer is gone (the guest sees `STATUS_PEER_GONE`).
 pub const DESC_ERR_PEER_GONE: u32 = 4;
-/// Not a known command.
-pub const DESC_ERR_COMMAND: u32 = 5;
+/// No descriptor address was set for this direction (or the VMM offers no
+/// descriptor mode).
+pub const DESC_ERR_NO_DESC: u32 = 5;
 
 /// Value of `REG_ID`: `"IVCP"` little-endian.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"IVCP");

@@ -14,13 +14,13 @@ mod descriptor;
 use std::fmt;
 use std::time::Duration;
 
-use self::descriptor::Descriptor;
+use self::descriptor::Descriptors;
 pub use self::descriptor::GuestRam;
 
 use ivc_channel::pio::{
     CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, CONTROL_RESUME, MAGIC, REG_CONTROL, REG_DATA,
-    REG_DESC_CMD, REG_ID, REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED,
-    STATUS_ERROR, STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VERSION,
+    REG_ID, REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR,
+    STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VERSION,
 };
 use ivc_channel::{AttachOptions, ChannelError, Endpoint, Liveness, PeerState, SharedMemory};
 
@@ -95,7 +95,7 @@ pub struct PioRegisters<M: SharedMemory + Copy> {
     /// The peer's heartbeat as the last tick saw it.
     liveness: Liveness,
     /// Descriptor mode's registers.
-    desc: Descriptor,
+    desc: Descriptors,
     /// Guest RAM for descriptor mode (without it, `CAPS` offers nothing).
     ram: Option<Box<dyn GuestRam>>,
 }
@@ -118,7 +118,7 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             tx_granted: 0,
             dropped: 0,
             liveness: Liveness::new(),
-            desc: Descriptor::default(),
+            desc: Descriptors::default(),
             ram: None,
         }
     }
@@ -129,16 +129,21 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
         self.ram = Some(ram);
     }
 
-    /// `DESC_CMD`: one descriptor command (see [`descriptor`]).
-    fn descriptor_command(&mut self, cmd: u32) -> Result<(), PioFault> {
-        match self.desc.run(cmd, self.ep.as_mut(), self.ram.as_deref()) {
-            Ok(_) => Ok(()),
+    /// `TX_GO`/`RX_GO`: runs one descriptor (see [`descriptor`]); the
+    /// value the guest's `IN` returns, and the fault to report if the
+    /// channel broke under it (`STATUS_ERROR` is latched then).
+    fn descriptor_go(&mut self, dir: descriptor::Direction) -> (u32, Option<PioFault>) {
+        match self.desc.run(dir, self.ep.as_mut(), self.ram.as_deref()) {
+            Ok(v) => (v, None),
             // The end of the connection: STATUS tells the guest, as for DATA.
-            Err(ChannelError::PeerGone) => {
+            Err((v, ChannelError::PeerGone)) => {
                 self.peer_gone = true;
-                Ok(())
+                (v, None)
             }
-            Err(e) => self.fail(PioFault::Channel(e)),
+            Err((v, e)) => {
+                self.error = true;
+                (v, Some(PioFault::Channel(e)))
+            }
         }
     }
 
@@ -315,7 +320,14 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             }
             Ok(REG_ID) => Some(MAGIC),
             Ok(REG_VERSION) => Some(VERSION),
-            Ok(reg) => self.desc.read(reg, self.ram.is_some()),
+            Ok(reg) => match Descriptors::go(reg) {
+                Some(dir) => {
+                    let (v, fault) = self.descriptor_go(dir);
+                    data.copy_from_slice(&v.to_le_bytes());
+                    return fault.map_or(Ok(()), Err);
+                }
+                None => self.desc.read(reg, self.ram.is_some()),
+            },
             Err(_) => None,
         };
         let Some(v) = v else {
@@ -414,7 +426,6 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
         };
         match (u16::try_from(offset), le32(data)) {
             (Ok(REG_CONTROL), Some(v)) => self.control(v),
-            (Ok(REG_DESC_CMD), Some(v)) => self.descriptor_command(v),
             (Ok(reg), Some(v)) if self.desc.write(reg, v) => Ok(()),
             _ => self.fail(bad),
         }
@@ -816,11 +827,12 @@ mod property_tests {
     //! never panic and never break the register contract; an honest pair
     //! driven with random widths and interleavings delivers the exact stream.
     use super::descriptor::test_ram::FakeRam;
+    use super::descriptor::GuestRam;
     use super::*;
     use core::sync::atomic::AtomicU32;
     use ivc_channel::pio::{
-        DESC_CMD_RX, DESC_CMD_TX, DESC_ERROR, DESC_ERR_RANGE, DESC_MAX_LEN, REG_CAPS,
-        REG_DESC_ADDR_HI, REG_DESC_ADDR_LO, REG_DESC_LEN, REG_DESC_RESULT,
+        Desc, DESC_ERROR, DESC_ERR_RANGE, DESC_MAX_LEN, REG_CAPS, REG_RX_DESC_HI, REG_RX_DESC_LO,
+        REG_RX_GO, REG_TX_DESC_HI, REG_TX_DESC_LO, REG_TX_GO,
     };
     use ivc_channel::AtomicMem;
     use proptest::prelude::*;
@@ -854,9 +866,11 @@ mod property_tests {
         },
         Descriptor {
             side: usize,
+            /// Where the descriptor is (in RAM or not).
+            at: u64,
             addr: u64,
             len: u32,
-            cmd: u32,
+            tx: bool,
         },
     }
 
@@ -868,11 +882,13 @@ mod property_tests {
                 .prop_map(|(side, offset, len)| Op::Read { side, offset, len }),
             3 => (side.clone(), 0..0x44u64, len, any::<u64>())
                 .prop_map(|(side, offset, len, value)| Op::Write { side, offset, len, value }),
-            // Descriptors: near, inside and past the guest's RAM, any
-            // length, any command.
-            2 => (side.clone(), prop_oneof![Just(0u64), RAM_BASE - 8..RAM_BASE + 0x11000, any::<u64>()],
-                  prop_oneof![0..0x2000u32, any::<u32>()], 0..4u32)
-                .prop_map(|(side, addr, len, cmd)| Op::Descriptor { side, addr, len, cmd }),
+            // Descriptors (and the buffers they name): near, inside and
+            // past the guest's RAM, any length, either direction.
+            2 => (side.clone(),
+                  prop_oneof![3 => RAM_BASE..RAM_BASE + 0x100, 1 => Just(0u64), 1 => any::<u64>()],
+                  prop_oneof![Just(0u64), RAM_BASE - 8..RAM_BASE + 0x11000, any::<u64>()],
+                  prop_oneof![0..0x2000u32, any::<u32>()], any::<bool>())
+                .prop_map(|(side, at, addr, len, tx)| Op::Descriptor { side, at, addr, len, tx }),
             1 => (side, prop::sample::select(vec![
                     CONTROL_OPEN,
                     CONTROL_CLOSE,
@@ -903,8 +919,12 @@ mod property_tests {
             let w: Vec<AtomicU32> = (0..MEM / 4).map(|_| AtomicU32::new(0)).collect();
             let mem = AtomicMem::from_words(&w);
             let mut sides = [PioRegisters::new(mem, Some(1)), PioRegisters::new(mem, Some(2))];
-            for s in &mut sides {
-                s.set_guest_ram(Box::new(FakeRam::new(RAM_BASE, 0x10000)));
+            let rams = [
+                std::sync::Arc::new(FakeRam::new(RAM_BASE, 0x10000)),
+                std::sync::Arc::new(FakeRam::new(RAM_BASE, 0x10000)),
+            ];
+            for (s, ram) in sides.iter_mut().zip(&rams) {
+                s.set_guest_ram(Box::new(ram.clone()));
             }
             for op in ops {
                 match op {
@@ -913,7 +933,8 @@ mod property_tests {
                         let r = sides[side].read(offset, &mut buf);
                         let defined = offset == u64::from(REG_DATA)
                             || (len == 4 && [REG_STATUS, REG_RX_AVAIL, REG_TX_FREE, REG_ID, REG_VERSION,
-                                REG_CAPS, REG_DESC_ADDR_LO, REG_DESC_ADDR_HI, REG_DESC_LEN, REG_DESC_RESULT]
+                                REG_CAPS, REG_TX_DESC_LO, REG_TX_DESC_HI, REG_RX_DESC_LO, REG_RX_DESC_HI,
+                                REG_TX_GO, REG_RX_GO]
                                 .iter().any(|&reg| u64::from(reg) == offset));
                         if !defined {
                             prop_assert!(r.is_err(), "read {offset:#x}/{len} accepted");
@@ -931,27 +952,26 @@ mod property_tests {
                     Op::Scribble { word, value } => {
                         let _ = mem.store_u32_relaxed(word * 4, value);
                     }
-                    Op::Descriptor { side, addr, len, cmd } => {
+                    Op::Descriptor { side, at, addr, len, tx } => {
                         let r = &mut sides[side];
-                        for (reg, v) in [
-                            (REG_DESC_ADDR_LO, (addr & 0xffff_ffff) as u32),
-                            (REG_DESC_ADDR_HI, (addr >> 32) as u32),
-                            (REG_DESC_LEN, len),
-                        ] {
+                        let (lo, hi, go) = if tx {
+                            (REG_TX_DESC_LO, REG_TX_DESC_HI, REG_TX_GO)
+                        } else {
+                            (REG_RX_DESC_LO, REG_RX_DESC_HI, REG_RX_GO)
+                        };
+                        for (reg, v) in [(lo, (at & 0xffff_ffff) as u32), (hi, (at >> 32) as u32)] {
                             prop_assert!(r.write(u64::from(reg), &v.to_le_bytes()).is_ok());
                         }
-                        let _ = r.write(u64::from(REG_DESC_CMD), &cmd.to_le_bytes());
-                        let res = rd32(r, REG_DESC_RESULT);
+                        let desc_in_ram = rams[side].write(at, &Desc::encode(addr, len));
+                        let res = rd32(r, go);
                         let in_ram = addr >= RAM_BASE
                             && addr.checked_add(u64::from(len)).is_some_and(|e| e <= RAM_BASE + 0x10000);
-                        let known = cmd == DESC_CMD_TX || cmd == DESC_CMD_RX;
                         if res & DESC_ERROR == 0 {
-                            // Bytes moved: a known command on a buffer in
-                            // RAM, at most its length.
-                            prop_assert!(known, "command {} moved {}", cmd, res);
+                            // Bytes moved: a buffer in RAM, at most its length.
+                            prop_assert!(desc_in_ram && at != 0, "moved {} with the descriptor at {:#x}", res, at);
                             prop_assert!(in_ram, "moved {} from {:#x}+{}", res, addr, len);
                             prop_assert!(res <= len);
-                        } else if !in_ram && known && len <= DESC_MAX_LEN {
+                        } else if at != 0 && (!desc_in_ram || (!in_ram && len <= DESC_MAX_LEN)) {
                             prop_assert_eq!(res, DESC_ERROR | DESC_ERR_RANGE);
                         }
                     }

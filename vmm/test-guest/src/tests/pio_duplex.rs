@@ -2,16 +2,16 @@
 //! map (`ivc_channel::pio`) at CPL3, the way the driver's pio transport
 //! does it: read `TX_FREE`/`RX_AVAIL`, then move up to a page with one
 //! `rep outsb`/`rep insb` on `DATA`; or, with `desc=1`, with one descriptor
-//! command per chunk (the buffer's address and length in the `DESC_*`
-//! registers, one `OUT` to `DESC_CMD`; paging is identity, so the buffer's
-//! address is its guest physical address).
+//! per chunk (the buffer's address and length in this direction's
+//! descriptor in guest RAM, one `IN` from `TX_GO`/`RX_GO`; paging is
+//! identity, so an address is its guest physical address).
 
 use ivc_channel::pio::{
-    CAP_DESC, CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, DESC_CMD_RX, DESC_CMD_TX,
-    DESC_ERROR, DEVICE_ID, MAGIC, REG_CAPS, REG_CONTROL, REG_DATA, REG_DESC_ADDR_HI,
-    REG_DESC_ADDR_LO, REG_DESC_CMD, REG_DESC_LEN, REG_DESC_RESULT, REG_ID, REG_RX_AVAIL,
-    REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR, STATUS_PEER_GONE,
-    STATUS_RX_READY, STATUS_TX_SPACE, VENDOR_ID, VERSION,
+    Desc, CAP_DESC, CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, DESC_ERROR, DESC_ERR_RANGE,
+    DESC_ERR_TOO_LONG, DESC_MAX_LEN, DEVICE_ID, MAGIC, REG_CAPS, REG_CONTROL, REG_DATA, REG_ID,
+    REG_RX_AVAIL, REG_RX_DESC_HI, REG_RX_DESC_LO, REG_RX_GO, REG_STATUS, REG_TX_DESC_HI,
+    REG_TX_DESC_LO, REG_TX_FREE, REG_TX_GO, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR,
+    STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VENDOR_ID, VERSION,
 };
 
 use super::stream::{self, Fnv};
@@ -19,7 +19,7 @@ use super::{allocator, bad_param, Context, Test, GUESS_TSC_KHZ};
 use crate::cmdline::ParamError;
 use crate::exit::{exit, status};
 use crate::pci::bar;
-use crate::port::{inl, insb, outl, outsb, outsd};
+use crate::port::{inl, inl_dma, insb, outl, outsb, outsd};
 use crate::{cpl0_io, cpl3, println, tsc};
 
 pub const TEST: Test = Test {
@@ -27,9 +27,10 @@ pub const TEST: Test = Test {
     params: concat!(
         "[dev=1234:1c1c] [tx=1m] [rx=1m] [seed=1] [peer_seed=2] [chunk=4096] ",
         "[expect_gone=0] [cpl0_io=1] [desc=0] [timeout_ms=60000] [tsc_khz=auto] ",
+        "(chunk: at most 4096, or 256k with desc=1) ",
         crate::allocator_params!()
     ),
-    about: "send and receive byte streams through ivc-pio with string I/O (CPL3)",
+    about: "send and receive byte streams through ivc-pio with string I/O or descriptors (CPL3)",
     run,
 };
 
@@ -60,7 +61,7 @@ fn run(ctx: &Context) -> u8 {
                 rx: c.u64_or("rx", 1 << 20)?,
                 seed: c.u64_or("seed", 1)?,
                 peer_seed: c.u64_or("peer_seed", 2)?,
-                chunk: c.u64_or("chunk", 4096)?.clamp(1, 4096) as usize,
+                chunk: c.u64_or("chunk", 4096)? as usize,
                 expect_gone: c.bool_or("expect_gone", false)?,
                 cpl0_io: c.bool_or("cpl0_io", true)?,
                 desc: c.bool_or("desc", false)?,
@@ -82,6 +83,7 @@ fn run(ctx: &Context) -> u8 {
         return status::FAILURE;
     };
     p.port = b.addr as u16;
+    p.chunk = p.chunk.clamp(1, if p.desc { DESC_BUF } else { 4096 });
     let (id, version) = (inl(p.port + REG_ID), inl(p.port + REG_VERSION));
     if id != MAGIC || version != VERSION {
         println!("error: identity 0x{id:08x} version {version}");
@@ -101,30 +103,123 @@ fn run(ctx: &Context) -> u8 {
     cpl3::run(user_main, &p)
 }
 
+/// Before the transfer: descriptors a buggy or hostile guest could hand the
+/// device (a descriptor or buffer outside RAM, over MMIO, wrapping, too
+/// long) each come back with their error code, move nothing and leave the
+/// device working (`STATUS` without `ERROR`); exits with a failure if not.
+fn hostile_descriptors(
+    p: &Params,
+    tx_desc: *mut [u8; Desc::SIZE],
+    buf: u64,
+    set_desc_addr: &dyn Fn(u16, u16, u64),
+) {
+    let reg = |r: u16| p.port + r;
+    // The local APIC's page: MMIO, never RAM; 64 TiB: past any test VM's RAM.
+    const MMIO: u64 = 0xfee0_0000;
+    const FAR: u64 = 1 << 46;
+    let cases: [(&str, u64, u64, u32, u32); 6] = [
+        ("descriptor over MMIO", MMIO, buf, 16, DESC_ERR_RANGE),
+        ("descriptor past RAM", FAR, buf, 16, DESC_ERR_RANGE),
+        ("buffer over MMIO", tx_desc as u64, MMIO, 64, DESC_ERR_RANGE),
+        (
+            "buffer wrapping",
+            tx_desc as u64,
+            u64::MAX - 8,
+            64,
+            DESC_ERR_RANGE,
+        ),
+        (
+            "buffer past RAM",
+            tx_desc as u64,
+            FAR - 4096,
+            8192,
+            DESC_ERR_RANGE,
+        ),
+        (
+            "buffer too long",
+            tx_desc as u64,
+            buf,
+            DESC_MAX_LEN + 1,
+            DESC_ERR_TOO_LONG,
+        ),
+    ];
+    for (what, at, addr, len, code) in cases {
+        set_desc_addr(REG_TX_DESC_LO, REG_TX_DESC_HI, at);
+        // SAFETY: `tx_desc` points into DESC_AREA (see `user_main`).
+        unsafe { tx_desc.write_volatile(Desc::encode(addr, len)) };
+        let r = inl_dma(reg(REG_TX_GO));
+        let st = inl(reg(REG_STATUS));
+        if r != DESC_ERROR | code || st & STATUS_ERROR != 0 {
+            println!(
+                "error: {what}: GO gave 0x{r:08x} (want 0x{:08x}), STATUS=0x{st:x}",
+                DESC_ERROR | code
+            );
+            exit(status::FAILURE);
+        }
+    }
+    set_desc_addr(REG_TX_DESC_LO, REG_TX_DESC_HI, tx_desc as u64);
+    println!("pio-desc-hostile ok cases={}", cases.len());
+}
+
+/// Largest chunk in descriptor mode (the buffer is static, not on the
+/// 64 KiB CPL3 stack).
+const DESC_BUF: usize = 256 * 1024;
+
+/// Descriptor mode's memory: one descriptor per direction and the buffer.
+#[repr(C, align(4096))]
+struct DescArea {
+    tx: [u8; Desc::SIZE],
+    rx: [u8; Desc::SIZE],
+    buf: [u8; DESC_BUF],
+}
+
+static mut DESC_AREA: DescArea = DescArea {
+    tx: [0; Desc::SIZE],
+    rx: [0; Desc::SIZE],
+    buf: [0; DESC_BUF],
+};
+
 fn user_main(p: &Params) -> ! {
     let reg = |r: u16| p.port + r;
     outl(reg(REG_CONTROL), CONTROL_CLEAR_ERROR | CONTROL_OPEN);
     let (mut txd, mut rxd) = (0u64, 0u64);
     let (mut tx_sum, mut rx_sum) = (Fnv::new(), Fnv::new());
     let mut exits = 0u64;
-    let mut buf = [0u8; 4096];
+    let mut small = [0u8; 4096];
+    // SAFETY: this test runs on one CPU and nothing else uses DESC_AREA;
+    // raw pointers avoid references to the static mut.
+    let area = unsafe { &mut *core::ptr::addr_of_mut!(DESC_AREA) };
+    let buf: &mut [u8] = if p.desc { &mut area.buf } else { &mut small };
+    // Identity paging: an address is its guest physical one.
+    let buf_addr = buf.as_ptr() as u64;
+    let (tx_desc, rx_desc) = (
+        core::ptr::addr_of_mut!(area.tx),
+        core::ptr::addr_of_mut!(area.rx),
+    );
+    let set_desc_addr = |lo: u16, hi: u16, at: u64| {
+        outl(reg(lo), at as u32);
+        outl(reg(hi), (at >> 32) as u32);
+    };
     if p.desc {
-        // Identity paging: the buffer's address is its guest physical one.
-        let addr = buf.as_ptr() as u64;
-        outl(reg(REG_DESC_ADDR_LO), addr as u32);
-        outl(reg(REG_DESC_ADDR_HI), (addr >> 32) as u32);
+        set_desc_addr(REG_TX_DESC_LO, REG_TX_DESC_HI, tx_desc as u64);
+        set_desc_addr(REG_RX_DESC_LO, REG_RX_DESC_HI, rx_desc as u64);
     }
-    // One descriptor command over `buf[..n]`; bytes moved.
-    let desc = |cmd: u32, n: usize| -> Result<usize, u32> {
-        outl(reg(REG_DESC_LEN), n as u32);
-        outl(reg(REG_DESC_CMD), cmd);
-        let r = inl(reg(REG_DESC_RESULT));
+    // One descriptor over `buf[..n]`, one `IN`; bytes moved.
+    let desc = |go: u16, n: usize| -> Result<usize, u32> {
+        let d = if go == REG_TX_GO { tx_desc } else { rx_desc };
+        // SAFETY: `d` points into DESC_AREA (see above); volatile, because
+        // only the device reads it.
+        unsafe { d.write_volatile(Desc::encode(buf_addr, n as u32)) };
+        let r = inl_dma(reg(go));
         if r & DESC_ERROR != 0 {
             Err(r)
         } else {
             Ok((r as usize).min(n))
         }
     };
+    if p.desc {
+        hostile_descriptors(p, tx_desc, buf_addr, &set_desc_addr);
+    }
     let mut last_progress = tsc::rdtsc();
     let mut connected = false;
     let report = |outcome: &str, txd: u64, rxd: u64, tx: Fnv, rx: Fnv, exits: u64| {
@@ -151,7 +246,7 @@ fn user_main(p: &Params) -> ! {
             if n > 0 {
                 stream::fill(p.seed, txd, &mut buf[..n]);
                 if p.desc {
-                    match desc(DESC_CMD_TX, n) {
+                    match desc(REG_TX_GO, n) {
                         // TX_FREE promised room for all of it.
                         Ok(moved) if moved == n => {}
                         other => {
@@ -181,7 +276,7 @@ fn user_main(p: &Params) -> ! {
             let mut n = avail.min(p.chunk as u64) as usize;
             if n > 0 {
                 if p.desc {
-                    match desc(DESC_CMD_RX, n) {
+                    match desc(REG_RX_GO, n) {
                         Ok(moved) if moved > 0 => n = moved,
                         other => {
                             println!("error: RX descriptor of {n} bytes: {other:?}");

@@ -1,18 +1,22 @@
 //! Descriptor mode of `ivc-pio` (map: `ivc_channel::pio`, version 3): the
-//! guest names a buffer in its RAM with three register writes and moves the
-//! whole buffer with one `OUT` to `DESC_CMD`, instead of one VM exit per 4
-//! bytes of string I/O.
+//! guest keeps one 16-byte descriptor per direction in its RAM (buffer
+//! address and length), tells the device where once, and moves a whole
+//! buffer with one 32-bit `IN` from `TX_GO` or `RX_GO`, whose value is the
+//! outcome, instead of one VM exit per 4 bytes of string I/O.
 //!
-//! The address and length are the guest's: untrusted. The buffer must lie
-//! entirely in guest RAM (vm-memory's bounds check: not outside it, not over
-//! MMIO, not wrapping) and be at most `DESC_MAX_LEN` long, else the command
-//! moves nothing and reports an error code. Bytes go through a bounce buffer
-//! between guest RAM and the channel ring.
+//! The descriptor and the buffer it names are the guest's: untrusted, and
+//! changeable by another vCPU at any time. The descriptor is copied out of
+//! guest RAM once per `GO` and only the copy is used; the buffer must lie
+//! entirely in guest RAM (vm-memory's bounds check: not outside it, not
+//! over MMIO, not wrapping) and be at most `DESC_MAX_LEN` long, else the
+//! command moves nothing and returns an error code. Bytes go through a
+//! bounce buffer between guest RAM and the channel ring (guest RAM can
+//! change under the copy, so it is never seen as a Rust slice).
 
 use ivc_channel::pio::{
-    CAP_DESC, DESC_CMD_RX, DESC_CMD_TX, DESC_ERROR, DESC_ERR_CHANNEL, DESC_ERR_COMMAND,
-    DESC_ERR_PEER_GONE, DESC_ERR_RANGE, DESC_ERR_TOO_LONG, DESC_MAX_LEN, REG_CAPS,
-    REG_DESC_ADDR_HI, REG_DESC_ADDR_LO, REG_DESC_LEN, REG_DESC_RESULT,
+    Desc, CAP_DESC, DESC_ERROR, DESC_ERR_CHANNEL, DESC_ERR_NO_DESC, DESC_ERR_PEER_GONE,
+    DESC_ERR_RANGE, DESC_ERR_TOO_LONG, DESC_MAX_LEN, REG_CAPS, REG_RX_DESC_HI, REG_RX_DESC_LO,
+    REG_RX_GO, REG_TX_DESC_HI, REG_TX_DESC_LO, REG_TX_GO,
 };
 use ivc_channel::{ChannelError, Endpoint, SharedMemory};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -43,12 +47,20 @@ impl GuestRam for GuestMemoryMmap {
 /// Bytes moved per step through the bounce buffer.
 const BOUNCE: usize = 64 * 1024;
 
-/// The descriptor registers and the last result.
+/// Which way a `GO` moves bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Direction {
+    /// Guest buffer -> transmit stream (`TX_GO`).
+    Tx,
+    /// Receive stream -> guest buffer (`RX_GO`).
+    Rx,
+}
+
+/// The descriptor address registers.
 #[derive(Default)]
-pub struct Descriptor {
-    addr: u64,
-    len: u32,
-    result: u32,
+pub struct Descriptors {
+    tx: u64,
+    rx: u64,
     bounce: Vec<u8>,
 }
 
@@ -56,8 +68,26 @@ fn error(code: u32) -> u32 {
     DESC_ERROR | code
 }
 
-impl Descriptor {
-    /// A 32-bit read of a descriptor register; `None` if `reg` is not one.
+fn set_lo(r: &mut u64, v: u32) {
+    *r = (*r & !0xffff_ffff) | u64::from(v);
+}
+
+fn set_hi(r: &mut u64, v: u32) {
+    *r = (*r & 0xffff_ffff) | (u64::from(v) << 32);
+}
+
+impl Descriptors {
+    /// The `GO` register `reg` stands for, if it is one.
+    pub fn go(reg: u16) -> Option<Direction> {
+        match reg {
+            REG_TX_GO => Some(Direction::Tx),
+            REG_RX_GO => Some(Direction::Rx),
+            _ => None,
+        }
+    }
+
+    /// A 32-bit read of `CAPS` or an address register; `None` if `reg` is
+    /// neither (the `GO` registers are [`Descriptors::run`]'s).
     pub fn read(&self, reg: u16, with_ram: bool) -> Option<u32> {
         Some(match reg {
             REG_CAPS => {
@@ -67,66 +97,69 @@ impl Descriptor {
                     0
                 }
             }
-            REG_DESC_ADDR_LO => (self.addr & 0xffff_ffff) as u32,
-            REG_DESC_ADDR_HI => (self.addr >> 32) as u32,
-            REG_DESC_LEN => self.len,
-            REG_DESC_RESULT => self.result,
+            REG_TX_DESC_LO => (self.tx & 0xffff_ffff) as u32,
+            REG_TX_DESC_HI => (self.tx >> 32) as u32,
+            REG_RX_DESC_LO => (self.rx & 0xffff_ffff) as u32,
+            REG_RX_DESC_HI => (self.rx >> 32) as u32,
             _ => return None,
         })
     }
 
-    /// A 32-bit write of an address or length register; `false` if `reg`
-    /// is not one.
+    /// A 32-bit write of an address register; `false` if `reg` is not one.
     pub fn write(&mut self, reg: u16, v: u32) -> bool {
         match reg {
-            REG_DESC_ADDR_LO => self.addr = (self.addr & !0xffff_ffff) | u64::from(v),
-            REG_DESC_ADDR_HI => self.addr = (self.addr & 0xffff_ffff) | (u64::from(v) << 32),
-            REG_DESC_LEN => self.len = v,
+            REG_TX_DESC_LO => set_lo(&mut self.tx, v),
+            REG_TX_DESC_HI => set_hi(&mut self.tx, v),
+            REG_RX_DESC_LO => set_lo(&mut self.rx, v),
+            REG_RX_DESC_HI => set_hi(&mut self.rx, v),
             _ => return false,
         }
         true
     }
 
-    /// Runs command `cmd` against `ep` and `ram`; the result is in
-    /// `DESC_RESULT` (and returned). `Err` carries a channel error that
-    /// broke the endpoint (the caller latches `STATUS_ERROR`), `PeerGone`
-    /// included so that the caller can set its end-of-connection state.
+    /// Runs the descriptor of `dir` against `ep` and `ram` and returns the
+    /// `GO` value: bytes moved or an error code. `Err` carries a channel
+    /// error that broke the endpoint (the caller latches `STATUS_ERROR`),
+    /// `PeerGone` included so that the caller can set its
+    /// end-of-connection state; the `GO` value is then in the `Err`'s pair.
     pub fn run<M: SharedMemory>(
         &mut self,
-        cmd: u32,
+        dir: Direction,
         ep: Option<&mut Endpoint<M>>,
         ram: Option<&dyn GuestRam>,
-    ) -> Result<u32, ChannelError> {
-        let outcome = self.execute(cmd, ep, ram);
-        self.result = match outcome {
-            Ok(n) => n,
-            Err(Fail::Code(c)) => error(c),
-            Err(Fail::Channel(ChannelError::PeerGone)) => error(DESC_ERR_PEER_GONE),
-            Err(Fail::Channel(_)) => error(DESC_ERR_CHANNEL),
-        };
-        match outcome {
-            Err(Fail::Channel(e)) => Err(e),
-            _ => Ok(self.result),
+    ) -> Result<u32, (u32, ChannelError)> {
+        match self.execute(dir, ep, ram) {
+            Ok(n) => Ok(n),
+            Err(Fail::Code(c)) => Ok(error(c)),
+            Err(Fail::Channel(e @ ChannelError::PeerGone)) => Err((error(DESC_ERR_PEER_GONE), e)),
+            Err(Fail::Channel(e)) => Err((error(DESC_ERR_CHANNEL), e)),
         }
     }
 
     fn execute<M: SharedMemory>(
         &mut self,
-        cmd: u32,
+        dir: Direction,
         ep: Option<&mut Endpoint<M>>,
         ram: Option<&dyn GuestRam>,
     ) -> Result<u32, Fail> {
-        let Some(ram) = ram else {
-            return Err(Fail::Code(DESC_ERR_COMMAND));
+        let desc_at = match dir {
+            Direction::Tx => self.tx,
+            Direction::Rx => self.rx,
         };
-        if cmd != DESC_CMD_TX && cmd != DESC_CMD_RX {
-            return Err(Fail::Code(DESC_ERR_COMMAND));
+        let Some(ram) = ram.filter(|_| desc_at != 0) else {
+            return Err(Fail::Code(DESC_ERR_NO_DESC));
+        };
+        // One copy of the descriptor: another vCPU may rewrite it meanwhile.
+        let mut raw = [0u8; Desc::SIZE];
+        if !ram.read(desc_at, &mut raw) {
+            return Err(Fail::Code(DESC_ERR_RANGE));
         }
-        if self.len > DESC_MAX_LEN {
+        let (addr, len) = Desc::decode(&raw);
+        if len > DESC_MAX_LEN {
             return Err(Fail::Code(DESC_ERR_TOO_LONG));
         }
-        let len = self.len as usize;
-        if self.addr.checked_add(u64::from(self.len)).is_none() || !ram.contains(self.addr, len) {
+        let len = len as usize;
+        if addr.checked_add(len as u64).is_none() || !ram.contains(addr, len) {
             return Err(Fail::Code(DESC_ERR_RANGE));
         }
         let Some(ep) = ep else {
@@ -138,33 +171,36 @@ impl Descriptor {
         let mut done = 0usize;
         while done < len {
             let want = (len - done).min(BOUNCE);
-            let gpa = self.addr + done as u64;
+            let gpa = addr + done as u64;
             let buf = &mut self.bounce[..want];
-            let n = if cmd == DESC_CMD_TX {
-                // Only what fits now, so nothing read from RAM is lost.
-                let room = ep.writable_bytes().map_err(Fail::Channel)?;
-                let k = want.min(room);
-                if k == 0 {
-                    break;
+            let n = match dir {
+                Direction::Tx => {
+                    // Only what fits now, so nothing read from RAM is lost.
+                    let room = ep.writable_bytes().map_err(Fail::Channel)?;
+                    let k = want.min(room);
+                    if k == 0 {
+                        break;
+                    }
+                    if !ram.read(gpa, &mut buf[..k]) {
+                        return Err(Fail::Code(DESC_ERR_RANGE));
+                    }
+                    ep.write(&buf[..k]).map_err(Fail::Channel)?
                 }
-                if !ram.read(gpa, &mut buf[..k]) {
-                    return Err(Fail::Code(DESC_ERR_RANGE));
+                Direction::Rx => {
+                    let k = match ep.read(buf) {
+                        Ok(k) => k,
+                        // Everything was read: report what moved; STATUS says the rest.
+                        Err(ChannelError::PeerGone) if done > 0 => break,
+                        Err(e) => return Err(Fail::Channel(e)),
+                    };
+                    if k == 0 {
+                        break;
+                    }
+                    if !ram.write(gpa, &buf[..k]) {
+                        return Err(Fail::Code(DESC_ERR_RANGE));
+                    }
+                    k
                 }
-                ep.write(&buf[..k]).map_err(Fail::Channel)?
-            } else {
-                let k = match ep.read(buf) {
-                    Ok(k) => k,
-                    // Everything was read: report what moved; STATUS says the rest.
-                    Err(ChannelError::PeerGone) if done > 0 => break,
-                    Err(e) => return Err(Fail::Channel(e)),
-                };
-                if k == 0 {
-                    break;
-                }
-                if !ram.write(gpa, &buf[..k]) {
-                    return Err(Fail::Code(DESC_ERR_RANGE));
-                }
-                k
             };
             done += n;
             if n < want {
@@ -226,6 +262,19 @@ pub(crate) mod test_ram {
             true
         }
     }
+
+    /// Shared with the test, which writes descriptors into it.
+    impl GuestRam for std::sync::Arc<FakeRam> {
+        fn contains(&self, gpa: u64, len: usize) -> bool {
+            (**self).contains(gpa, len)
+        }
+        fn read(&self, gpa: u64, dst: &mut [u8]) -> bool {
+            (**self).read(gpa, dst)
+        }
+        fn write(&self, gpa: u64, src: &[u8]) -> bool {
+            (**self).write(gpa, src)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -246,10 +295,16 @@ mod tests {
         (a, b)
     }
 
-    fn set(d: &mut Descriptor, addr: u64, len: u32) {
-        assert!(d.write(REG_DESC_ADDR_LO, (addr & 0xffff_ffff) as u32));
-        assert!(d.write(REG_DESC_ADDR_HI, (addr >> 32) as u32));
-        assert!(d.write(REG_DESC_LEN, len));
+    /// Points `dir`'s descriptor register at `at` and writes there a
+    /// descriptor for `len` bytes at `addr`.
+    fn set(d: &mut Descriptors, ram: &FakeRam, dir: Direction, at: u64, addr: u64, len: u32) {
+        let (lo, hi) = match dir {
+            Direction::Tx => (REG_TX_DESC_LO, REG_TX_DESC_HI),
+            Direction::Rx => (REG_RX_DESC_LO, REG_RX_DESC_HI),
+        };
+        assert!(d.write(lo, (at & 0xffff_ffff) as u32));
+        assert!(d.write(hi, (at >> 32) as u32));
+        assert!(ram.write(at, &Desc::encode(addr, len)));
     }
 
     #[test]
@@ -263,26 +318,41 @@ mod tests {
             .collect();
         let len32 = |n: usize| u32::try_from(n).unwrap();
         assert!(ram_a.write(0x12_0000, &msg));
-        let (mut da, mut db) = (Descriptor::default(), Descriptor::default());
-        set(&mut da, 0x12_0000, len32(msg.len()));
-        let n = da.run(DESC_CMD_TX, Some(&mut a), Some(&ram_a)).unwrap();
+        let (mut da, mut db) = (Descriptors::default(), Descriptors::default());
+        let tx = Direction::Tx;
+        set(&mut da, &ram_a, tx, 0x10_0000, 0x12_0000, len32(msg.len()));
+        let n = da.run(tx, Some(&mut a), Some(&ram_a)).unwrap();
         // The ring takes what fits (about half the region); the rest waits.
         assert!(n > 0 && (n as usize) < msg.len(), "{n}");
         let mut got = Vec::new();
         let mut sent = n as usize;
+        set(
+            &mut db,
+            &ram_b,
+            Direction::Rx,
+            0x10_0010,
+            0x18_0000,
+            64 << 10,
+        );
         while got.len() < msg.len() {
-            set(&mut db, 0x18_0000, 64 << 10);
-            let k = db.run(DESC_CMD_RX, Some(&mut b), Some(&ram_b)).unwrap() as usize;
+            let k = db.run(Direction::Rx, Some(&mut b), Some(&ram_b)).unwrap() as usize;
             let mut chunk = vec![0; k];
             assert!(ram_b.read(0x18_0000, &mut chunk));
             got.extend_from_slice(&chunk);
             if sent < msg.len() {
-                set(&mut da, 0x12_0000 + sent as u64, len32(msg.len() - sent));
-                sent += da.run(DESC_CMD_TX, Some(&mut a), Some(&ram_a)).unwrap() as usize;
+                let rest = len32(msg.len() - sent);
+                set(
+                    &mut da,
+                    &ram_a,
+                    tx,
+                    0x10_0000,
+                    0x12_0000 + sent as u64,
+                    rest,
+                );
+                sent += da.run(tx, Some(&mut a), Some(&ram_a)).unwrap() as usize;
             }
         }
         assert_eq!(got, msg);
-        assert_eq!(db.read(REG_DESC_RESULT, true), Some(db.result));
     }
 
     #[test]
@@ -290,22 +360,53 @@ mod tests {
         let w: Vec<AtomicU32> = (0..(64 << 10) / 4).map(|_| AtomicU32::new(0)).collect();
         let (mut a, _b) = pair(AtomicMem::from_words(&w));
         let ram = FakeRam::new(0x1000, 0x10_000);
-        let mut d = Descriptor::default();
-        let cases: [(u64, u32, u32, u32); 6] = [
-            // below RAM, past its end, wrapping the address space
-            (0x0, 16, DESC_CMD_TX, DESC_ERR_RANGE),
-            (0x1000 + 0x10_000 - 8, 16, DESC_CMD_RX, DESC_ERR_RANGE),
-            (u64::MAX - 4, 16, DESC_CMD_TX, DESC_ERR_RANGE),
-            (0x1000, DESC_MAX_LEN + 1, DESC_CMD_TX, DESC_ERR_TOO_LONG),
-            (0x1000, 16, 0, DESC_ERR_COMMAND),
-            (0x1000, 16, 7, DESC_ERR_COMMAND),
+        let mut d = Descriptors::default();
+        // No descriptor address yet.
+        assert_eq!(
+            d.run(Direction::Tx, Some(&mut a), Some(&ram)),
+            Ok(DESC_ERROR | DESC_ERR_NO_DESC)
+        );
+        let cases: [(u64, u64, u32, Direction, u32); 6] = [
+            // the descriptor itself outside RAM, straddling its end
+            (0x9000_0000, 0x1000, 16, Direction::Tx, DESC_ERR_RANGE),
+            (
+                0x1000 + 0x10_000 - 8,
+                0x1000,
+                16,
+                Direction::Rx,
+                DESC_ERR_RANGE,
+            ),
+            // buffers below RAM, past its end, wrapping the address space
+            (0x1000, 0x0, 16, Direction::Tx, DESC_ERR_RANGE),
+            (
+                0x1000,
+                0x1000 + 0x10_000 - 8,
+                16,
+                Direction::Rx,
+                DESC_ERR_RANGE,
+            ),
+            (0x1000, u64::MAX - 4, 16, Direction::Tx, DESC_ERR_RANGE),
+            (
+                0x1000,
+                0x2000,
+                DESC_MAX_LEN + 1,
+                Direction::Tx,
+                DESC_ERR_TOO_LONG,
+            ),
         ];
-        for (addr, len, cmd, code) in cases {
-            set(&mut d, addr, len);
+        for (at, addr, len, dir, code) in cases {
+            let (lo, hi) = match dir {
+                Direction::Tx => (REG_TX_DESC_LO, REG_TX_DESC_HI),
+                Direction::Rx => (REG_RX_DESC_LO, REG_RX_DESC_HI),
+            };
+            assert!(d.write(lo, (at & 0xffff_ffff) as u32));
+            assert!(d.write(hi, (at >> 32) as u32));
+            // Where the descriptor is in RAM, it says what the case says.
+            let _ = ram.write(at, &Desc::encode(addr, len));
             assert_eq!(
-                d.run(cmd, Some(&mut a), Some(&ram)),
+                d.run(dir, Some(&mut a), Some(&ram)),
                 Ok(DESC_ERROR | code),
-                "{addr:#x}+{len} cmd {cmd}"
+                "descriptor at {at:#x}: {addr:#x}+{len} {dir:?}"
             );
             assert_eq!(
                 a.writable_bytes().unwrap(),
@@ -314,13 +415,34 @@ mod tests {
             );
         }
         // No endpoint (not opened): a channel error code, no panic.
-        set(&mut d, 0x1000, 16);
+        set(&mut d, &ram, Direction::Tx, 0x1000, 0x2000, 16);
         assert_eq!(
-            d.run::<AtomicMem<'_>>(DESC_CMD_TX, None, Some(&ram)),
+            d.run::<AtomicMem<'_>>(Direction::Tx, None, Some(&ram)),
             Ok(DESC_ERROR | DESC_ERR_CHANNEL)
         );
         // No guest RAM given: no descriptor mode.
+        assert_eq!(
+            d.run(Direction::Tx, Some(&mut a), None),
+            Ok(DESC_ERROR | DESC_ERR_NO_DESC)
+        );
         assert_eq!(d.read(REG_CAPS, false), Some(0));
         assert_eq!(d.read(REG_CAPS, true), Some(CAP_DESC));
+    }
+
+    /// The registers read back what was written, each direction its own.
+    #[test]
+    fn address_registers_are_per_direction() {
+        let mut d = Descriptors::default();
+        assert!(d.write(REG_TX_DESC_LO, 0x1234_5670));
+        assert!(d.write(REG_TX_DESC_HI, 0x1));
+        assert!(d.write(REG_RX_DESC_LO, 0xabc0));
+        assert!(!d.write(REG_TX_GO, 1), "GO is not writable");
+        assert_eq!(d.read(REG_TX_DESC_LO, true), Some(0x1234_5670));
+        assert_eq!(d.read(REG_TX_DESC_HI, true), Some(0x1));
+        assert_eq!(d.read(REG_RX_DESC_LO, true), Some(0xabc0));
+        assert_eq!(d.read(REG_RX_DESC_HI, true), Some(0));
+        assert_eq!(Descriptors::go(REG_TX_GO), Some(Direction::Tx));
+        assert_eq!(Descriptors::go(REG_RX_GO), Some(Direction::Rx));
+        assert_eq!(Descriptors::go(REG_CAPS), None);
     }
 }
