@@ -62,6 +62,10 @@ kernel::module_pci_driver! {
             default: 8,
             description: "shm-poll: longest sleep between two looks at the ring (idle cost: 1000/poll_max_ms wakeups/s while open)",
         },
+        pio_string_io: bool {
+            default: false,
+            description: "ivc-pio: move bytes with string I/O (rep insb/outsl, an exit per element or page) even when the device offers descriptor mode (one exit per read/write call)",
+        },
         peer_timeout_ms: u32 {
             default: 5000,
             description: "declare a connected peer gone when its heartbeat stalls this long (0 = never)",

@@ -23,7 +23,7 @@ use crate::pio_transport::PioTransport;
 use crate::pipe::{Pipe, WaitParams};
 use crate::shm_transport::ShmTransport;
 use crate::stats::{DebugfsStats, Stats};
-use crate::transport::Transport;
+use crate::transport::{Staging, Transport};
 
 /// `mode` module parameter values.
 const MODE_AUTO: u32 = 0;
@@ -188,7 +188,15 @@ impl IvcDriver {
         )?;
         let mem_len = shm.mem_len();
         let my_id = shm.my_id();
-        let pipe = Arc::pin_init(Pipe::new(Transport::Shm(shm), wait, stats)?, GFP_KERNEL)?;
+        let pipe = Arc::pin_init(
+            Pipe::new(
+                Transport::Shm(shm),
+                (Staging::none(), Staging::none()),
+                wait,
+                stats,
+            )?,
+            GFP_KERNEL,
+        )?;
 
         let irq = match &vectors {
             Some(v) => {
@@ -254,13 +262,23 @@ impl IvcDriver {
         let enable = EnableGuard(pdev);
         let regions = RegionsGuard::request(pdev)?;
         let name = Name::claim()?;
-        let pio = PioTransport::new(IoRegion::map(pdev, 0)?, device_ref(pdev))?;
+        let string_io = crate::module_parameters::pio_string_io.value();
+        let (pio, rx, tx) = PioTransport::new(IoRegion::map(pdev, 0)?, pdev, string_io)?;
+        let desc = pio.descriptor_mode();
         let stats = Arc::new(Stats::default(), GFP_KERNEL)?;
-        let pipe = Arc::pin_init(Pipe::new(Transport::Pio(pio), wait, stats)?, GFP_KERNEL)?;
+        let pipe = Arc::pin_init(
+            Pipe::new(Transport::Pio(pio), (rx, tx), wait, stats)?,
+            GFP_KERNEL,
+        )?;
         dev_info!(
             pdev,
-            "ivc: {} is ivc-pio (port I/O, polled)\n",
-            name.as_cstr()
+            "ivc: {} is ivc-pio (port I/O, polled), {}\n",
+            name.as_cstr(),
+            if desc {
+                "descriptor mode"
+            } else {
+                "string I/O"
+            }
         );
         IvcDevice::publish(
             pdev,

@@ -38,7 +38,7 @@ use kernel::{
 
 use crate::ffi::{FileOps, UserBuf};
 use crate::stats::Stats;
-use crate::transport::{Direction, ReadOutcome, RxStaging, Status, Transport};
+use crate::transport::{Direction, ReadOutcome, RxStaging, Staging, Status, Transport};
 
 /// Tunables of the waiting strategy (from the module parameters).
 #[derive(Clone, Copy)]
@@ -71,7 +71,7 @@ pub(crate) struct Pipe {
     /// Serialises writers, so one `write` is never interleaved with another;
     /// the staging buffer as for `rx`.
     #[pin]
-    tx: Mutex<KVec<u8>>,
+    tx: Mutex<Staging>,
     #[pin]
     openers: Mutex<u32>,
     /// Mirror of `openers` for the poller, which must not sleep on the mutex.
@@ -86,15 +86,14 @@ pub(crate) struct Pipe {
 }
 
 impl Pipe {
-    /// A pipe over `transport`.
+    /// A pipe over `transport`, with its staging buffers (see [`Staging`]).
     pub(crate) fn new(
         transport: Transport,
+        (rx, tx): (Staging, Staging),
         params: WaitParams,
         stats: Arc<Stats>,
     ) -> Result<impl PinInit<Self, Error>> {
-        let staging = transport.staging_bytes();
-        let rx = RxStaging::new(staging)?;
-        let tx = KVec::from_elem(0u8, staging, GFP_KERNEL)?;
+        let rx = RxStaging::new(rx);
         Ok(try_pin_init!(Self {
             transport,
             params,

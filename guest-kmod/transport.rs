@@ -8,12 +8,9 @@
 
 use kernel::prelude::*;
 
-use crate::ffi::UserBuf;
+use crate::ffi::{DmaBuffer, UserBuf};
 use crate::pio_transport::PioTransport;
 use crate::shm_transport::ShmTransport;
-
-/// Port I/O's staging buffer per direction.
-const PIO_STAGING: usize = 64 * 1024;
 
 /// What a non-blocking read found.
 pub(crate) enum ReadOutcome {
@@ -34,23 +31,64 @@ pub(crate) enum Direction {
     Write,
 }
 
+/// One direction's staging buffer, between the user's buffer and the
+/// device: none for shared memory (it copies between the user's buffer and
+/// the ring directly); kernel memory for port I/O's string instructions;
+/// for its descriptor mode, device-visible memory and the descriptor that
+/// names it.
+pub(crate) enum Staging {
+    /// Plain kernel memory (empty for shared memory).
+    Plain(KVec<u8>),
+    /// Descriptor mode: `data` is what the device copies to or from,
+    /// `desc` this direction's descriptor, which the device reads.
+    Desc { desc: DmaBuffer, data: DmaBuffer },
+}
+
+impl Staging {
+    /// No staging (shared memory).
+    pub(crate) fn none() -> Self {
+        Staging::Plain(KVec::new())
+    }
+
+    /// `bytes` of plain kernel memory.
+    pub(crate) fn plain(bytes: usize) -> Result<Self> {
+        Ok(Staging::Plain(KVec::from_elem(0u8, bytes, GFP_KERNEL)?))
+    }
+
+    /// The bytes staged.
+    pub(crate) fn data(&self) -> &[u8] {
+        match self {
+            Staging::Plain(v) => v,
+            Staging::Desc { data, .. } => data.bytes(),
+        }
+    }
+
+    /// The bytes staged, to fill.
+    pub(crate) fn data_mut(&mut self) -> &mut [u8] {
+        match self {
+            Staging::Plain(v) => v,
+            Staging::Desc { data, .. } => data.bytes_mut(),
+        }
+    }
+}
+
 /// The read side's staging buffer (port I/O only; empty for shared memory)
 /// and the bytes in it that were read from the device but not delivered
 /// yet: `buf[from..from + held]`.
 pub(crate) struct RxStaging {
-    buf: KVec<u8>,
+    buf: Staging,
     from: usize,
     held: usize,
 }
 
 impl RxStaging {
-    /// A staging buffer of `bytes` bytes, holding nothing.
-    pub(crate) fn new(bytes: usize) -> Result<Self> {
-        Ok(Self {
-            buf: KVec::from_elem(0u8, bytes, GFP_KERNEL)?,
+    /// `buf`, holding nothing.
+    pub(crate) fn new(buf: Staging) -> Self {
+        Self {
+            buf,
             from: 0,
             held: 0,
-        })
+        }
     }
 
     /// Bytes waiting for the next read.
@@ -113,16 +151,6 @@ impl Transport {
         }
     }
 
-    /// Bytes of the staging buffer `try_read` and `try_write` need per
-    /// direction: none for shared memory, which copies between the user's
-    /// buffer and the ring directly.
-    pub(crate) fn staging_bytes(&self) -> usize {
-        match self {
-            Transport::Shm(_) => 0,
-            Transport::Pio(_) => PIO_STAGING,
-        }
-    }
-
     /// Copies available bytes into `out` (at most `out.len()`) without
     /// blocking. Shared memory copies from the ring straight into the
     /// user's buffer; port I/O reads into `rx`'s staging buffer first, and
@@ -136,16 +164,15 @@ impl Transport {
                     // What an earlier read could not deliver comes first.
                     let n = rx.held.min(out.len());
                     let end = rx.from.checked_add(n).ok_or(EINVAL)?;
-                    out.write_at(0, rx.buf.get(rx.from..end).ok_or(EINVAL)?)?;
+                    out.write_at(0, rx.buf.data().get(rx.from..end).ok_or(EINVAL)?)?;
                     rx.from = end;
                     rx.held -= n;
                     return Ok(ReadOutcome::Data(n));
                 }
-                let len = out.len().min(rx.buf.len());
-                let dst = rx.buf.get_mut(..len).ok_or(EINVAL)?;
-                let r = t.try_read(dst)?;
+                let len = out.len().min(rx.buf.data().len());
+                let r = t.try_read(&mut rx.buf, len)?;
                 if let ReadOutcome::Data(n) = r {
-                    if let Err(e) = out.write_at(0, dst.get(..n).ok_or(EINVAL)?) {
+                    if let Err(e) = out.write_at(0, rx.buf.data().get(..n).ok_or(EINVAL)?) {
                         rx.from = 0;
                         rx.held = n;
                         return Err(e);
@@ -159,20 +186,19 @@ impl Transport {
     /// Copies what fits of `input`'s bytes from `from` on without blocking;
     /// `Ok(0)` when full or not yet connected, `EPIPE` when the peer is
     /// gone. Shared memory copies from the user's buffer straight into the
-    /// ring; port I/O stages up to `bounce.len()` bytes first.
+    /// ring; port I/O stages up to what `staging` holds first.
     pub(crate) fn try_write(
         &self,
         input: &UserBuf,
         from: usize,
-        bounce: &mut [u8],
+        staging: &mut Staging,
     ) -> Result<usize> {
         match self {
             Transport::Shm(t) => t.try_write(input, from),
             Transport::Pio(t) => {
-                let n = input.len().saturating_sub(from).min(bounce.len());
-                let staged = bounce.get_mut(..n).ok_or(EINVAL)?;
-                input.read_at(from, staged)?;
-                t.try_write(staged)
+                let n = input.len().saturating_sub(from).min(staging.data().len());
+                input.read_at(from, staging.data_mut().get_mut(..n).ok_or(EINVAL)?)?;
+                t.try_write(staging, n)
             }
         }
     }

@@ -31,10 +31,17 @@ fn run(args: RunArgs) -> Result<i32, String> {
         halt_poll_ns: args.halt_poll_ns,
     };
     let machine = Machine::new(config).map_err(|e| e.to_string())?;
+    let mut summaries = Vec::new();
     for spec in &args.ivc {
-        ivc_vmm::devices::ivc_setup::add_ivc_device(&machine, spec).map_err(|e| e.to_string())?;
+        summaries.push(
+            ivc_vmm::devices::ivc_setup::add_ivc_device(&machine, spec)
+                .map_err(|e| e.to_string())?,
+        );
     }
     let reason = machine.run().map_err(|e| e.to_string())?;
+    for line in summaries.iter().filter_map(|s| s()) {
+        log::info!("{line}");
+    }
     match reason {
         // A PC resets on a triple fault, and so do we (status 0), but a
         // guest that means to reboot goes through the i8042 or 0xcf9 first:

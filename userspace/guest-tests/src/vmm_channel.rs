@@ -1,13 +1,20 @@
-//! The three ivc-vmm channel kinds as tier-4 tests use them: one rendezvous
-//! server per channel, and the device each guest gets.
+//! The three ivc-vmm channel kinds as tier-4 tests use them (and pio's two
+//! driver modes): one rendezvous server per channel, the device each guest
+//! gets, and how the guest loads the driver.
 
 use ivc_guest_harness::{Device, Scenario};
+
+use crate::guest_sh::{insmod_with, INSMOD};
 
 /// An ivc-vmm channel kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Channel {
-    /// `ivc-pio`: port I/O relayed by the VMM.
+    /// `ivc-pio`: port I/O relayed by the VMM, in the driver's default
+    /// mode (descriptor mode: one exit per `read`/`write` call).
     Pio,
+    /// `ivc-pio` with the driver forced to string I/O (`pio_string_io=1`:
+    /// `rep insb`/`rep outsl`, an exit per element or page).
+    PioString,
     /// `ivc-shm`, polled.
     ShmPoll,
     /// `ivc-shm` with doorbells and MSI-X.
@@ -21,10 +28,11 @@ impl Channel {
     /// Every kind.
     pub const ALL: [Channel; 3] = [Channel::Pio, Channel::ShmPoll, Channel::ShmIrq];
 
-    /// The `--ivc` kind, also the server's name.
+    /// The server's name: the `--ivc` kind, or `pio-string`.
     pub fn name(self) -> &'static str {
         match self {
             Channel::Pio => "pio",
+            Channel::PioString => "pio-string",
             Channel::ShmPoll => "shm-poll",
             Channel::ShmIrq => "shm-irq",
         }
@@ -33,7 +41,7 @@ impl Channel {
     /// The device joined to this kind's server.
     pub fn device(self) -> Device {
         match self {
-            Channel::Pio => Device::ivc_pio(self.name()),
+            Channel::Pio | Channel::PioString => Device::ivc_pio(self.name()),
             Channel::ShmPoll => Device::ivc_shm_poll(self.name()),
             Channel::ShmIrq => Device::ivc_shm_irq(self.name()),
         }
@@ -47,8 +55,31 @@ impl Channel {
     /// The PCI id the guest sees (`vendor:device` as sysfs spells it).
     pub fn pci_id(self) -> &'static str {
         match self {
-            Channel::Pio => "0x1234:0x1c1c",
+            Channel::Pio | Channel::PioString => "0x1234:0x1c1c",
             Channel::ShmPoll | Channel::ShmIrq => "0x1af4:0x1110",
         }
+    }
+
+    /// Shell lines that load the driver for this kind (see [`INSMOD`]).
+    pub fn insmod(self) -> String {
+        match self {
+            Channel::PioString => insmod_with("pio_string_io=1"),
+            _ => INSMOD.to_string(),
+        }
+    }
+
+    /// The words the driver's probe logs for this kind's pio mode (in the
+    /// `ivc: ivcN is ivc-pio (port I/O, polled), ...` line), if pio.
+    pub fn pio_mode_log(self) -> Option<&'static str> {
+        match self {
+            Channel::Pio => Some("ivc-pio (port I/O, polled), descriptor mode"),
+            Channel::PioString => Some("ivc-pio (port I/O, polled), string I/O"),
+            Channel::ShmPoll | Channel::ShmIrq => None,
+        }
+    }
+
+    /// Whether this is one of pio's modes.
+    pub fn is_pio(self) -> bool {
+        matches!(self, Channel::Pio | Channel::PioString)
     }
 }

@@ -5,7 +5,9 @@
 //! the peer closes, `EPIPE` after it is gone, a new peer afterwards), `rmmod`
 //! refused while the device is open and clean after; and a peer VM killed
 //! mid-transfer, which the survivor sees as end of file (reading) or `EPIPE`
-//! (writing) once the peer's heartbeat has stalled.
+//! (writing) once the peer's heartbeat has stalled. Both in each of the
+//! driver's pio modes (descriptor mode and string I/O); a rebind with a file
+//! kept open, in descriptor mode (whose staging buffers the device writes).
 
 use std::time::Duration;
 
@@ -21,20 +23,29 @@ const RMMOD_WHILE_OPEN: &str = "exec 3<>/dev/ivc0\n\
     exec 3>&-\n";
 
 #[test]
-fn pio_poll_nonblock_signals_eof_epipe_reconnect_and_rmmod() {
+fn pio_descriptor_poll_nonblock_signals_eof_epipe_reconnect_and_rmmod() {
+    file_semantics(Channel::Pio);
+}
+
+#[test]
+fn pio_string_io_poll_nonblock_signals_eof_epipe_reconnect_and_rmmod() {
+    file_semantics(Channel::PioString);
+}
+
+fn file_semantics(pio: Channel) {
     let Some(backend) = require_vmm_env() else {
         return;
     };
-    let pio = Channel::Pio;
     let timeout = Duration::from_secs(420);
+    let insmod = pio.insmod();
     let checker = GuestSpec::new(
         "checker",
-        format!("{INSMOD}ivc-polltest checker /dev/ivc0 --reconnect || exit $?\n{RMMOD_WHILE_OPEN}{RMMOD}"),
+        format!("{insmod}ivc-polltest checker /dev/ivc0 --reconnect || exit $?\n{RMMOD_WHILE_OPEN}{DMESG_IVC}{RMMOD}"),
     )
     .device(pio.device())
     .timeout(timeout);
     let peer = |name: &str| {
-        GuestSpec::new(name, format!("{INSMOD}ivc-polltest peer /dev/ivc0"))
+        GuestSpec::new(name, format!("{insmod}ivc-polltest peer /dev/ivc0"))
             .device(pio.device())
             .timeout(Duration::from_secs(240))
     };
@@ -63,6 +74,9 @@ fn pio_poll_nonblock_signals_eof_epipe_reconnect_and_rmmod() {
     }
     let c = outcome.guest("checker");
     assert_all_passed(c);
+    if let Some(mode) = pio.pio_mode_log() {
+        assert!(c.serial_contains(mode), "not in {mode}:\n{}", c.report());
+    }
     assert_eq!(
         value(&c.serial, "IVC_RMMOD_WHILE_OPEN"),
         Some("refused"),
@@ -82,11 +96,20 @@ fn pio_poll_nonblock_signals_eof_epipe_reconnect_and_rmmod() {
 /// left; channel slot S marked absent") or, failing that, from the stalled
 /// heartbeat (`PEER_TIMEOUT_MS`, 5 s); either way it says so at `info`.
 #[test]
-fn pio_peer_vm_killed_mid_transfer() {
+fn pio_descriptor_peer_vm_killed_mid_transfer() {
+    peer_vm_killed(Channel::Pio);
+}
+
+#[test]
+fn pio_string_io_peer_vm_killed_mid_transfer() {
+    peer_vm_killed(Channel::PioString);
+}
+
+fn peer_vm_killed(pio: Channel) {
     let Some(backend) = require_vmm_env() else {
         return;
     };
-    let insmod = INSMOD;
+    let insmod = pio.insmod();
     let guest = |name: &str, server: &str, cmd: String| {
         GuestSpec::new(name, cmd)
             .device(ivc_guest_harness::Device::ivc_pio(server))
@@ -143,6 +166,11 @@ fn pio_peer_vm_killed_mid_transfer() {
         r.report()
     );
     let w = outcome.guest("writer");
+    if let Some(mode) = pio.pio_mode_log() {
+        for g in [r, w] {
+            assert!(g.serial_contains(mode), "not in {mode}:\n{}", g.report());
+        }
+    }
     assert!(
         w.serial_contains("IVC_STDERR ivc-xfer: error: write at offset")
             && w.serial_contains("Broken pipe"),

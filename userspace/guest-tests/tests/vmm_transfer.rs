@@ -2,13 +2,15 @@
 //! checked streams each way and duplex, 4 KiB and 2 MiB, in 1 B, 4 KiB and
 //! 64 KiB calls, every byte compared (FNV-1a of each stream on both sides,
 //! and `ivc-xfer recv` checks each byte against the sender's generator).
-//! Over `pio` this is the driver's port-I/O transport end to end; over
-//! `shm-irq` the guests must have taken MSI-X interrupts routed by ivc-vmm.
+//! Over `pio` this is the driver's port-I/O transport end to end, in each of
+//! its modes (descriptor mode, the default, and string I/O, forced with
+//! `pio_string_io=1`; each guest's log must name the mode); over `shm-irq`
+//! the guests must have taken MSI-X interrupts routed by ivc-vmm.
 
 use std::time::Duration;
 
 use ivc_guest_harness::{require_vmm_env, run_scenario, GuestSpec, Scenario};
-use ivc_guest_tests::guest_sh::{COUNT_IRQS, DMESG_IVC, INSMOD};
+use ivc_guest_tests::guest_sh::{COUNT_IRQS, DMESG_IVC};
 use ivc_guest_tests::report::irqs;
 use ivc_guest_tests::transfer::{assert_streams_match, script, xfer_lines, Flow, Side, Transfer};
 use ivc_guest_tests::vmm_channel::Channel;
@@ -29,8 +31,8 @@ const SHM_PLAN: &[Transfer] = &[
     Transfer::new(2 * MIB, 64 * KIB, Flow::Duplex),
 ];
 
-/// Port I/O moves 4 bytes per VM exit on the way out (KVM emulates `rep
-/// outs` one element per exit), and a nested exit costs ~0.4 ms with both
+/// Port I/O with string instructions moves 4 bytes per VM exit on the way
+/// out (KVM emulates `rep outs` one element per exit), and a nested exit costs ~0.4 ms with both
 /// VMs on the L1's one vCPU: 2 MiB one way took 233 s. So the 2 MiB streams
 /// go both ways at once, in one duplex transfer, which covers each direction
 /// at that size in half the time; 1 B and 4 KiB calls run at 4 KiB.
@@ -45,7 +47,8 @@ fn streams(ch: Channel) {
     let Some(backend) = require_vmm_env() else {
         return;
     };
-    let plan = if ch == Channel::Pio {
+    // Descriptor mode moves a call's bytes in one exit: the full grid.
+    let plan = if ch == Channel::PioString {
         PIO_PLAN
     } else {
         SHM_PLAN
@@ -54,12 +57,13 @@ fn streams(ch: Channel) {
         GuestSpec::new(
             name,
             format!(
-                "{INSMOD}{}{COUNT_IRQS}{DMESG_IVC}",
+                "{}{}{COUNT_IRQS}{DMESG_IVC}",
+                ch.insmod(),
                 script(plan, side, "/dev/ivc0")
             ),
         )
         .device(ch.device())
-        .timeout(Duration::from_secs(if ch == Channel::Pio {
+        .timeout(Duration::from_secs(if ch == Channel::PioString {
             1200
         } else {
             300
@@ -75,6 +79,11 @@ fn streams(ch: Channel) {
     outcome.assert_ran();
     let (a, b) = (outcome.guest("a"), outcome.guest("b"));
     assert_streams_match(a, b, plan);
+    if let Some(mode) = ch.pio_mode_log() {
+        for g in [a, b] {
+            assert!(g.serial_contains(mode), "not in {mode}:\n{}", g.report());
+        }
+    }
     if ch == Channel::ShmIrq {
         for g in [a, b] {
             assert!(
@@ -102,8 +111,13 @@ fn streams(ch: Channel) {
 }
 
 #[test]
-fn pio_streams_each_way_and_duplex() {
+fn pio_descriptor_streams_each_way_and_duplex() {
     streams(Channel::Pio);
+}
+
+#[test]
+fn pio_string_io_streams_each_way_and_duplex() {
+    streams(Channel::PioString);
 }
 
 #[test]

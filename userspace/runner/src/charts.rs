@@ -6,13 +6,14 @@ use crate::plot::{fmt_num, fmt_size, Chart, HLine, Series};
 use crate::record::{Data, Record};
 
 /// (channel, colour) of every channel that can appear, in legend order.
-const CHANNELS: [(&str, &str); 7] = [
+const CHANNELS: [(&str, &str); 8] = [
     ("shm-poll", "#1f77b4"),
     ("shm-irq", "#d62728"),
     ("pio", "#2ca02c"),
     ("ivc-vmm shm-poll", "#393b79"),
     ("ivc-vmm shm-irq", "#ff9896"),
     ("ivc-vmm pio", "#98df8a"),
+    ("ivc-vmm pio-desc", "#17becf"),
     ("tcp-loopback", "#7f7f7f"),
 ];
 

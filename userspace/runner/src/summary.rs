@@ -138,6 +138,75 @@ fn one_kib_in_bytes(records: &[Record], channel: &str, environment: &str) -> Opt
     })
 }
 
+/// ivc-pio's descriptor mode between bare-metal guests: throughput per
+/// direction against memcpy, and the cost of one descriptor exit against
+/// the port-I/O exit floor of the same run plus the VMM's two copies of the
+/// bytes (guest RAM -> bounce -> ring, or back) at memcpy speed.
+fn pio_desc_rows(
+    records: &[Record],
+    memcpy: Option<f64>,
+    env_of: &dyn Fn(&str) -> String,
+) -> Vec<Row> {
+    use crate::vmm_devices::GO_EXIT;
+    const CHANNEL: &str = "ivc-vmm pio-desc";
+    let mut rows = Vec::new();
+    let duplex = records.iter().filter(|r| r.what.contains(DUPLEX));
+    if let Some((rate, bytes, verified)) = best_transfer_of(duplex, CHANNEL, 256 << 10) {
+        let (floor, ratio) = match memcpy {
+            Some(f) if f > 0.0 => (
+                format!("memcpy {}", fmt_rate(f)),
+                format!("{:.1}%", 100.0 * rate / f),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        rows.push(Row {
+            channel: CHANNEL.into(),
+            environment: env_of(CHANNEL),
+            what: format!(
+                "duplex, per direction, 256 KiB calls ({} each way)",
+                fmt_bytes(bytes)
+            ),
+            figure: rate_figure(rate, verified),
+            floor,
+            ratio,
+        });
+    }
+    let go = records.iter().find_map(|r| match &r.data {
+        Data::Latency { stats, .. } if r.channel == CHANNEL && r.what.starts_with(GO_EXIT) => {
+            Some((stats.median_ns, stats.size))
+        }
+        _ => None,
+    });
+    let exit = median_of(
+        records,
+        "ivc-vmm",
+        "port-I/O exit round trip, guest CPL3",
+        0,
+    );
+    if let Some((ns, size)) = go {
+        let (floor, ratio) = match (exit, memcpy) {
+            (Some(e), Some(m)) if m > 0.0 => {
+                // Two copies of `size` bytes at memcpy's MiB/s.
+                let copies = 2.0 * size as f64 / (m * 1048576.0) * 1e9;
+                (
+                    format!("exit {} + 2 copies {}", fmt_ns(e), fmt_ns(copies)),
+                    format!("{:.2}x", ns / (e + copies)),
+                )
+            }
+            _ => (String::new(), String::new()),
+        };
+        rows.push(Row {
+            channel: CHANNEL.into(),
+            environment: env_of(CHANNEL),
+            what: format!("one exit moving {} (median of VMs)", fmt_bytes(size)),
+            figure: fmt_ns(ns),
+            floor,
+            ratio,
+        });
+    }
+    rows
+}
+
 /// Builds the rows from every suite's records.
 pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
     let records: Vec<Record> = reports.iter().flat_map(|r| r.records.clone()).collect();
@@ -311,6 +380,7 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
             });
         }
     }
+    rows.extend(pio_desc_rows(&records, memcpy, &env_of));
     // The device-level shared-memory benchmarks (CPL3, timed by the
     // guests): the latency targets are about these.
     for (channel, w, label, floor, floor_name) in [
@@ -473,7 +543,7 @@ fn nested_rows(records: &[Record]) -> Vec<Row> {
             _ => ("", ""),
         };
         if let Some(m) = median_of(records, channel, "ping-pong", 64) {
-            let (floor, ratio) = if kind == "pio" {
+            let (floor, ratio) = if kind.starts_with("pio") {
                 match exit {
                     Some(e) if e > 0.0 => (
                         format!("1 exit {}", fmt_ns(e)),
@@ -499,8 +569,9 @@ fn nested_rows(records: &[Record]) -> Vec<Row> {
             });
         }
         let packet = if kind == "pio" { 4096 } else { 64 << 10 };
+        let pio = kind.starts_with("pio");
         if let Some((rate, bytes, verified)) = best_transfer(records, channel, packet) {
-            let (floor, ratio) = if kind == "pio" {
+            let (floor, ratio) = if pio {
                 match exit {
                     // Bytes moved in the time of one exit: what one port
                     // access carries, all costs included.

@@ -8,6 +8,11 @@
 //!   each way at once through the shared-memory channel (the same
 //!   `ivc-channel` code the driver compiles), 4 KiB per call;
 //! - `pio`: `test=pio-duplex`, the same through ivc-pio with string I/O;
+//! - `pio-desc`: the same in ivc-pio's descriptor mode, 256 KiB per call
+//!   (one `IN` from `TX_GO`/`RX_GO` moves a whole buffer), with the bytes
+//!   per exit (ivc-vmm's `ivc-pio traffic:` line) and the cost of one such
+//!   exit (the guest times its `GO`s with RDTSC) against the port-I/O exit
+//!   floor (`vmm-pio-exit`) plus the VMM's copies at memcpy speed;
 //! - shared-memory ping-pong and one-way stream: see `vmm_shm`;
 //! - doorbell: `test=doorbell mode=self`, doorbell write to interrupt
 //!   handler through ivc-vmm's ioeventfd -> irqfd -> MSI-X path.
@@ -43,6 +48,67 @@ pub fn field(out: &str, prefix: &str, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The `what` of the descriptor-mode exit cost record (its size is the
+/// bytes one exit moved).
+pub const GO_EXIT: &str = "descriptor exit (one IN from TX_GO/RX_GO)";
+
+/// `chunk=` of a test guest command line, in bytes (`4096`, `64k`, `1m`).
+fn chunk_of(extra: &str) -> Option<u64> {
+    let v = extra
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("chunk="))?;
+    let (digits, mult) = match v.char_indices().last()? {
+        (i, 'k') => (&v[..i], 1 << 10),
+        (i, 'm') => (&v[..i], 1 << 20),
+        _ => (v, 1),
+    };
+    digits.parse::<u64>().ok().map(|n| n * mult)
+}
+
+/// ivc-pio's `traffic:` line, which ivc-vmm logs when the VM stops.
+#[derive(Debug, PartialEq)]
+struct Traffic {
+    exits: u64,
+    data_exits: u64,
+    go_exits: u64,
+    moved: u64,
+}
+
+fn traffic(out: &str) -> Option<Traffic> {
+    let line = out
+        .lines()
+        .find_map(|l| l.split_once("ivc-pio traffic: ").map(|p| p.1))?;
+    let get = |key: &str| -> Option<u64> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?
+            .parse()
+            .ok()
+    };
+    Some(Traffic {
+        exits: get("exits")?,
+        data_exits: get("data_exits")?,
+        go_exits: get("go_exits")?,
+        moved: get("sent")? + get("received")?,
+    })
+}
+
+/// A guest's `pio-desc-timing` line: GOs that moved bytes, the bytes, and
+/// the TSC cycles spent in them.
+struct DescTiming {
+    gos: u64,
+    bytes: u64,
+    cycles: u64,
+}
+
+fn desc_timing(out: &str) -> Option<DescTiming> {
+    let num = |key: &str| field(out, "pio-desc-timing", key)?.parse().ok();
+    Some(DescTiming {
+        gos: num("gos")?,
+        bytes: num("bytes")?,
+        cycles: num("cycles")?,
+    })
+}
+
 /// A VM whose console goes to a log file; killed on drop.
 struct Vm {
     child: Child,
@@ -67,6 +133,8 @@ impl Vm {
             .arg(&bins.guest)
             .args(["--ivc", ivc, "--cmdline", cmdline])
             .args(vmm_args)
+            // For ivc-pio's `traffic:` line at exit (exits, bytes).
+            .env("IVC_VMM_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -255,9 +323,10 @@ impl VmmDevices {
             && field(oa, result, "tx_fnv").is_some()
             && field(oa, result, "tx_fnv") == field(ob, result, "rx_fnv")
             && field(ob, result, "tx_fnv") == field(oa, result, "rx_fnv");
-        // Both tests move at most 4 KiB per call (chan-duplex `chunk=`,
-        // pio-duplex one string instruction).
-        let chunk = 4096;
+        // chan-duplex and string-I/O pio move at most 4 KiB per call
+        // (`chunk=`, one string instruction); descriptor mode what its
+        // `chunk=` says.
+        let chunk = chunk_of(extra).unwrap_or(4096);
         report.records.push(Record {
             channel: format!("ivc-vmm {channel}"),
             environment: self.environment(),
@@ -269,14 +338,7 @@ impl VmmDevices {
             },
         });
         if kind == "pio" {
-            if let Some(ops) = field(oa, result, "string_ops").and_then(|v| v.parse::<u64>().ok()) {
-                if ops > 0 {
-                    report.notes.push(format!(
-                        "pio: guest A used {ops} string instructions for {bytes} bytes sent and received ({:.0} bytes each)",
-                        2.0 * bytes as f64 / ops as f64
-                    ));
-                }
-            }
+            self.pio_exits(ctx, report, channel, [oa, ob])?;
         }
         for (side, o) in [("A", oa), ("B", ob)] {
             if let Some(line) = o
@@ -286,6 +348,58 @@ impl VmmDevices {
             {
                 report.notes.push(format!("{channel} guest {side}: {line}"));
             }
+        }
+        Ok(())
+    }
+
+    /// Exits and bytes per exit of a pio run (ivc-vmm's `ivc-pio traffic:`
+    /// lines), and in descriptor mode the cost of one `GO` exit (the
+    /// guests' `pio-desc-timing` lines) as a latency record.
+    fn pio_exits(
+        &self,
+        ctx: &Context,
+        report: &mut SuiteReport,
+        channel: &str,
+        outputs: [&String; 2],
+    ) -> Result<(), String> {
+        let mut per_go = Vec::new();
+        let mut go_size = 0u64;
+        for (side, o) in ["A", "B"].iter().zip(outputs) {
+            let t = traffic(o).ok_or_else(|| {
+                format!("{channel}: VM {side} printed no `ivc-pio traffic:` line")
+            })?;
+            report.notes.push(format!(
+                "{channel} VM {side}: {} exits, {} moving data (DATA or GO), {} bytes sent + received: {:.0} B per exit, {:.0} B per data exit",
+                t.exits,
+                t.data_exits + t.go_exits,
+                t.moved,
+                t.moved as f64 / t.exits.max(1) as f64,
+                t.moved as f64 / (t.data_exits + t.go_exits).max(1) as f64,
+            ));
+            if let (Some(g), Some(mhz)) = (desc_timing(o), ctx.tsc_mhz) {
+                if g.gos > 0 {
+                    per_go.push((g.cycles as f64 / g.gos as f64 * 1e3 / mhz) as u64);
+                    go_size = go_size.max(g.bytes / g.gos);
+                    report.notes.push(format!(
+                        "{channel} VM {side}: {} GOs moved {} bytes ({:.0} B each) in {:.1} us each",
+                        g.gos,
+                        g.bytes,
+                        g.bytes as f64 / g.gos as f64,
+                        g.cycles as f64 / g.gos as f64 / mhz
+                    ));
+                }
+            }
+        }
+        if let Some(stats) = Latency::from_samples(go_size, 1, &mut per_go) {
+            report.records.push(Record {
+                channel: format!("ivc-vmm {channel}"),
+                environment: self.environment(),
+                what: format!("{GO_EXIT}, CPL3 (mean per VM)"),
+                data: Data::Latency {
+                    stats,
+                    verified: true,
+                },
+            });
         }
         Ok(())
     }
@@ -402,8 +516,12 @@ impl Suite for VmmDevices {
                     .into(),
             ),
         }
-        ctx.console.line("    pio: pio-duplex");
+        ctx.console.line("    pio: pio-duplex (string I/O)");
         self.duplex(ctx, &bins, report, ("pio", "pio", 1, ""), pio_bytes)?;
+        ctx.console
+            .line("    pio-desc: pio-duplex desc=1 (descriptor mode)");
+        let desc = ("pio-desc", "pio", 1, "desc=1 chunk=256k");
+        self.duplex(ctx, &bins, report, desc, shm_bytes)?;
         ctx.console.line("    doorbell latency");
         self.doorbell(ctx, &bins, report, if ctx.plan.quick { 3 } else { 7 })?;
         Ok(())
@@ -429,6 +547,24 @@ mod tests {
             Some("303941")
         );
         assert_eq!(field(out, "pio-result", "sent"), None);
+        let vmm = "[ivc-vmm] ivc-vmm: info: ivc-pio traffic: exits=10 data_exits=2 go_exits=3 sent=100 received=50 bytes_per_exit=15.0\n";
+        assert_eq!(
+            traffic(vmm),
+            Some(Traffic {
+                exits: 10,
+                data_exits: 2,
+                go_exits: 3,
+                moved: 150
+            })
+        );
+        assert_eq!(traffic("ivc-pio traffic: exits=1"), None);
+        let t = desc_timing("ivc-test-guest: pio-desc-timing gos=4 bytes=1048576 cycles=800\n")
+            .expect("parsed");
+        assert_eq!((t.gos, t.bytes, t.cycles), (4, 1 << 20, 800));
+        assert_eq!(chunk_of("desc=1 chunk=256k"), Some(256 << 10));
+        assert_eq!(chunk_of("chunk=4096"), Some(4096));
+        assert_eq!(chunk_of("chunk=1m x=1"), Some(1 << 20));
+        assert_eq!(chunk_of("desc=1"), None);
         // A key is matched whole: `sent` is not `sent_x`.
         assert_eq!(
             field("ivc-test-guest: r sent_x=1 sent=2", "r", "sent").as_deref(),

@@ -1,5 +1,6 @@
-//! Linux guests with `ivc.ko` in ivc-vmm, every channel kind: `pio`,
-//! `shm-poll`, `shm-irq`. Guest A runs `ivc-bench latency` then `send`,
+//! Linux guests with `ivc.ko` in ivc-vmm, every channel kind: `pio` (the
+//! driver forced to string I/O), `pio-desc` (its descriptor mode, one exit
+//! per call), `shm-poll`, `shm-irq`. Guest A runs `ivc-bench latency` then `send`,
 //! guest B `echo` then `recv`, one pair per channel, one pair after the other
 //! so they do not compete for the cores. On hosts without hardware
 //! virtualization (ours) the guests run in the nested host, a Linux VM under
@@ -30,16 +31,18 @@ const EXIT_RUNS: usize = 5;
 /// What the nested exit floor is called in records and the summary.
 pub const EXIT_WHAT: &str = "port-I/O exit round trip through ivc-vmm, guest CPL0";
 
-/// The channel kinds, as `(--ivc kind, record channel)`.
-pub const CHANNELS: [(&str, &str); 3] = [
+/// The channel kinds, as `(kind, record channel)`; the kind names the
+/// server, and both pio kinds are `--ivc pio`.
+pub const CHANNELS: [(&str, &str); 4] = [
     ("pio", "linux-in-ivc-vmm pio"),
+    ("pio-desc", "linux-in-ivc-vmm pio-desc"),
     ("shm-poll", "linux-in-ivc-vmm shm-poll"),
     ("shm-irq", "linux-in-ivc-vmm shm-irq"),
 ];
 
-/// The grid for one channel: port I/O moves a few bytes per VM exit, so
-/// under nesting its large sizes would take minutes for one round trip;
-/// it gets the small half of the grid.
+/// The grid for one channel: port I/O with string instructions moves a
+/// few bytes per VM exit, so under nesting its large sizes would take
+/// minutes for one round trip; it gets the small half of the grid.
 fn grid(kind: &str, plan: &Plan) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
     const K: u64 = 1024;
     if kind == "pio" {
@@ -71,6 +74,7 @@ pub fn scripts(kind: &str, label: &str, plan: &Plan) -> (String, String) {
     let (params, wait) = match kind {
         "shm-poll" => (" mode=1", "spin"),
         "shm-irq" => (" mode=2", "block"),
+        "pio" => (" pio_string_io=1", "block"),
         _ => ("", "block"),
     };
     let insmod = format!("insmod /lib/ivc/ivc.ko{params} || exit 10\n");
@@ -132,7 +136,8 @@ impl Suite for LinuxInVmm {
     }
     fn estimate(&self, plan: &Plan) -> Duration {
         // Nested: ~10 s for the L1, ~15 s per L2 boot, the grids.
-        Duration::from_secs(20) + 3 * (plan.guest_estimate() + Duration::from_secs(15))
+        Duration::from_secs(20)
+            + CHANNELS.len() as u32 * (plan.guest_estimate() + Duration::from_secs(15))
     }
     fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String> {
         let backend = Self::backend()?;
@@ -146,7 +151,7 @@ impl Suite for LinuxInVmm {
         for (kind, label) in CHANNELS {
             let (a, b) = scripts(kind, label, &ctx.plan);
             let device = match kind {
-                "pio" => Device::ivc_pio(kind),
+                "pio" | "pio-desc" => Device::ivc_pio(kind),
                 "shm-poll" => Device::ivc_shm_poll(kind),
                 _ => Device::ivc_shm_irq(kind),
             };
@@ -166,6 +171,8 @@ impl Suite for LinuxInVmm {
             }
             previous = Some(format!("{kind}-a"));
         }
+        // ivc-pio's exit and byte counts (`ivc-pio traffic:` at exit).
+        scenario.vmm_log = Some("info".into());
         let floor = backend.emulated().then_some(()).and(ctx.tsc_mhz);
         if let Some(mhz) = floor {
             scenario = scenario.host_command(
@@ -209,6 +216,16 @@ impl Suite for LinuxInVmm {
             note_guest_lines(o, report);
         }
         for (kind, label) in CHANNELS {
+            for side in ["a", "b"] {
+                let o = outcome.guest(&format!("{kind}-{side}"));
+                if let Some(t) = o
+                    .vm_stderr
+                    .lines()
+                    .find_map(|l| l.split_once("ivc-pio traffic: "))
+                {
+                    report.notes.push(format!("{label} VM {side}: {}", t.1));
+                }
+            }
             let a = outcome.guest(&format!("{kind}-a"));
             let (lines, bad) = guest_lines(&a.serial);
             report.records.extend(lines.into_iter().map(|l| {
@@ -284,8 +301,14 @@ mod tests {
             "{pio}"
         );
         assert!(
-            pio.starts_with("insmod /lib/ivc/ivc.ko || exit 10"),
+            pio.starts_with("insmod /lib/ivc/ivc.ko pio_string_io=1 || exit 10"),
             "{pio}"
+        );
+        let (desc, _) = scripts("pio-desc", "x", &plan);
+        assert!(
+            desc.starts_with("insmod /lib/ivc/ivc.ko || exit 10")
+                && desc.contains("--packets 1,32,4096,65536 "),
+            "{desc}"
         );
         let (irq, _) = scripts("shm-irq", "x", &plan);
         assert!(irq.contains("mode=2") && irq.contains("--wait block"));

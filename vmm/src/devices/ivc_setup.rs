@@ -116,8 +116,13 @@ fn clone_fds(fds: &[vmm_sys_util::eventfd::EventFd]) -> Vec<vmm_sys_util::eventf
         .collect()
 }
 
+/// What a device has to say when the VM stops (ivc-pio: its exits and
+/// bytes); `None` for devices with nothing to report.
+pub type Summary = Box<dyn Fn() -> Option<String> + Send>;
+
 /// Adds the device `spec` describes to `machine`.
-pub fn add_ivc_device(machine: &Machine, spec: &IvcSpec) -> Result<(), MachineError> {
+pub fn add_ivc_device(machine: &Machine, spec: &IvcSpec) -> Result<Summary, MachineError> {
+    let mut summary: Summary = Box::new(|| None);
     let res = machine.resources();
     match spec {
         IvcSpec::Pio { socket, vectors } => {
@@ -128,6 +133,11 @@ pub fn add_ivc_device(machine: &Machine, spec: &IvcSpec) -> Result<(), MachineEr
             dev.set_guest_ram(Box::new(machine.guest_memory()));
             let dev = Arc::new(Mutex::new(dev));
             machine.add_pci_device(None, dev.clone())?;
+            let seen = dev.clone();
+            summary = Box::new(move || {
+                let t = seen.lock().unwrap_or_else(|e| e.into_inner()).traffic();
+                Some(format!("ivc-pio traffic: {t}"))
+            });
             super::ivc_pio::spawn_heartbeat(dev).map_err(|e| err(spec, e))?;
             peer_watcher::spawn(
                 "ivc-pio".into(),
@@ -202,5 +212,5 @@ pub fn add_ivc_device(machine: &Machine, spec: &IvcSpec) -> Result<(), MachineEr
             .map_err(|e| err(spec, e))?;
         }
     }
-    Ok(())
+    Ok(summary)
 }

@@ -70,6 +70,11 @@ impl IvcPio {
     pub fn bad_accesses(&self) -> u64 {
         self.bad_access.total()
     }
+
+    /// The guest's exits and bytes through the device so far.
+    pub fn traffic(&self) -> registers::Traffic {
+        self.regs.traffic()
+    }
 }
 
 impl PciDevice for IvcPio {

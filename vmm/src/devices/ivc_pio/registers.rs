@@ -79,6 +79,40 @@ const BUSY_RETRIES: u32 = 200;
 /// is taken for dead: `ivc.ko`'s default `peer_timeout_ms`.
 pub const PEER_TIMEOUT_MS: u64 = 5000;
 
+/// What the guest did through the device: VM exits (one per register
+/// access; a string instruction's exit carries many elements) and the bytes
+/// each way. ivc-vmm logs it when the VM stops; the benchmarks read bytes
+/// per exit from it.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Traffic {
+    /// Every access to the BAR.
+    pub exits: u64,
+    /// Accesses to `DATA` (string or not).
+    pub data_exits: u64,
+    /// `TX_GO`/`RX_GO` reads.
+    pub go_exits: u64,
+    /// Bytes the guest sent (through `DATA` or a descriptor).
+    pub bytes_sent: u64,
+    /// Bytes the guest received.
+    pub bytes_received: u64,
+}
+
+impl std::fmt::Display for Traffic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let moved = self.bytes_sent + self.bytes_received;
+        let per_exit = if self.exits > 0 {
+            moved as f64 / self.exits as f64
+        } else {
+            0.0
+        };
+        write!(
+            f,
+            "exits={} data_exits={} go_exits={} sent={} received={} bytes_per_exit={per_exit:.1}",
+            self.exits, self.data_exits, self.go_exits, self.bytes_sent, self.bytes_received
+        )
+    }
+}
+
 pub struct PioRegisters<M: SharedMemory + Copy> {
     mem: M,
     doorbell_id: Option<u16>,
@@ -98,6 +132,7 @@ pub struct PioRegisters<M: SharedMemory + Copy> {
     desc: Descriptors,
     /// Guest RAM for descriptor mode (without it, `CAPS` offers nothing).
     ram: Option<Box<dyn GuestRam>>,
+    traffic: Traffic,
 }
 
 fn le32(data: &[u8]) -> Option<u32> {
@@ -120,6 +155,7 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             liveness: Liveness::new(),
             desc: Descriptors::default(),
             ram: None,
+            traffic: Traffic::default(),
         }
     }
 
@@ -133,8 +169,17 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
     /// value the guest's `IN` returns, and the fault to report if the
     /// channel broke under it (`STATUS_ERROR` is latched then).
     fn descriptor_go(&mut self, dir: descriptor::Direction) -> (u32, Option<PioFault>) {
+        self.traffic.go_exits += 1;
         match self.desc.run(dir, self.ep.as_mut(), self.ram.as_deref()) {
-            Ok(v) => (v, None),
+            Ok(v) => {
+                if v & ivc_channel::pio::DESC_ERROR == 0 {
+                    match dir {
+                        descriptor::Direction::Tx => self.traffic.bytes_sent += u64::from(v),
+                        descriptor::Direction::Rx => self.traffic.bytes_received += u64::from(v),
+                    }
+                }
+                (v, None)
+            }
             // The end of the connection: STATUS tells the guest, as for DATA.
             Err((v, ChannelError::PeerGone)) => {
                 self.peer_gone = true;
@@ -296,8 +341,14 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
         s
     }
 
+    /// What the guest did so far.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+    }
+
     /// A guest `IN` (any width, or a string of `data.len()` bytes).
     pub fn read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), PioFault> {
+        self.traffic.exits += 1;
         let len = data.len();
         let bad = PioFault::BadAccess {
             offset,
@@ -305,7 +356,12 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             write: false,
         };
         if offset == u64::from(REG_DATA) {
-            return self.read_data(data);
+            self.traffic.data_exits += 1;
+            let r = self.read_data(data);
+            if r.is_ok() {
+                self.traffic.bytes_received += len as u64;
+            }
+            return r;
         }
         if len != 4 {
             data.fill(0xff);
@@ -416,8 +472,14 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
 
     /// A guest `OUT` (any width, or a string).
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), PioFault> {
+        self.traffic.exits += 1;
         if offset == u64::from(REG_DATA) {
-            return self.write_data(data);
+            self.traffic.data_exits += 1;
+            let r = self.write_data(data);
+            if r.is_ok() {
+                self.traffic.bytes_sent += data.len() as u64;
+            }
+            return r;
         }
         let bad = PioFault::BadAccess {
             offset,

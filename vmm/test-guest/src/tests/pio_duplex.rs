@@ -14,6 +14,8 @@ use ivc_channel::pio::{
     STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VENDOR_ID, VERSION,
 };
 
+use core::cell::Cell;
+
 use super::stream::{self, Fnv};
 use super::{allocator, bad_param, Context, Test, GUESS_TSC_KHZ};
 use crate::cmdline::ParamError;
@@ -204,17 +206,28 @@ fn user_main(p: &Params) -> ! {
         set_desc_addr(REG_TX_DESC_LO, REG_TX_DESC_HI, tx_desc as u64);
         set_desc_addr(REG_RX_DESC_LO, REG_RX_DESC_HI, rx_desc as u64);
     }
+    // GOs that moved bytes: how many, the bytes, and the TSC cycles spent
+    // in their `IN`s (the exit and the VMM's copies), for the benchmarks.
+    let (gos, go_bytes, go_cycles) = (Cell::new(0u64), Cell::new(0u64), Cell::new(0u64));
     // One descriptor over `buf[..n]`, one `IN`; bytes moved.
     let desc = |go: u16, n: usize| -> Result<usize, u32> {
         let d = if go == REG_TX_GO { tx_desc } else { rx_desc };
         // SAFETY: `d` points into DESC_AREA (see above); volatile, because
         // only the device reads it.
         unsafe { d.write_volatile(Desc::encode(buf_addr, n as u32)) };
+        let t0 = tsc::rdtsc();
         let r = inl_dma(reg(go));
+        let t1 = tsc::rdtsc();
         if r & DESC_ERROR != 0 {
             Err(r)
         } else {
-            Ok((r as usize).min(n))
+            let moved = (r as usize).min(n);
+            if moved > 0 {
+                gos.set(gos.get() + 1);
+                go_bytes.set(go_bytes.get() + moved as u64);
+                go_cycles.set(go_cycles.get() + t1.wrapping_sub(t0));
+            }
+            Ok(moved)
         }
     };
     if p.desc {
@@ -327,6 +340,14 @@ fn user_main(p: &Params) -> ! {
         }
     }
     outl(reg(REG_CONTROL), CONTROL_CLOSE);
+    if p.desc {
+        println!(
+            "pio-desc-timing gos={} bytes={} cycles={}",
+            gos.get(),
+            go_bytes.get(),
+            go_cycles.get()
+        );
+    }
     report("complete", txd, rxd, tx_sum, rx_sum, exits);
     exit(status::SUCCESS)
 }
