@@ -517,19 +517,26 @@ fn killing_a_vmm_mid_transfer_is_seen_as_peer_gone() {
         return;
     }
     let _g = serial();
-    for (kind, test, result, extra) in [
-        ("shm-poll", "chan-duplex", "chan-result", ""),
-        ("shm-irq", "chan-duplex", "chan-result", "irq=1"),
-        ("pio", "pio-duplex", "pio-result", ""),
+    for (name, kind, test, result, extra) in [
+        ("shm-poll", "shm-poll", "chan-duplex", "chan-result", ""),
+        ("shm-irq", "shm-irq", "chan-duplex", "chan-result", "irq=1"),
+        ("pio", "pio", "pio-duplex", "pio-result", ""),
+        (
+            "pio-desc",
+            "pio",
+            "pio-duplex",
+            "pio-result",
+            "desc=1 chunk=64k",
+        ),
     ] {
-        let mut server = Server::start(&format!("kill-{kind}"), "1M", 1);
+        let mut server = Server::start(&format!("kill-{name}"), "1M", 1);
         let ivc = format!("{kind},socket={}", server.path());
         kill_mid_transfer(&ivc, test, result, extra);
         assert!(server.proc.running(), "server died\n{}", server.proc.dump());
         // The server still serves: a newcomer joins.
         let c = ivc_rendezvous::Client::connect(server.path(), 1).unwrap();
         assert!(c.id() >= 2);
-        eprintln!("{kind}: survivor saw the peer gone; server alive");
+        eprintln!("{name}: survivor saw the peer gone; server alive");
     }
 }
 

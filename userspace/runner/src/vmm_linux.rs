@@ -31,6 +31,12 @@ const EXIT_RUNS: usize = 5;
 /// What the nested exit floor is called in records and the summary.
 pub const EXIT_WHAT: &str = "port-I/O exit round trip through ivc-vmm, guest CPL0";
 
+/// The same from guest CPL3 (where the test guest issues its `GO`s).
+pub const EXIT_WHAT_CPL3: &str = "port-I/O exit round trip through ivc-vmm, guest CPL3";
+/// What the nested descriptor exit cost is called in records and the summary.
+pub const DESC_EXIT_WHAT: &str =
+    "descriptor exit (one IN from TX_GO/RX_GO) through ivc-vmm, test guest at CPL3";
+
 /// The channel kinds, as `(kind, record channel)`; the kind names the
 /// server, and both pio kinds are `--ivc pio`.
 pub const CHANNELS: [(&str, &str); 4] = [
@@ -106,6 +112,32 @@ fn exit_floor_command(tsc_khz: u64) -> String {
     )
 }
 
+/// Bytes each way of the nested descriptor-mode exit measurement.
+const DESC_EXIT_BYTES: u64 = 8 << 20;
+
+/// The L1 command measuring ivc-pio's descriptor exits with two test
+/// guests (`pio-duplex desc=1 chunk=256k check=0`) on an `ivc-vmm server`
+/// of its own: each VM prints its GOs' count, bytes and cycles, and its
+/// VMM the device's exit counts (`ivc-pio traffic:`).
+fn desc_exit_command(tsc_khz: u64) -> String {
+    let run = |side: &str, seeds: &str| {
+        format!(
+            "IVC_VMM_LOG=info /opt/ivc/bin/ivc-vmm run --mem 64M --kernel /opt/ivc/tier2/ivc-test-guest \
+             --ivc pio,socket=/tmp/ivc-desc-exit.sock --cmdline 'test=pio-duplex tx={DESC_EXIT_BYTES} rx={DESC_EXIT_BYTES} \
+             {seeds} desc=1 chunk=256k check=0 tsc_khz={tsc_khz}' >/tmp/ivc-desc-{side}.log 2>&1"
+        )
+    };
+    format!(
+        "/opt/ivc/bin/ivc-vmm server --socket /tmp/ivc-desc-exit.sock --shm-size 1048576 --vectors 1 & s=$!\n\
+         n=0; while [ ! -S /tmp/ivc-desc-exit.sock ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done\n\
+         {} & a=$!\n{}; rb=$?; wait $a; ra=$?\nkill $s\n\
+         sed 's/^/A /' /tmp/ivc-desc-a.log; sed 's/^/B /' /tmp/ivc-desc-b.log\n\
+         [ $ra = 0 ] && [ $rb = 0 ]",
+        run("a", "seed=1 peer_seed=2"),
+        run("b", "seed=2 peer_seed=1")
+    )
+}
+
 /// Linux guests in ivc-vmm.
 pub struct LinuxInVmm;
 
@@ -175,11 +207,18 @@ impl Suite for LinuxInVmm {
         scenario.vmm_log = Some("info".into());
         let floor = backend.emulated().then_some(()).and(ctx.tsc_mhz);
         if let Some(mhz) = floor {
-            scenario = scenario.host_command(
-                "exit-floor",
-                exit_floor_command((mhz * 1000.0).round() as u64),
-                Duration::from_secs(300),
-            );
+            let khz = (mhz * 1000.0).round() as u64;
+            scenario = scenario
+                .host_command(
+                    "exit-floor",
+                    exit_floor_command(khz),
+                    Duration::from_secs(300),
+                )
+                .host_command(
+                    "desc-exit",
+                    desc_exit_command(khz),
+                    Duration::from_secs(300),
+                );
         }
         let outcome = {
             let _quiet = StderrToFile::new(&ctx.out_dir.join("linux-in-ivc-vmm.log"))
@@ -239,41 +278,97 @@ impl Suite for LinuxInVmm {
         }
         if floor.is_some() {
             let h = outcome.host("exit-floor");
-            let samples: Vec<u64> = h
-                .output
-                .lines()
-                .filter_map(parse_pio_cost)
-                .filter(|(cpl, _)| *cpl == 0)
-                .map(|(_, ns)| (ns * EXIT_ACCESSES as f64) as u64)
-                .collect();
-            let mut samples = samples;
-            match Latency::from_samples(0, EXIT_ACCESSES, &mut samples) {
-                Some(stats) => {
-                    report.records.push(Record {
+            for (cpl, what) in [(0, EXIT_WHAT), (3, EXIT_WHAT_CPL3)] {
+                let mut samples: Vec<u64> = h
+                    .output
+                    .lines()
+                    .filter_map(parse_pio_cost)
+                    .filter(|(c, _)| *c == cpl)
+                    .map(|(_, ns)| (ns * EXIT_ACCESSES as f64) as u64)
+                    .collect();
+                match Latency::from_samples(0, EXIT_ACCESSES, &mut samples) {
+                    Some(stats) => report.records.push(Record {
                         channel: "linux-in-ivc-vmm".into(),
                         environment: self.environment(),
-                        what: EXIT_WHAT.into(),
+                        what: what.into(),
                         data: Data::Latency {
                             stats,
                             verified: true,
                         },
-                    });
-                    report.notes.push(format!(
-                        "nested exit floor: the test guest's `pio-cost` in ivc-vmm inside the nested host, {EXIT_RUNS} runs of {EXIT_ACCESSES} accesses"
-                    ));
+                    }),
+                    None => report.notes.push(format!(
+                        "the nested exit floor (CPL{cpl}) printed nothing usable ({:?}): {}",
+                        h.status,
+                        h.output.lines().last().unwrap_or_default()
+                    )),
                 }
-                None => report.notes.push(format!(
-                    "the nested exit floor printed nothing usable ({:?}): {}",
-                    h.status,
-                    h.output.lines().last().unwrap_or_default()
-                )),
             }
+            report.notes.push(format!(
+                "nested exit floor: the test guest's `pio-cost` in ivc-vmm inside the nested host, {EXIT_RUNS} runs of {EXIT_ACCESSES} accesses"
+            ));
+        }
+        if let Some(mhz) = floor {
+            self.desc_exits(&outcome.host("desc-exit").output, mhz, report);
         }
         outcome.check_ran()?;
         for o in &outcome.guests {
             check(o)?;
         }
         Ok(())
+    }
+}
+
+impl LinuxInVmm {
+    /// The nested descriptor exits: the cost of one `GO` (the test guests'
+    /// `pio-desc-timing`, per VM) as a latency record whose size is the
+    /// bytes one `GO` moved, and the VMMs' exit counts as notes.
+    fn desc_exits(&self, output: &str, mhz: f64, report: &mut SuiteReport) {
+        let mut per_go = Vec::new();
+        let mut size = 0u64;
+        for side in ["A", "B"] {
+            let lines: String = output
+                .lines()
+                .filter_map(|l| l.strip_prefix(side)?.strip_prefix(' '))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if let Some(t) = lines
+                .lines()
+                .find_map(|l| l.split_once("ivc-pio traffic: "))
+            {
+                report.notes.push(format!(
+                    "nested desc-exit VM {side} (pio-duplex desc=1, 256 KiB calls): {}",
+                    t.1
+                ));
+            }
+            let num = |key: &str| -> Option<u64> {
+                crate::vmm_devices::field(&lines, "pio-desc-timing", key)?
+                    .parse()
+                    .ok()
+            };
+            if let (Some(gos), Some(bytes), Some(cycles)) =
+                (num("gos"), num("bytes"), num("cycles"))
+            {
+                if gos > 0 {
+                    per_go.push((cycles as f64 / gos as f64 * 1e3 / mhz) as u64);
+                    size = size.max(bytes / gos);
+                }
+            }
+        }
+        match Latency::from_samples(size, 1, &mut per_go) {
+            Some(stats) => report.records.push(Record {
+                channel: "linux-in-ivc-vmm".into(),
+                environment: self.environment(),
+                what: DESC_EXIT_WHAT.into(),
+                data: Data::Latency {
+                    stats,
+                    verified: true,
+                },
+            }),
+            None => report.notes.push(format!(
+                "the nested descriptor-exit measurement printed nothing usable: {}",
+                output.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+            )),
+        }
     }
 }
 
@@ -315,5 +410,10 @@ mod tests {
         let (poll, _) = scripts("shm-poll", "x", &plan);
         assert!(poll.contains("mode=1") && poll.contains("--wait spin"));
         assert!(exit_floor_command(2_600_000).contains("tsc_khz=2600000"));
+        let d = desc_exit_command(2_600_000);
+        assert!(
+            d.contains("desc=1 chunk=256k check=0 tsc_khz=2600000") && d.contains("ivc-vmm server"),
+            "{d}"
+        );
     }
 }
