@@ -10,13 +10,22 @@
 //! protocol says they may. A lost wake-up leaves both asleep, which loom
 //! reports as a deadlock. The second model removes the full fence and
 //! expects loom to find that deadlock, showing the check has teeth.
+//!
+//! The duplex model follows `ivc.ko` (`guest-kmod/pipe.rs`,
+//! `shm_transport.rs`) rather than a textbook waiter: one doorbell per side
+//! for both directions (an event counter under a mutex and a condition
+//! variable, as `Pipe::events`/`wait`), a waiter that sleeps only when the
+//! counter has not moved since it last looked, wake-up requests that are
+//! never withdrawn, both directions armed before a sleep (as `poll` does),
+//! the ring-or-not decisions exactly where the driver makes them, readers
+//! asking for more than one byte, and indices that wrap.
 // Tests: a failed unwrap is a test failure with a backtrace, which is
 // what we want here.
 #![allow(clippy::unwrap_used)]
 #![cfg(loom)]
 
 use loom::sync::atomic::{fence, AtomicU32, Ordering};
-use loom::sync::{Arc, Notify};
+use loom::sync::{Arc, Condvar, Mutex, Notify};
 
 use ivc_channel::layout::{self, CONTROL_SIZE};
 use ivc_channel::{
@@ -372,4 +381,128 @@ fn reconnect_during_traffic_is_never_corruption() {
         let a = t.join().expect("join");
         drop((a, b));
     });
+}
+
+/// Bytes each way in the duplex model (more than a 4-byte ring holds).
+const DUPLEX_TOTAL: usize = 5;
+
+/// One side's doorbell as `ivc.ko` sees it: the interrupt handler bumps an
+/// event counter and wakes every sleeper; a waiter sleeps only while the
+/// counter still has the value it read before its last attempt.
+struct Doorbell {
+    events: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Doorbell {
+    fn new() -> Self {
+        Doorbell {
+            events: Mutex::new(0),
+            cv: Condvar::new(),
+        }
+    }
+    fn ring(&self) {
+        let mut e = self.events.lock().unwrap();
+        *e += 1;
+        self.cv.notify_all();
+    }
+    fn snapshot(&self) -> u64 {
+        *self.events.lock().unwrap()
+    }
+    fn sleep_unless_moved(&self, seen: u64) {
+        let mut e = self.events.lock().unwrap();
+        while *e == seen {
+            e = self.cv.wait(e).unwrap();
+        }
+    }
+}
+
+/// One side of a duplex exchange: sends `DUPLEX_TOTAL` bytes in `chunk`-byte
+/// writes while receiving as many; when neither direction moved it arms
+/// both (reads for up to `read_min` bytes) and sleeps on its doorbell.
+fn duplex_side(
+    mut ep: Endpoint<Mem>,
+    mine: Arc<Doorbell>,
+    peers: Arc<Doorbell>,
+    tag: u8,
+    (chunk, read_min): (usize, u32),
+) -> Endpoint<Mem> {
+    let msg: Vec<u8> = (0..DUPLEX_TOTAL as u8)
+        .map(|i| tag.wrapping_add(i))
+        .collect();
+    let (mut sent, mut got) = (0, Vec::new());
+    while sent < DUPLEX_TOTAL || got.len() < DUPLEX_TOTAL {
+        let seen = mine.snapshot();
+        let mut moved = false;
+        if sent < DUPLEX_TOTAL {
+            let n = ep
+                .write(&msg[sent..(sent + chunk).min(DUPLEX_TOTAL)])
+                .expect("write");
+            if ep.needs_doorbell_after_write() {
+                peers.ring();
+            }
+            sent += n;
+            moved |= n > 0;
+        }
+        if got.len() < DUPLEX_TOTAL {
+            let mut buf = [0u8; 8];
+            let n = ep.read(&mut buf[..DUPLEX_TOTAL - got.len()]).expect("read");
+            if ep.needs_doorbell_after_read() {
+                peers.ring();
+            }
+            got.extend_from_slice(&buf[..n]);
+            moved |= n > 0;
+        }
+        if moved {
+            continue;
+        }
+        let mut ready = false;
+        if got.len() < DUPLEX_TOTAL {
+            let min = read_min.min((DUPLEX_TOTAL - got.len()) as u32);
+            ready |= ep.arm_read_wakeup(min).expect("arm read") == Readiness::Ready;
+            if ep.needs_doorbell() {
+                peers.ring();
+            }
+        }
+        if sent < DUPLEX_TOTAL {
+            ready |= ep.arm_write_wakeup(1).expect("arm write") == Readiness::Ready;
+            if ep.needs_doorbell() {
+                peers.ring();
+            }
+        }
+        if !ready {
+            mine.sleep_unless_moved(seen);
+        }
+    }
+    let want: Vec<u8> = (0..DUPLEX_TOTAL as u8)
+        .map(|i| (tag ^ 0x80).wrapping_add(i))
+        .collect();
+    assert_eq!(got, want);
+    ep
+}
+
+fn duplex(chunk: usize, read_min: u32) {
+    let (a, b) = connected_pair(true);
+    let (bell_a, bell_b) = (Arc::new(Doorbell::new()), Arc::new(Doorbell::new()));
+    let (ba, bb) = (bell_a.clone(), bell_b.clone());
+    let t = loom::thread::spawn(move || duplex_side(b, bb, ba, 0x80, (chunk, read_min)));
+    let a = duplex_side(a, bell_a, bell_b, 0x00, (chunk, read_min));
+    let b = t.join().expect("join");
+    drop((a, b));
+}
+
+/// Both ways at once through 4-byte rings, 3-byte writes (partial writes,
+/// pieces split at the wrap), one doorbell per side: nobody sleeps through
+/// the data or space it waits for.
+#[test]
+fn duplex_as_the_driver_waits_loses_no_wakeup() {
+    builder().check(|| duplex(3, 1));
+}
+
+/// The same with readers that ask to be woken for two bytes and a writer
+/// that publishes one at a time: the wake index, not every publication,
+/// decides.
+#[test]
+fn duplex_with_two_byte_wakeups_loses_no_wakeup() {
+    builder().check(|| duplex(1, 2));
 }

@@ -20,6 +20,7 @@ mod pci_enum;
 mod pio_cost;
 mod pio_duplex;
 mod samples;
+mod sb_litmus;
 mod shm_dev;
 mod shm_pingpong;
 mod shm_rw;
@@ -54,6 +55,7 @@ pub const ALL: &[Test] = &[
     shm_stream::TEST,
     garbage::TEST,
     fault::TEST,
+    sb_litmus::TEST,
 ];
 
 pub fn find(name: &str) -> Option<&'static Test> {
