@@ -170,7 +170,19 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
     /// channel broke under it (`STATUS_ERROR` is latched then).
     fn descriptor_go(&mut self, dir: descriptor::Direction) -> (u32, Option<PioFault>) {
         self.traffic.go_exits += 1;
-        match self.desc.run(dir, self.ep.as_mut(), self.ram.as_deref()) {
+        // The end of the connection was taken from the endpoint and is now
+        // STATUS's to report. Until a new peer connects, a read moves
+        // nothing and must not reach the endpoint: its read is a "user came
+        // back" call, which would let it take a new peer while the guest's
+        // user, not yet told of the end, is about to see end of file and
+        // close (that peer would then see its connection end before it sent
+        // a byte). String I/O never gets there: the driver touches DATA
+        // only when RX_AVAIL says so.
+        let rx_ended = dir == descriptor::Direction::Rx && self.peer_gone && !self.refresh().2;
+        match self
+            .desc
+            .run(dir, self.ep.as_mut(), self.ram.as_deref(), rx_ended)
+        {
             Ok(v) => {
                 if v & ivc_channel::pio::DESC_ERROR == 0 {
                     match dir {
@@ -180,9 +192,14 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
                 }
                 (v, None)
             }
-            // The end of the connection: STATUS tells the guest, as for DATA.
+            // The end of the connection. A read took it from the endpoint:
+            // STATUS reports it from now on, as after DATA. A write that
+            // met it first left the reader's end of file owed in the
+            // endpoint, where STATUS or the next read takes it.
             Err((v, ChannelError::PeerGone)) => {
-                self.peer_gone = true;
+                if dir == descriptor::Direction::Rx {
+                    self.peer_gone = true;
+                }
                 (v, None)
             }
             Err((v, e)) => {
@@ -665,6 +682,112 @@ mod tests {
             STATUS_CONNECTED,
             "{st:#x}"
         );
+    }
+
+    /// One descriptor of `len` bytes at `buf` for `dir`, kept at `at` in
+    /// `ram`; returns the `GO` value.
+    fn go<M: SharedMemory + Copy>(
+        r: &mut PioRegisters<M>,
+        ram: &super::descriptor::test_ram::FakeRam,
+        tx: bool,
+        buf: u64,
+        len: u32,
+    ) -> u32 {
+        use ivc_channel::pio::{
+            Desc, REG_RX_DESC_HI, REG_RX_DESC_LO, REG_RX_GO, REG_TX_DESC_HI, REG_TX_DESC_LO,
+            REG_TX_GO,
+        };
+        let (at, lo, hi, go) = if tx {
+            (0x1000u32, REG_TX_DESC_LO, REG_TX_DESC_HI, REG_TX_GO)
+        } else {
+            (0x1010u32, REG_RX_DESC_LO, REG_RX_DESC_HI, REG_RX_GO)
+        };
+        assert!(ram.write(u64::from(at), &Desc::encode(buf, len)));
+        r.write(u64::from(lo), &at.to_le_bytes()).unwrap();
+        r.write(u64::from(hi), &0u32.to_le_bytes()).unwrap();
+        rd32(r, go)
+    }
+
+    /// The interleaving that failed in CI (tier 4, pio descriptor mode,
+    /// transfer A->B then B->A): B read everything A sent, its poller took
+    /// the end of the connection when A closed and reopened at once, and
+    /// B's reader, still in the same `read(2)`, issued one more `RX_GO`.
+    /// That read used to reach the endpoint as if B's user had come back,
+    /// so B took A's new incarnation as its peer while its user saw end of
+    /// file and closed: A then read end of file before B's next incarnation
+    /// sent a byte.
+    #[test]
+    fn a_descriptor_read_after_the_end_keeps_the_new_peer_waiting() {
+        use super::descriptor::test_ram::FakeRam;
+        use super::descriptor::GuestRam;
+        use std::sync::Arc;
+        let w = words(64 << 10);
+        let mem = AtomicMem::from_words(&w);
+        let (mut a, mut b) = connected_pair(mem);
+        let ram_a = Arc::new(FakeRam::new(0x1000, 0x10000));
+        let ram_b = Arc::new(FakeRam::new(0x1000, 0x10000));
+        a.set_guest_ram(Box::new(ram_a.clone()));
+        b.set_guest_ram(Box::new(ram_b.clone()));
+        assert!(ram_a.write(0x2000, &[7u8; 100]));
+        assert_eq!(go(&mut a, &ram_a, true, 0x2000, 100), 100);
+        assert_eq!(go(&mut b, &ram_b, false, 0x4000, 4096), 100);
+        assert_eq!(go(&mut b, &ram_b, false, 0x4000, 4096), 0, "empty");
+        // A's user closes, and a new one opens straight away.
+        a.write(u64::from(REG_CONTROL), &CONTROL_CLOSE.to_le_bytes())
+            .unwrap();
+        open(&mut a);
+        // B's poller sees the end; B's reader tries once more.
+        assert_ne!(rd32(&mut b, REG_STATUS) & STATUS_PEER_GONE, 0);
+        assert_eq!(go(&mut b, &ram_b, false, 0x4000, 4096), 0, "after the end");
+        settle(&mut a, &mut b);
+        let st = rd32(&mut b, REG_STATUS);
+        assert_eq!(
+            st & (STATUS_PEER_GONE | STATUS_CONNECTED),
+            STATUS_PEER_GONE,
+            "B is held: {st:#x}"
+        );
+        // B's user read end of file and closes; A's new incarnation must
+        // still be waiting, not at the end of a connection it never had.
+        b.write(u64::from(REG_CONTROL), &CONTROL_CLOSE.to_le_bytes())
+            .unwrap();
+        let st = rd32(&mut a, REG_STATUS);
+        assert_eq!(st & (STATUS_PEER_GONE | STATUS_CONNECTED), 0, "{st:#x}");
+        // B's next incarnation connects and what it sends arrives.
+        open(&mut b);
+        settle(&mut a, &mut b);
+        assert!(ram_b.write(0x2000, &[9u8; 50]));
+        assert_eq!(go(&mut b, &ram_b, true, 0x2000, 50), 50);
+        assert_eq!(go(&mut a, &ram_a, false, 0x4000, 4096), 50);
+        let mut got = [0u8; 50];
+        assert!(ram_a.read(0x4000, &mut got));
+        assert_eq!(got, [9u8; 50]);
+    }
+
+    /// A descriptor read that fills the device's bounce buffer exactly and
+    /// meets the end of the connection right after it reports the data;
+    /// the next `RX_GO` reports the end.
+    #[test]
+    fn the_end_after_a_full_bounce_buffer_comes_with_the_next_read() {
+        use super::descriptor::test_ram::FakeRam;
+        use ivc_channel::pio::{DESC_ERROR, DESC_ERR_PEER_GONE};
+        use std::sync::Arc;
+        let w = words(1 << 20);
+        let mem = AtomicMem::from_words(&w);
+        let (mut a, mut b) = connected_pair(mem);
+        let ram_a = Arc::new(FakeRam::new(0x1000, 0x40000));
+        let ram_b = Arc::new(FakeRam::new(0x1000, 0x40000));
+        a.set_guest_ram(Box::new(ram_a.clone()));
+        b.set_guest_ram(Box::new(ram_b.clone()));
+        let n = 64 << 10;
+        assert_eq!(go(&mut a, &ram_a, true, 0x2000, n), n);
+        a.write(u64::from(REG_CONTROL), &CONTROL_CLOSE.to_le_bytes())
+            .unwrap();
+        assert_eq!(go(&mut b, &ram_b, false, 0x2000, 2 * n), n);
+        assert_eq!(
+            go(&mut b, &ram_b, false, 0x2000, 2 * n),
+            DESC_ERROR | DESC_ERR_PEER_GONE
+        );
+        assert_ne!(rd32(&mut b, REG_STATUS) & STATUS_PEER_GONE, 0);
     }
 
     #[test]

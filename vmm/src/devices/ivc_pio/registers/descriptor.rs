@@ -122,13 +122,17 @@ impl Descriptors {
     /// error that broke the endpoint (the caller latches `STATUS_ERROR`),
     /// `PeerGone` included so that the caller can set its
     /// end-of-connection state; the `GO` value is then in the `Err`'s pair.
+    /// `rx_ended`: the end of the connection is the caller's to report, so
+    /// a valid receive descriptor moves nothing and the endpoint is left
+    /// alone.
     pub fn run<M: SharedMemory>(
         &mut self,
         dir: Direction,
         ep: Option<&mut Endpoint<M>>,
         ram: Option<&dyn GuestRam>,
+        rx_ended: bool,
     ) -> Result<u32, (u32, ChannelError)> {
-        match self.execute(dir, ep, ram) {
+        match self.execute(dir, ep, ram, rx_ended) {
             Ok(n) => Ok(n),
             Err(Fail::Code(c)) => Ok(error(c)),
             Err(Fail::Channel(e @ ChannelError::PeerGone)) => Err((error(DESC_ERR_PEER_GONE), e)),
@@ -141,6 +145,7 @@ impl Descriptors {
         dir: Direction,
         ep: Option<&mut Endpoint<M>>,
         ram: Option<&dyn GuestRam>,
+        rx_ended: bool,
     ) -> Result<u32, Fail> {
         let desc_at = match dir {
             Direction::Tx => self.tx,
@@ -165,6 +170,9 @@ impl Descriptors {
         let Some(ep) = ep else {
             return Err(Fail::Code(DESC_ERR_CHANNEL));
         };
+        if rx_ended && dir == Direction::Rx {
+            return Ok(0);
+        }
         if self.bounce.len() < BOUNCE {
             self.bounce.resize(BOUNCE, 0);
         }
@@ -187,12 +195,13 @@ impl Descriptors {
                     ep.write(&buf[..k]).map_err(Fail::Channel)?
                 }
                 Direction::Rx => {
-                    let k = match ep.read(buf) {
-                        Ok(k) => k,
-                        // Everything was read: report what moved; STATUS says the rest.
-                        Err(ChannelError::PeerGone) if done > 0 => break,
-                        Err(e) => return Err(Fail::Channel(e)),
-                    };
+                    // After some data, stop where the data does: reading on
+                    // would take the end of the connection from the
+                    // endpoint, which the next `GO` must report by itself.
+                    if done > 0 && ep.readable_bytes().map_err(Fail::Channel)? == 0 {
+                        break;
+                    }
+                    let k = ep.read(buf).map_err(Fail::Channel)?;
                     if k == 0 {
                         break;
                     }
@@ -321,7 +330,7 @@ mod tests {
         let (mut da, mut db) = (Descriptors::default(), Descriptors::default());
         let tx = Direction::Tx;
         set(&mut da, &ram_a, tx, 0x10_0000, 0x12_0000, len32(msg.len()));
-        let n = da.run(tx, Some(&mut a), Some(&ram_a)).unwrap();
+        let n = da.run(tx, Some(&mut a), Some(&ram_a), false).unwrap();
         // The ring takes what fits (about half the region); the rest waits.
         assert!(n > 0 && (n as usize) < msg.len(), "{n}");
         let mut got = Vec::new();
@@ -335,7 +344,9 @@ mod tests {
             64 << 10,
         );
         while got.len() < msg.len() {
-            let k = db.run(Direction::Rx, Some(&mut b), Some(&ram_b)).unwrap() as usize;
+            let k = db
+                .run(Direction::Rx, Some(&mut b), Some(&ram_b), false)
+                .unwrap() as usize;
             let mut chunk = vec![0; k];
             assert!(ram_b.read(0x18_0000, &mut chunk));
             got.extend_from_slice(&chunk);
@@ -349,7 +360,7 @@ mod tests {
                     0x12_0000 + sent as u64,
                     rest,
                 );
-                sent += da.run(tx, Some(&mut a), Some(&ram_a)).unwrap() as usize;
+                sent += da.run(tx, Some(&mut a), Some(&ram_a), false).unwrap() as usize;
             }
         }
         assert_eq!(got, msg);
@@ -363,7 +374,7 @@ mod tests {
         let mut d = Descriptors::default();
         // No descriptor address yet.
         assert_eq!(
-            d.run(Direction::Tx, Some(&mut a), Some(&ram)),
+            d.run(Direction::Tx, Some(&mut a), Some(&ram), false),
             Ok(DESC_ERROR | DESC_ERR_NO_DESC)
         );
         let cases: [(u64, u64, u32, Direction, u32); 6] = [
@@ -404,7 +415,7 @@ mod tests {
             // Where the descriptor is in RAM, it says what the case says.
             let _ = ram.write(at, &Desc::encode(addr, len));
             assert_eq!(
-                d.run(dir, Some(&mut a), Some(&ram)),
+                d.run(dir, Some(&mut a), Some(&ram), false),
                 Ok(DESC_ERROR | code),
                 "descriptor at {at:#x}: {addr:#x}+{len} {dir:?}"
             );
@@ -417,12 +428,12 @@ mod tests {
         // No endpoint (not opened): a channel error code, no panic.
         set(&mut d, &ram, Direction::Tx, 0x1000, 0x2000, 16);
         assert_eq!(
-            d.run::<AtomicMem<'_>>(Direction::Tx, None, Some(&ram)),
+            d.run::<AtomicMem<'_>>(Direction::Tx, None, Some(&ram), false),
             Ok(DESC_ERROR | DESC_ERR_CHANNEL)
         );
         // No guest RAM given: no descriptor mode.
         assert_eq!(
-            d.run(Direction::Tx, Some(&mut a), None),
+            d.run(Direction::Tx, Some(&mut a), None, false),
             Ok(DESC_ERROR | DESC_ERR_NO_DESC)
         );
         assert_eq!(d.read(REG_CAPS, false), Some(0));
