@@ -30,7 +30,7 @@ pub const TEST: Test = Test {
     params: concat!(
         "[dev=1234:1c1c] [tx=1m] [rx=1m] [seed=1] [peer_seed=2] [chunk=4096] ",
         "[expect_gone=0] [cpl0_io=1] [desc=0] [check=1] [timeout_ms=60000] [tsc_khz=auto] ",
-        "(chunk: at most 4096, or 256k with desc=1) ",
+        "(chunk: at most 4096, or 1m with desc=1) ",
         crate::allocator_params!()
     ),
     about: "send and receive byte streams through ivc-pio with string I/O or descriptors (CPL3)",
@@ -172,7 +172,7 @@ fn hostile_descriptors(
 
 /// Largest chunk in descriptor mode (the buffer is static, not on the
 /// 64 KiB CPL3 stack).
-const DESC_BUF: usize = 256 * 1024;
+const DESC_BUF: usize = ivc_channel::pio::DESC_MAX_LEN as usize;
 
 /// Descriptor mode's memory: one descriptor per direction and the buffer.
 #[repr(C, align(4096))]
