@@ -63,6 +63,18 @@ pub fn fmt_rate(mib_s: f64) -> String {
     }
 }
 
+/// The floor and ratio columns of a throughput `rate` (MiB/s) against
+/// 1-core memcpy, empty without a floor.
+fn against_memcpy(rate: f64, memcpy: Option<f64>) -> (String, String) {
+    match memcpy {
+        Some(f) if f > 0.0 => (
+            format!("memcpy {}", fmt_rate(f)),
+            format!("{:.1}%", 100.0 * rate / f),
+        ),
+        _ => (String::new(), String::new()),
+    }
+}
+
 fn median_of(records: &[Record], channel: &str, what_prefix: &str, size: u64) -> Option<f64> {
     records.iter().find_map(|r| match &r.data {
         Data::Latency { stats, .. }
@@ -166,13 +178,7 @@ fn pio_desc_rows(
         else {
             continue;
         };
-        let (floor, ratio) = match memcpy {
-            Some(f) if f > 0.0 => (
-                format!("memcpy {}", fmt_rate(f)),
-                format!("{:.1}%", 100.0 * rate / f),
-            ),
-            _ => (String::new(), String::new()),
-        };
+        let (floor, ratio) = against_memcpy(rate, memcpy);
         rows.push(Row {
             channel: CHANNEL.into(),
             environment: env_of(CHANNEL),
@@ -356,13 +362,7 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
             });
         }
         if let Some((rate, bytes, verified)) = best_transfer(&records, channel, 64 << 10) {
-            let (floor, ratio) = match memcpy {
-                Some(f) if f > 0.0 => (
-                    format!("memcpy {}", fmt_rate(f)),
-                    format!("{:.1}%", 100.0 * rate / f),
-                ),
-                _ => (String::new(), String::new()),
-            };
+            let (floor, ratio) = against_memcpy(rate, memcpy);
             let check = if verified || channel == "tcp-loopback" {
                 ""
             } else {
@@ -384,12 +384,10 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
     for channel in ["ivc-vmm shm-poll", "ivc-vmm shm-irq", "ivc-vmm pio"] {
         let duplex = records.iter().filter(|r| r.what.contains(DUPLEX));
         if let Some((rate, bytes, verified)) = best_transfer_of(duplex, channel, 4096) {
-            let (floor, ratio) = match memcpy {
-                Some(f) if f > 0.0 && !channel.ends_with("pio") => (
-                    format!("memcpy {}", fmt_rate(f)),
-                    format!("{:.1}%", 100.0 * rate / f),
-                ),
-                _ => (String::new(), String::new()),
+            let (floor, ratio) = if channel.ends_with("pio") {
+                (String::new(), String::new())
+            } else {
+                against_memcpy(rate, memcpy)
             };
             rows.push(Row {
                 channel: channel.into(),
@@ -478,13 +476,7 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
         else {
             continue;
         };
-        let (floor, ratio) = match memcpy {
-            Some(f) if f > 0.0 => (
-                format!("memcpy {}", fmt_rate(f)),
-                format!("{:.1}%", 100.0 * rate / f),
-            ),
-            _ => (String::new(), String::new()),
-        };
+        let (floor, ratio) = against_memcpy(rate, memcpy);
         let mismatch = w == vmm_shm::what::STREAM && !verified;
         rows.push(Row {
             channel: "ivc-vmm shm-poll".into(),

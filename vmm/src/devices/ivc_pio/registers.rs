@@ -716,18 +716,24 @@ mod tests {
     /// so B took A's new incarnation as its peer while its user saw end of
     /// file and closed: A then read end of file before B's next incarnation
     /// sent a byte.
+    type Ram = std::sync::Arc<super::descriptor::test_ram::FakeRam>;
+
+    /// Two connected devices over `mem`, each with `ram_bytes` of guest
+    /// RAM at 0x1000 for descriptor mode.
+    fn desc_pair(mem: AtomicMem<'_>, ram_bytes: usize) -> [(PioRegisters<AtomicMem<'_>>, Ram); 2] {
+        let (a, b) = connected_pair(mem);
+        [a, b].map(|mut r| {
+            let ram = Ram::new(super::descriptor::test_ram::FakeRam::new(0x1000, ram_bytes));
+            r.set_guest_ram(Box::new(ram.clone()));
+            (r, ram)
+        })
+    }
+
     #[test]
     fn a_descriptor_read_after_the_end_keeps_the_new_peer_waiting() {
-        use super::descriptor::test_ram::FakeRam;
         use super::descriptor::GuestRam;
-        use std::sync::Arc;
         let w = words(64 << 10);
-        let mem = AtomicMem::from_words(&w);
-        let (mut a, mut b) = connected_pair(mem);
-        let ram_a = Arc::new(FakeRam::new(0x1000, 0x10000));
-        let ram_b = Arc::new(FakeRam::new(0x1000, 0x10000));
-        a.set_guest_ram(Box::new(ram_a.clone()));
-        b.set_guest_ram(Box::new(ram_b.clone()));
+        let [(mut a, ram_a), (mut b, ram_b)] = desc_pair(AtomicMem::from_words(&w), 0x10000);
         assert!(ram_a.write(0x2000, &[7u8; 100]));
         assert_eq!(go(&mut a, &ram_a, true, 0x2000, 100), 100);
         assert_eq!(go(&mut b, &ram_b, false, 0x4000, 4096), 100);
@@ -768,16 +774,9 @@ mod tests {
     /// the next `RX_GO` reports the end.
     #[test]
     fn the_end_after_a_full_bounce_buffer_comes_with_the_next_read() {
-        use super::descriptor::test_ram::FakeRam;
         use ivc_channel::pio::{DESC_ERROR, DESC_ERR_PEER_GONE};
-        use std::sync::Arc;
         let w = words(1 << 20);
-        let mem = AtomicMem::from_words(&w);
-        let (mut a, mut b) = connected_pair(mem);
-        let ram_a = Arc::new(FakeRam::new(0x1000, 0x40000));
-        let ram_b = Arc::new(FakeRam::new(0x1000, 0x40000));
-        a.set_guest_ram(Box::new(ram_a.clone()));
-        b.set_guest_ram(Box::new(ram_b.clone()));
+        let [(mut a, ram_a), (mut b, ram_b)] = desc_pair(AtomicMem::from_words(&w), 0x40000);
         let n = 64 << 10;
         assert_eq!(go(&mut a, &ram_a, true, 0x2000, n), n);
         a.write(u64::from(REG_CONTROL), &CONTROL_CLOSE.to_le_bytes())
