@@ -30,6 +30,7 @@
 
 pub mod agent;
 mod backend;
+mod monitor;
 pub mod protocol;
 mod run;
 mod scenario;

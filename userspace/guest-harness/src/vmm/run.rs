@@ -214,6 +214,10 @@ pub fn run_scenario(backend: &VmmBackend, scenario: &Scenario) -> Result<Scenari
     std::fs::write(&json, scenario.to_json()?)
         .map_err(|e| HarnessError::io(format!("writing {}", json.display()), e))?;
     let console = scratch.join("l1-console.log");
+    // IVC_L1_MONITOR puts the monitor where a person can reach it.
+    let monitor = std::env::var_os("IVC_L1_MONITOR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| scratch.join("l1-monitor.sock"), Into::into);
 
     let (program, args, deadline) = match backend {
         VmmBackend::Direct {
@@ -237,7 +241,7 @@ pub fn run_scenario(backend: &VmmBackend, scenario: &Scenario) -> Result<Scenari
         }
         VmmBackend::Nested { qemu, image, .. } => (
             qemu.clone(),
-            nested_args(image, scenario, &json, &console)?,
+            nested_args(image, scenario, &json, &console, &monitor)?,
             L1_BOOT + scenario.longest() + SLACK,
         ),
     };
@@ -278,11 +282,17 @@ pub fn run_scenario(backend: &VmmBackend, scenario: &Scenario) -> Result<Scenari
 
     let mut lines = Vec::new();
     let mut timed_out = false;
+    let mut at_deadline = None;
     let end = started + deadline;
     loop {
         let now = Instant::now();
         if now >= end {
             timed_out = true;
+            // A nested host that missed its deadline may be the emulator's
+            // hang: keep what its vCPU and LAPIC looked like.
+            if matches!(backend, VmmBackend::Nested { .. }) {
+                at_deadline = Some(super::monitor::ask(&monitor, super::monitor::STUCK_L1));
+            }
             let _ = qemu::kill_group(child.id());
             break;
         }
@@ -314,6 +324,11 @@ pub fn run_scenario(backend: &VmmBackend, scenario: &Scenario) -> Result<Scenari
         l1.console = std::fs::read(&console)
             .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
             .unwrap_or_default();
+        if let Some(state) = at_deadline {
+            l1.console
+                .push_str("[harness] the L1 missed its deadline; its QEMU monitor said:\n");
+            l1.console.push_str(&state);
+        }
     }
     Ok(outcome)
 }
@@ -324,6 +339,7 @@ fn nested_args(
     scenario: &Scenario,
     json: &Path,
     console: &Path,
+    monitor: &Path,
 ) -> Result<Vec<OsString>> {
     let guests_mib: u32 = scenario.guests.iter().map(|g| g.mem_mib).sum();
     let opt = |p: &Path| {
@@ -356,11 +372,10 @@ fn nested_args(
     push("stdio");
     push("-serial");
     push(&format!("file:{}", opt(console)?));
-    // A QEMU monitor socket for looking inside a stuck L1 (`info registers`).
-    if let Some(path) = knob("IVC_L1_MONITOR") {
-        push("-monitor");
-        push(&format!("unix:{path},server,nowait"));
-    }
+    // A QEMU monitor socket for looking inside a stuck L1 (`info registers`):
+    // the runner asks it when the L1 misses its deadline.
+    push("-monitor");
+    push(&format!("unix:{},server,nowait", opt(monitor)?));
     push("-kernel");
     args.push(image.join("vmlinuz").into());
     args.push("-initrd".into());
