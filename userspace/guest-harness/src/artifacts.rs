@@ -1,6 +1,5 @@
 //! Where the guest kernel, the initramfs and QEMU are.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -35,11 +34,7 @@ impl GuestArtifacts {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => default_guest_dir(),
         };
-        let mut artifacts = Self::from_dir(dir)?;
-        if let Some(q) = std::env::var_os(QEMU_ENV).filter(|q| !q.is_empty()) {
-            artifacts.qemu = PathBuf::from(q);
-        }
-        Ok(artifacts)
+        Ok(Self::from_dir(dir)?.with_qemu(qemu_binary()))
     }
 
     /// Uses the artifacts in `dir`, ignoring the environment. Fails, naming
@@ -102,13 +97,17 @@ pub fn default_guest_dir() -> PathBuf {
     root.join("target").join("guest")
 }
 
+/// The QEMU binary: `$IVC_QEMU` if set, else `qemu-system-x86_64` from `PATH`.
+pub(crate) fn qemu_binary() -> PathBuf {
+    std::env::var_os(QEMU_ENV)
+        .filter(|q| !q.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_QEMU), PathBuf::from)
+}
+
 /// Checks that the QEMU binary (`$IVC_QEMU` or `qemu-system-x86_64`) runs.
 /// The error explains how to install it.
 pub fn qemu_available() -> std::result::Result<(), String> {
-    let qemu: OsString = std::env::var_os(QEMU_ENV)
-        .filter(|q| !q.is_empty())
-        .unwrap_or_else(|| DEFAULT_QEMU.into());
-    check_qemu(Path::new(&qemu))
+    check_qemu(&qemu_binary())
 }
 
 pub(crate) fn check_qemu(qemu: &Path) -> std::result::Result<(), String> {

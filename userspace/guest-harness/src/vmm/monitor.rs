@@ -78,7 +78,7 @@ fn printable(answer: &[u8], command: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifacts::{qemu_available, report_skip, DEFAULT_QEMU, QEMU_ENV};
+    use crate::artifacts::{qemu_available, qemu_binary, report_skip};
     use std::process::{Command, Stdio};
 
     /// A paused QEMU answers both questions the runner asks a stuck L1.
@@ -90,12 +90,9 @@ mod tests {
             ));
             return;
         }
-        let qemu = std::env::var_os(QEMU_ENV)
-            .filter(|q| !q.is_empty())
-            .unwrap_or_else(|| DEFAULT_QEMU.into());
         let dir = crate::ScratchDir::new().expect("scratch dir");
         let sock = dir.join("monitor.sock");
-        let mut child = Command::new(qemu)
+        let mut child = Command::new(qemu_binary())
             .args([
                 "-M",
                 "pc",

@@ -563,6 +563,11 @@ mod tests {
         .unwrap();
     }
 
+    fn close<M: SharedMemory + Copy>(r: &mut PioRegisters<M>) {
+        r.write(u64::from(REG_CONTROL), &CONTROL_CLOSE.to_le_bytes())
+            .unwrap();
+    }
+
     /// Lets the two endpoints finish the handshake (each status read
     /// advances it).
     fn settle<M: SharedMemory + Copy>(a: &mut PioRegisters<M>, b: &mut PioRegisters<M>) {
@@ -645,8 +650,7 @@ mod tests {
 
         // Close: the peer drains, then sees PEER_GONE; writes fail.
         a.write(0, b"bye").unwrap();
-        a.write(u64::from(REG_CONTROL), &CONTROL_CLOSE.to_le_bytes())
-            .unwrap();
+        close(&mut a);
         let st = rd32(&mut b, REG_STATUS);
         assert_eq!(
             st & (STATUS_PEER_GONE | STATUS_CONNECTED),
@@ -708,14 +712,6 @@ mod tests {
         rd32(r, go)
     }
 
-    /// The interleaving that failed in CI (tier 4, pio descriptor mode,
-    /// transfer A->B then B->A): B read everything A sent, its poller took
-    /// the end of the connection when A closed and reopened at once, and
-    /// B's reader, still in the same `read(2)`, issued one more `RX_GO`.
-    /// That read used to reach the endpoint as if B's user had come back,
-    /// so B took A's new incarnation as its peer while its user saw end of
-    /// file and closed: A then read end of file before B's next incarnation
-    /// sent a byte.
     type Ram = std::sync::Arc<super::descriptor::test_ram::FakeRam>;
 
     /// Two connected devices over `mem`, each with `ram_bytes` of guest
@@ -729,6 +725,14 @@ mod tests {
         })
     }
 
+    /// The interleaving that failed in CI (tier 4, pio descriptor mode,
+    /// transfer A->B then B->A): B read everything A sent, its poller took
+    /// the end of the connection when A closed and reopened at once, and
+    /// B's reader, still in the same `read(2)`, issued one more `RX_GO`.
+    /// That read used to reach the endpoint as if B's user had come back,
+    /// so B took A's new incarnation as its peer while its user saw end of
+    /// file and closed: A then read end of file before B's next incarnation
+    /// sent a byte.
     #[test]
     fn a_descriptor_read_after_the_end_keeps_the_new_peer_waiting() {
         use super::descriptor::GuestRam;
@@ -739,8 +743,7 @@ mod tests {
         assert_eq!(go(&mut b, &ram_b, false, 0x4000, 4096), 100);
         assert_eq!(go(&mut b, &ram_b, false, 0x4000, 4096), 0, "empty");
         // A's user closes, and a new one opens straight away.
-        a.write(u64::from(REG_CONTROL), &CONTROL_CLOSE.to_le_bytes())
-            .unwrap();
+        close(&mut a);
         open(&mut a);
         // B's poller sees the end; B's reader tries once more.
         assert_ne!(rd32(&mut b, REG_STATUS) & STATUS_PEER_GONE, 0);
@@ -754,8 +757,7 @@ mod tests {
         );
         // B's user read end of file and closes; A's new incarnation must
         // still be waiting, not at the end of a connection it never had.
-        b.write(u64::from(REG_CONTROL), &CONTROL_CLOSE.to_le_bytes())
-            .unwrap();
+        close(&mut b);
         let st = rd32(&mut a, REG_STATUS);
         assert_eq!(st & (STATUS_PEER_GONE | STATUS_CONNECTED), 0, "{st:#x}");
         // B's next incarnation connects and what it sends arrives.
@@ -779,8 +781,7 @@ mod tests {
         let [(mut a, ram_a), (mut b, ram_b)] = desc_pair(AtomicMem::from_words(&w), 0x40000);
         let n = 64 << 10;
         assert_eq!(go(&mut a, &ram_a, true, 0x2000, n), n);
-        a.write(u64::from(REG_CONTROL), &CONTROL_CLOSE.to_le_bytes())
-            .unwrap();
+        close(&mut a);
         assert_eq!(go(&mut b, &ram_b, false, 0x2000, 2 * n), n);
         assert_eq!(
             go(&mut b, &ram_b, false, 0x2000, 2 * n),
