@@ -45,7 +45,7 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
-use crate::ivc_channel::{OutOfBounds, SharedMemory};
+use crate::ivc_abi::{OutOfBounds, SharedMemory};
 
 // ---------------------------------------------------------------------------
 // Character device

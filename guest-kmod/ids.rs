@@ -12,9 +12,9 @@ use kernel::pci;
 /// ivc-vmm's `ivc-shm`, vendor Red Hat/Qumranet (0x1af4).
 pub(crate) const IVSHMEM_DEVICE: u16 = 0x1110;
 /// Vendor id of ivc-vmm's port-I/O device.
-pub(crate) const IVC_PIO_VENDOR: u16 = crate::ivc_channel::pio::VENDOR_ID;
+pub(crate) const IVC_PIO_VENDOR: u16 = crate::ivc_abi::pio::VENDOR_ID;
 /// Device id of ivc-vmm's port-I/O device.
-pub(crate) const IVC_PIO_DEVICE: u16 = crate::ivc_channel::pio::DEVICE_ID;
+pub(crate) const IVC_PIO_DEVICE: u16 = crate::ivc_abi::pio::DEVICE_ID;
 
 /// Which transport a bound device provides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,11 +14,11 @@
 //!
 //! Layout of the crate: `pci_driver` binds devices, `pipe` implements the file
 //! semantics over a `transport`, `shm_transport` runs the shared-memory
-//! channel (`ivc_channel`, the same source as the host crate), `poller` serves
+//! channel (`ivc_abi`, the same source as the host crate), `poller` serves
 //! waiters where no interrupt does, `stats` exports counters to debugfs, and
 //! `ffi` holds every line of `unsafe` code in this directory behind safe
 //! wrappers. The one other `unsafe` the module compiles is the channel's
-//! `AtomicMem` (`userspace/channel/src/chan/atomic_mem.rs`, shared with the
+//! `AtomicMem` (`abi/src/chan/atomic_mem.rs`, shared with the
 //! host crate): volatile atomic access to the shared mapping, checked there
 //! by Miri and loom.
 
@@ -34,10 +34,10 @@ mod stats;
 mod transport;
 
 // The shared-memory channel: one definition, compiled here and into the host
-// crate `ivc-channel` (userspace/channel).
+// crate `ivc-abi` (abi).
 #[allow(dead_code, unreachable_pub, unused_imports)]
-#[path = "../userspace/channel/src/chan/mod.rs"]
-mod ivc_channel;
+#[path = "../abi/src/chan/mod.rs"]
+mod ivc_abi;
 
 kernel::module_pci_driver! {
     type: pci_driver::IvcDriver,

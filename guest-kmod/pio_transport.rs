@@ -3,7 +3,7 @@
 //! The port-I/O transport (`ivc-pio`, ivc-vmm's own device).
 //!
 //! The channel endpoint lives in the VMM; the guest sees a register front
-//! end (`crate::ivc_channel::pio`). Two ways to move bytes:
+//! end (`crate::ivc_abi::pio`). Two ways to move bytes:
 //!
 //! - **Descriptor mode** (when the device offers `CAP_DESC`, unless the
 //!   `pio_string_io` parameter is set): each direction has a staging buffer
@@ -31,7 +31,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use kernel::{device::Device, pci, prelude::*, revocable::Revocable, sync::aref::ARef};
 
 use crate::ffi::{self, DmaBuffer, IoRegion};
-use crate::ivc_channel::pio::{
+use crate::ivc_abi::pio::{
     Desc, CAP_DESC, CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, CONTROL_RESUME, DESC_ERROR,
     DESC_ERR_PEER_GONE, MAGIC, REG_CAPS, REG_CONTROL, REG_DATA, REG_ID, REG_RX_AVAIL,
     REG_RX_DESC_HI, REG_RX_DESC_LO, REG_RX_GO, REG_STATUS, REG_TX_DESC_HI, REG_TX_DESC_LO,

@@ -3,7 +3,7 @@
 //! The shared-memory transport (`ivc-shm`, QEMU's ivshmem).
 //!
 //! The channel itself (layout, rings, handshake, hardening) is
-//! [`crate::ivc_channel`]; this file connects it to the device: BAR2 mapped
+//! [`crate::ivc_abi`]; this file connects it to the device: BAR2 mapped
 //! write-back as the channel memory, BAR0's Doorbell register to wake the
 //! peer, IVPosition as our doorbell identity. The endpoint exists while the
 //! device is open (the first open attaches, the last close closes), so the
@@ -27,7 +27,7 @@ use kernel::{
 };
 
 use crate::ffi::{IoRegion, SharedMapping, UserBuf};
-use crate::ivc_channel::{
+use crate::ivc_abi::{
     layout::{self, peer_entry, NUM_SLOTS, PEER_HEARTBEAT},
     AttachOptions, ChannelError, CopyError, Endpoint, Liveness, OutOfBounds, PeerState, Readiness,
     SharedMemory,

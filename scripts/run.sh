@@ -17,5 +17,5 @@ fi
 # CARGO_TARGET_DIR the caller has set (ivc-run builds ivc-vmm the same way;
 # ivc-scenario runs Linux guests in ivc-vmm on hosts that need no nesting).
 run_with_progress "building ivc-run, ivc-vmm and ivc-scenario (release)" "$IVC_ROOT/target/ivc-run-build.log" \
-    cargo build --release -p ivc-runner -p ivc-vmm -p ivc-guest-harness --bins --target-dir "$IVC_ROOT/target"
+    cargo build --release -p ivc-run -p ivc-vmm -p ivc-guest-harness --bins --target-dir "$IVC_ROOT/target"
 IVC_GUEST_DIR="$IVC_OUT" exec "$IVC_ROOT/target/release/ivc-run" "$@"

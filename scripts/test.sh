@@ -23,12 +23,12 @@ run_with_progress "cargo clippy (workspace, -D warnings)" "$IVC_ROOT/target/clip
     cargo clippy --workspace --all-targets -- -D warnings
 
 log "checking the channel code the way the kernel compiles it (no panic paths, kernel lints)"
-bash "$IVC_ROOT/userspace/channel/kcheck/check.sh" >"$IVC_ROOT/target/kcheck.log" 2>&1 \
+bash "$IVC_ROOT/abi/kcheck/check.sh" >"$IVC_ROOT/target/kcheck.log" 2>&1 \
     || { cat "$IVC_ROOT/target/kcheck.log" >&2; die "kcheck failed"; }
 # Model-checked concurrency of the ring protocol (loom); own target dir so the
 # --cfg does not invalidate the main build.
-run_with_progress "loom model checks of the channel (ivc-channel --cfg loom)" "$IVC_ROOT/target/loom.log" \
-    env RUSTFLAGS="--cfg loom" cargo test -p ivc-channel --release --test loom --target-dir "$IVC_ROOT/target/loom"
+run_with_progress "loom model checks of the channel (ivc-abi --cfg loom)" "$IVC_ROOT/target/loom.log" \
+    env RUSTFLAGS="--cfg loom" cargo test -p ivc-abi --release --test loom --target-dir "$IVC_ROOT/target/loom"
 grep -E "^test result" "$IVC_ROOT/target/loom.log" >&2 || true
 
 IVC_OUT="$IVC_OUT" "$IVC_ROOT/scripts/build-guest.sh"

@@ -589,8 +589,8 @@ fn garbage_at_every_offset_and_width_of_every_bar() {
 fn corrupting_peer(socket: &Path, expect_heartbeat: bool) -> std::thread::JoinHandle<()> {
     let socket = socket.to_path_buf();
     std::thread::spawn(move || {
-        use ivc_channel::layout::{ring_ctrl, HDR_MAGIC, RING_PROD};
-        use ivc_channel::{AttachOptions, Endpoint, SharedMemory};
+        use ivc_abi::layout::{ring_ctrl, HDR_MAGIC, RING_PROD};
+        use ivc_abi::{AttachOptions, Endpoint, SharedMemory};
         let client = ivc_rendezvous::Client::connect(&socket, 1).unwrap();
         let map = ivc_vmm::devices::shm_mapping::ShmMapping::new(client.shm(), client.shm_size())
             .unwrap();
@@ -606,7 +606,7 @@ fn corrupting_peer(socket: &Path, expect_heartbeat: bool) -> std::thread::JoinHa
             }
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while ep.peer_state() != Ok(ivc_channel::PeerState::Connected) {
+        while ep.peer_state() != Ok(ivc_abi::PeerState::Connected) {
             assert!(Instant::now() < deadline, "guest side never connected");
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -10,7 +10,7 @@
 //! them (set IVC_LINUX_BOOT_FULL=1 to also wait for `Run /init`).
 //!
 //! Linux guests running their userspace in ivc-vmm (tier 4) are
-//! `userspace/guest-tests/tests/vmm_*.rs`: directly on a host whose /dev/kvm
+//! `tests/guest-tests/tests/vmm_*.rs`: directly on a host whose /dev/kvm
 //! has VMX/SVM, in a nested host under QEMU TCG everywhere else.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test

@@ -13,7 +13,7 @@
 //! overlap in every way. Both loads missing the other side's store is the
 //! outcome fences forbid. The guest runs the way the QEMU guests of our
 //! tests run (`-smp 1,sockets=2,maxcpus=2`, see
-//! `userspace/guest-harness/src/qemu.rs`), and the test asserts that no
+//! `tests/guest-harness/src/qemu.rs`), and the test asserts that no
 //! round shows it.
 //!
 //! Knobs, for finding out what an emulator does: `IVC_QEMU` (the QEMU

@@ -10,10 +10,10 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 
-use ivc_channel::layout::{
+use ivc_abi::layout::{
     mark_absent, peer_entry, Layout, NUM_SLOTS, PEER_DOORBELL_ID, PEER_STATE, PEER_UP,
 };
-use ivc_channel::{AtomicMem, SharedMemory};
+use ivc_abi::{AtomicMem, SharedMemory};
 
 /// A shared, writable mapping of a whole file.
 #[derive(Debug)]
@@ -113,7 +113,7 @@ impl Drop for ShmMapping {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ivc_channel::{AttachOptions, Endpoint, PeerState};
+    use ivc_abi::{AttachOptions, Endpoint, PeerState};
 
     fn memfd(size: u64) -> File {
         let f = tempfile_in_dev_shm();

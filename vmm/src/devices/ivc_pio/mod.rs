@@ -1,5 +1,5 @@
 //! `ivc-pio`: our port-I/O device (1234:1c1c, class 0x078000): BAR0 is 64
-//! bytes of I/O ports, the register map in `ivc_channel::pio`, in front of a
+//! bytes of I/O ports, the register map in `ivc_abi::pio`, in front of a
 //! channel endpoint that this VMM attaches to the rendezvous server's shared
 //! memory. The peer VMM does the same with its own `ivc-pio`, so bytes go
 //! guest -> exit -> our endpoint -> shared ring -> peer VMM's endpoint ->
@@ -11,8 +11,8 @@ pub mod registers;
 
 use std::sync::Arc;
 
-use ivc_channel::pio::{BAR0_SIZE, CLASS_CODE, DEVICE_ID, REVISION, VENDOR_ID};
-use ivc_channel::AtomicMem;
+use ivc_abi::pio::{BAR0_SIZE, CLASS_CODE, DEVICE_ID, REVISION, VENDOR_ID};
+use ivc_abi::AtomicMem;
 
 use self::registers::PioRegisters;
 use crate::devices::ratelimit::RateLimit;

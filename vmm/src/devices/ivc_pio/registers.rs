@@ -1,4 +1,4 @@
-//! The register model of `ivc-pio` (map: `ivc_channel::pio`), over a
+//! The register model of `ivc-pio` (map: `ivc_abi::pio`), over a
 //! channel [`Endpoint`] this VMM attaches to the shared memory.
 //!
 //! Pure logic without KVM, unit-tested against a second endpoint. The
@@ -17,12 +17,12 @@ use std::time::Duration;
 use self::descriptor::Descriptors;
 pub use self::descriptor::GuestRam;
 
-use ivc_channel::pio::{
+use ivc_abi::pio::{
     CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, CONTROL_RESUME, MAGIC, REG_CONTROL, REG_DATA,
     REG_ID, REG_RX_AVAIL, REG_STATUS, REG_TX_FREE, REG_VERSION, STATUS_CONNECTED, STATUS_ERROR,
     STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VERSION,
 };
-use ivc_channel::{AttachOptions, ChannelError, Endpoint, Liveness, PeerState, SharedMemory};
+use ivc_abi::{AttachOptions, ChannelError, Endpoint, Liveness, PeerState, SharedMemory};
 
 /// What went wrong in one access (the device logs it; the model has set
 /// `STATUS_ERROR` already).
@@ -184,7 +184,7 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
             .run(dir, self.ep.as_mut(), self.ram.as_deref(), rx_ended)
         {
             Ok(v) => {
-                if v & ivc_channel::pio::DESC_ERROR == 0 {
+                if v & ivc_abi::pio::DESC_ERROR == 0 {
                     match dir {
                         descriptor::Direction::Tx => self.traffic.bytes_sent += u64::from(v),
                         descriptor::Direction::Rx => self.traffic.bytes_received += u64::from(v),
@@ -542,8 +542,8 @@ impl<M: SharedMemory + Copy> PioRegisters<M> {
 mod tests {
     use super::*;
     use core::sync::atomic::AtomicU32;
-    use ivc_channel::layout::{ring_ctrl, RING_PROD};
-    use ivc_channel::AtomicMem;
+    use ivc_abi::layout::{ring_ctrl, RING_PROD};
+    use ivc_abi::AtomicMem;
 
     fn words(bytes: usize) -> Vec<AtomicU32> {
         (0..bytes / 4).map(|_| AtomicU32::new(0)).collect()
@@ -697,7 +697,7 @@ mod tests {
         buf: u64,
         len: u32,
     ) -> u32 {
-        use ivc_channel::pio::{
+        use ivc_abi::pio::{
             Desc, REG_RX_DESC_HI, REG_RX_DESC_LO, REG_RX_GO, REG_TX_DESC_HI, REG_TX_DESC_LO,
             REG_TX_GO,
         };
@@ -776,7 +776,7 @@ mod tests {
     /// the next `RX_GO` reports the end.
     #[test]
     fn the_end_after_a_full_bounce_buffer_comes_with_the_next_read() {
-        use ivc_channel::pio::{DESC_ERROR, DESC_ERR_PEER_GONE};
+        use ivc_abi::pio::{DESC_ERROR, DESC_ERR_PEER_GONE};
         let w = words(1 << 20);
         let [(mut a, ram_a), (mut b, ram_b)] = desc_pair(AtomicMem::from_words(&w), 0x40000);
         let n = 64 << 10;
@@ -800,7 +800,7 @@ mod tests {
         // The peer's VMM dies; ours marks it absent (what the peer watcher
         // does on the server's leave announcement).
         let slot_b = b.endpoint().unwrap().slot();
-        ivc_channel::mark_absent(&mem, slot_b).unwrap();
+        ivc_abi::mark_absent(&mem, slot_b).unwrap();
         a.write(0, &[2; 8]).unwrap();
         a.write(0, &[2; 4]).unwrap();
         assert_eq!(a.dropped(), 12);
@@ -830,7 +830,7 @@ mod tests {
         let grant = rd32(&mut a, REG_TX_FREE);
         assert!(grant > 100);
         a.write(0, &[1; 4]).unwrap();
-        ivc_channel::mark_absent(&mem, b.endpoint().unwrap().slot()).unwrap();
+        ivc_abi::mark_absent(&mem, b.endpoint().unwrap().slot()).unwrap();
         // The poller looks; then the writer's string write goes on.
         assert_ne!(rd32(&mut a, REG_STATUS) & STATUS_PEER_GONE, 0);
         for _ in 0..10 {
@@ -950,7 +950,7 @@ mod tests {
 mod byte_exit_tests {
     use super::*;
     use core::sync::atomic::AtomicU32;
-    use ivc_channel::AtomicMem;
+    use ivc_abi::AtomicMem;
 
     /// String I/O that reaches the VMM one byte per exit (what KVM does
     /// for `rep outsb`), interleaved with the peer's reads.
@@ -1015,11 +1015,11 @@ mod property_tests {
     use super::descriptor::GuestRam;
     use super::*;
     use core::sync::atomic::AtomicU32;
-    use ivc_channel::pio::{
+    use ivc_abi::pio::{
         Desc, DESC_ERROR, DESC_ERR_RANGE, DESC_MAX_LEN, REG_CAPS, REG_RX_DESC_HI, REG_RX_DESC_LO,
         REG_RX_GO, REG_TX_DESC_HI, REG_TX_DESC_LO, REG_TX_GO,
     };
-    use ivc_channel::AtomicMem;
+    use ivc_abi::AtomicMem;
     use proptest::prelude::*;
 
     const MEM: usize = 64 << 10;

@@ -1,5 +1,5 @@
 //! `test=chan-duplex`: an ivc channel over ivc-shm's BAR2, both directions
-//! at once, with the `ivc-channel` endpoint the kernel module uses.
+//! at once, with the `ivc-abi` endpoint the kernel module uses.
 //!
 //! Setup (device, BARs, MSI-X) at CPL0, then the transfer loop at CPL3
 //! (native speed under PVM). `irq=1` is the shm-irq path: the loop rings the
@@ -8,7 +8,7 @@
 //! interrupt (counted by `irq`, delivered at CPL3 with IF=1). `irq=0` is
 //! shm-poll: it just polls.
 
-use ivc_channel::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState, Readiness};
+use ivc_abi::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState, Readiness};
 
 use super::shm_dev::{self, ShmDev, Want};
 use super::stream::{self, Fnv};

@@ -1,12 +1,12 @@
 //! `test=pio-duplex`: byte streams both ways through ivc-pio's register
-//! map (`ivc_channel::pio`) at CPL3, the way the driver's pio transport
+//! map (`ivc_abi::pio`) at CPL3, the way the driver's pio transport
 //! does it: read `TX_FREE`/`RX_AVAIL`, then move up to a page with one
 //! `rep outsb`/`rep insb` on `DATA`; or, with `desc=1`, with one descriptor
 //! per chunk (the buffer's address and length in this direction's
 //! descriptor in guest RAM, one `IN` from `TX_GO`/`RX_GO`; paging is
 //! identity, so an address is its guest physical address).
 
-use ivc_channel::pio::{
+use ivc_abi::pio::{
     Desc, CAP_DESC, CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, DESC_ERROR,
     DESC_ERR_PEER_GONE, DESC_ERR_RANGE, DESC_ERR_TOO_LONG, DESC_MAX_LEN, DEVICE_ID, MAGIC,
     REG_CAPS, REG_CONTROL, REG_DATA, REG_ID, REG_RX_AVAIL, REG_RX_DESC_HI, REG_RX_DESC_LO,
@@ -172,7 +172,7 @@ fn hostile_descriptors(
 
 /// Largest chunk in descriptor mode (the buffer is static, not on the
 /// 64 KiB CPL3 stack).
-const DESC_BUF: usize = ivc_channel::pio::DESC_MAX_LEN as usize;
+const DESC_BUF: usize = ivc_abi::pio::DESC_MAX_LEN as usize;
 
 /// Descriptor mode's memory: one descriptor per direction and the buffer.
 #[repr(C, align(4096))]

@@ -2,7 +2,7 @@
 //! shared memory, timed with RDTSC at CPL3 (native under PVM).
 //!
 //! `proto=ring` (the product): guest A writes `size` bytes into the
-//! `ivc-channel` ring, B reads them and writes them back, A reads them; one
+//! `ivc-abi` ring, B reads them and writes them back, A reads them; one
 //! round trip, the same `Endpoint` code the kernel module compiles. With
 //! `irq=1` a side that finds nothing to read arms its wake-up and waits for
 //! the peer's doorbell (an MSI-X interrupt counted by `irq`, at CPL3 with
@@ -16,7 +16,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use ivc_channel::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState, Readiness};
+use ivc_abi::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState, Readiness};
 
 use super::samples::{self, Region};
 use super::shm_dev::{self, ShmDev, Want};

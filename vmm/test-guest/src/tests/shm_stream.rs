@@ -1,4 +1,4 @@
-//! `test=shm-stream`: one-way throughput through the `ivc-channel` ring in
+//! `test=shm-stream`: one-way throughput through the `ivc-abi` ring in
 //! ivc-shm's BAR2, polled, at CPL3, with cheap data so that the ring's own
 //! cost shows (`chan-duplex` computes a SplitMix64 and an FNV-1a step per
 //! byte, which bounds it instead).
@@ -9,8 +9,8 @@
 //! time. A lost, repeated or reordered power-of-two block cannot line up
 //! with an odd period, so it shows as a mismatch.
 
-use ivc_channel::shm::SharedMemory;
-use ivc_channel::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState};
+use ivc_abi::shm::SharedMemory;
+use ivc_abi::{AtomicMem, AttachOptions, ChannelError, Endpoint, PeerState};
 
 use super::samples;
 use super::shm_dev::{self, ShmDev, Want};

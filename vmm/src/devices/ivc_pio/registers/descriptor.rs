@@ -1,4 +1,4 @@
-//! Descriptor mode of `ivc-pio` (map: `ivc_channel::pio`, version 3): the
+//! Descriptor mode of `ivc-pio` (map: `ivc_abi::pio`, version 3): the
 //! guest keeps one 16-byte descriptor per direction in its RAM (buffer
 //! address and length), tells the device where once, and moves a whole
 //! buffer with one 32-bit `IN` from `TX_GO` or `RX_GO`, whose value is the
@@ -13,12 +13,12 @@
 //! bounce buffer between guest RAM and the channel ring (guest RAM can
 //! change under the copy, so it is never seen as a Rust slice).
 
-use ivc_channel::pio::{
+use ivc_abi::pio::{
     Desc, CAP_DESC, DESC_ERROR, DESC_ERR_CHANNEL, DESC_ERR_NO_DESC, DESC_ERR_PEER_GONE,
     DESC_ERR_RANGE, DESC_ERR_TOO_LONG, DESC_MAX_LEN, REG_CAPS, REG_RX_DESC_HI, REG_RX_DESC_LO,
     REG_RX_GO, REG_TX_DESC_HI, REG_TX_DESC_LO, REG_TX_GO,
 };
-use ivc_channel::{ChannelError, Endpoint, SharedMemory};
+use ivc_abi::{ChannelError, Endpoint, SharedMemory};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// Guest RAM as descriptor mode needs it: bounds-checked copies.
@@ -291,10 +291,10 @@ mod tests {
     use super::test_ram::FakeRam;
     use super::*;
     use core::sync::atomic::AtomicU32;
-    use ivc_channel::AtomicMem;
+    use ivc_abi::AtomicMem;
 
     fn pair(mem: AtomicMem<'_>) -> (Endpoint<AtomicMem<'_>>, Endpoint<AtomicMem<'_>>) {
-        let o = ivc_channel::AttachOptions::default();
+        let o = ivc_abi::AttachOptions::default();
         let mut a = Endpoint::attach_any(mem, &o).unwrap();
         let mut b = Endpoint::attach_any(mem, &o).unwrap();
         for _ in 0..4 {

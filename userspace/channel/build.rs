@@ -1,5 +1,0 @@
-//! Declares the `loom` cfg used by tests/loom.rs
-//! (`RUSTFLAGS="--cfg loom" cargo test -p ivc-channel --release --test loom`).
-fn main() {
-    println!("cargo::rustc-check-cfg=cfg(loom)");
-}
