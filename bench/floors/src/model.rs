@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ivc_tools::stats::summarize;
+use ivc_kit::stats::summarize;
 use serde::{Deserialize, Serialize};
 
 /// Round-trip latency of one message size, nanoseconds.
@@ -42,7 +42,7 @@ impl Latency {
             median_ns: s.median as f64 / b,
             p99_ns: s.p99 as f64 / b,
             max_ns: s.max as f64 / b,
-            mean_ns: s.mean / b,
+            mean_ns: s.mean() / b,
         })
     }
 }

@@ -12,7 +12,7 @@ use ivc_abi::AtomicMem;
 use ivc_guest_harness::{require_guest_env, Device, Guest, GuestSpec, HostMapping, ScratchDir};
 use ivc_guest_tests::guest_sh::{run_reporting, DMESG_IVC, INSMOD, RMMOD};
 use ivc_guest_tests::host_peer;
-use ivc_tools::stream::fill;
+use ivc_kit::stream::fill;
 
 const SHM_SIZE: u64 = 1 << 20;
 const CYCLES: u32 = 50;

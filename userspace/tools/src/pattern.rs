@@ -1,4 +1,4 @@
-//! A periodic test pattern built from [`crate::stream`] for benchmarks.
+//! A periodic test pattern built from [`ivc_kit::stream`] for benchmarks.
 //!
 //! Generating the stream byte by byte costs more than moving it through a
 //! fast channel, which would make a benchmark measure the generator. So the
@@ -8,7 +8,7 @@
 //! power-of-two size (a ring, a page, a chunk) shifts the data against the
 //! pattern and is caught; the receiver also checks the exact byte count.
 
-use crate::stream;
+use ivc_kit::stream;
 
 /// Default period: odd and larger than the largest packet a benchmark uses.
 pub const DEFAULT_PERIOD: usize = 256 * 1024 - 1;

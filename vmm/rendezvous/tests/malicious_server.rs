@@ -14,11 +14,11 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use common::{fd_lock, open_fds};
+use ivc_kit::stream::Rng;
 use ivc_rendezvous::fd_passing::send_with_fds;
 use ivc_rendezvous::{
     Client, ClientError, ClientEvent, ClientOptions, ProtocolError, SharedMemory, ShmBacking,
 };
-use ivc_tools::stream::Rng;
 use vmm_sys_util::eventfd::EventFd;
 
 struct FakeServer {

@@ -150,22 +150,10 @@ impl<'a> Cmdline<'a> {
     }
 }
 
-/// Parses decimal or `0x` hex, with an optional binary `k`/`m`/`g` suffix.
+/// Parses a number: `ivc_kit::size`'s grammar (decimal or `0x` hex, an
+/// optional binary unit such as `k` or `4m`), a bare number as is.
 pub fn parse_u64(text: &str) -> Option<u64> {
-    let (digits, shift) = match text.as_bytes().last()? {
-        b'k' | b'K' => (&text[..text.len() - 1], 10),
-        b'm' | b'M' => (&text[..text.len() - 1], 20),
-        b'g' | b'G' => (&text[..text.len() - 1], 30),
-        _ => (text, 0),
-    };
-    let value = match digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
-        None => digits.parse::<u64>().ok()?,
-    };
-    value.checked_mul(1u64 << shift)
+    ivc_kit::size::parse_size(text).ok()
 }
 
 /// Parses `VVVV:DDDD` (hex vendor and device IDs).

@@ -31,11 +31,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ivc_kit::size::parse_size;
+use ivc_kit::stats::summarize;
 use ivc_tools::clock::Clock;
 use ivc_tools::json::Object;
 use ivc_tools::pattern::{Pattern, DEFAULT_PERIOD};
-use ivc_tools::size::parse_size;
-use ivc_tools::stats::summarize;
 
 /// Prefix of the machine-readable lines.
 const JSON_PREFIX: &str = "IVC_BENCH_JSON ";
@@ -345,7 +345,7 @@ fn latency(
             .int("median_ns", s.median)
             .int("p99_ns", s.p99)
             .int("max_ns", s.max)
-            .num("mean_ns", s.mean)
+            .num("mean_ns", s.mean())
             .bool("verified", verified)
             .finish();
         println!("{JSON_PREFIX}{line}");

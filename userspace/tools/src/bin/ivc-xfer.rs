@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use ivc_tools::size::parse_size;
-use ivc_tools::stream::{fill, verify, Fnv64};
+use ivc_kit::size::parse_size;
+use ivc_kit::stream::{fill, verify, Fnv64};
 
 #[derive(Parser)]
 #[command(

@@ -254,7 +254,7 @@ fn user_main(p: &Params) -> ! {
         };
         println!(
             "pio-result outcome={outcome} sent={txd} received={rxd} tx_fnv=0x{:016x} rx_fnv=0x{:016x} string_ops={exits} checked={} cycles={cycles}",
-            tx.0, rx.0, p.check as u8
+            tx.value(), rx.value(), p.check as u8
         );
     };
     // Descriptor mode needs no count registers (a GO moves what it can and

@@ -1,5 +1,5 @@
-//! Latency samples in guest RAM and their summary (min, median, p99, max,
-//! mean), for the ping-pong benchmark. No allocator here: the samples live
+//! Latency samples in guest RAM for the ping-pong benchmark (their summary is
+//! `ivc_kit::stats`, shared with the host tools). No allocator here: the samples live
 //! in RAM from the PVH memory map above the image, reserved at CPL0.
 //!
 //! Percentiles are nearest rank, so every reported figure is a time that was
@@ -32,63 +32,9 @@ impl Region {
     }
 }
 
-/// Summary of samples in TSC cycles per round trip.
-pub struct Summary {
-    pub count: usize,
-    pub min: u64,
-    pub median: u64,
-    pub p99: u64,
-    pub max: u64,
-    pub mean: u64,
-}
-
-/// Sorts `samples` and summarises them; `None` when empty.
-pub fn summarize(samples: &mut [u64]) -> Option<Summary> {
-    let n = samples.len();
-    if n == 0 {
-        return None;
-    }
-    heap_sort(samples);
-    // Nearest rank: the smallest sample with at least p% of samples <= it.
-    let rank = |pct: usize| samples[(n * pct).div_ceil(100).clamp(1, n) - 1];
-    let sum: u128 = samples.iter().map(|&s| u128::from(s)).sum();
-    Some(Summary {
-        count: n,
-        min: samples[0],
-        median: rank(50),
-        p99: rank(99),
-        max: samples[n - 1],
-        mean: (sum / n as u128) as u64,
-    })
-}
-
-/// In-place heap sort. Written out rather than `sort_unstable` because the
-/// latter uses bit-count intrinsics, which may compile to instructions the
-/// build script rejects for this guest (TZCNT/LZCNT, see docs/test-guest.md).
-fn heap_sort(v: &mut [u64]) {
-    let sift_down = |v: &mut [u64], mut root: usize, end: usize| loop {
-        let mut child = 2 * root + 1;
-        if child >= end {
-            break;
-        }
-        if child + 1 < end && v[child] < v[child + 1] {
-            child += 1;
-        }
-        if v[root] >= v[child] {
-            break;
-        }
-        v.swap(root, child);
-        root = child;
-    };
-    let n = v.len();
-    for start in (0..n / 2).rev() {
-        sift_down(v, start, n);
-    }
-    for end in (1..n).rev() {
-        v.swap(0, end);
-        sift_down(v, 0, end);
-    }
-}
+/// Sorts the samples (TSC cycles per round trip) and summarises them with
+/// `ivc_kit::stats` (nearest rank, integers only); `None` when empty.
+pub use ivc_kit::stats::summarize;
 
 /// `cycles` in nanoseconds at `khz` (integer arithmetic: no floating point
 /// in this guest).

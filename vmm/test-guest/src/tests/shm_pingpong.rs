@@ -503,7 +503,7 @@ fn report_a(p: &Params, samples: &mut [u64], n: &Counters) {
         per(s.median),
         per(s.p99),
         per(s.max),
-        per(s.mean),
+        per(s.mean_floor()),
         n.rings,
         n.waits,
         if p.irq { irq::count(usize::from(p.vector)) } else { 0 }
@@ -516,7 +516,7 @@ fn report_a(p: &Params, samples: &mut [u64], n: &Counters) {
             ns(s.median),
             ns(s.p99),
             ns(s.max),
-            ns(s.mean)
+            ns(s.mean_floor())
         );
     }
 }
