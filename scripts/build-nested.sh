@@ -7,7 +7,7 @@
 #                apt-get download, cached in $IVC_CACHE/nested, never built)
 #   l1.cpio      the L1 initramfs: busybox, the KVM modules (kvm-amd: QEMU TCG
 #                emulates an AMD CPU with SVM), scripts/nested/init, and the
-#                payload: ivc-vmm and ivc-scenario (static musl), the guest
+#                payload: ivc-vmm, ivc-rendezvous and ivc-scenario (static musl), the guest
 #                vmlinux and initramfs, and the tier-2 test programs
 #   manifest     what went in, for the harness's reports
 #
@@ -93,9 +93,9 @@ for m in "${L1_MODULES[@]}"; do
 done
 
 # --- the payload: static host programs and tier-2 test programs --------------
-run_with_progress "building ivc-vmm and ivc-scenario for the L1 (static, $musl)" "$out/build-bins.log" \
+run_with_progress "building ivc-vmm, ivc-rendezvous and ivc-scenario for the L1 (static, $musl)" "$out/build-bins.log" \
     cargo build --manifest-path "$IVC_ROOT/Cargo.toml" --profile guest-tools --target "$musl" \
-        -p ivc-vmm -p ivc-guest-harness --bins --target-dir "$IVC_ROOT/target"
+        -p ivc-vmm -p ivc-rendezvous -p ivc-guest-harness --bins --target-dir "$IVC_ROOT/target"
 bins="$IVC_ROOT/target/$musl/guest-tools"
 
 # The tier-2 programs that need only /dev/kvm (not QEMU, not this host's PVM):
@@ -130,6 +130,7 @@ list="$out/l1.list"
     for m in "${L1_MODULES[@]}"; do echo "file /lib/ivc-l1/modules/$m.ko $kdir/modules/$m.ko 0644 0 0"; done
     echo "file /lib/ivc-l1/modules.order $out/modules.order 0644 0 0"
     echo "file /opt/ivc/bin/ivc-vmm $bins/ivc-vmm 0755 0 0"
+    echo "file /opt/ivc/bin/ivc-rendezvous $bins/ivc-rendezvous 0755 0 0"
     echo "file /opt/ivc/bin/ivc-scenario $bins/ivc-scenario 0755 0 0"
     echo "file /opt/ivc/guest/vmlinux $stage/vmlinux 0644 0 0"
     echo "file /opt/ivc/guest/initramfs.cpio.gz $IVC_OUT/initramfs.cpio.gz 0644 0 0"

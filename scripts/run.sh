@@ -16,6 +16,6 @@ fi
 # An explicit target directory: the binaries are run from there below, whatever
 # CARGO_TARGET_DIR the caller has set (ivc-run builds ivc-vmm the same way;
 # ivc-scenario runs Linux guests in ivc-vmm on hosts that need no nesting).
-run_with_progress "building ivc-run, ivc-vmm and ivc-scenario (release)" "$IVC_ROOT/target/ivc-run-build.log" \
-    cargo build --release -p ivc-run -p ivc-vmm -p ivc-guest-harness --bins --target-dir "$IVC_ROOT/target"
+run_with_progress "building ivc-run, ivc-vmm, ivc-rendezvous and ivc-scenario (release)" "$IVC_ROOT/target/ivc-run-build.log" \
+    cargo build --release -p ivc-run -p ivc-vmm -p ivc-rendezvous -p ivc-guest-harness --bins --target-dir "$IVC_ROOT/target"
 IVC_GUEST_DIR="$IVC_OUT" exec "$IVC_ROOT/target/release/ivc-run" "$@"

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ivc_kit::size::{parse_size_in, Unit};
 
 use crate::layout::MAX_VCPUS;
 
@@ -30,10 +31,8 @@ pub enum Command {
     /// Boot a guest and run it until it exits.
     #[command(after_help = EXIT_STATUS_HELP)]
     Run(RunArgs),
-    /// Run an ivshmem-server compatible rendezvous server (shared memory,
-    /// peer ids, doorbell eventfds) for `--ivc ...,socket=PATH` devices and
-    /// QEMU ivshmem-doorbell guests. Stops on SIGINT/SIGTERM.
-    Server(ivc_rendezvous::ServerArgs),
+    // The rendezvous server that `--ivc ...,socket=PATH` devices connect to
+    // is its own program, ivc-rendezvous: one binary, not two.
 }
 
 #[derive(Debug, Args)]
@@ -50,7 +49,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "STRING", default_value = "")]
     pub cmdline: String,
 
-    /// Guest RAM: a number of MiB or a size with K, M or G suffix (e.g. 512M, 2G).
+    /// Guest RAM: a bare number is MiB (as QEMU's -m); or a size with a unit
+    /// K, M, G (powers of 1024; e.g. 512M, 2G, 0x20000000B).
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_mem_size)]
     pub mem: u64,
 
@@ -79,22 +79,11 @@ pub struct RunArgs {
 pub const MIN_MEM: u64 = 2 << 20;
 pub const MAX_MEM: u64 = 512 << 30;
 
+/// Guest RAM size: `ivc_kit::size`'s grammar with a bare number in MiB, as
+/// in QEMU's `-m`; a multiple of 4 KiB between the limits.
 pub fn parse_mem_size(s: &str) -> Result<u64, String> {
+    let bytes = parse_size_in(s, Unit::MiB).map_err(|e| format!("'{}': {e}", s.trim()))?;
     let s = s.trim();
-    let (digits, shift) = match s.char_indices().last() {
-        Some((i, c)) if c.eq_ignore_ascii_case(&'k') => (&s[..i], 10),
-        Some((i, c)) if c.eq_ignore_ascii_case(&'m') => (&s[..i], 20),
-        Some((i, c)) if c.eq_ignore_ascii_case(&'g') => (&s[..i], 30),
-        Some(_) => (s, 20),
-        None => return Err("empty size".into()),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size like 512M or 2G"))?;
-    let bytes = n
-        .checked_shl(shift)
-        .filter(|b| b >> shift == n)
-        .ok_or_else(|| format!("'{s}' is too large"))?;
     if bytes % 4096 != 0 {
         return Err(format!("'{s}' is not a multiple of 4 KiB"));
     }
@@ -127,7 +116,6 @@ mod tests {
         v.extend_from_slice(args);
         Cli::try_parse_from(v).map(|c| match c.command {
             Command::Run(r) => r,
-            Command::Server(_) => unreachable!("parsed 'run'"),
         })
     }
 
@@ -228,31 +216,6 @@ mod tests {
         let e = parse(&["--kernel", &k, "--ivc", "shm-poll"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ValueValidation);
         assert!(e.to_string().contains("needs socket=PATH or path"), "{e}");
-    }
-
-    #[test]
-    fn server_subcommand() {
-        let c = Cli::try_parse_from([
-            "ivc-vmm",
-            "server",
-            "--socket",
-            "/tmp/x.sock",
-            "--shm-size",
-            "1M",
-            "--vectors",
-            "2",
-        ])
-        .unwrap();
-        match c.command {
-            Command::Server(a) => {
-                assert_eq!((a.shm_size, a.vectors), (1 << 20, 2));
-            }
-            Command::Run(_) => panic!("parsed as run"),
-        }
-        assert!(
-            Cli::try_parse_from(["ivc-vmm", "server", "--socket", "/x", "--shm-size", "3K"])
-                .is_err()
-        );
     }
 
     #[test]

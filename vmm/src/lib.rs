@@ -14,7 +14,6 @@ pub mod exit;
 pub mod irq;
 pub mod ivc_spec;
 pub mod layout;
-pub mod logger;
 pub mod machine;
 pub mod memory;
 pub mod pci;

@@ -56,7 +56,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
 }
 
 fn main() -> ExitCode {
-    ivc_vmm::logger::init();
+    ivc_rendezvous::logging::init("ivc-vmm", log::LevelFilter::Warn);
     let cli = Cli::parse();
     let status = match cli.command {
         Command::Run(args) => match run(args) {
@@ -66,20 +66,6 @@ fn main() -> ExitCode {
                 ivc_vmm::exit::VMM_ERROR_STATUS
             }
         },
-        Command::Server(args) => {
-            // A server's joins and leaves are its output: log them unless
-            // the user chose a level.
-            if std::env::var_os("IVC_VMM_LOG").is_none() {
-                log::set_max_level(log::LevelFilter::Info);
-            }
-            match ivc_rendezvous::run_server(&args) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("ivc-vmm: server: {e}");
-                    ivc_vmm::exit::VMM_ERROR_STATUS
-                }
-            }
-        }
     };
     // The guest chooses the status: saturate what does not fit an exit code.
     let code = u8::try_from(status).unwrap_or(if status < 0 { 0 } else { u8::MAX });

@@ -98,20 +98,3 @@ fn bad_ivc_specs_exit_2_with_the_reason() {
         assert!(!out.stderr.contains("panicked"), "{spec}: {}", out.stderr);
     }
 }
-
-#[test]
-fn server_subcommand_usage_and_runtime_errors() {
-    let help = run_vmm(&["server", "--help"], T);
-    assert_eq!(help.status.code(), Some(0));
-    for flag in ["--socket", "--shm-size", "--vectors", "--shm-path"] {
-        assert!(help.stdout.contains(flag), "{flag}: {}", help.stdout);
-    }
-    let out = run_vmm(
-        &["server", "--socket", "/tmp/x.sock", "--shm-size", "3K"],
-        T,
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
-    let out = run_vmm(&["server", "--socket", "/nonexistent/dir/s.sock"], T);
-    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    assert!(out.stderr.contains("ivc-vmm: server:"), "{}", out.stderr);
-}

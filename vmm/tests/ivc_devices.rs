@@ -1,5 +1,5 @@
-//! The ivc devices end to end: a rendezvous server (`ivc-vmm server`) and
-//! two `ivc-vmm` processes under /dev/kvm, each running the bare-metal test
+//! The ivc devices end to end: a rendezvous server (ivc-rendezvous's, in a
+//! thread of the test) and two `ivc-vmm` processes under /dev/kvm, each running the bare-metal test
 //! guest (vmm/test-guest), for every variant:
 //!
 //! * 1 MiB (or more) in both directions at once, every byte checked at its
@@ -142,10 +142,6 @@ impl Proc {
         }
         status.code()
     }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
 }
 
 impl Drop for Proc {
@@ -155,45 +151,46 @@ impl Drop for Proc {
     }
 }
 
-/// `ivc-vmm server` on a fresh socket.
+/// The rendezvous server (`ivc_rendezvous::Server`, the code of the
+/// `ivc-rendezvous` program) on a fresh socket, served by a thread of this
+/// test; the VMMs under test are separate processes, as in production.
 struct Server {
-    proc: Proc,
     socket: PathBuf,
+    thread: Option<ivc_rendezvous::ServerThread>,
 }
 
 impl Server {
     fn start(name: &str, shm: &str, vectors: u32) -> Server {
         let socket = temp_path(&format!("{name}.sock"));
-        let _ = std::fs::remove_file(&socket);
-        let proc = Proc::spawn(
-            "server",
-            &[
-                "server",
-                "--socket",
-                socket.to_str().unwrap(),
-                "--shm-size",
-                shm,
-                "--vectors",
-                &vectors.to_string(),
-            ],
-            &[],
-        );
-        // The socket path appears only once the server accepts.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "server socket did not appear");
-            std::thread::sleep(Duration::from_millis(10));
+        let size = ivc_kit::size::parse_size(shm).unwrap();
+        let config = ivc_rendezvous::ServerConfig::new(&socket, size, vectors);
+        let thread = ivc_rendezvous::Server::bind(config)
+            .unwrap()
+            .spawn()
+            .unwrap();
+        Server {
+            socket,
+            thread: Some(thread),
         }
-        Server { proc, socket }
     }
 
     fn path(&self) -> &str {
         self.socket.to_str().unwrap()
     }
+
+    /// Stops the server: how its loop ended (a panic is
+    /// `ServerError::Panicked`).
+    fn stop(&mut self) -> Result<(), String> {
+        match self.thread.take() {
+            Some(t) => t.stop().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        let _ = self.stop();
         let _ = std::fs::remove_file(&self.socket);
     }
 }
@@ -529,11 +526,10 @@ fn killing_a_vmm_mid_transfer_is_seen_as_peer_gone() {
             "desc=1 chunk=64k",
         ),
     ] {
-        let mut server = Server::start(&format!("kill-{name}"), "1M", 1);
+        let server = Server::start(&format!("kill-{name}"), "1M", 1);
         let ivc = format!("{kind},socket={}", server.path());
         kill_mid_transfer(&ivc, test, result, extra);
-        assert!(server.proc.running(), "server died\n{}", server.proc.dump());
-        // The server still serves: a newcomer joins.
+        // The server did not die with the VMM: a newcomer joins.
         let c = ivc_rendezvous::Client::connect(server.path(), 1).unwrap();
         assert!(c.id() >= 2);
         eprintln!("{name}: survivor saw the peer gone; server alive");
@@ -666,7 +662,8 @@ fn a_peer_corrupting_the_channel_is_reported_not_fatal() {
                 g.dump()
             );
         }
-        assert!(server.proc.stderr().is_empty() || !server.proc.stderr().contains("panicked"));
+        let mut server = server;
+        assert_eq!(server.stop(), Ok(()));
     }
 }
 

@@ -116,7 +116,7 @@ fn exit_floor_command(tsc_khz: u64) -> String {
 const DESC_EXIT_BYTES: u64 = 8 << 20;
 
 /// The L1 command measuring ivc-pio's descriptor exits with two test
-/// guests (`pio-duplex desc=1 chunk=256k check=0`) on an `ivc-vmm server`
+/// guests (`pio-duplex desc=1 chunk=256k check=0`) on an `ivc-rendezvous` server
 /// of its own: each VM prints its GOs' count, bytes and cycles, and its
 /// VMM the device's exit counts (`ivc-pio traffic:`).
 fn desc_exit_command(tsc_khz: u64) -> String {
@@ -128,7 +128,7 @@ fn desc_exit_command(tsc_khz: u64) -> String {
         )
     };
     format!(
-        "/opt/ivc/bin/ivc-vmm server --socket /tmp/ivc-desc-exit.sock --shm-size 1048576 --vectors 1 & s=$!\n\
+        "/opt/ivc/bin/ivc-rendezvous --socket /tmp/ivc-desc-exit.sock --shm-size 1048576 --vectors 1 & s=$!\n\
          n=0; while [ ! -S /tmp/ivc-desc-exit.sock ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done\n\
          {} & a=$!\n{}; rb=$?; wait $a; ra=$?\nkill $s\n\
          sed 's/^/A /' /tmp/ivc-desc-a.log; sed 's/^/B /' /tmp/ivc-desc-b.log\n\
@@ -412,7 +412,8 @@ mod tests {
         assert!(exit_floor_command(2_600_000).contains("tsc_khz=2600000"));
         let d = desc_exit_command(2_600_000);
         assert!(
-            d.contains("desc=1 chunk=256k check=0 tsc_khz=2600000") && d.contains("ivc-vmm server"),
+            d.contains("desc=1 chunk=256k check=0 tsc_khz=2600000")
+                && d.contains("ivc-rendezvous --socket"),
             "{d}"
         );
     }

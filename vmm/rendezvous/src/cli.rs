@@ -27,6 +27,8 @@
 
 use std::path::PathBuf;
 
+use ivc_kit::size::parse_size;
+
 use crate::peer_ids::IdPolicy;
 use crate::protocol::MAX_VECTORS;
 use crate::server::{Server, ServerConfig, ServerError};
@@ -42,8 +44,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "PATH")]
     pub socket: PathBuf,
 
-    /// Shared memory size: bytes, or with a K, M, G or T suffix (powers of
-    /// 1024). Must be a power of two of at least 4K: it becomes a PCI BAR.
+    /// Shared memory size: bytes, or with a unit K, M, G or T (powers of
+    /// 1024; also KiB, MB, ...; 0x hex is accepted). Must be a power of two of at least 4K: it becomes a PCI BAR.
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_shm_size)]
     pub shm_size: u64,
 
@@ -95,37 +97,9 @@ pub fn run_server(args: &ServerArgs) -> Result<(), ServerError> {
     server.run()
 }
 
-/// Parses a size such as `4096`, `64K`, `4M`, `1G`, `1GiB` (powers of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, suffix) = text.split_at(split);
-    if digits.is_empty() {
-        return Err(format!(
-            "'{text}' is not a size (examples: 4096, 64K, 4M, 1G)"
-        ));
-    }
-    let shift = match suffix.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        other => return Err(format!("unknown size suffix '{other}' (use K, M, G or T)")),
-    };
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is too large"))?;
-    number
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("'{text}' is too large"))
-}
-
-/// [`parse_size`] plus the checks that make the size usable as a BAR.
+/// A size (`ivc_kit::size`: a bare number is bytes) that is usable as a BAR.
 pub fn parse_shm_size(text: &str) -> Result<u64, String> {
-    let size = parse_size(text)?;
+    let size = parse_size(text).map_err(|e| e.to_string())?;
     check_size(size).map_err(|e| e.to_string())?;
     Ok(size)
 }

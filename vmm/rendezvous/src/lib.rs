@@ -35,7 +35,7 @@ pub mod peer_ids;
 pub mod protocol;
 pub mod server;
 pub mod shm;
-mod signals;
+pub mod signals;
 
 pub use cli::{run_server, ServerArgs};
 pub use client::{Client, ClientError, ClientEvent, ClientOptions};

@@ -6,7 +6,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ivc_rendezvous::logging::init_stderr_logger;
 use ivc_rendezvous::{run_server, ServerArgs};
 use log::LevelFilter;
 
@@ -19,8 +18,9 @@ use log::LevelFilter;
 ///   qemu-system-x86_64 ... -chardev socket,path=SOCKET,id=ivs
 ///   -device ivshmem-doorbell,chardev=ivs,vectors=N
 ///
-/// Joins and leaves are logged to stderr. SIGINT or SIGTERM stops the server
-/// and removes the socket.
+/// Joins and leaves are logged to stderr (IVC_VMM_LOG, in env_logger's filter
+/// syntax, overrides -v/-q). SIGINT or SIGTERM stops the server and removes
+/// the socket.
 #[derive(Debug, Parser)]
 #[command(name = "ivc-rendezvous", version, verbatim_doc_comment)]
 struct Cli {
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         (false, 1) => LevelFilter::Debug,
         (false, _) => LevelFilter::Trace,
     };
-    init_stderr_logger(level);
+    ivc_rendezvous::logging::init("ivc-rendezvous", level);
     match run_server(&cli.server) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,77 +1,158 @@
-//! SIGINT/SIGTERM stop the server cleanly (so that it removes its socket).
+//! SIGINT/SIGTERM end a host program cleanly: one design for both host
+//! programs, ivc-vmm (which stops its VM) and ivc-rendezvous (which removes
+//! its socket).
 //!
-//! The handler only writes to the server's shutdown eventfd — `write(2)` is
-//! async-signal-safe — and the event loop does the rest.
+//! The two signals are blocked before any thread starts (threads inherit the
+//! mask) and read from a signalfd, so no asynchronous handler runs and no
+//! code has to be async-signal-safe. ivc-vmm's main thread polls the
+//! signalfd next to its other fds; the server gets a watcher thread that
+//! turns a signal into [`ShutdownHandle::shutdown`].
 
 use std::io;
-use std::mem;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::thread::JoinHandle;
+
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::server::ShutdownHandle;
 
-/// The eventfd the handler writes to, or -1 while no server listens.
-static SHUTDOWN_FD: AtomicI32 = AtomicI32::new(-1);
-
-const SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
-
-extern "C" fn on_signal(_signal: libc::c_int) {
-    let fd = SHUTDOWN_FD.load(Ordering::SeqCst);
-    if fd < 0 {
-        return;
-    }
-    // SAFETY: __errno_location returns this thread's errno slot, valid for
-    // the thread's lifetime; it is saved and restored so that the code we
-    // interrupted does not see write()'s errno.
-    let errno = unsafe { *libc::__errno_location() };
-    let one: u64 = 1;
-    // SAFETY: write(2) is async-signal-safe; `one` is 8 valid bytes on the
-    // stack; a stale or closed fd only makes write fail.
-    unsafe { libc::write(fd, (&one as *const u64).cast(), mem::size_of::<u64>()) };
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
-}
-
-/// While alive, SIGINT and SIGTERM shut the server down; dropping it puts the
-/// previous dispositions back.
-pub struct SignalGuard {
-    previous: Vec<(libc::c_int, libc::sigaction)>,
-    // Keeps the eventfd open for as long as the handler may write to it.
-    _handle: ShutdownHandle,
-}
-
-/// Installs the handlers for `handle`'s server.
-pub fn stop_on_signals(handle: &ShutdownHandle) -> io::Result<SignalGuard> {
-    SHUTDOWN_FD.store(handle.as_raw_fd(), Ordering::SeqCst);
-    let mut guard = SignalGuard {
-        previous: Vec::new(),
-        _handle: handle.clone(),
+fn termination_set() -> io::Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data; sigemptyset initializes it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t for these calls.
+    let ok = unsafe {
+        libc::sigemptyset(&mut set) == 0
+            && libc::sigaddset(&mut set, libc::SIGINT) == 0
+            && libc::sigaddset(&mut set, libc::SIGTERM) == 0
     };
-    for signal in SIGNALS {
-        // SAFETY: sigaction is a plain C struct for which zero is valid.
-        let mut action: libc::sigaction = unsafe { mem::zeroed() };
-        action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        // SAFETY: sa_mask is a valid sigset_t inside `action`.
-        unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        // SAFETY: as above.
-        let mut previous: libc::sigaction = unsafe { mem::zeroed() };
-        // SAFETY: both pointers refer to live sigaction structs; the handler
-        // is an extern "C" fn that only does async-signal-safe work.
-        if unsafe { libc::sigaction(signal, &action, &mut previous) } < 0 {
-            return Err(io::Error::last_os_error()); // guard restores the rest
-        }
-        guard.previous.push((signal, previous));
+    if ok {
+        Ok(set)
+    } else {
+        Err(io::Error::last_os_error())
     }
-    Ok(guard)
 }
 
-impl Drop for SignalGuard {
-    fn drop(&mut self) {
-        for (signal, previous) in self.previous.drain(..) {
-            // SAFETY: restores a disposition that sigaction gave us earlier.
-            unsafe { libc::sigaction(signal, &previous, std::ptr::null_mut()) };
+/// SIGINT/SIGTERM as a readable fd. Create it on the main thread before
+/// spawning threads.
+pub struct TerminationSignals {
+    fd: OwnedFd,
+}
+
+impl TerminationSignals {
+    pub fn new() -> io::Result<Self> {
+        let set = termination_set()?;
+        // SAFETY: `set` is initialized; a null old-set pointer is allowed.
+        let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
         }
-        SHUTDOWN_FD.store(-1, Ordering::SeqCst);
+        // SAFETY: -1 asks for a new signalfd; `set` is initialized.
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: signalfd returned a new fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(TerminationSignals { fd })
+    }
+
+    /// The pending signal number, if any.
+    pub fn read(&self) -> Option<i32> {
+        // SAFETY: signalfd_siginfo is plain data.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reading at most `size` bytes into `info`, which is `size` bytes long.
+        let n = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
+        (n == size as isize).then_some(info.ssi_signo as i32)
+    }
+}
+
+impl AsRawFd for TerminationSignals {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Waits until one of `fds` is readable (or `timeout_ms` passes, -1 = never).
+/// Returns the indices of the readable ones.
+pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<usize>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![]);
+        }
+        return Err(e);
+    }
+    Ok(pfds
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.revents != 0)
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// Stops a server when SIGINT or SIGTERM arrives, until dropped. Call it on
+/// the main thread before other threads start (see the module docs).
+pub struct SignalWatcher {
+    quit: EventFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Starts a [`SignalWatcher`] for `handle`.
+pub fn stop_on_signals(handle: &ShutdownHandle) -> io::Result<SignalWatcher> {
+    let signals = TerminationSignals::new()?;
+    let quit = EventFd::new(EFD_NONBLOCK)?;
+    let quit_fd = quit.try_clone()?;
+    let handle = handle.clone();
+    let thread = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let ready = match wait_readable(&[signals.as_raw_fd(), quit_fd.as_raw_fd()], -1) {
+                Ok(ready) => ready,
+                Err(e) => {
+                    log::error!("waiting for signals: {e}; SIGINT/SIGTERM now do nothing");
+                    return;
+                }
+            };
+            if ready.contains(&1) {
+                return;
+            }
+            if let Some(signal) = ready.contains(&0).then(|| signals.read()).flatten() {
+                log::info!("signal {signal}: stopping");
+                handle.shutdown();
+                return;
+            }
+        })?;
+    Ok(SignalWatcher {
+        quit,
+        thread: Some(thread),
+    })
+}
+
+impl Drop for SignalWatcher {
+    fn drop(&mut self) {
+        // A failed write leaves the thread waiting for a signal; it holds
+        // nothing but the signalfd, and the process is on its way out.
+        if self.quit.write(1).is_ok() {
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
     }
 }

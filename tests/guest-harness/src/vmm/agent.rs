@@ -134,6 +134,10 @@ fn run_inner(cfg: &AgentConfig, scenario: &Scenario, out: &Out) -> Result<(), St
             return Err(format!("{what} {} not found", p.display()));
         }
     }
+    let rendezvous = rendezvous_binary(cfg);
+    if !scenario.servers.is_empty() && !rendezvous.is_file() {
+        return Err(format!("ivc-rendezvous {} not found", rendezvous.display()));
+    }
     std::fs::create_dir_all(&cfg.workdir)
         .map_err(|e| format!("creating {}: {e}", cfg.workdir.display()))?;
 
@@ -178,6 +182,12 @@ fn run_inner(cfg: &AgentConfig, scenario: &Scenario, out: &Out) -> Result<(), St
     result
 }
 
+/// The rendezvous server program: `ivc-rendezvous`, installed next to
+/// ivc-vmm (cargo's target directory, `/opt/ivc/bin` in the nested host).
+fn rendezvous_binary(cfg: &AgentConfig) -> PathBuf {
+    cfg.vmm.with_file_name("ivc-rendezvous")
+}
+
 fn socket_path(cfg: &AgentConfig, server: &str) -> String {
     cfg.workdir
         .join(format!("{server}.sock"))
@@ -196,9 +206,8 @@ fn start_server(
 ) -> Result<Server, String> {
     let socket = socket_path(cfg, name);
     let _ = std::fs::remove_file(&socket);
-    let mut cmd = Command::new(&cfg.vmm);
+    let mut cmd = Command::new(rendezvous_binary(cfg));
     cmd.args([
-        "server",
         "--socket",
         &socket,
         "--shm-size",
@@ -694,17 +703,20 @@ mod tests {
         assert_eq!(lines.last(), Some(&Line::Done));
     }
 
-    /// A stand-in for ivc-vmm: `server` creates its socket and waits;
-    /// `run` prints its arguments, runs the guest command (base64 in
-    /// `ivc_cmd=`) with `sh` and prints `IVC_EXIT=`, like the guest init.
+    /// Stand-ins for ivc-vmm and ivc-rendezvous: the server creates its
+    /// socket (`--socket PATH`) and waits; `ivc-vmm run` prints its
+    /// arguments, runs the guest command (base64 in `ivc_cmd=`) with `sh`
+    /// and prints `IVC_EXIT=`, like the guest init.
     fn fake_vmm(dir: &Path) -> PathBuf {
         let path = dir.join("fake-vmm");
         std::fs::create_dir_all(dir).expect("mkdir");
+        let server = dir.join("ivc-rendezvous");
+        std::fs::write(&server, "#!/bin/sh\ntouch \"$2\"; exec sleep 1000\n")
+            .expect("write fake server");
         std::fs::write(
             &path,
             r#"#!/bin/sh
 case "$1" in
-server) touch "$3"; exec sleep 1000 ;;
 run)
     echo "ARGS $*"
     while [ $# -gt 0 ]; do [ "$1" = --cmdline ] && cmd="$2"; shift; done
@@ -716,7 +728,9 @@ esac
         )
         .expect("write fake vmm");
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for p in [&path, &server] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
         path
     }
 

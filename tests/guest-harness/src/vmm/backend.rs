@@ -157,8 +157,15 @@ impl VmmBackend {
             initrd,
         } = &b
         {
+            // The agent runs the servers from next to ivc-vmm.
+            let rendezvous = vmm.with_file_name("ivc-rendezvous");
             for (what, p, hint) in [
                 ("ivc-vmm", vmm, "cargo build --release -p ivc-vmm"),
+                (
+                    "ivc-rendezvous",
+                    &rendezvous,
+                    "cargo build --release -p ivc-rendezvous",
+                ),
                 (
                     "ivc-scenario",
                     scenario,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{HarnessError, Result};
 use crate::spec::GuestSpec;
 
-/// A rendezvous server (`ivc-vmm server`) the guests' devices join.
+/// A rendezvous server (`ivc-rendezvous`) the guests' devices join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerSpec {
     /// Name the devices refer to; its socket is `<workdir>/<name>.sock`.
