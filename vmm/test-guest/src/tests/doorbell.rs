@@ -8,6 +8,8 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
+use ivc_abi::ivshmem::{Doorbell, BAR_IO_DOORBELL, BAR_REGISTERS, REG_DOORBELL, REG_IV_POSITION};
+
 use super::{allocator, bad_param, Context, Test, GUESS_TSC_KHZ};
 use crate::cmdline::ParamError;
 use crate::exit::exit;
@@ -26,12 +28,8 @@ pub const TEST: Test = Test {
     run,
 };
 
-/// ivshmem register offsets in BAR0.
-const IVPOSITION: u64 = 8;
-const DOORBELL: u64 = 12;
-
-/// Which Doorbell register: ivshmem's (BAR0 + 12, MMIO) or ivc-shm's
-/// I/O-port extension (BAR4 + 0).
+/// Which Doorbell register: ivshmem's (BAR0, MMIO) or ivc-shm's I/O-port
+/// extension (BAR4).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Via {
     Mmio,
@@ -93,7 +91,7 @@ fn run(ctx: &Context) -> u8 {
         Ok(found) => found,
         Err(status) => return status,
     };
-    let Some(registers) = bars[0].and_then(|b| b.map().ok()) else {
+    let Some(registers) = bars[BAR_REGISTERS].and_then(|b| b.map().ok()) else {
         println!(
             "error: {} BAR0 (registers) is not an assigned memory BAR",
             function.bdf
@@ -102,20 +100,23 @@ fn run(ctx: &Context) -> u8 {
     };
     let io_port = match via {
         Via::Mmio => None,
-        Via::Io => match bars[4].filter(|b| b.kind == bar::BarKind::Io && b.addr != 0) {
-            Some(b) => Some(b.addr as u16),
-            None => {
-                println!(
-                    "error: {} has no I/O doorbell BAR4 (an ivc-shm extension)",
-                    function.bdf
-                );
-                return status::FAILURE;
+        Via::Io => {
+            match bars[BAR_IO_DOORBELL].filter(|b| b.kind == bar::BarKind::Io && b.addr != 0) {
+                Some(b) => Some(b.addr as u16),
+                None => {
+                    println!(
+                        "error: {} has no I/O doorbell BAR4 (an ivc-shm extension)",
+                        function.bdf
+                    );
+                    return status::FAILURE;
+                }
             }
-        },
+        }
     };
     // SAFETY: BAR0 is ivshmem's register block, assigned, decoding and
     // mapped; IVPosition is a read-only 32-bit register.
-    let ivposition = unsafe { read_volatile((registers + IVPOSITION) as *const u32) };
+    let ivposition =
+        unsafe { read_volatile((registers + u64::from(REG_IV_POSITION)) as *const u32) };
     let target = peer.unwrap_or(ivposition as u64);
 
     if mode != Mode::Ring {
@@ -135,7 +136,13 @@ fn run(ctx: &Context) -> u8 {
         if io_port.is_some() { "io" } else { "mmio" }
     );
 
-    let ring = || ring_doorbell(registers, io_port, ((target as u32) << 16) | vector as u32);
+    let value = Doorbell {
+        // A peer id is 16 bits: the register's upper half.
+        peer: target as u16,
+        vector,
+    }
+    .value();
+    let ring = || ring_doorbell(registers, io_port, value);
     let n = vector as usize;
     match mode {
         Mode::SelfRing => cpl3::run_with_interrupts(
@@ -143,7 +150,7 @@ fn run(ctx: &Context) -> u8 {
             &SelfRing {
                 registers,
                 io_port,
-                value: ((target as u32) << 16) | vector as u32,
+                value,
                 n,
                 count,
                 timeout,
@@ -173,15 +180,15 @@ fn run(ctx: &Context) -> u8 {
     status::SUCCESS
 }
 
-/// Writes `value` (target peer << 16 | vector) to the Doorbell register:
-/// BAR0 + 12 at `registers`, or the I/O port of BAR4.
+/// Writes `value` (a [`Doorbell`] value) to the Doorbell register: in BAR0
+/// at `registers`, or the I/O port of BAR4.
 fn ring_doorbell(registers: u64, io_port: Option<u16>, value: u32) {
     match io_port {
         Some(port) => crate::port::outl(port, value),
         // SAFETY: Doorbell is a write-only 32-bit register in the mapped
         // BAR0 (identity-mapped, user-accessible); writing it is the point
         // of the test.
-        None => unsafe { write_volatile((registers + DOORBELL) as *mut u32, value) },
+        None => unsafe { write_volatile((registers + u64::from(REG_DOORBELL)) as *mut u32, value) },
     }
 }
 

@@ -8,11 +8,10 @@
 
 use ivc_abi::pio::{
     Desc, CAP_DESC, CONTROL_CLEAR_ERROR, CONTROL_CLOSE, CONTROL_OPEN, DESC_ERROR,
-    DESC_ERR_PEER_GONE, DESC_ERR_RANGE, DESC_ERR_TOO_LONG, DESC_MAX_LEN, DEVICE_ID, MAGIC,
-    REG_CAPS, REG_CONTROL, REG_DATA, REG_ID, REG_RX_AVAIL, REG_RX_DESC_HI, REG_RX_DESC_LO,
-    REG_RX_GO, REG_STATUS, REG_TX_DESC_HI, REG_TX_DESC_LO, REG_TX_FREE, REG_TX_GO, REG_VERSION,
-    STATUS_CONNECTED, STATUS_ERROR, STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VENDOR_ID,
-    VERSION,
+    DESC_ERR_PEER_GONE, DESC_ERR_RANGE, DESC_ERR_TOO_LONG, DESC_MAX_LEN, MAGIC, REG_CAPS,
+    REG_CONTROL, REG_DATA, REG_ID, REG_RX_AVAIL, REG_RX_DESC_HI, REG_RX_DESC_LO, REG_RX_GO,
+    REG_STATUS, REG_TX_DESC_HI, REG_TX_DESC_LO, REG_TX_FREE, REG_TX_GO, REG_VERSION,
+    STATUS_CONNECTED, STATUS_ERROR, STATUS_PEER_GONE, STATUS_RX_READY, STATUS_TX_SPACE, VERSION,
 };
 
 use core::cell::Cell;
@@ -21,7 +20,7 @@ use super::stream::{self, Fnv};
 use super::{allocator, bad_param, Context, Test, GUESS_TSC_KHZ};
 use crate::cmdline::ParamError;
 use crate::exit::{exit, status};
-use crate::pci::bar;
+use crate::pci::{self, bar};
 use crate::port::{inl, inl_dma, insb, outl, outsb, outsd};
 use crate::{cpl0_io, cpl3, println, tsc};
 
@@ -62,7 +61,7 @@ fn run(ctx: &Context) -> u8 {
     let parsed = (|| -> Result<_, ParamError> {
         let khz = super::tsc_khz(ctx)?.unwrap_or(GUESS_TSC_KHZ);
         Ok((
-            c.pci_id_or("dev", (VENDOR_ID, DEVICE_ID))?,
+            c.pci_id_or("dev", pci::IVC_PIO)?,
             Params {
                 port: 0,
                 tx: c.u64_or("tx", 1 << 20)?,
