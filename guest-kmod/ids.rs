@@ -8,13 +8,7 @@
 
 use kernel::pci;
 
-/// Device id of QEMU's ivshmem (`ivshmem-plain`, `ivshmem-doorbell`) and
-/// ivc-vmm's `ivc-shm`, vendor Red Hat/Qumranet (0x1af4).
-pub(crate) const IVSHMEM_DEVICE: u16 = 0x1110;
-/// Vendor id of ivc-vmm's port-I/O device.
-pub(crate) const IVC_PIO_VENDOR: u16 = crate::ivc_abi::pio::VENDOR_ID;
-/// Device id of ivc-vmm's port-I/O device.
-pub(crate) const IVC_PIO_DEVICE: u16 = crate::ivc_abi::pio::DEVICE_ID;
+use crate::ivc_abi::pci_ids::{IVC_PIO_DEVICE_ID, IVC_PIO_VENDOR_ID, IVSHMEM_DEVICE_ID};
 
 /// Which transport a bound device provides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,12 +29,15 @@ impl DeviceKind {
     }
 }
 
-/// The table entry for ivshmem: its vendor is one the kernel names.
+/// The table entry for ivshmem (QEMU's `ivshmem-plain`/`ivshmem-doorbell`
+/// and ivc-vmm's `ivc-shm`): its vendor, Red Hat/Qumranet
+/// (`pci_ids::IVSHMEM_VENDOR_ID`), is one the kernel names, and
+/// `from_id` takes the kernel's `Vendor` type.
 pub(crate) const IVSHMEM_ID: pci::DeviceId =
-    pci::DeviceId::from_id(pci::Vendor::REDHAT_QUMRANET, IVSHMEM_DEVICE as u32);
+    pci::DeviceId::from_id(pci::Vendor::REDHAT_QUMRANET, IVSHMEM_DEVICE_ID as u32);
 
 /// The table entry for ivc-pio: 0x1234 has no `pci::Vendor` constant and
 /// `Vendor` cannot be built from a raw id outside the kernel crate, so the
 /// entry is built from the C structure ([`crate::ffi::pci_device_id`]).
 pub(crate) const IVC_PIO_ID: pci::DeviceId =
-    crate::ffi::pci_device_id(IVC_PIO_VENDOR, IVC_PIO_DEVICE);
+    crate::ffi::pci_device_id(IVC_PIO_VENDOR_ID, IVC_PIO_DEVICE_ID);

@@ -18,6 +18,7 @@ use crate::ffi::{
     self, IoRegion, IrqHandler, IrqHandlerRegistration, IrqVectors, MiscDevice, SharedMapping,
 };
 use crate::ids::{self, DeviceKind};
+use crate::ivc_abi::ivshmem;
 use crate::names::Name;
 use crate::pio_transport::PioTransport;
 use crate::pipe::{Pipe, WaitParams};
@@ -174,8 +175,9 @@ impl IvcDriver {
         };
         let irq_mode = vectors.is_some();
 
-        let regs = IoRegion::map(pdev, 0)?;
-        let mem = SharedMapping::map_bar(pdev, 2)?;
+        // BAR indices are 0..=5: the casts are lossless.
+        let regs = IoRegion::map(pdev, ivshmem::BAR_REGISTERS as u32)?;
+        let mem = SharedMapping::map_bar(pdev, ivshmem::BAR_SHM as u32)?;
         let stats = Arc::new(Stats::default(), GFP_KERNEL)?;
         let shm = ShmTransport::new(
             mem,

@@ -28,24 +28,13 @@ use kernel::{
 
 use crate::ffi::{IoRegion, SharedMapping, UserBuf};
 use crate::ivc_abi::{
+    ivshmem::{self, Doorbell},
     layout::{self, peer_entry, NUM_SLOTS, PEER_HEARTBEAT},
     AttachOptions, ChannelError, CopyError, Endpoint, Liveness, OutOfBounds, PeerState, Readiness,
     SharedMemory,
 };
 use crate::stats::Stats;
 use crate::transport::{Direction, ReadOutcome, Status};
-
-/// ivshmem BAR0 register offsets (QEMU docs/specs/ivshmem-spec.rst).
-pub(crate) mod regs {
-    /// Interrupt mask (INTx only; bit 0 enables the interrupt).
-    pub(crate) const INTR_MASK: usize = 0x00;
-    /// Interrupt status (INTx only; reading clears it).
-    pub(crate) const INTR_STATUS: usize = 0x04;
-    /// Our peer id (doorbell mode), read-only.
-    pub(crate) const IV_POSITION: usize = 0x08;
-    /// Write `peer << 16 | vector` to interrupt `peer` on `vector`.
-    pub(crate) const DOORBELL: usize = 0x0c;
-}
 
 /// The shared mapping, shared between the transport and its endpoint.
 #[derive(Clone)]
@@ -144,7 +133,7 @@ impl ShmTransport {
         let mem_len = mem.len();
         let my_id = if irq {
             // IVPosition is a peer id from the rendezvous server (< 65536).
-            u16::try_from(regs.read32(regs::IV_POSITION)?).map_err(|_| EIO)?
+            u16::try_from(regs.read32(usize::from(ivshmem::REG_IV_POSITION))?).map_err(|_| EIO)?
         } else {
             0
         };
@@ -193,7 +182,7 @@ impl ShmTransport {
     /// Reads and clears the INTx status; `true` if the interrupt was ours.
     pub(crate) fn ack_intx(&self) -> bool {
         self.regs
-            .try_access_with(|r| r.read32(regs::INTR_STATUS))
+            .try_access_with(|r| r.read32(usize::from(ivshmem::REG_INTR_STATUS)))
             .and_then(|r| r.ok())
             .is_some_and(|s| s != 0)
     }
@@ -201,7 +190,7 @@ impl ShmTransport {
     /// Enables the INTx interrupt (MSI-X needs nothing).
     pub(crate) fn enable_intx(&self) -> Result {
         self.regs
-            .try_access_with(|r| r.write32(regs::INTR_MASK, 1))
+            .try_access_with(|r| r.write32(usize::from(ivshmem::REG_INTR_MASK), 1))
             .unwrap_or(Err(ENODEV))
     }
 
@@ -231,9 +220,11 @@ impl ShmTransport {
         // The id is the peer's claim in shared memory: untrusted, but only
         // ever used as a doorbell target, which the VMM validates.
         if let Some(peer) = peer {
+            // Vector 0: the driver allocates one MSI-X vector per device.
+            let value = Doorbell { peer, vector: 0 }.value();
             let rung = self
                 .regs
-                .try_access_with(|r| r.write32(regs::DOORBELL, u32::from(peer) << 16));
+                .try_access_with(|r| r.write32(usize::from(ivshmem::REG_DOORBELL), value));
             if matches!(rung, Some(Ok(()))) {
                 Stats::inc(&self.stats.doorbells_sent);
             }

@@ -30,7 +30,9 @@
 //! | `src/chan/layout.rs` | `ivc_abi::layout` | offsets, [`Layout`], [`format`] |
 //! | `src/chan/endpoint.rs` | `ivc_abi::endpoint` | [`Endpoint`] |
 //! | `src/chan/atomic_mem.rs` | `ivc_abi::atomic_mem` | [`AtomicMem`] (optional for the kernel) |
-//! | `src/chan/pio.rs` | `ivc_abi::pio` | the `ivc-pio` device's PCI id and register map |
+//! | `src/chan/pio.rs` | `ivc_abi::pio` | the `ivc-pio` device's register map |
+//! | `src/chan/ivshmem.rs` | `ivc_abi::ivshmem` | the `ivc-shm` (ivshmem) device's register map |
+//! | `src/chan/pci_ids.rs` | `ivc_abi::pci_ids` | the PCI ids of both devices |
 //!
 //! The module names are fixed (files refer to each other as `super::shm`,
 //! `super::error`, `super::layout`). Do not include the files one by one

@@ -23,6 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::*;
+use ivc_abi::pci_ids::{
+    IVC_PIO_DEVICE_ID, IVC_PIO_VENDOR_ID, IVSHMEM_DEVICE_ID, IVSHMEM_VENDOR_ID,
+};
 
 /// One heavy test at a time: two VMs already use both CPUs of a CI runner,
 /// and the guests' no-progress timeouts are wall-clock based.
@@ -543,19 +546,18 @@ fn garbage_at_every_offset_and_width_of_every_bar() {
     }
     let _g = serial();
     let server = Server::start("garbage", "64K", 2);
+    let ivshmem = format!("{IVSHMEM_VENDOR_ID:04x}:{IVSHMEM_DEVICE_ID:04x}");
+    let pio = format!("{IVC_PIO_VENDOR_ID:04x}:{IVC_PIO_DEVICE_ID:04x}");
     for (ivc, dev) in [
         (
             format!("shm-irq,socket={},vectors=2", server.path()),
-            "1af4:1110",
+            &ivshmem,
         ),
         (
             format!("shm-poll,socket={},vectors=2", server.path()),
-            "1af4:1110",
+            &ivshmem,
         ),
-        (
-            format!("pio,socket={},vectors=2", server.path()),
-            "1234:1c1c",
-        ),
+        (format!("pio,socket={},vectors=2", server.path()), &pio),
     ] {
         let mut g = vm("garbage", &ivc, &format!("test=garbage dev={dev}"));
         let status = g.finish(T);

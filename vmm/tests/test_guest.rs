@@ -13,6 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use ivc_abi::ivshmem::{REG_DOORBELL, REG_IV_POSITION};
+use ivc_abi::pci_ids::{
+    IVSHMEM_CLASS_CODE, IVSHMEM_DEVICE_ID, IVSHMEM_REVISION, IVSHMEM_SUBSYSTEM_ID,
+    IVSHMEM_SUBSYSTEM_VENDOR_ID, IVSHMEM_VENDOR_ID,
+};
 use ivc_vmm::exit::ExitReason;
 use ivc_vmm::machine::{Machine, MachineConfig};
 use ivc_vmm::pci::msix::Msix;
@@ -87,10 +92,12 @@ fn missing_device_makes_the_guest_fail() {
     if skip_without_kvm("missing_device_makes_the_guest_fail") {
         return;
     }
-    let out = run_test_guest("expect=1af4:1110");
+    let id = ivshmem_id();
+    let out = run_test_guest(&format!("expect={id}"));
     assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
     assert!(
-        out.stdout.contains("expected device 1af4:1110 not found"),
+        out.stdout
+            .contains(&format!("expected device {id} not found")),
         "{}",
         out.stdout
     );
@@ -111,8 +118,10 @@ struct DemoDevice {
     doorbell: EventFd,
 }
 
-const IVPOSITION: u64 = 8;
-const DOORBELL: u64 = 12;
+/// ivshmem's `vendor:device` as the test guest spells it (`1af4:1110`).
+fn ivshmem_id() -> String {
+    format!("{IVSHMEM_VENDOR_ID:04x}:{IVSHMEM_DEVICE_ID:04x}")
+}
 
 impl PciDevice for DemoDevice {
     fn name(&self) -> &str {
@@ -129,7 +138,7 @@ impl PciDevice for DemoDevice {
     }
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
         match bar {
-            0 if offset == IVPOSITION => data.fill(0),
+            0 if offset == u64::from(REG_IV_POSITION) => data.fill(0),
             1 if offset < 0x800 => self.msix.read_table(offset, data),
             1 => self.msix.read_pba(offset - 0x800, data),
             _ => data.fill(0xa0 | bar as u8),
@@ -150,7 +159,7 @@ impl PciDevice for DemoDevice {
             self.resources
                 .unregister_ioeventfd(
                     &self.doorbell,
-                    IoEventAddress::Mmio(old + DOORBELL),
+                    IoEventAddress::Mmio(old + u64::from(REG_DOORBELL)),
                     Datamatch::U32(0),
                 )
                 .unwrap();
@@ -159,7 +168,7 @@ impl PciDevice for DemoDevice {
             self.resources
                 .register_ioeventfd(
                     &self.doorbell,
-                    IoEventAddress::Mmio(new + DOORBELL),
+                    IoEventAddress::Mmio(new + u64::from(REG_DOORBELL)),
                     Datamatch::U32(0),
                 )
                 .unwrap();
@@ -196,12 +205,12 @@ fn run_with_demo_device(cmdline: &str) -> (ExitReason, String) {
     })
     .expect("machine");
     let ids = PciIds {
-        vendor: 0x1af4,
-        device: 0x1110,
-        revision: 1,
-        class: 0x050000,
-        subsystem_vendor: 0x1af4,
-        subsystem: 0x1100,
+        vendor: IVSHMEM_VENDOR_ID,
+        device: IVSHMEM_DEVICE_ID,
+        revision: IVSHMEM_REVISION,
+        class: IVSHMEM_CLASS_CODE,
+        subsystem_vendor: IVSHMEM_SUBSYSTEM_VENDOR_ID,
+        subsystem: IVSHMEM_SUBSYSTEM_ID,
     };
     let mut config = ConfigSpace::new(ids);
     config.add_bar(0, BarKind::Mmio32, 256).unwrap();
@@ -240,14 +249,17 @@ fn pci_enum_sees_an_added_device_with_its_bars_and_msix() {
     if skip_without_kvm("pci_enum_sees_an_added_device_with_its_bars_and_msix") {
         return;
     }
-    let (reason, out) =
-        run_with_demo_device("test=pci-enum expect=8086:1237,1af4:1110 probe_mmio=1");
+    let (reason, out) = run_with_demo_device(&format!(
+        "test=pci-enum expect=8086:1237,{} probe_mmio=1",
+        ivshmem_id()
+    ));
     assert_eq!(reason, ExitReason::DebugExit(0), "{out}");
     let lines = lines_with_prefix(&out);
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("pci 00:01.0 vendor=1af4 device=1110 class=050000 rev=01")),
+        lines.iter().any(|l| l.starts_with(&format!(
+            "pci 00:01.0 vendor={IVSHMEM_VENDOR_ID:04x} device={IVSHMEM_DEVICE_ID:04x} \
+                 class={IVSHMEM_CLASS_CODE:06x} rev={IVSHMEM_REVISION:02x}"
+        ))),
         "{out}"
     );
     // BARs as placed by the VMM ("preset"), with the sizes declared above.

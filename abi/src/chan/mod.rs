@@ -30,8 +30,10 @@
 pub mod atomic_mem;
 pub mod endpoint;
 pub mod error;
+pub mod ivshmem;
 pub mod layout;
 pub mod liveness;
+pub mod pci_ids;
 pub mod pio;
 pub mod shm;
 

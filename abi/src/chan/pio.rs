@@ -1,5 +1,6 @@
-//! The `ivc-pio` device: its PCI identity and the register map of its I/O
-//! BAR, shared by ivc-vmm's device model and the guest driver.
+//! The `ivc-pio` device: the register map of its I/O BAR, shared by
+//! ivc-vmm's device model and the guest driver (its PCI identity is in the
+//! `pci_ids` module, next to ivshmem's).
 //!
 //! The device is a register front end to a channel endpoint that lives in the
 //! VMM: bytes the guest writes to `DATA` go into the VMM's endpoint (and from
@@ -15,14 +16,6 @@
 //!
 //! This file is self-contained (it uses nothing from its sibling modules).
 
-/// PCI vendor id (0x1234: the unassigned id QEMU's experimental devices use).
-pub const VENDOR_ID: u16 = 0x1234;
-/// PCI device id.
-pub const DEVICE_ID: u16 = 0x1c1c;
-/// PCI revision.
-pub const REVISION: u8 = 1;
-/// PCI class code: communication controller, other (0x07/0x80/0x00).
-pub const CLASS_CODE: u32 = 0x07_80_00;
 /// Size of the I/O BAR in bytes.
 pub const BAR0_SIZE: u32 = 0x40;
 

@@ -2,6 +2,9 @@
 //! driver modes): one rendezvous server per channel, the device each guest
 //! gets, and how the guest loads the driver.
 
+use ivc_abi::pci_ids::{
+    IVC_PIO_DEVICE_ID, IVC_PIO_VENDOR_ID, IVSHMEM_DEVICE_ID, IVSHMEM_VENDOR_ID,
+};
 use ivc_guest_harness::{Device, Scenario};
 
 use crate::guest_sh::{insmod_with, INSMOD};
@@ -52,12 +55,14 @@ impl Channel {
         scenario.server(self.name(), SHM_SIZE, 1)
     }
 
-    /// The PCI id the guest sees (`vendor:device` as sysfs spells it).
-    pub fn pci_id(self) -> &'static str {
-        match self {
-            Channel::Pio | Channel::PioString => "0x1234:0x1c1c",
-            Channel::ShmPoll | Channel::ShmIrq => "0x1af4:0x1110",
-        }
+    /// The PCI id the guest sees (`vendor:device` as sysfs spells it,
+    /// `0x1af4:0x1110`).
+    pub fn pci_id(self) -> String {
+        let (vendor, device) = match self {
+            Channel::Pio | Channel::PioString => (IVC_PIO_VENDOR_ID, IVC_PIO_DEVICE_ID),
+            Channel::ShmPoll | Channel::ShmIrq => (IVSHMEM_VENDOR_ID, IVSHMEM_DEVICE_ID),
+        };
+        format!("{vendor:#06x}:{device:#06x}")
     }
 
     /// Shell lines that load the driver for this kind (see [`INSMOD`]).
@@ -81,5 +86,18 @@ impl Channel {
     /// Whether this is one of pio's modes.
     pub fn is_pio(self) -> bool {
         matches!(self, Channel::Pio | Channel::PioString)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_ids_are_spelled_as_sysfs_does() {
+        assert_eq!(Channel::ShmPoll.pci_id(), "0x1af4:0x1110");
+        assert_eq!(Channel::ShmIrq.pci_id(), "0x1af4:0x1110");
+        assert_eq!(Channel::Pio.pci_id(), "0x1234:0x1c1c");
+        assert_eq!(Channel::PioString.pci_id(), "0x1234:0x1c1c");
     }
 }

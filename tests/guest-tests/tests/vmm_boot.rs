@@ -43,7 +43,7 @@ fn linux_boots_with_one_and_two_cpus_and_binds_every_device_kind() {
         assert_eq!(value(&g.serial, "IVC_NPROC"), Some(cpus), "{}", g.report());
         let b = bindings(&g.serial);
         let ids: Vec<&str> = b.iter().map(|b| b.id.as_str()).collect();
-        let want: Vec<&str> = Channel::ALL.iter().map(|c| c.pci_id()).collect();
+        let want: Vec<String> = Channel::ALL.iter().map(|c| c.pci_id()).collect();
         assert_eq!(ids, want, "devices in slot order:\n{}", g.report());
         assert!(b.iter().all(|b| b.driver == "ivc"), "{b:?}\n{}", g.report());
         assert_eq!(value(&g.serial, "IVC_DEVS"), Some("3"), "{}", g.report());

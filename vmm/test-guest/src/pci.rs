@@ -11,6 +11,10 @@ pub mod msix;
 
 use core::fmt;
 
+use ivc_abi::pci_ids::{
+    IVC_PIO_DEVICE_ID, IVC_PIO_VENDOR_ID, IVSHMEM_DEVICE_ID, IVSHMEM_VENDOR_ID,
+};
+
 use crate::port::{inl, outl};
 
 const CONFIG_ADDRESS: u16 = 0xcf8;
@@ -36,7 +40,9 @@ pub mod command {
 
 /// Vendor and device ID of QEMU's ivshmem, which ivc-shm is register
 /// compatible with (docs/devices.md).
-pub const IVSHMEM: (u16, u16) = (0x1af4, 0x1110);
+pub const IVSHMEM: (u16, u16) = (IVSHMEM_VENDOR_ID, IVSHMEM_DEVICE_ID);
+/// Vendor and device ID of ivc-vmm's port-I/O device.
+pub const IVC_PIO: (u16, u16) = (IVC_PIO_VENDOR_ID, IVC_PIO_DEVICE_ID);
 
 /// Status register: the function has a capability list.
 const STATUS_CAP_LIST: u16 = 1 << 4;

@@ -1,5 +1,6 @@
 //! `ivc-pio`: our port-I/O device (1234:1c1c, class 0x078000): BAR0 is 64
-//! bytes of I/O ports, the register map in `ivc_abi::pio`, in front of a
+//! bytes of I/O ports, the register map in `ivc_abi::pio` (the ids in
+//! `ivc_abi::pci_ids`), in front of a
 //! channel endpoint that this VMM attaches to the rendezvous server's shared
 //! memory. The peer VMM does the same with its own `ivc-pio`, so bytes go
 //! guest -> exit -> our endpoint -> shared ring -> peer VMM's endpoint ->
@@ -11,7 +12,11 @@ pub mod registers;
 
 use std::sync::Arc;
 
-use ivc_abi::pio::{BAR0_SIZE, CLASS_CODE, DEVICE_ID, REVISION, VENDOR_ID};
+use ivc_abi::pci_ids::{
+    IVC_PIO_CLASS_CODE, IVC_PIO_DEVICE_ID, IVC_PIO_REVISION, IVC_PIO_SUBSYSTEM_ID,
+    IVC_PIO_SUBSYSTEM_VENDOR_ID, IVC_PIO_VENDOR_ID,
+};
+use ivc_abi::pio::BAR0_SIZE;
 use ivc_abi::AtomicMem;
 
 use self::registers::PioRegisters;
@@ -33,12 +38,12 @@ impl IvcPio {
     /// `doorbell_id`: our rendezvous peer id, published in the channel.
     pub fn new(mapping: Arc<ShmMapping>, doorbell_id: Option<u16>) -> Result<IvcPio, String> {
         let mut config = ConfigSpace::new(PciIds {
-            vendor: VENDOR_ID,
-            device: DEVICE_ID,
-            revision: REVISION,
-            class: CLASS_CODE,
-            subsystem_vendor: VENDOR_ID,
-            subsystem: DEVICE_ID,
+            vendor: IVC_PIO_VENDOR_ID,
+            device: IVC_PIO_DEVICE_ID,
+            revision: IVC_PIO_REVISION,
+            class: IVC_PIO_CLASS_CODE,
+            subsystem_vendor: IVC_PIO_SUBSYSTEM_VENDOR_ID,
+            subsystem: IVC_PIO_SUBSYSTEM_ID,
         });
         config
             .add_bar(0, BarKind::Io, u64::from(BAR0_SIZE))

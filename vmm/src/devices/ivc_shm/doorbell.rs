@@ -12,10 +12,10 @@
 
 use std::collections::BTreeMap;
 
+use ivc_abi::ivshmem::{Doorbell, IO_REG_DOORBELL, REG_DOORBELL};
 use kvm_ioctls::IoEventAddress;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::registers::{DoorbellWrite, DOORBELL, IO_DOORBELL};
 use crate::vm::{Datamatch, VmError, VmResources};
 
 /// Where ioeventfds are registered: KVM (`VmResources`) or a test double.
@@ -45,8 +45,8 @@ pub enum DoorbellBar {
 impl DoorbellBar {
     fn address(self, base: u64) -> IoEventAddress {
         match self {
-            DoorbellBar::Mmio => IoEventAddress::Mmio(base + DOORBELL),
-            DoorbellBar::Io => IoEventAddress::Pio(base + IO_DOORBELL),
+            DoorbellBar::Mmio => IoEventAddress::Mmio(base + u64::from(REG_DOORBELL)),
+            DoorbellBar::Io => IoEventAddress::Pio(base + u64::from(IO_REG_DOORBELL)),
         }
     }
 }
@@ -108,7 +108,7 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
     /// (a guest cannot ring such a vector).
     fn value(peer: u16, vector: usize) -> Option<u32> {
         let vector = u16::try_from(vector).ok()?;
-        Some(DoorbellWrite { peer, vector }.value())
+        Some(Doorbell { peer, vector }.value())
     }
 
     fn register_peer(registry: &R, bar: DoorbellBar, base: u64, id: u16, p: &mut PeerVectors) {
@@ -215,7 +215,7 @@ impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
 
     /// Delivers a Doorbell write that reached the VMM (no ioeventfd
     /// matched: a registration failed) by signalling the eventfd here.
-    pub fn ring(&self, d: DoorbellWrite) -> Result<(), RingError> {
+    pub fn ring(&self, d: Doorbell) -> Result<(), RingError> {
         let p = self
             .peers
             .get(&d.peer)
@@ -339,14 +339,14 @@ mod tests {
         let probe = f[1].try_clone().unwrap();
         d.add_peer(5, f);
         assert_eq!(d.registered(), 1, "the failed one stays unregistered");
-        d.ring(DoorbellWrite { peer: 5, vector: 1 }).unwrap();
+        d.ring(Doorbell { peer: 5, vector: 1 }).unwrap();
         assert_eq!(probe.read().unwrap(), 1);
         assert_eq!(
-            d.ring(DoorbellWrite { peer: 6, vector: 0 }),
+            d.ring(Doorbell { peer: 6, vector: 0 }),
             Err(RingError::UnknownPeer(6))
         );
         assert!(matches!(
-            d.ring(DoorbellWrite { peer: 5, vector: 2 }),
+            d.ring(Doorbell { peer: 5, vector: 2 }),
             Err(RingError::NoSuchVector { .. })
         ));
     }

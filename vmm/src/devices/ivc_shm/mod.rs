@@ -1,12 +1,14 @@
 //! `ivc-shm`: the shared-memory device, register-compatible with QEMU's
-//! ivshmem (1af4:1110 rev 1, class 0x0500).
+//! ivshmem (1af4:1110 rev 1, class 0x0500). The register map, the BAR
+//! indices and the PCI ids are the ABI's (`ivc_abi::ivshmem`,
+//! `ivc_abi::pci_ids`).
 //!
 //! * BAR0, 256 bytes MMIO: IntrMask, IntrStatus, IVPosition, Doorbell
 //!   ([`registers`]).
 //! * BAR1, 4 KiB MMIO (`shm-irq` only): MSI-X table at 0, PBA at 0x800.
 //! * BAR2, 64-bit prefetchable: the shared memory ([`shm_region`]).
 //! * BAR4, 16 bytes of I/O ports (`shm-irq` only, an extension): a second
-//!   Doorbell at offset 0 (`registers::IO_DOORBELL`).
+//!   Doorbell at offset 0 (`ivc_abi::ivshmem::IO_REG_DOORBELL`).
 //!
 //! `shm-poll` looks like ivshmem-plain (no BAR1, no interrupts);
 //! `shm-irq` like ivshmem-doorbell: Doorbell writes are KVM ioeventfds
@@ -22,8 +24,16 @@ use std::sync::{Arc, Mutex};
 
 use log::debug;
 
+use ivc_abi::ivshmem::{
+    Doorbell, BAR0_SIZE, BAR_IO_DOORBELL, BAR_MSIX, BAR_REGISTERS, BAR_SHM, IO_BAR_SIZE,
+};
+use ivc_abi::pci_ids::{
+    IVSHMEM_CLASS_CODE, IVSHMEM_DEVICE_ID, IVSHMEM_REVISION, IVSHMEM_SUBSYSTEM_ID,
+    IVSHMEM_SUBSYSTEM_VENDOR_ID, IVSHMEM_VENDOR_ID,
+};
+
 use self::doorbell::{DoorbellBar, Doorbells};
-use self::registers::{io_doorbell_write, DoorbellWrite, Registers, BAR0_SIZE, IO_BAR_SIZE};
+use self::registers::{io_doorbell_write, Registers};
 use self::shm_region::ShmRegion;
 use crate::devices::ratelimit::RateLimit;
 use crate::pci::msix::Msix;
@@ -31,18 +41,6 @@ use crate::pci::{BarKind, ConfigSpace, PciDevice, PciIds};
 use crate::vm::VmResources;
 use crate::warn_limited;
 
-pub const VENDOR_ID: u16 = 0x1af4;
-pub const DEVICE_ID: u16 = 0x1110;
-pub const REVISION: u8 = 1;
-/// Memory controller, RAM (what QEMU's ivshmem uses).
-pub const CLASS_CODE: u32 = 0x05_00_00;
-pub const SUBSYSTEM_VENDOR_ID: u16 = 0x1af4;
-pub const SUBSYSTEM_ID: u16 = 0x1100;
-
-pub const REGISTERS_BAR: usize = 0;
-pub const MSIX_BAR: usize = 1;
-pub const SHM_BAR: usize = 2;
-pub const IO_DOORBELL_BAR: usize = 4;
 pub const MSIX_BAR_SIZE: u64 = 0x1000;
 pub const MSIX_PBA_OFFSET: u64 = 0x800;
 
@@ -68,28 +66,28 @@ impl IvcShm {
         irq: Option<(Msix, SharedDoorbells)>,
     ) -> Result<IvcShm, String> {
         let mut config = ConfigSpace::new(PciIds {
-            vendor: VENDOR_ID,
-            device: DEVICE_ID,
-            revision: REVISION,
-            class: CLASS_CODE,
-            subsystem_vendor: SUBSYSTEM_VENDOR_ID,
-            subsystem: SUBSYSTEM_ID,
+            vendor: IVSHMEM_VENDOR_ID,
+            device: IVSHMEM_DEVICE_ID,
+            revision: IVSHMEM_REVISION,
+            class: IVSHMEM_CLASS_CODE,
+            subsystem_vendor: IVSHMEM_SUBSYSTEM_VENDOR_ID,
+            subsystem: IVSHMEM_SUBSYSTEM_ID,
         });
         let e = |e: crate::pci::config_space::ConfigError| e.to_string();
         config
-            .add_bar(REGISTERS_BAR, BarKind::Mmio32, BAR0_SIZE)
+            .add_bar(BAR_REGISTERS, BarKind::Mmio32, u64::from(BAR0_SIZE))
             .map_err(e)?;
         let (msix, doorbells) = match irq {
             Some((mut msix, doorbells)) => {
                 config
-                    .add_bar(MSIX_BAR, BarKind::Mmio32, MSIX_BAR_SIZE)
+                    .add_bar(BAR_MSIX, BarKind::Mmio32, MSIX_BAR_SIZE)
                     .map_err(e)?;
                 if msix.table_size() > MSIX_PBA_OFFSET {
                     return Err("too many MSI-X vectors for BAR1".into());
                 }
                 // reason: constants, BAR index 1 and offset 0x800.
                 #[allow(clippy::cast_possible_truncation)]
-                let (msix_bar, pba_offset) = (MSIX_BAR as u8, MSIX_PBA_OFFSET as u32);
+                let (msix_bar, pba_offset) = (BAR_MSIX as u8, MSIX_PBA_OFFSET as u32);
                 msix.add_capability(&mut config, msix_bar, 0, msix_bar, pba_offset)
                     .map_err(e)?;
                 (Some(msix), Some(doorbells))
@@ -98,14 +96,14 @@ impl IvcShm {
         };
         config
             .add_bar(
-                SHM_BAR,
+                BAR_SHM,
                 BarKind::Mmio64 { prefetchable: true },
                 region.size(),
             )
             .map_err(e)?;
         if doorbells.is_some() {
             config
-                .add_bar(IO_DOORBELL_BAR, BarKind::Io, IO_BAR_SIZE)
+                .add_bar(BAR_IO_DOORBELL, BarKind::Io, u64::from(IO_BAR_SIZE))
                 .map_err(e)?;
         }
         Ok(IvcShm {
@@ -119,7 +117,7 @@ impl IvcShm {
     }
 
     /// A Doorbell write that no ioeventfd matched.
-    fn ring(&mut self, ring: DoorbellWrite) {
+    fn ring(&mut self, ring: Doorbell) {
         let r = match &self.doorbells {
             Some(d) => d.lock().unwrap_or_else(|e| e.into_inner()).ring(ring),
             None => {
@@ -171,13 +169,13 @@ impl PciDevice for IvcShm {
 
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
         match (bar, &self.msix) {
-            (REGISTERS_BAR, _) => {
+            (BAR_REGISTERS, _) => {
                 if let Err(e) = self.regs.read(offset, data) {
                     warn_limited!(self.bad_access, "ivc-shm: BAR0 read ignored: {e}");
                 }
             }
-            (MSIX_BAR, Some(m)) if offset < MSIX_PBA_OFFSET => m.read_table(offset, data),
-            (MSIX_BAR, Some(m)) => m.read_pba(offset - MSIX_PBA_OFFSET, data),
+            (BAR_MSIX, Some(m)) if offset < MSIX_PBA_OFFSET => m.read_table(offset, data),
+            (BAR_MSIX, Some(m)) => m.read_pba(offset - MSIX_PBA_OFFSET, data),
             _ => {
                 // BAR2 reaches us only when its memory slot could not be
                 // set up (logged then).
@@ -193,14 +191,14 @@ impl PciDevice for IvcShm {
 
     fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
         match (bar, &mut self.msix) {
-            (REGISTERS_BAR, _) => match self.regs.write(offset, data) {
+            (BAR_REGISTERS, _) => match self.regs.write(offset, data) {
                 Ok(None) => {}
                 Ok(Some(ring)) => self.ring(ring),
                 Err(e) => warn_limited!(self.bad_access, "ivc-shm: BAR0 write ignored: {e}"),
             },
-            (MSIX_BAR, Some(m)) if offset < MSIX_PBA_OFFSET => m.write_table(offset, data),
-            (MSIX_BAR, Some(m)) => m.write_pba(offset - MSIX_PBA_OFFSET, data),
-            (IO_DOORBELL_BAR, _) if self.doorbells.is_some() => {
+            (BAR_MSIX, Some(m)) if offset < MSIX_PBA_OFFSET => m.write_table(offset, data),
+            (BAR_MSIX, Some(m)) => m.write_pba(offset - MSIX_PBA_OFFSET, data),
+            (BAR_IO_DOORBELL, _) if self.doorbells.is_some() => {
                 match io_doorbell_write(offset, data) {
                     Ok(ring) => self.ring(ring),
                     Err(e) => warn_limited!(self.bad_access, "ivc-shm: BAR4 write ignored: {e}"),
@@ -216,8 +214,8 @@ impl PciDevice for IvcShm {
 
     fn bar_moved(&mut self, bar: usize, old: Option<u64>, new: Option<u64>) {
         match bar {
-            REGISTERS_BAR | IO_DOORBELL_BAR => {
-                let which = if bar == REGISTERS_BAR {
+            BAR_REGISTERS | BAR_IO_DOORBELL => {
+                let which = if bar == BAR_REGISTERS {
                     DoorbellBar::Mmio
                 } else {
                     DoorbellBar::Io
@@ -228,7 +226,7 @@ impl PciDevice for IvcShm {
                         .moved(which, old, new);
                 }
             }
-            SHM_BAR => self.region.moved(old, new),
+            BAR_SHM => self.region.moved(old, new),
             _ => {}
         }
     }

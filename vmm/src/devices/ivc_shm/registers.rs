@@ -1,11 +1,13 @@
-//! BAR0 of `ivc-shm`: ivshmem's four 32-bit registers.
+//! BAR0 of `ivc-shm`: the behaviour of ivshmem's four 32-bit registers
+//! (their offsets, the Doorbell value and the I/O doorbell are the ABI's,
+//! `ivc_abi::ivshmem`).
 //!
-//! | offset | register | access |
-//! | --- | --- | --- |
-//! | 0x00 | IntrMask | read/write (INTx only; kept, no effect: we have no INTx) |
-//! | 0x04 | IntrStatus | read clears, write sets (INTx only, as above) |
-//! | 0x08 | IVPosition | read-only: our peer id (0 without a server) |
-//! | 0x0c | Doorbell | write-only: `peer << 16 \| vector` |
+//! | register | access |
+//! | --- | --- |
+//! | IntrMask | read/write (INTx only; kept, no effect: we have no INTx) |
+//! | IntrStatus | read clears, write sets (INTx only, as above) |
+//! | IVPosition | read-only: our peer id (0 without a server) |
+//! | Doorbell | write-only: a [`Doorbell`] value |
 //!
 //! Only aligned 32-bit accesses are defined (QEMU's ivshmem has the same
 //! access size). The rest of the 256-byte BAR is reserved and reads 0, like
@@ -15,53 +17,26 @@
 
 use std::fmt;
 
-pub const BAR0_SIZE: u64 = 256;
-pub const INTR_MASK: u64 = 0x00;
-pub const INTR_STATUS: u64 = 0x04;
-pub const IV_POSITION: u64 = 0x08;
-pub const DOORBELL: u64 = 0x0c;
+use ivc_abi::ivshmem::{
+    Doorbell, BAR0_SIZE, IO_BAR_SIZE, IO_REG_DOORBELL, REG_DOORBELL, REG_INTR_MASK,
+    REG_INTR_STATUS, REG_IV_POSITION,
+};
 
-/// BAR4 (`shm-irq` only, an extension QEMU's ivshmem lacks): 16 bytes of
-/// I/O ports; a 32-bit `OUT` at offset 0 is a Doorbell write with the same
-/// value format. Drivers detect it by BAR4 being an I/O BAR.
-pub const IO_BAR_SIZE: u64 = 16;
-pub const IO_DOORBELL: u64 = 0;
-
-/// A write to the I/O doorbell BAR: `Ok(Some(..))` for a 32-bit write at
-/// offset 0 (it reaches the VMM only when no ioeventfd matched); reads and
-/// any other access are bad.
-pub fn io_doorbell_write(offset: u64, data: &[u8]) -> Result<DoorbellWrite, AccessError> {
-    if offset >= IO_BAR_SIZE {
+/// A write to the I/O doorbell BAR (BAR4, `shm-irq` only): `Ok(..)` for a
+/// 32-bit write at offset 0 (it reaches the VMM only when no ioeventfd
+/// matched); reads and any other access are bad.
+pub fn io_doorbell_write(offset: u64, data: &[u8]) -> Result<Doorbell, AccessError> {
+    if offset >= u64::from(IO_BAR_SIZE) {
         return Err(AccessError::OutOfRange { offset });
     }
-    if offset != IO_DOORBELL {
+    if offset != u64::from(IO_REG_DOORBELL) {
         return Err(AccessError::Reserved { offset });
     }
     let b: [u8; 4] = data.try_into().map_err(|_| AccessError::BadSize {
         offset,
         len: data.len(),
     })?;
-    Ok(DoorbellWrite::from_value(u32::from_le_bytes(b)))
-}
-
-/// A decoded Doorbell write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DoorbellWrite {
-    pub peer: u16,
-    pub vector: u16,
-}
-
-impl DoorbellWrite {
-    pub fn from_value(v: u32) -> Self {
-        DoorbellWrite {
-            peer: (v >> 16) as u16,
-            vector: (v & 0xffff) as u16,
-        }
-    }
-
-    pub fn value(self) -> u32 {
-        (u32::from(self.peer) << 16) | u32::from(self.vector)
-    }
+    Ok(Doorbell::from_value(u32::from_le_bytes(b)))
 }
 
 /// A guest access the registers do not define.
@@ -106,14 +81,17 @@ pub struct Registers {
     iv_position: u32,
 }
 
-fn check(offset: u64, len: usize) -> Result<(), AccessError> {
-    if offset >= BAR0_SIZE {
-        return Err(AccessError::OutOfRange { offset });
-    }
-    if len != 4 || offset % 4 != 0 {
+/// The register offset of an access, if it is inside BAR0 and an aligned
+/// 32-bit one.
+fn check(offset: u64, len: usize) -> Result<u16, AccessError> {
+    let reg = u16::try_from(offset)
+        .ok()
+        .filter(|&r| u32::from(r) < BAR0_SIZE)
+        .ok_or(AccessError::OutOfRange { offset })?;
+    if len != 4 || reg % 4 != 0 {
         return Err(AccessError::BadSize { offset, len });
     }
-    Ok(())
+    Ok(reg)
 }
 
 impl Registers {
@@ -131,16 +109,19 @@ impl Registers {
     /// A guest read. On error `data` is all ones (bad size) or zeros
     /// (reserved offset, write-only register).
     pub fn read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
-        if let Err(e) = check(offset, data.len()) {
-            data.fill(0xff);
-            return Err(e);
-        }
-        let v = match offset {
-            INTR_MASK => self.intr_mask,
+        let reg = match check(offset, data.len()) {
+            Ok(reg) => reg,
+            Err(e) => {
+                data.fill(0xff);
+                return Err(e);
+            }
+        };
+        let v = match reg {
+            REG_INTR_MASK => self.intr_mask,
             // Read-to-clear, as in ivshmem.
-            INTR_STATUS => std::mem::take(&mut self.intr_status),
-            IV_POSITION => self.iv_position,
-            DOORBELL => {
+            REG_INTR_STATUS => std::mem::take(&mut self.intr_status),
+            REG_IV_POSITION => self.iv_position,
+            REG_DOORBELL => {
                 data.fill(0);
                 return Err(AccessError::WrongDirection {
                     offset,
@@ -158,25 +139,21 @@ impl Registers {
 
     /// A guest write; `Ok(Some(..))` for a Doorbell write the device must
     /// deliver (it arrives here only when no ioeventfd matched).
-    pub fn write(
-        &mut self,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<Option<DoorbellWrite>, AccessError> {
-        check(offset, data.len())?;
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<Option<Doorbell>, AccessError> {
+        let reg = check(offset, data.len())?;
         let mut b = [0u8; 4];
         b.copy_from_slice(data);
         let v = u32::from_le_bytes(b);
-        match offset {
-            INTR_MASK => self.intr_mask = v,
-            INTR_STATUS => self.intr_status = v,
-            IV_POSITION => {
+        match reg {
+            REG_INTR_MASK => self.intr_mask = v,
+            REG_INTR_STATUS => self.intr_status = v,
+            REG_IV_POSITION => {
                 return Err(AccessError::WrongDirection {
                     offset,
                     write: true,
                 })
             }
-            DOORBELL => return Ok(Some(DoorbellWrite::from_value(v))),
+            REG_DOORBELL => return Ok(Some(Doorbell::from_value(v))),
             _ => return Err(AccessError::Reserved { offset }),
         }
         Ok(None)
@@ -186,6 +163,12 @@ impl Registers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The register offsets as the bus hands them to the device.
+    const INTR_MASK: u64 = REG_INTR_MASK as u64;
+    const INTR_STATUS: u64 = REG_INTR_STATUS as u64;
+    const IV_POSITION: u64 = REG_IV_POSITION as u64;
+    const DOORBELL: u64 = REG_DOORBELL as u64;
 
     fn rd(r: &mut Registers, off: u64) -> Result<u32, AccessError> {
         let mut b = [0u8; 4];
@@ -203,9 +186,9 @@ mod tests {
         assert_eq!(rd(&mut r, INTR_STATUS), Ok(0), "read clears");
         assert_eq!(
             r.write(DOORBELL, &0x0007_0001u32.to_le_bytes()),
-            Ok(Some(DoorbellWrite { peer: 7, vector: 1 }))
+            Ok(Some(Doorbell { peer: 7, vector: 1 }))
         );
-        assert_eq!(DoorbellWrite { peer: 7, vector: 1 }.value(), 0x0007_0001);
+        assert_eq!(Doorbell { peer: 7, vector: 1 }.value(), 0x0007_0001);
         assert!(r.write(IV_POSITION, &[0; 4]).is_err());
         assert_eq!(rd(&mut r, IV_POSITION), Ok(5), "IVPosition is read-only");
     }
@@ -214,7 +197,7 @@ mod tests {
     fn io_doorbell() {
         assert_eq!(
             io_doorbell_write(0, &0x0002_0001u32.to_le_bytes()),
-            Ok(DoorbellWrite { peer: 2, vector: 1 })
+            Ok(Doorbell { peer: 2, vector: 1 })
         );
         assert!(io_doorbell_write(0, &[1]).is_err());
         assert!(io_doorbell_write(0, &[0; 4096]).is_err());
@@ -225,13 +208,13 @@ mod tests {
     #[test]
     fn every_offset_and_size_is_handled() {
         let mut r = Registers::new(1);
-        for off in 0..BAR0_SIZE + 8 {
+        for off in 0..u64::from(BAR0_SIZE) + 8 {
             for len in [1usize, 2, 3, 4, 8, 4096] {
                 let mut buf = vec![0u8; len];
                 let res = r.read(off, &mut buf);
                 let good = len == 4 && off % 4 == 0 && off <= DOORBELL && off != DOORBELL;
                 assert_eq!(res.is_ok(), good, "read off={off} len={len}");
-                if len != 4 || off % 4 != 0 || off >= BAR0_SIZE {
+                if len != 4 || off % 4 != 0 || off >= u64::from(BAR0_SIZE) {
                     assert!(buf.iter().all(|&b| b == 0xff));
                 }
                 let w = r.write(off, &vec![0xa5; len]);

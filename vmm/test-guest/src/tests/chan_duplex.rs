@@ -136,6 +136,12 @@ fn fail(p: &Params, s: &Progress, what: &str, e: Option<ChannelError>) -> ! {
     exit(status::FAILURE)
 }
 
+/// The endpoint over this test's BAR2.
+type Ep = Endpoint<AtomicMem<'static>>;
+
+/// The peer left (a read or write said so).
+struct PeerGone;
+
 fn user_main(p: &Params) -> ! {
     let mut s = Progress {
         txd: 0,
@@ -146,50 +152,68 @@ fn user_main(p: &Params) -> ! {
         ring_cycles: 0,
         waits: 0,
     };
+    let mut ep = attach(p, &s);
+    println!(
+        "chan-attached slot={} generation={}",
+        ep.slot(),
+        ep.generation()
+    );
+    transfer(p, &mut ep, &mut s);
+    ep.close();
+    ring(p, &mut ep, &mut s);
+    report(p, &s, "complete");
+    exit(status::SUCCESS)
+}
+
+/// Attaches to the channel in BAR2, retrying while its slots are busy (up
+/// to `timeout_ms`).
+fn attach(p: &Params, s: &Progress) -> Ep {
     // SAFETY: BAR2 is mapped (identity, user-accessible, write-back) for
     // the rest of the VM's life and only accessed atomically from here.
     let Some(mem) = (unsafe { AtomicMem::new(p.dev.shm as *mut u8, p.dev.shm_size as usize) })
     else {
-        fail(p, &s, "BAR2 is not aligned", None)
+        fail(p, s, "BAR2 is not aligned", None)
     };
     let opts = AttachOptions {
         doorbell_id: u16::try_from(p.dev.ivposition).ok(),
         ..AttachOptions::default()
     };
     let start = tsc::rdtsc();
-    let mut ep = loop {
+    loop {
         let r = match p.slot {
             Some(slot) => Endpoint::attach_with(mem, slot, &opts),
             None => Endpoint::attach_any(mem, &opts),
         };
         match r {
-            Ok(ep) => break ep,
+            Ok(ep) => return ep,
             Err(ChannelError::Busy) if tsc::rdtsc().wrapping_sub(start) < p.timeout => {}
-            Err(e) => fail(p, &s, "attach", Some(e)),
+            Err(e) => fail(p, s, "attach", Some(e)),
         }
-    };
-    println!(
-        "chan-attached slot={} generation={}",
-        ep.slot(),
-        ep.generation()
-    );
-    let ring = |ep: &mut Endpoint<AtomicMem>, s: &mut Progress| {
-        if p.irq && ep.needs_doorbell() {
-            if let Ok(Some(peer)) = ep.peer_doorbell_id() {
-                let t0 = tsc::rdtsc();
-                p.dev.ring(peer, p.vector);
-                s.ring_cycles += tsc::rdtsc().wrapping_sub(t0);
-                s.rings += 1;
-            }
+    }
+}
+
+/// Rings the peer's doorbell (`irq=1`) if the endpoint says it asked.
+fn ring(p: &Params, ep: &mut Ep, s: &mut Progress) {
+    if p.irq && ep.needs_doorbell() {
+        if let Ok(Some(peer)) = ep.peer_doorbell_id() {
+            let t0 = tsc::rdtsc();
+            p.dev.ring(peer, p.vector);
+            s.ring_cycles += tsc::rdtsc().wrapping_sub(t0);
+            s.rings += 1;
         }
-    };
+    }
+}
+
+/// Moves both streams until both are done (or, with `expect_gone`, the
+/// peer left); a failure or the peer's leaving ends the test here.
+fn transfer(p: &Params, ep: &mut Ep, s: &mut Progress) {
     let mut buf = [0u8; 4096];
     let mut last_progress = tsc::rdtsc();
     let mut connected = false;
     loop {
         let state = match ep.peer_state() {
             Ok(st) => st,
-            Err(e) => fail(p, &s, "peer state", Some(e)),
+            Err(e) => fail(p, s, "peer state", Some(e)),
         };
         if state == PeerState::Connected && !connected {
             connected = true;
@@ -198,43 +222,21 @@ fn user_main(p: &Params) -> ! {
         let mut progress = false;
         let mut gone = false;
         if s.txd < p.tx {
-            let n = (p.tx - s.txd).min(p.chunk as u64) as usize;
-            stream::fill(p.seed, s.txd, &mut buf[..n]);
-            match ep.write(&buf[..n]) {
-                Ok(k) => {
-                    s.tx_sum.update(&buf[..k]);
-                    s.txd += k as u64;
-                    progress |= k > 0;
-                }
-                Err(ChannelError::PeerGone) => gone = true,
-                Err(e) => fail(p, &s, "write", Some(e)),
+            match send(p, ep, s, &mut buf) {
+                Ok(moved) => progress |= moved,
+                Err(PeerGone) => gone = true,
             }
         }
         if s.rxd < p.rx || p.expect_gone {
-            match ep.read(&mut buf[..p.chunk]) {
-                Ok(k) => {
-                    if let Some(bad) = stream::first_mismatch(p.peer_seed, s.rxd, &buf[..k]) {
-                        println!(
-                            "error: received byte {} is 0x{:02x}, expected 0x{:02x}",
-                            s.rxd + bad as u64,
-                            buf[bad],
-                            stream::byte(p.peer_seed, s.rxd + bad as u64)
-                        );
-                        report(p, &s, "corrupt");
-                        exit(status::FAILURE);
-                    }
-                    s.rx_sum.update(&buf[..k]);
-                    s.rxd += k as u64;
-                    progress |= k > 0;
-                }
-                Err(ChannelError::PeerGone) => gone = true,
-                Err(e) => fail(p, &s, "read", Some(e)),
+            match receive(p, ep, s, &mut buf) {
+                Ok(moved) => progress |= moved,
+                Err(PeerGone) => gone = true,
             }
         }
-        ring(&mut ep, &mut s);
+        ring(p, ep, s);
         if gone {
             println!("chan-peer-gone sent={} received={}", s.txd, s.rxd);
-            report(p, &s, "peer-gone");
+            report(p, s, "peer-gone");
             exit(if p.expect_gone {
                 status::SUCCESS
             } else {
@@ -242,7 +244,7 @@ fn user_main(p: &Params) -> ! {
             });
         }
         if s.txd >= p.tx && s.rxd >= p.rx && !p.expect_gone {
-            break;
+            return;
         }
         let now = tsc::rdtsc();
         if progress {
@@ -250,28 +252,74 @@ fn user_main(p: &Params) -> ! {
             continue;
         }
         if now.wrapping_sub(last_progress) > p.timeout {
-            fail(p, &s, "no progress within timeout_ms", None);
+            fail(p, s, "no progress within timeout_ms", None);
         }
         if p.irq {
-            // Ask the peer to ring us, then sleep (spin on the interrupt
-            // counter) unless something already changed.
-            let mut sleep = true;
-            if s.rxd < p.rx || p.expect_gone {
-                sleep &= ep.arm_read_wakeup(1) == Ok(Readiness::MaySleep);
-            }
-            if s.txd < p.tx {
-                sleep &= ep.arm_write_wakeup(1) == Ok(Readiness::MaySleep);
-            }
-            ring(&mut ep, &mut s);
-            if sleep {
-                s.waits += 1;
-                let seen = irq::count(p.vector as usize);
-                let _ = irq::spin_until(p.vector as usize, seen + 1, tsc::rdtsc(), p.irq_wait);
-            }
+            wait_for_wakeup(p, ep, s);
         }
     }
-    ep.close();
-    ring(&mut ep, &mut s);
-    report(p, &s, "complete");
-    exit(status::SUCCESS)
+}
+
+/// Writes the next chunk of the stream (as much as fits); whether bytes
+/// moved.
+fn send(p: &Params, ep: &mut Ep, s: &mut Progress, buf: &mut [u8; 4096]) -> Result<bool, PeerGone> {
+    let n = (p.tx - s.txd).min(p.chunk as u64) as usize;
+    stream::fill(p.seed, s.txd, &mut buf[..n]);
+    match ep.write(&buf[..n]) {
+        Ok(k) => {
+            s.tx_sum.update(&buf[..k]);
+            s.txd += k as u64;
+            Ok(k > 0)
+        }
+        Err(ChannelError::PeerGone) => Err(PeerGone),
+        Err(e) => fail(p, s, "write", Some(e)),
+    }
+}
+
+/// Reads what is there (at most a chunk) and checks it; whether bytes
+/// moved.
+fn receive(
+    p: &Params,
+    ep: &mut Ep,
+    s: &mut Progress,
+    buf: &mut [u8; 4096],
+) -> Result<bool, PeerGone> {
+    match ep.read(&mut buf[..p.chunk]) {
+        Ok(k) => {
+            if let Some(bad) = stream::first_mismatch(p.peer_seed, s.rxd, &buf[..k]) {
+                println!(
+                    "error: received byte {} is 0x{:02x}, expected 0x{:02x}",
+                    s.rxd + bad as u64,
+                    buf[bad],
+                    stream::byte(p.peer_seed, s.rxd + bad as u64)
+                );
+                report(p, s, "corrupt");
+                exit(status::FAILURE);
+            }
+            s.rx_sum.update(&buf[..k]);
+            s.rxd += k as u64;
+            Ok(k > 0)
+        }
+        Err(ChannelError::PeerGone) => Err(PeerGone),
+        Err(e) => fail(p, s, "read", Some(e)),
+    }
+}
+
+/// `irq=1`, no progress: asks the peer to ring us, then sleeps (spins on
+/// the interrupt counter, at most `irq_wait`) unless something already
+/// changed.
+fn wait_for_wakeup(p: &Params, ep: &mut Ep, s: &mut Progress) {
+    let mut sleep = true;
+    if s.rxd < p.rx || p.expect_gone {
+        sleep &= ep.arm_read_wakeup(1) == Ok(Readiness::MaySleep);
+    }
+    if s.txd < p.tx {
+        sleep &= ep.arm_write_wakeup(1) == Ok(Readiness::MaySleep);
+    }
+    ring(p, ep, s);
+    if sleep {
+        s.waits += 1;
+        let seen = irq::count(p.vector as usize);
+        let _ = irq::spin_until(p.vector as usize, seen + 1, tsc::rdtsc(), p.irq_wait);
+    }
 }

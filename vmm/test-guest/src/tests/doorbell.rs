@@ -8,6 +8,8 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
+use ivc_abi::ivshmem::{Doorbell, BAR_IO_DOORBELL, BAR_REGISTERS, REG_DOORBELL, REG_IV_POSITION};
+
 use super::{allocator, bad_param, Context, Test, GUESS_TSC_KHZ};
 use crate::cmdline::ParamError;
 use crate::exit::exit;
@@ -26,12 +28,8 @@ pub const TEST: Test = Test {
     run,
 };
 
-/// ivshmem register offsets in BAR0.
-const IVPOSITION: u64 = 8;
-const DOORBELL: u64 = 12;
-
-/// Which Doorbell register: ivshmem's (BAR0 + 12, MMIO) or ivc-shm's
-/// I/O-port extension (BAR4 + 0).
+/// Which Doorbell register: ivshmem's (BAR0, MMIO) or ivc-shm's I/O-port
+/// extension (BAR4).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Via {
     Mmio,
@@ -45,143 +43,206 @@ enum Mode {
     Ring,
 }
 
-fn run(ctx: &Context) -> u8 {
-    let cmdline = &ctx.cmdline;
-    let params = (|| -> Result<_, ParamError> {
-        let id = cmdline.pci_id_or("dev", pci::IVSHMEM)?;
-        let mode = cmdline.choice(
-            "mode",
-            Mode::SelfRing,
-            &[
-                ("self", Mode::SelfRing),
-                ("wait", Mode::Wait),
-                ("ring", Mode::Ring),
-            ],
-            "self, wait or ring",
-        )?;
-        let via = cmdline.choice(
-            "via",
-            Via::Mmio,
-            &[("mmio", Via::Mmio), ("io", Via::Io)],
-            "mmio or io",
-        )?;
-        let vector = super::vector(ctx)?;
-        let peer = cmdline
-            .get("peer")
-            .map(|_| cmdline.u64_or("peer", 0))
-            .transpose()?;
-        let default_count = if mode == Mode::SelfRing { 10 } else { 1 };
-        let khz = super::tsc_khz(ctx)?.unwrap_or(GUESS_TSC_KHZ);
-        Ok((
-            (id, via),
-            mode,
-            vector,
-            peer,
-            cmdline.u64_or("count", default_count)?.max(1),
-            cmdline.u64_or("timeout_ms", 5000)?.saturating_mul(khz),
-            cmdline.u64_or("gap_us", 1000)?.saturating_mul(khz) / 1000,
-            allocator(ctx)?,
-        ))
-    })();
-    let (((vendor, device), via), mode, vector, peer, count, timeout, gap, mut allocator) =
-        match params {
-            Ok(p) => p,
-            Err(err) => return bad_param(err),
-        };
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::SelfRing => "self",
+            Mode::Wait => "wait",
+            Mode::Ring => "ring",
+        }
+    }
+}
 
-    let (function, bars) = match super::find_and_assign((vendor, device), &mut allocator) {
-        Ok(found) => found,
+/// The test's parameters.
+struct Params {
+    id: (u16, u16),
+    via: Via,
+    mode: Mode,
+    vector: u16,
+    /// The peer to ring; `None`: our own IVPosition.
+    peer: Option<u64>,
+    count: u64,
+    /// Wait for the interrupts (`self`, `wait`), TSC cycles.
+    timeout: u64,
+    /// Between two doorbells (`ring`), TSC cycles.
+    gap: u64,
+}
+
+/// The opened device: its registers and doorbell.
+struct Device {
+    function: pci::Function,
+    bars: bar::Bars,
+    registers: u64,
+    /// The I/O doorbell port (`via=io`); `None`: the MMIO Doorbell.
+    io_port: Option<u16>,
+    ivposition: u32,
+}
+
+fn run(ctx: &Context) -> u8 {
+    let (p, mut allocator) = match parse(ctx).and_then(|p| Ok((p, allocator(ctx)?))) {
+        Ok(p) => p,
+        Err(err) => return bad_param(err),
+    };
+    let dev = match open(&p, &mut allocator) {
+        Ok(dev) => dev,
         Err(status) => return status,
     };
-    let Some(registers) = bars[0].and_then(|b| b.map().ok()) else {
+    let target = p.peer.unwrap_or(dev.ivposition as u64);
+    if p.mode != Mode::Ring {
+        if let Err(code) = route_interrupt(&dev.function, &dev.bars, p.vector) {
+            return code;
+        }
+    }
+    // Tier-2 harnesses start the ringing VM once the waiting one printed this.
+    println!(
+        "doorbell {} ivposition={} mode={} vector={} count={} via={}",
+        dev.function.bdf,
+        dev.ivposition,
+        p.mode.name(),
+        p.vector,
+        p.count,
+        if dev.io_port.is_some() { "io" } else { "mmio" }
+    );
+    let value = Doorbell {
+        // A peer id is 16 bits: the register's upper half.
+        peer: target as u16,
+        vector: p.vector,
+    }
+    .value();
+    match p.mode {
+        Mode::SelfRing => cpl3::run_with_interrupts(
+            self_ring_main,
+            &SelfRing {
+                registers: dev.registers,
+                io_port: dev.io_port,
+                value,
+                n: p.vector as usize,
+                count: p.count,
+                timeout: p.timeout,
+            },
+        ),
+        Mode::Wait => wait(&p),
+        Mode::Ring => ring(&p, &dev, value),
+    }
+}
+
+/// Parses the command line (everything but the BAR allocator).
+fn parse(ctx: &Context) -> Result<Params, ParamError<'static>> {
+    let cmdline = &ctx.cmdline;
+    let id = cmdline.pci_id_or("dev", pci::IVSHMEM)?;
+    let mode = cmdline.choice(
+        "mode",
+        Mode::SelfRing,
+        &[
+            ("self", Mode::SelfRing),
+            ("wait", Mode::Wait),
+            ("ring", Mode::Ring),
+        ],
+        "self, wait or ring",
+    )?;
+    let via = cmdline.choice(
+        "via",
+        Via::Mmio,
+        &[("mmio", Via::Mmio), ("io", Via::Io)],
+        "mmio or io",
+    )?;
+    let vector = super::vector(ctx)?;
+    let peer = cmdline
+        .get("peer")
+        .map(|_| cmdline.u64_or("peer", 0))
+        .transpose()?;
+    let default_count = if mode == Mode::SelfRing { 10 } else { 1 };
+    let khz = super::tsc_khz(ctx)?.unwrap_or(GUESS_TSC_KHZ);
+    Ok(Params {
+        id,
+        via,
+        mode,
+        vector,
+        peer,
+        count: cmdline.u64_or("count", default_count)?.max(1),
+        timeout: cmdline.u64_or("timeout_ms", 5000)?.saturating_mul(khz),
+        gap: cmdline.u64_or("gap_us", 1000)?.saturating_mul(khz) / 1000,
+    })
+}
+
+/// Finds the device, maps its registers, picks the doorbell and reads
+/// IVPosition; on failure prints why and returns the status.
+fn open(p: &Params, allocator: &mut bar::Allocator) -> Result<Device, u8> {
+    let (function, bars) = super::find_and_assign(p.id, allocator)?;
+    let Some(registers) = bars[BAR_REGISTERS].and_then(|b| b.map().ok()) else {
         println!(
             "error: {} BAR0 (registers) is not an assigned memory BAR",
             function.bdf
         );
-        return status::FAILURE;
+        return Err(status::FAILURE);
     };
-    let io_port = match via {
+    let io_port = match p.via {
         Via::Mmio => None,
-        Via::Io => match bars[4].filter(|b| b.kind == bar::BarKind::Io && b.addr != 0) {
-            Some(b) => Some(b.addr as u16),
-            None => {
-                println!(
-                    "error: {} has no I/O doorbell BAR4 (an ivc-shm extension)",
-                    function.bdf
-                );
-                return status::FAILURE;
+        Via::Io => {
+            match bars[BAR_IO_DOORBELL].filter(|b| b.kind == bar::BarKind::Io && b.addr != 0) {
+                Some(b) => Some(b.addr as u16),
+                None => {
+                    println!(
+                        "error: {} has no I/O doorbell BAR4 (an ivc-shm extension)",
+                        function.bdf
+                    );
+                    return Err(status::FAILURE);
+                }
             }
-        },
+        }
     };
     // SAFETY: BAR0 is ivshmem's register block, assigned, decoding and
     // mapped; IVPosition is a read-only 32-bit register.
-    let ivposition = unsafe { read_volatile((registers + IVPOSITION) as *const u32) };
-    let target = peer.unwrap_or(ivposition as u64);
+    let ivposition =
+        unsafe { read_volatile((registers + u64::from(REG_IV_POSITION)) as *const u32) };
+    Ok(Device {
+        function,
+        bars,
+        registers,
+        io_port,
+        ivposition,
+    })
+}
 
-    if mode != Mode::Ring {
-        if let Err(code) = route_interrupt(&function, &bars, vector) {
-            return code;
-        }
-    }
-    let mode_name = match mode {
-        Mode::SelfRing => "self",
-        Mode::Wait => "wait",
-        Mode::Ring => "ring",
-    };
-    // Tier-2 harnesses start the ringing VM once the waiting one printed this.
-    println!(
-        "doorbell {} ivposition={ivposition} mode={mode_name} vector={vector} count={count} via={}",
-        function.bdf,
-        if io_port.is_some() { "io" } else { "mmio" }
-    );
-
-    let ring = || ring_doorbell(registers, io_port, ((target as u32) << 16) | vector as u32);
-    let n = vector as usize;
-    match mode {
-        Mode::SelfRing => cpl3::run_with_interrupts(
-            self_ring_main,
-            &SelfRing {
-                registers,
-                io_port,
-                value: ((target as u32) << 16) | vector as u32,
-                n,
-                count,
-                timeout,
-            },
-        ),
-        Mode::Wait => {
-            // Several doorbells can merge into one interrupt (eventfd
-            // semantics): wait for at least `count`.
-            let reached = irq::wait_for(n, count, timeout);
-            report(0, count, irq::count(n), None);
-            if !reached {
-                println!("error: fewer than {count} interrupts within the timeout");
-                return status::FAILURE;
-            }
-        }
-        Mode::Ring => {
-            for _ in 0..count {
-                ring();
-                let start = tsc::rdtsc();
-                while tsc::rdtsc().wrapping_sub(start) < gap {
-                    core::hint::spin_loop();
-                }
-            }
-            report(count, 0, 0, None);
-        }
+/// `mode=wait`: the interrupts of another VM's doorbells.
+fn wait(p: &Params) -> u8 {
+    let n = p.vector as usize;
+    // Several doorbells can merge into one interrupt (eventfd semantics):
+    // wait for at least `count`.
+    let reached = irq::wait_for(n, p.count, p.timeout);
+    report(0, p.count, irq::count(n), None);
+    if !reached {
+        println!(
+            "error: fewer than {} interrupts within the timeout",
+            p.count
+        );
+        return status::FAILURE;
     }
     status::SUCCESS
 }
 
-/// Writes `value` (target peer << 16 | vector) to the Doorbell register:
-/// BAR0 + 12 at `registers`, or the I/O port of BAR4.
+/// `mode=ring`: `count` doorbells to another VM, `gap` apart.
+fn ring(p: &Params, dev: &Device, value: u32) -> u8 {
+    for _ in 0..p.count {
+        ring_doorbell(dev.registers, dev.io_port, value);
+        let start = tsc::rdtsc();
+        while tsc::rdtsc().wrapping_sub(start) < p.gap {
+            core::hint::spin_loop();
+        }
+    }
+    report(p.count, 0, 0, None);
+    status::SUCCESS
+}
+
+/// Writes `value` (a [`Doorbell`] value) to the Doorbell register: in BAR0
+/// at `registers`, or the I/O port of BAR4.
 fn ring_doorbell(registers: u64, io_port: Option<u16>, value: u32) {
     match io_port {
         Some(port) => crate::port::outl(port, value),
         // SAFETY: Doorbell is a write-only 32-bit register in the mapped
         // BAR0 (identity-mapped, user-accessible); writing it is the point
         // of the test.
-        None => unsafe { write_volatile((registers + DOORBELL) as *mut u32, value) },
+        None => unsafe { write_volatile((registers + u64::from(REG_DOORBELL)) as *mut u32, value) },
     }
 }
 

@@ -6,13 +6,14 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
+use ivc_abi::ivshmem::{
+    Doorbell, BAR_IO_DOORBELL, BAR_REGISTERS, BAR_SHM, REG_DOORBELL, REG_IV_POSITION,
+};
+
 use super::{allocator, Context};
 use crate::exit::status;
 use crate::pci::{self, bar};
 use crate::println;
-
-const IVPOSITION: u64 = 8;
-const DOORBELL: u64 = 12;
 
 /// The mapped device.
 #[derive(Clone, Copy)]
@@ -41,14 +42,14 @@ pub fn open(ctx: &Context, want: &Want) -> Result<ShmDev, u8> {
     let (vendor, device) = want.id;
     let (function, bars) = super::find_and_assign((vendor, device), &mut allocator)?;
     let (Some(regs), Some((shm, shm_size))) = (
-        bars[0].and_then(|b| b.map().ok()),
-        bars[2].and_then(|b| b.map().ok().map(|a| (a, b.size))),
+        bars[BAR_REGISTERS].and_then(|b| b.map().ok()),
+        bars[BAR_SHM].and_then(|b| b.map().ok().map(|a| (a, b.size))),
     ) else {
         println!("error: {} needs memory BAR0 and BAR2", function.bdf);
         return Err(status::FAILURE);
     };
     let io_doorbell = if want.via_io {
-        match bars[4].filter(|b| b.kind == bar::BarKind::Io && b.addr != 0) {
+        match bars[BAR_IO_DOORBELL].filter(|b| b.kind == bar::BarKind::Io && b.addr != 0) {
             Some(b) => Some(b.addr as u16),
             None => {
                 println!("error: {} has no I/O doorbell BAR4", function.bdf);
@@ -62,7 +63,7 @@ pub fn open(ctx: &Context, want: &Want) -> Result<ShmDev, u8> {
         super::doorbell::route_interrupt(&function, &bars, vector)?;
     }
     // SAFETY: IVPosition, a read-only 32-bit register of the mapped BAR0.
-    let ivposition = unsafe { read_volatile((regs + IVPOSITION) as *const u32) };
+    let ivposition = unsafe { read_volatile((regs + u64::from(REG_IV_POSITION)) as *const u32) };
     Ok(ShmDev {
         bdf: function.bdf,
         regs,
@@ -92,12 +93,14 @@ impl ShmDev {
     /// Rings `peer`'s doorbell on `vector` (works at CPL3: IOPL/TSS bitmap
     /// allow the port, BAR0 is user-mapped).
     pub fn ring(&self, peer: u16, vector: u16) {
-        let value = (u32::from(peer) << 16) | u32::from(vector);
+        let value = Doorbell { peer, vector }.value();
         match self.io_doorbell {
             Some(port) => crate::port::outl(port, value),
             // SAFETY: Doorbell, a write-only 32-bit register in the mapped
             // BAR0; writing it is how a peer is interrupted.
-            None => unsafe { write_volatile((self.regs + DOORBELL) as *mut u32, value) },
+            None => unsafe {
+                write_volatile((self.regs + u64::from(REG_DOORBELL)) as *mut u32, value)
+            },
         }
     }
 }

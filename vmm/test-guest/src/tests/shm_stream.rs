@@ -189,7 +189,23 @@ fn same(a: &[u8], b: &[u8]) -> bool {
         && ra == rb
 }
 
+/// The endpoint over this test's BAR2.
+type Ep = Endpoint<AtomicMem<'static>>;
+
 fn user_main(p: &Params) -> ! {
+    let (rx_buf, pattern) = buffers(p);
+    calibrate(p, pattern, rx_buf);
+    let mut ep = connect(p);
+    println!("stream-connected slot={}", ep.slot());
+    let tally = transfer(p, &mut ep, pattern, rx_buf);
+    let end = tsc::rdtsc();
+    ep.close();
+    report(p, &tally, end);
+    exit(status::SUCCESS)
+}
+
+/// The receive buffer and the pattern, in the RAM `run` reserved.
+fn buffers(p: &Params) -> (&'static mut [u8], &'static mut [u8]) {
     // SAFETY: `ram..ram + PERIOD + 2 * chunk` is RAM above the image from
     // the memory map (`samples::reserve`), identity-mapped, user-accessible
     // and used by nothing else.
@@ -201,7 +217,12 @@ fn user_main(p: &Params) -> ! {
     // modulo PERIOD has `chunk` contiguous bytes.
     stream::fill(p.seed, 0, &mut pattern[..PERIOD]);
     pattern.copy_within(..p.chunk, PERIOD);
-    calibrate(p, pattern, rx_buf);
+    (rx_buf, pattern)
+}
+
+/// Attaches to the channel in BAR2 and waits for the peer, both within
+/// `timeout_ms`.
+fn connect(p: &Params) -> Ep {
     // SAFETY: BAR2 is mapped (identity, user-accessible, write-back) for
     // the rest of the VM's life and only accessed atomically from here.
     let Some(mem) = (unsafe { AtomicMem::new(p.dev.shm as *mut u8, p.dev.shm_size as usize) })
@@ -223,20 +244,34 @@ fn user_main(p: &Params) -> ! {
     };
     loop {
         match ep.peer_state() {
-            Ok(PeerState::Connected) => break,
+            Ok(PeerState::Connected) => return ep,
             Ok(_) if !timed_out() => {}
             Ok(_) => fail("no peer within timeout_ms", None),
             Err(e) => fail("peer state", Some(e)),
         }
     }
-    println!("stream-connected slot={}", ep.slot());
+}
+
+/// What the transfer loop counted.
+struct Tally {
+    /// TSC and size of the first bytes moved.
+    first: Option<(u64, u64)>,
+    /// Reads or writes, including those that moved nothing.
+    calls: u64,
+    /// Cycles spent checking received bytes against the pattern: the
+    /// receiver's own work, not the channel's, reported apart.
+    verify: u64,
+}
+
+/// Sends (`tx=1`) or receives and checks `bytes` bytes of the pattern.
+fn transfer(p: &Params, ep: &mut Ep, pattern: &[u8], rx_buf: &mut [u8]) -> Tally {
     let mut off: u64 = 0;
-    let mut first: Option<(u64, u64)> = None;
     let mut last_progress = tsc::rdtsc();
-    let mut calls: u64 = 0;
-    // Cycles spent checking received bytes against the pattern: the
-    // receiver's own work, not the channel's, reported apart.
-    let mut verify: u64 = 0;
+    let mut t = Tally {
+        first: None,
+        calls: 0,
+        verify: 0,
+    };
     while off < p.bytes {
         let at = (off % PERIOD as u64) as usize;
         let n = (p.bytes - off).min(p.chunk as u64) as usize;
@@ -251,24 +286,15 @@ fn user_main(p: &Params) -> ! {
                 Err(e) => fail("read", Some(e)),
             };
             if p.check {
-                let v0 = tsc::rdtsc();
-                let ok = same(&rx_buf[..k], &pattern[at..at + k]);
-                verify = verify.wrapping_add(tsc::rdtsc().wrapping_sub(v0));
-                if !ok {
-                    let bad = (0..k).find(|&i| rx_buf[i] != pattern[at + i]).unwrap_or(0);
-                    println!(
-                        "stream-result role=rx outcome=corrupt received={off} mismatch_at={}",
-                        off + bad as u64
-                    );
-                    exit(status::FAILURE);
-                }
+                let cycles = verify(off, &rx_buf[..k], &pattern[at..at + k]);
+                t.verify = t.verify.wrapping_add(cycles);
             }
             k
         };
-        calls += 1;
+        t.calls += 1;
         if k == 0 {
             // Polls are cheap; read the clock only now and then.
-            if calls & 1023 == 0 && tsc::rdtsc().wrapping_sub(last_progress) > p.timeout {
+            if t.calls & 1023 == 0 && tsc::rdtsc().wrapping_sub(last_progress) > p.timeout {
                 fail("no progress within timeout_ms", None);
             }
             continue;
@@ -276,28 +302,49 @@ fn user_main(p: &Params) -> ! {
         let now = tsc::rdtsc();
         last_progress = now;
         off += k as u64;
-        if first.is_none() {
-            first = Some((now, k as u64));
+        if t.first.is_none() {
+            t.first = Some((now, k as u64));
         }
     }
-    let end = tsc::rdtsc();
-    ep.close();
+    t
+}
+
+/// Checks bytes received at stream offset `off` against the pattern's;
+/// the TSC cycles the comparison took. A mismatch ends the test.
+fn verify(off: u64, got: &[u8], want: &[u8]) -> u64 {
+    let v0 = tsc::rdtsc();
+    let ok = same(got, want);
+    let cycles = tsc::rdtsc().wrapping_sub(v0);
+    if !ok {
+        let bad = (0..got.len()).find(|&i| got[i] != want[i]).unwrap_or(0);
+        println!(
+            "stream-result role=rx outcome=corrupt received={off} mismatch_at={}",
+            off + bad as u64
+        );
+        exit(status::FAILURE);
+    }
+    cycles
+}
+
+/// The `stream-result` line of a complete transfer that ended at TSC `end`.
+fn report(p: &Params, t: &Tally, end: u64) {
     // The clock starts when the first bytes arrived (or were accepted), so
     // those bytes are not part of the timed transfer.
-    let (t0, first_bytes) = first.unwrap_or((end, 0));
+    let (t0, first_bytes) = t.first.unwrap_or((end, 0));
     let cycles = end.wrapping_sub(t0);
     let timed = p.bytes - first_bytes;
     println!(
-        "stream-result role={} outcome=complete bytes={} timed_bytes={timed} cycles={cycles} calls={calls} checked={} verify_cycles={verify}{}",
+        "stream-result role={} outcome=complete bytes={} timed_bytes={timed} cycles={cycles} calls={} checked={} verify_cycles={}{}",
         if p.tx { "tx" } else { "rx" },
         p.bytes,
+        t.calls,
         u8::from(p.check && !p.tx),
+        t.verify,
         match p.khz {
             Some(khz) => Ns(samples::ns(cycles, khz)),
             None => Ns(u64::MAX),
         }
     );
-    exit(status::SUCCESS)
 }
 
 /// ` ns=N`, or nothing when the TSC rate is unknown.
