@@ -274,7 +274,7 @@ fn run(cli: Cli) -> Result<bool, String> {
     write("results.json", &json)?;
     write("plot.svg", &svg)?;
     write("summary.txt", &table)?;
-    write("results.csv", &csv::render(&reports))?;
+    write("results.csv", &csv::render(&reports)?)?;
     println!();
     println!(
         "Summary, {} ({}; guest figures emulated under QEMU TCG)",
