@@ -15,7 +15,7 @@ pub enum ResultLine<'a> {
     Latency {
         /// Free-form label given on the command line.
         label: &'a str,
-        /// How the tool waited for data (`spin`, `poll`, `block`).
+        /// How the tool waited for data (`spin` or `block`).
         wait: &'a str,
         /// Message size in bytes.
         size: u64,
@@ -38,7 +38,7 @@ pub enum ResultLine<'a> {
     Throughput {
         /// Free-form label given on the command line.
         label: &'a str,
-        /// How the tool waited for room (`spin`, `poll`, `block`).
+        /// How the tool waited for room (`spin` or `block`).
         wait: &'a str,
         /// Bytes per write call.
         packet: u64,
