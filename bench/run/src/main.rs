@@ -23,7 +23,7 @@ mod vmm_exit;
 mod vmm_linux;
 mod vmm_shm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use crate::progress::{Console, Step};
 use crate::record::{Status, SuiteReport};
-use crate::suites::{Context, Plan};
+use crate::suites::{Context, Plan, Suite};
 use crate::timestamp::Utc;
 
 #[derive(Parser)]
@@ -133,14 +133,14 @@ fn load_average() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn run(cli: Cli) -> Result<bool, String> {
+/// Parses the options into the context every suite gets: the plan, the
+/// results directory, the guest artifacts and the host's TSC rate.
+fn context(cli: &Cli, all: &[Box<dyn Suite>], now: &Utc) -> Result<Context, String> {
     let console = Console::new().map_err(|e| format!("stderr: {e}"))?;
-    let now = Utc::now();
     let plan = Plan::new(cli.quick, cli.seconds);
     if !(plan.guest_seconds > 0.0 && plan.guest_seconds <= 600.0) {
         return Err("--seconds must be between 0 and 600".into());
     }
-    let all = suites::all();
     let known: Vec<&str> = all.iter().map(|s| s.name()).collect();
     if let Some(bad) = cli.only.iter().find(|o| !known.contains(&o.as_str())) {
         return Err(format!(
@@ -150,93 +150,115 @@ fn run(cli: Cli) -> Result<bool, String> {
     }
     let out_dir = cli
         .out
+        .clone()
         .unwrap_or_else(|| PathBuf::from("results").join(now.compact()));
     let artifacts = ivc_guest_harness::GuestArtifacts::locate().map_err(|e| e.to_string());
-    let ctx = Context {
+    Ok(Context {
         plan,
-        console: console.clone(),
-        out_dir: out_dir.clone(),
+        console,
+        out_dir,
         artifacts,
         tsc_mhz: ivc_floors::tsc::host_tsc_mhz(std::time::Duration::from_millis(200)),
+    })
+}
+
+/// `--list`: every suite, where it runs, and whether it can run here.
+fn list(all: &[Box<dyn Suite>], ctx: &Context) {
+    for s in all {
+        let state = s
+            .unavailable(ctx)
+            .map_or("can run".to_string(), |why| format!("cannot run: {why}"));
+        println!("{:<18} {:<28} {state}", s.name(), s.environment());
+    }
+}
+
+/// What running the suites gave.
+struct Outcome {
+    reports: Vec<SuiteReport>,
+    /// Every suite that ran worked and its data was right.
+    all_ok: bool,
+    /// The highest 1-minute load average seen around the suites.
+    busiest: f64,
+}
+
+/// Runs the suites `only` names (all if empty), in order.
+fn run_suites(all: &[Box<dyn Suite>], only: &[String], ctx: &Context) -> Outcome {
+    let mut outcome = Outcome {
+        reports: Vec::new(),
+        all_ok: true,
+        busiest: load_average(),
     };
-    if cli.list {
-        for s in &all {
-            let state = s
-                .unavailable(&ctx)
-                .map_or("can run".to_string(), |why| format!("cannot run: {why}"));
-            println!("{:<18} {:<28} {state}", s.name(), s.environment());
+    for s in all {
+        if !only.is_empty() && !only.iter().any(|o| o == s.name()) {
+            continue;
         }
-        return Ok(true);
+        let (report, ok, load) = run_suite(s.as_ref(), ctx);
+        outcome.all_ok &= ok;
+        outcome.busiest = outcome.busiest.max(load);
+        outcome.reports.push(report);
     }
-    std::fs::create_dir_all(&out_dir)
-        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
-    let mut host = host_facts();
-    host.tsc_mhz = ctx.tsc_mhz;
-    console.line(&format!(
-        "ivc-run {}: {} ({} CPUs, load {}), /dev/kvm: {}",
-        now.iso(),
-        host.cpu,
-        host.cpus_online,
-        host.load_average_at_start,
-        host.kvm
+    outcome
+}
+
+/// Runs one suite (or says why it cannot run here): its report, whether it
+/// worked with right data, and the highest load average around it.
+fn run_suite(s: &dyn Suite, ctx: &Context) -> (SuiteReport, bool, f64) {
+    let mut report = SuiteReport {
+        suite: s.name().into(),
+        environment: s.environment(),
+        status: Status::Ran,
+        records: Vec::new(),
+        notes: Vec::new(),
+        seconds: 0.0,
+    };
+    if let Some(why) = s.unavailable(ctx) {
+        ctx.console
+            .line(&format!("==> {}: not run: {why}", s.name()));
+        report.status = Status::Skipped(why);
+        return (report, true, 0.0);
+    }
+    let step = Step::start(
+        &ctx.console,
+        &format!("{} [{}]", s.name(), s.environment()),
+        Some(s.estimate(&ctx.plan)),
+    );
+    let started = Instant::now();
+    let load_before = load_average();
+    let result = s.run(ctx, &mut report);
+    report.seconds = started.elapsed().as_secs_f64();
+    let load_after = load_average();
+    report.notes.push(format!(
+        "load average (1 min) before {load_before:.2}, after {load_after:.2}"
     ));
-    console.line(&format!("results: {}", out_dir.display()));
+    let bad_data = report.records.iter().any(record::Record::bad_data);
+    let ok = match result {
+        Ok(()) if !bad_data => {
+            step.finish(&format!("{} figures", report.records.len()));
+            true
+        }
+        Ok(()) => {
+            step.finish("DATA MISMATCH in some results");
+            report.status = Status::Failed("data mismatch".into());
+            false
+        }
+        Err(e) => {
+            step.finish(&format!("FAILED: {e}"));
+            report.status = Status::Failed(e);
+            false
+        }
+    };
+    (report, ok, load_before.max(load_after))
+}
 
-    let mut reports = Vec::new();
-    let mut all_ok = true;
-    let mut busiest = load_average();
-    for s in &all {
-        if !cli.only.is_empty() && !cli.only.iter().any(|o| o == s.name()) {
-            continue;
-        }
-        let mut report = SuiteReport {
-            suite: s.name().into(),
-            environment: s.environment(),
-            status: Status::Ran,
-            records: Vec::new(),
-            notes: Vec::new(),
-            seconds: 0.0,
-        };
-        if let Some(why) = s.unavailable(&ctx) {
-            console.line(&format!("==> {}: not run: {why}", s.name()));
-            report.status = Status::Skipped(why);
-            reports.push(report);
-            continue;
-        }
-        let step = Step::start(
-            &console,
-            &format!("{} [{}]", s.name(), s.environment()),
-            Some(s.estimate(&ctx.plan)),
-        );
-        let started = Instant::now();
-        let load_before = load_average();
-        let result = s.run(&ctx, &mut report);
-        report.seconds = started.elapsed().as_secs_f64();
-        let load_after = load_average();
-        report.notes.push(format!(
-            "load average (1 min) before {load_before:.2}, after {load_after:.2}"
-        ));
-        busiest = busiest.max(load_before).max(load_after);
-        let bad_data = report.records.iter().any(record::Record::bad_data);
-        match result {
-            Ok(()) if !bad_data => {
-                step.finish(&format!("{} figures", report.records.len()));
-            }
-            Ok(()) => {
-                all_ok = false;
-                step.finish("DATA MISMATCH in some results");
-                report.status = Status::Failed("data mismatch".into());
-            }
-            Err(e) => {
-                all_ok = false;
-                step.finish(&format!("FAILED: {e}"));
-                report.status = Status::Failed(e);
-            }
-        }
-        reports.push(report);
-    }
-
-    let rows = summary::rows(&reports);
+/// Writes results.json, plot.svg, summary.txt and results.csv into the
+/// results directory; returns the summary table.
+fn write_outputs(
+    ctx: &Context,
+    now: &Utc,
+    host: Host,
+    reports: &[SuiteReport],
+) -> Result<String, String> {
+    let rows = summary::rows(reports);
     let table = summary::table(&rows);
     let records: Vec<record::Record> = reports.iter().flat_map(|r| r.records.clone()).collect();
     let footer = format!(
@@ -251,7 +273,6 @@ fn run(cli: Cli) -> Result<bool, String> {
         &[charts::latency(&records), charts::throughput(&records)],
         &footer,
     );
-    let cpus = host.cpus_online;
     let results = Results {
         date: now.iso(),
         host,
@@ -264,17 +285,23 @@ fn run(cli: Cli) -> Result<bool, String> {
             packets: ctx.plan.packets.clone(),
         },
         summary: &rows,
-        suites: &reports,
+        suites: reports,
     };
     let json = serde_json::to_string_pretty(&results).map_err(|e| format!("results.json: {e}"))?;
     let write = |name: &str, data: &str| {
-        std::fs::write(out_dir.join(name), data)
-            .map_err(|e| format!("writing {}: {e}", out_dir.join(name).display()))
+        std::fs::write(ctx.out_dir.join(name), data)
+            .map_err(|e| format!("writing {}: {e}", ctx.out_dir.join(name).display()))
     };
     write("results.json", &json)?;
     write("plot.svg", &svg)?;
     write("summary.txt", &table)?;
-    write("results.csv", &csv::render(&reports))?;
+    write("results.csv", &csv::render(reports)?)?;
+    Ok(table)
+}
+
+/// The summary on stdout: the table, the stalls, and a warning (also
+/// appended to summary.txt) when the host was busier than it has CPUs.
+fn print_summary(now: &Utc, table: &str, out: &Outcome, cpus: usize, out_dir: &Path) {
     println!();
     println!(
         "Summary, {} ({}; guest figures emulated under QEMU TCG)",
@@ -284,16 +311,16 @@ fn run(cli: Cli) -> Result<bool, String> {
     print!("{table}");
     // Stalls are findings in their own right (a lost wake-up shows up here
     // first), so they are shown, not only kept in results.json.
-    for r in &reports {
+    for r in &out.reports {
         for n in r.notes.iter().filter(|n| n.contains("stall:")) {
             println!("{}: {n}", r.suite);
         }
     }
-    if busiest > cpus as f64 {
+    if out.busiest > cpus as f64 {
         let warning = format!(
-            "note: the host was busy during the run (load average up to {busiest:.1} on {} CPUs): \
+            "note: the host was busy during the run (load average up to {:.1} on {} CPUs): \
              figures include time spent waiting for a CPU; polling channels suffer most",
-            cpus
+            out.busiest, cpus
         );
         println!("{warning}");
         let _ = std::fs::OpenOptions::new()
@@ -306,7 +333,37 @@ fn run(cli: Cli) -> Result<bool, String> {
         "results: {0}/results.json, {0}/results.csv, {0}/plot.svg, {0}/summary.txt",
         out_dir.display()
     );
-    Ok(all_ok)
+}
+
+/// Plans, runs the suites, writes and prints the results; `Ok(false)` when
+/// a suite failed or found wrong data.
+fn run(cli: Cli) -> Result<bool, String> {
+    let now = Utc::now();
+    let all = suites::all();
+    let ctx = context(&cli, &all, &now)?;
+    if cli.list {
+        list(&all, &ctx);
+        return Ok(true);
+    }
+    std::fs::create_dir_all(&ctx.out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", ctx.out_dir.display()))?;
+    let mut host = host_facts();
+    host.tsc_mhz = ctx.tsc_mhz;
+    ctx.console.line(&format!(
+        "ivc-run {}: {} ({} CPUs, load {}), /dev/kvm: {}",
+        now.iso(),
+        host.cpu,
+        host.cpus_online,
+        host.load_average_at_start,
+        host.kvm
+    ));
+    ctx.console
+        .line(&format!("results: {}", ctx.out_dir.display()));
+    let outcome = run_suites(&all, &cli.only, &ctx);
+    let cpus = host.cpus_online;
+    let table = write_outputs(&ctx, &now, host, &outcome.reports)?;
+    print_summary(&now, &table, &outcome, cpus, &ctx.out_dir);
+    Ok(outcome.all_ok)
 }
 
 fn main() -> ExitCode {

@@ -182,8 +182,34 @@ fn legend_end(c: &Chart) -> f64 {
     H - BOTTOM + LEGEND_TOP + LEGEND_ROW * (c.series.len() + c.hlines.len()) as f64
 }
 
+/// The plot area: left, right, bottom and top pixel edges.
+const X0: f64 = LEFT;
+const X1: f64 = W - RIGHT;
+const Y0: f64 = H - BOTTOM;
+const Y1: f64 = TOP;
+
+/// One chart: frame and grid, reference lines, series on top, legend.
 fn chart(s: &mut String, c: &Chart) {
-    let (x0, x1, y0, y1) = (LEFT, W - RIGHT, H - BOTTOM, TOP);
+    let (xa, ya) = axes(c);
+    frame(s, c, &xa, &ya);
+    // Reference lines, then series on top.
+    for h in &c.hlines {
+        let y = ya.map(h.y);
+        let _ = writeln!(
+            s,
+            r#"<line x1="{X0}" y1="{y:.1}" x2="{X1}" y2="{y:.1}" stroke="{}" stroke-dasharray="6,4" stroke-width="1.5"/>"#,
+            h.color
+        );
+    }
+    for se in &c.series {
+        series(s, se, &xa, &ya);
+    }
+    legend(s, c);
+}
+
+/// Log axes covering every point, whisker and reference line: x in powers
+/// of 2, y in decades.
+fn axes(c: &Chart) -> (LogAxis, LogAxis) {
     let xs: Vec<f64> = c
         .series
         .iter()
@@ -200,23 +226,29 @@ fn chart(s: &mut String, c: &Chart) {
         })
         .collect();
     ys.extend(c.hlines.iter().map(|h| h.y));
-    let xa = LogAxis::covering(&xs, 2.0, x0, x1);
-    let ya = LogAxis::covering(&ys, 10.0, y0, y1);
+    (
+        LogAxis::covering(&xs, 2.0, X0, X1),
+        LogAxis::covering(&ys, 10.0, Y0, Y1),
+    )
+}
+
+/// Title, grid lines with their tick labels, the plot area's border and
+/// the axis labels.
+fn frame(s: &mut String, c: &Chart, xa: &LogAxis, ya: &LogAxis) {
     let xf = c.x_fmt.unwrap_or(fmt_num);
     let yf = c.y_fmt.unwrap_or(fmt_num);
     let _ = writeln!(
         s,
         r#"<text x="{}" y="22" text-anchor="middle" font-size="14" font-weight="bold">{}</text>"#,
-        (x0 + x1) / 2.0,
+        (X0 + X1) / 2.0,
         esc(&c.title)
     );
-    // Grid and ticks.
     for t in xa.ticks(2.0, 11) {
         let x = xa.map(t);
         let _ = writeln!(
             s,
-            r##"<line x1="{x:.1}" y1="{y1}" x2="{x:.1}" y2="{y0}" stroke="#e4e4e4"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
-            y0 + 15.0,
+            r##"<line x1="{x:.1}" y1="{Y1}" x2="{x:.1}" y2="{Y0}" stroke="#e4e4e4"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            Y0 + 15.0,
             esc(&xf(t))
         );
     }
@@ -224,79 +256,77 @@ fn chart(s: &mut String, c: &Chart) {
         let y = ya.map(t);
         let _ = writeln!(
             s,
-            r##"<line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="#e4e4e4"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            x0 - 5.0,
+            r##"<line x1="{X0}" y1="{y:.1}" x2="{X1}" y2="{y:.1}" stroke="#e4e4e4"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            X0 - 5.0,
             y + 4.0,
             esc(&yf(t))
         );
     }
     let _ = writeln!(
         s,
-        r#"<rect x="{x0}" y="{y1}" width="{}" height="{}" fill="none" stroke="black"/>"#,
-        x1 - x0,
-        y0 - y1
+        r#"<rect x="{X0}" y="{Y1}" width="{}" height="{}" fill="none" stroke="black"/>"#,
+        X1 - X0,
+        Y0 - Y1
     );
     let _ = writeln!(
         s,
         r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-        (x0 + x1) / 2.0,
-        y0 + 32.0,
+        (X0 + X1) / 2.0,
+        Y0 + 32.0,
         esc(&c.x_label)
     );
     let _ = writeln!(
         s,
         r#"<text transform="translate(16,{}) rotate(-90)" text-anchor="middle">{}</text>"#,
-        (y0 + y1) / 2.0,
+        (Y0 + Y1) / 2.0,
         esc(&c.y_label)
     );
-    // Reference lines, then series on top.
-    for h in &c.hlines {
-        let y = ya.map(h.y);
-        let _ = writeln!(
-            s,
-            r#"<line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="{}" stroke-dasharray="6,4" stroke-width="1.5"/>"#,
-            h.color
-        );
+}
+
+/// One series: whiskers, the line, then a dot per point (nothing when no
+/// point can sit on the log axes).
+fn series(s: &mut String, se: &Series, xa: &LogAxis, ya: &LogAxis) {
+    let pts: Vec<(f64, f64)> = se
+        .points
+        .iter()
+        .filter(|p| p.0 > 0.0 && p.1 > 0.0)
+        .map(|p| (xa.map(p.0), ya.map(p.1)))
+        .collect();
+    if pts.is_empty() {
+        return;
     }
-    for se in &c.series {
-        let pts: Vec<(f64, f64)> = se
-            .points
-            .iter()
-            .filter(|p| p.0 > 0.0 && p.1 > 0.0)
-            .map(|p| (xa.map(p.0), ya.map(p.1)))
-            .collect();
-        if pts.is_empty() {
-            continue;
-        }
-        for (p, w) in se.points.iter().zip(&se.whiskers) {
-            if p.0 > 0.0 && w.0 > 0.0 && w.1 > 0.0 {
-                let x = xa.map(p.0);
-                let _ = writeln!(
-                    s,
-                    r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{}" stroke-opacity="0.5"/>"#,
-                    ya.map(w.0),
-                    ya.map(w.1),
-                    se.color
-                );
-            }
-        }
-        let path: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
-            path.join(" "),
-            se.color
-        );
-        for (x, y) in &pts {
+    for (p, w) in se.points.iter().zip(&se.whiskers) {
+        if p.0 > 0.0 && w.0 > 0.0 && w.1 > 0.0 {
+            let x = xa.map(p.0);
             let _ = writeln!(
                 s,
-                r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{}"/>"#,
+                r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{}" stroke-opacity="0.5"/>"#,
+                ya.map(w.0),
+                ya.map(w.1),
                 se.color
             );
         }
     }
-    // Legend below the axis label.
-    let mut ly = y0 + LEGEND_TOP;
+    let path: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    let _ = writeln!(
+        s,
+        r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
+        path.join(" "),
+        se.color
+    );
+    for (x, y) in &pts {
+        let _ = writeln!(
+            s,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{}"/>"#,
+            se.color
+        );
+    }
+}
+
+/// The legend below the axis label: series as solid lines, then reference
+/// lines dashed.
+fn legend(s: &mut String, c: &Chart) {
+    let mut ly = Y0 + LEGEND_TOP;
     let mut entry = |name: &str, color: &str, dashed: bool| {
         let dash = if dashed {
             r#" stroke-dasharray="6,4""#
@@ -305,9 +335,9 @@ fn chart(s: &mut String, c: &Chart) {
         };
         let _ = writeln!(
             s,
-            r#"<line x1="{x0}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
-            x0 + 24.0,
-            x0 + 30.0,
+            r#"<line x1="{X0}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
+            X0 + 24.0,
+            X0 + 30.0,
             ly + 4.0,
             esc(name)
         );

@@ -320,6 +320,81 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
     }
 
     #[test]
+    fn parses_the_lines_the_guest_tool_prints() {
+        use ivc_tools::result_line::{ResultLine, PREFIX};
+        assert_eq!(PREFIX, GUEST_JSON_PREFIX);
+        let lines = [
+            ResultLine::Latency {
+                label: "shm-poll",
+                wait: "spin",
+                size: 64,
+                iters: 10,
+                min_ns: 1,
+                median_ns: 2,
+                p99_ns: 3,
+                max_ns: 4,
+                mean_ns: 2.5,
+                verified: true,
+            },
+            ResultLine::Throughput {
+                label: "",
+                wait: "block",
+                packet: 4096,
+                requested: 8192,
+                bytes: 4096,
+                ns: 1000,
+                mib_s: 3906.25,
+                capped: true,
+                verified: false,
+            },
+            ResultLine::Calib {
+                label: "",
+                clock: "TSC 2600.0 MHz",
+                syscall_ns: 900,
+                empty_read_ns: 1500,
+                memcpy_mib_s: 800.5,
+            },
+        ];
+        let serial: String = lines
+            .iter()
+            .map(|l| l.render().expect("render") + "\n")
+            .collect();
+        let (ok, bad) = guest_lines(&serial);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(
+            ok,
+            vec![
+                GuestLine::Latency {
+                    wait: "spin".into(),
+                    size: 64,
+                    iters: 10,
+                    min_ns: 1.0,
+                    median_ns: 2.0,
+                    p99_ns: 3.0,
+                    max_ns: 4.0,
+                    mean_ns: 2.5,
+                    verified: true,
+                },
+                GuestLine::Throughput {
+                    wait: "block".into(),
+                    packet: 4096,
+                    requested: 8192,
+                    bytes: 4096,
+                    ns: 1000,
+                    mib_s: 3906.25,
+                    verified: false,
+                },
+                GuestLine::Calib {
+                    clock: "TSC 2600.0 MHz".into(),
+                    syscall_ns: 900,
+                    empty_read_ns: 1500,
+                    memcpy_mib_s: 800.5,
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn unverified_is_bad_data_unless_the_transfer_only_counts() {
         let stream = crate::vmm_shm::what::STREAM;
         let counted = crate::vmm_shm::what::STREAM_UNCHECKED;

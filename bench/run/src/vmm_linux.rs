@@ -14,7 +14,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use ivc_floors::Latency;
-use ivc_guest_harness::{run_scenario, Device, GuestSpec, Scenario, VmmBackend};
+use ivc_guest_harness::vmm::HostOutcome;
+use ivc_guest_harness::{run_scenario, Device, GuestSpec, Scenario, ScenarioOutcome, VmmBackend};
 
 use crate::guests::{check, note_guest_lines, COUNTERS};
 use crate::progress::StderrToFile;
@@ -173,15 +174,43 @@ impl Suite for LinuxInVmm {
     }
     fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String> {
         let backend = Self::backend()?;
+        // The exit floors need the host's TSC rate and only mean something
+        // where the nested host's exits are emulated like the guests'.
+        let floor = backend.emulated().then_some(()).and(ctx.tsc_mhz);
+        let scenario = Self::scenario(&ctx.plan, floor)?;
+        let outcome = {
+            let _quiet = StderrToFile::new(&ctx.out_dir.join("linux-in-ivc-vmm.log"))
+                .map_err(|e| format!("guest log: {e}"))?;
+            run_scenario(&backend, &scenario).map_err(|e| e.to_string())?
+        };
+        Self::note_hosts(ctx, &backend, &outcome, report);
+        self.channel_records(ctx, &outcome, report);
+        if let Some(mhz) = floor {
+            self.exit_floors(outcome.host("exit-floor"), report);
+            self.desc_exits(&outcome.host("desc-exit").output, mhz, report);
+        }
+        outcome.check_ran()?;
+        for o in &outcome.guests {
+            check(o)?;
+        }
+        Ok(())
+    }
+}
+
+impl LinuxInVmm {
+    /// One pair of guests per channel, each pair after the previous one,
+    /// and with `floor` (the host's TSC MHz) the two exit-floor commands in
+    /// the nested host.
+    fn scenario(plan: &Plan, floor: Option<f64>) -> Result<Scenario, String> {
         // Per guest, from its own start: three times what one pair needs
         // (a boot and the grid), so a stall fails within minutes and says
         // where it waited (the agent's `timed out: thread` lines).
         let timeout =
-            3 * (ctx.plan.guest_estimate() + Duration::from_secs(15)) + Duration::from_secs(60);
+            3 * (plan.guest_estimate() + Duration::from_secs(15)) + Duration::from_secs(60);
         let mut scenario = Scenario::new();
         let mut previous: Option<String> = None;
         for (kind, label) in CHANNELS {
-            let (a, b) = scripts(kind, label, &ctx.plan);
+            let (a, b) = scripts(kind, label, plan);
             let device = match kind {
                 "pio" | "pio-desc" => Device::ivc_pio(kind),
                 "shm-poll" => Device::ivc_shm_poll(kind),
@@ -205,7 +234,6 @@ impl Suite for LinuxInVmm {
         }
         // ivc-pio's exit and byte counts (`ivc-pio traffic:` at exit).
         scenario.vmm_log = Some("info".into());
-        let floor = backend.emulated().then_some(()).and(ctx.tsc_mhz);
         if let Some(mhz) = floor {
             let khz = (mhz * 1000.0).round() as u64;
             scenario = scenario
@@ -220,11 +248,17 @@ impl Suite for LinuxInVmm {
                     Duration::from_secs(300),
                 );
         }
-        let outcome = {
-            let _quiet = StderrToFile::new(&ctx.out_dir.join("linux-in-ivc-vmm.log"))
-                .map_err(|e| format!("guest log: {e}"))?;
-            run_scenario(&backend, &scenario).map_err(|e| e.to_string())?
-        };
+        Ok(scenario)
+    }
+
+    /// Where the run happened: the nested host's console (kept) and boot
+    /// time, the backend, and what one vCPU means for the figures.
+    fn note_hosts(
+        ctx: &Context,
+        backend: &VmmBackend,
+        outcome: &ScenarioOutcome,
+        report: &mut SuiteReport,
+    ) {
         if let Some(l1) = &outcome.l1 {
             let _ = std::fs::write(
                 ctx.out_dir.join("linux-in-ivc-vmm.l1-console.log"),
@@ -246,6 +280,11 @@ impl Suite for LinuxInVmm {
                     .into(),
             );
         }
+    }
+
+    /// Every guest's serial log (kept) and counters; per channel, ivc-pio's
+    /// traffic of both VMs and the measuring guest's result lines.
+    fn channel_records(&self, ctx: &Context, outcome: &ScenarioOutcome, report: &mut SuiteReport) {
         for o in &outcome.guests {
             let _ = std::fs::write(
                 ctx.out_dir
@@ -276,45 +315,39 @@ impl Suite for LinuxInVmm {
                 report.notes.push(format!("unparsed result line: {b}"));
             }
         }
-        if floor.is_some() {
-            let h = outcome.host("exit-floor");
-            for (cpl, what) in [(0, EXIT_WHAT), (3, EXIT_WHAT_CPL3)] {
-                let mut samples: Vec<u64> = h
-                    .output
-                    .lines()
-                    .filter_map(parse_pio_cost)
-                    .filter(|(c, _)| *c == cpl)
-                    .map(|(_, ns)| (ns * EXIT_ACCESSES as f64) as u64)
-                    .collect();
-                match Latency::from_samples(0, EXIT_ACCESSES, &mut samples) {
-                    Some(stats) => report.records.push(Record {
-                        channel: "linux-in-ivc-vmm".into(),
-                        environment: self.environment(),
-                        what: what.into(),
-                        data: Data::Latency {
-                            stats,
-                            verified: true,
-                        },
-                    }),
-                    None => report.notes.push(format!(
-                        "the nested exit floor (CPL{cpl}) printed nothing usable ({:?}): {}",
-                        h.status,
-                        h.output.lines().last().unwrap_or_default()
-                    )),
-                }
+    }
+
+    /// The nested exit floor per guest CPL: the test guest's `pio-cost`
+    /// samples as one latency record each (or a note saying why not).
+    fn exit_floors(&self, h: &HostOutcome, report: &mut SuiteReport) {
+        for (cpl, what) in [(0, EXIT_WHAT), (3, EXIT_WHAT_CPL3)] {
+            let mut samples: Vec<u64> = h
+                .output
+                .lines()
+                .filter_map(parse_pio_cost)
+                .filter(|(c, _)| *c == cpl)
+                .map(|(_, ns)| (ns * EXIT_ACCESSES as f64) as u64)
+                .collect();
+            match Latency::from_samples(0, EXIT_ACCESSES, &mut samples) {
+                Some(stats) => report.records.push(Record {
+                    channel: "linux-in-ivc-vmm".into(),
+                    environment: self.environment(),
+                    what: what.into(),
+                    data: Data::Latency {
+                        stats,
+                        verified: true,
+                    },
+                }),
+                None => report.notes.push(format!(
+                    "the nested exit floor (CPL{cpl}) printed nothing usable ({:?}): {}",
+                    h.status,
+                    h.output.lines().last().unwrap_or_default()
+                )),
             }
-            report.notes.push(format!(
-                "nested exit floor: the test guest's `pio-cost` in ivc-vmm inside the nested host, {EXIT_RUNS} runs of {EXIT_ACCESSES} accesses"
-            ));
         }
-        if let Some(mhz) = floor {
-            self.desc_exits(&outcome.host("desc-exit").output, mhz, report);
-        }
-        outcome.check_ran()?;
-        for o in &outcome.guests {
-            check(o)?;
-        }
-        Ok(())
+        report.notes.push(format!(
+            "nested exit floor: the test guest's `pio-cost` in ivc-vmm inside the nested host, {EXIT_RUNS} runs of {EXIT_ACCESSES} accesses"
+        ));
     }
 }
 

@@ -34,11 +34,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ivc_kit::size::parse_size;
 use ivc_kit::stats::summarize;
 use ivc_tools::clock::Clock;
-use ivc_tools::json::Object;
 use ivc_tools::pattern::{Pattern, DEFAULT_PERIOD};
+use ivc_tools::result_line::ResultLine;
 
-/// Prefix of the machine-readable lines.
-const JSON_PREFIX: &str = "IVC_BENCH_JSON ";
 /// Starts every transfer header ("IVCBENCH" little-endian).
 const MAGIC: u64 = u64::from_le_bytes(*b"IVCBENCH");
 /// Transfer header: magic, total bytes, packet size, pattern seed.
@@ -335,20 +333,19 @@ fn latency(
             fmt_ns(s.max as f64),
             if verified { "" } else { "  DATA MISMATCH" }
         );
-        let line = Object::new()
-            .str("kind", "latency")
-            .str("label", &io.label)
-            .str("wait", io.wait.name())
-            .int("size", size as u64)
-            .int("iters", s.count as u64)
-            .int("min_ns", s.min)
-            .int("median_ns", s.median)
-            .int("p99_ns", s.p99)
-            .int("max_ns", s.max)
-            .num("mean_ns", s.mean())
-            .bool("verified", verified)
-            .finish();
-        println!("{JSON_PREFIX}{line}");
+        let line = ResultLine::Latency {
+            label: &io.label,
+            wait: io.wait.name(),
+            size: size as u64,
+            iters: s.count as u64,
+            min_ns: s.min,
+            median_ns: s.median,
+            p99_ns: s.p99,
+            max_ns: s.max,
+            mean_ns: s.mean(),
+            verified,
+        };
+        println!("{}", line.render()?);
     }
     Ok(all_ok)
 }
@@ -576,19 +573,18 @@ fn send(io: &IoOpts, totals: &[u64], packets: &[u64], seconds: f64) -> Result<bo
                 },
                 if verified { "" } else { "  DATA MISMATCH" }
             );
-            let line = Object::new()
-                .str("kind", "throughput")
-                .str("label", &io.label)
-                .str("wait", io.wait.name())
-                .int("packet", packet)
-                .int("requested", requested)
-                .int("bytes", total)
-                .int("ns", dt)
-                .num("mib_s", mib_s)
-                .bool("capped", total < requested)
-                .bool("verified", verified)
-                .finish();
-            println!("{JSON_PREFIX}{line}");
+            let line = ResultLine::Throughput {
+                label: &io.label,
+                wait: io.wait.name(),
+                packet,
+                requested,
+                bytes: total,
+                ns: dt,
+                mib_s,
+                capped: total < requested,
+                verified,
+            };
+            println!("{}", line.render()?);
         }
     }
     Ok(all_ok)
@@ -739,15 +735,15 @@ fn calib_on(io: &IoOpts, clock: &Clock, f: &File, budget: Duration) -> Result<()
         fmt_ns(empty_read_ns as f64),
         memcpy_mib_s
     );
-    let line = Object::new()
-        .str("kind", "calib")
-        .str("label", &io.label)
-        .str("clock", &clock.describe())
-        .int("syscall_ns", syscall_ns)
-        .int("empty_read_ns", empty_read_ns)
-        .num("memcpy_mib_s", memcpy_mib_s)
-        .finish();
-    println!("{JSON_PREFIX}{line}");
+    let clock_name = clock.describe();
+    let line = ResultLine::Calib {
+        label: &io.label,
+        clock: &clock_name,
+        syscall_ns,
+        empty_read_ns,
+        memcpy_mib_s,
+    };
+    println!("{}", line.render()?);
     Ok(())
 }
 
