@@ -509,20 +509,30 @@ fn checker(dev: &Path, reconnect: bool) -> Result<usize, String> {
         signal_interrupts_read(&fd),
     );
 
-    // Fill the channel while the peer sleeps.
+    fill_and_drain(&mut c, &fd, t);
+    peer_leaves(&mut c, &fd, t);
+    if reconnect {
+        peer_returns(&mut c, &fd, t);
+    }
+    Ok(c.failed)
+}
+
+/// Fills the channel while the peer sleeps: EAGAIN and no POLLOUT when full,
+/// POLLOUT once the peer drains, and the stream intact afterwards.
+fn fill_and_drain(c: &mut Checks, fd: &Fd, t: Duration) {
     let mut filled_bytes = None;
-    let filled = write_all(&fd, b"sleep 3\n", t)
+    let filled = write_all(fd, b"sleep 3\n", t)
         .map_err(|e| e.to_string())
-        .and_then(|()| match read_line(&fd, t).map_err(|e| e.to_string())? {
+        .and_then(|()| match read_line(fd, t).map_err(|e| e.to_string())? {
             Some(l) if l == "sleeping" => Ok(()),
             other => Err(format!("expected 'sleeping', got {other:?}")),
         })
-        .and_then(|()| write_all(&fd, b"discard\n", t).map_err(|e| e.to_string()))
+        .and_then(|()| write_all(fd, b"discard\n", t).map_err(|e| e.to_string()))
         .and_then(|()| {
             let zeros = vec![0u8; 65536];
             let mut total = 0usize;
             loop {
-                match write(&fd, &zeros) {
+                match write(fd, &zeros) {
                     Ok(n) => total += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(format!("filling: {e}")),
@@ -530,29 +540,32 @@ fn checker(dev: &Path, reconnect: bool) -> Result<usize, String> {
             }
             println!("ivc-polltest: channel full after {total} bytes");
             filled_bytes = Some(total);
-            let r = poll(&fd, libc::POLLOUT, Duration::ZERO).map_err(|e| e.to_string())?;
+            let r = poll(fd, libc::POLLOUT, Duration::ZERO).map_err(|e| e.to_string())?;
             expect(r, 0, libc::POLLOUT, "full channel")
         });
     c.check("nonblock_write_eagain_and_no_pollout_when_full", filled);
     c.check(
         "pollout_when_peer_drains",
-        poll_woken(&fd, libc::POLLOUT, t)
+        poll_woken(fd, libc::POLLOUT, t)
             .and_then(|r| expect(r, libc::POLLOUT, libc::POLLERR, "after drain")),
     );
-    let intact = write_all(&fd, &[0xff], t)
+    let intact = write_all(fd, &[0xff], t)
         .map_err(|e| e.to_string())
-        .and_then(|()| read_line(&fd, t).map_err(|e| e.to_string()))
+        .and_then(|()| read_line(fd, t).map_err(|e| e.to_string()))
         .and_then(|answer| match (answer, &filled_bytes) {
             (Some(a), Some(n)) if a == format!("discarded {n}") => Ok(()),
             (a, n) => Err(format!("peer answered {a:?}, expected 'discarded {n:?}'")),
         })
-        .and_then(|()| ping(&fd));
+        .and_then(|()| ping(fd));
     c.check("stream_intact_after_fill", intact);
+}
 
-    // The peer leaves.
-    let _ = write_all(&fd, b"quit\n", t);
-    let woken = poll_woken(&fd, libc::POLLIN, t);
-    let eof = match read(&fd, &mut b) {
+/// The peer leaves: end of file, POLLHUP, EPIPE.
+fn peer_leaves(c: &mut Checks, fd: &Fd, t: Duration) {
+    let mut b = [0u8; 16];
+    let _ = write_all(fd, b"quit\n", t);
+    let woken = poll_woken(fd, libc::POLLIN, t);
+    let eof = match read(fd, &mut b) {
         Ok(0) => woken.and_then(|r| expect(r, libc::POLLIN, 0, "peer left")),
         Ok(n) => Err(format!("read {n} bytes, expected end of file")),
         Err(e) => Err(format!("read after peer left: {e}")),
@@ -560,33 +573,34 @@ fn checker(dev: &Path, reconnect: bool) -> Result<usize, String> {
     c.check("eof_after_peer_leaves", eof);
     c.check(
         "pollhup_after_peer_leaves",
-        poll(&fd, libc::POLLIN | libc::POLLOUT, Duration::ZERO)
+        poll(fd, libc::POLLIN | libc::POLLOUT, Duration::ZERO)
             .map_err(|e| e.to_string())
             .and_then(|r| expect(r, libc::POLLHUP, 0, "peer gone")),
     );
     c.check(
         "epipe_after_peer_leaves",
-        match write(&fd, b"x") {
+        match write(fd, b"x") {
             Err(e) if e.raw_os_error() == Some(libc::EPIPE) => Ok(()),
             other => Err(format!("expected EPIPE, got {other:?}")),
         },
     );
+}
 
-    if reconnect {
-        println!("ivc-polltest: waiting for a new peer");
-        let again = wait_connected(&fd, Duration::from_secs(240)).and_then(|()| ping(&fd));
-        c.check("reconnect_after_peer_returns", again);
-        let _ = write_all(&fd, b"quit\n", t);
-        let _ = poll(&fd, libc::POLLIN, t);
-        c.check(
-            "eof_after_second_peer_leaves",
-            match read(&fd, &mut b) {
-                Ok(0) => Ok(()),
-                other => Err(format!("expected end of file, got {other:?}")),
-            },
-        );
-    }
-    Ok(c.failed)
+/// A new peer connects to the same open file and leaves again.
+fn peer_returns(c: &mut Checks, fd: &Fd, t: Duration) {
+    let mut b = [0u8; 16];
+    println!("ivc-polltest: waiting for a new peer");
+    let again = wait_connected(fd, Duration::from_secs(240)).and_then(|()| ping(fd));
+    c.check("reconnect_after_peer_returns", again);
+    let _ = write_all(fd, b"quit\n", t);
+    let _ = poll(fd, libc::POLLIN, t);
+    c.check(
+        "eof_after_second_peer_leaves",
+        match read(fd, &mut b) {
+            Ok(0) => Ok(()),
+            other => Err(format!("expected end of file, got {other:?}")),
+        },
+    );
 }
 
 fn main() -> ExitCode {
