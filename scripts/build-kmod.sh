@@ -8,6 +8,19 @@ source "$(dirname "$0")/lib.sh"
 kbuild="$("$IVC_ROOT/scripts/build-kernel.sh")"
 out="$IVC_OUT/kmod"
 mkdir -p "$out"
+# Kbuild under make < 4.4 marks every file .SECONDARY, and make then leaves a
+# prerequisite that no longer exists out of the "changed" set: a module source
+# that was deleted or moved (ffi.rs -> ffi/mod.rs) would leave the old ivc.o
+# standing. If a source the last build read is gone, drop that object.
+if [ -f "$out/.ivc.o.cmd" ]; then
+    while read -r src; do
+        if [ ! -e "$src" ]; then
+            log "$src is gone since the last module build: rebuilding ivc.o"
+            rm -f "$out/ivc.o"
+            break
+        fi
+    done < <(sed -n 's|^ *\(/.*\.rs\) *\\$|\1|p' "$out/.ivc.o.cmd")
+fi
 run_with_progress "building ivc.ko" "$out/build.log" \
     make -C "$kbuild" M="$IVC_ROOT/guest-kmod" MO="$out" ARCH=x86_64 LLVM="$LLVM_SUFFIX" CLIPPY=1 -j"$(nproc)" modules
 [ -f "$out/ivc.ko" ] || die "module build produced no ivc.ko (see $out/build.log)"
