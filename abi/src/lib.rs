@@ -28,7 +28,7 @@
 //! | `src/chan/shm.rs` | `ivc_abi::shm` | [`SharedMemory`] trait, [`OutOfBounds`] |
 //! | `src/chan/error.rs` | `ivc_abi::error` | [`ChannelError`] |
 //! | `src/chan/layout.rs` | `ivc_abi::layout` | offsets, [`Layout`], [`format`] |
-//! | `src/chan/endpoint.rs` | `ivc_abi::endpoint` | [`Endpoint`] |
+//! | `src/chan/endpoint/` | `ivc_abi::endpoint` | [`Endpoint`] (`mod.rs`, then one file per concept) |
 //! | `src/chan/atomic_mem.rs` | `ivc_abi::atomic_mem` | [`AtomicMem`] (optional for the kernel) |
 //! | `src/chan/pio.rs` | `ivc_abi::pio` | the `ivc-pio` device's register map |
 //! | `src/chan/ivshmem.rs` | `ivc_abi::ivshmem` | the `ivc-shm` (ivshmem) device's register map |
