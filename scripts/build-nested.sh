@@ -7,8 +7,9 @@
 #                apt-get download, cached in $IVC_CACHE/nested, never built)
 #   l1.cpio      the L1 initramfs: busybox, the KVM modules (kvm-amd: QEMU TCG
 #                emulates an AMD CPU with SVM), scripts/nested/init, and the
-#                payload: ivc-vmm, ivc-rendezvous and ivc-scenario (static musl), the guest
-#                vmlinux and initramfs, and the tier-2 test programs
+#                payload: ivc-vmm, ivc-rendezvous and ivc-scenario (static musl),
+#                the guest kernel (vmlinux and bzImage: tier 4 boots both) and
+#                initramfs, and the tier-2 test programs
 #   manifest     what went in, for the harness's reports
 #
 # Usage: scripts/build-nested.sh [--help]
@@ -17,7 +18,7 @@
 source "$(dirname "$0")/lib.sh"
 
 case "${1:-}" in
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     "") ;;
     *) die "unknown argument '$1' (try --help)" ;;
 esac
@@ -34,7 +35,7 @@ mkdir -p "$out" "$IVC_CACHE/nested"
 # --- the guest side: kernel, module, initramfs (cached kernel build) --------
 IVC_OUT="$IVC_OUT" "$IVC_ROOT/scripts/build-guest.sh"
 kbuild="$("$IVC_ROOT/scripts/build-kernel.sh")"
-for f in vmlinux initramfs.cpio.gz; do
+for f in vmlinux bzImage initramfs.cpio.gz; do
     [ -f "$IVC_OUT/$f" ] || die "$IVC_OUT/$f missing after scripts/build-guest.sh"
 done
 
@@ -133,6 +134,7 @@ list="$out/l1.list"
     echo "file /opt/ivc/bin/ivc-rendezvous $bins/ivc-rendezvous 0755 0 0"
     echo "file /opt/ivc/bin/ivc-scenario $bins/ivc-scenario 0755 0 0"
     echo "file /opt/ivc/guest/vmlinux $stage/vmlinux 0644 0 0"
+    echo "file /opt/ivc/guest/bzImage $IVC_OUT/bzImage 0644 0 0"
     echo "file /opt/ivc/guest/initramfs.cpio.gz $IVC_OUT/initramfs.cpio.gz 0644 0 0"
     for f in "$stage"/tier2/*; do echo "file /opt/ivc/tier2/$(basename "$f") $f 0755 0 0"; done
 } >"$list"

@@ -18,7 +18,7 @@ COM1 input comes from stdin. Set IVC_VMM_LOG=debug|info|warn|error for VMM diagn
 #[command(
     name = "ivc-vmm",
     version,
-    about = "A small KVM VMM: boots a PVH ELF kernel (Linux vmlinux or a bare-metal test guest) with a serial console and a PCI bus.",
+    about = "A small KVM VMM: boots a PVH ELF kernel (Linux vmlinux or a bare-metal test guest) or a Linux bzImage with a serial console and a PCI bus.",
     after_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
@@ -37,11 +37,11 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Kernel: an ELF image with a PVH entry note (vmlinux built with CONFIG_PVH=y, or ivc-test-guest).
+    /// Kernel: an ELF image with a PVH entry note (vmlinux built with CONFIG_PVH=y, or ivc-test-guest), or a Linux bzImage (boot protocol 2.10 or later); the format is read from the file.
     #[arg(long, value_name = "FILE", value_parser = existing_file)]
     pub kernel: PathBuf,
 
-    /// Initramfs loaded at the top of low RAM and passed as PVH module 0.
+    /// Initramfs loaded at the top of low RAM and passed as PVH module 0 (bzImage: as the ramdisk in the zero page).
     #[arg(long, value_name = "FILE", value_parser = existing_file)]
     pub initrd: Option<PathBuf>,
 

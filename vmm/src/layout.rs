@@ -11,8 +11,12 @@ pub const PVH_START_INFO: u64 = 0x6000;
 pub const PVH_MODLIST: u64 = 0x6100;
 /// `hvm_memmap_table_entry` array.
 pub const PVH_MEMMAP: u64 = 0x6200;
-/// Room for the memmap: the entries must end before the command line.
+/// Room for the memmap: the entries must end before the zero page.
 pub const PVH_MEMMAP_MAX_ENTRIES: usize = 64;
+/// `boot_params` ("zero page", 4 KiB) for the Linux boot protocol (bzImage);
+/// ESI points here.
+pub const ZERO_PAGE: u64 = 0x7000;
+pub const ZERO_PAGE_SIZE: u64 = 0x1000;
 /// Kernel command line (NUL terminated).
 pub const CMDLINE_START: u64 = 0x20000;
 /// x86 Linux's COMMAND_LINE_SIZE, NUL included.
@@ -69,7 +73,8 @@ const _: () = {
     assert!(BOOT_GDT_START + 8 * 5 <= PVH_START_INFO);
     assert!(PVH_START_INFO + 0x38 <= PVH_MODLIST);
     assert!(PVH_MODLIST + 32 <= PVH_MEMMAP);
-    assert!(memmap_end <= CMDLINE_START);
+    assert!(memmap_end <= ZERO_PAGE);
+    assert!(ZERO_PAGE + ZERO_PAGE_SIZE <= CMDLINE_START);
     assert!(CMDLINE_START + CMDLINE_MAX_SIZE as u64 <= MPTABLE_START);
     assert!(MPTABLE_START + 1024 <= LOW_RESERVED_END);
     assert!(PCI_MMIO32_END <= IOAPIC_ADDR);

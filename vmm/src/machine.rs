@@ -303,26 +303,12 @@ fn stop_vcpus(threads: Vec<JoinHandle<()>>) {
 
 /// Kernel, initramfs, command line and boot tables into guest memory.
 fn load_guest(vm: &Vm, config: &MachineConfig) -> Result<BootEntry, MachineError> {
-    let mem = &vm.memory;
-    let kernel = boot::loader::load_kernel(mem, &config.kernel)?;
-    let initrd = match &config.initrd {
-        Some(p) => Some(boot::loader::load_initrd(
-            mem,
-            p,
-            memory::low_ram_end(config.mem_size),
-            kernel.end,
-        )?),
-        None => None,
+    let image = boot::guest::GuestImage {
+        kernel: &config.kernel,
+        initrd: config.initrd.as_deref(),
+        cmdline: &config.cmdline,
+        mem_size: config.mem_size,
+        cpus: config.cpus,
     };
-    let cmdline = boot::loader::write_cmdline(mem, &config.cmdline)?;
-    let map = boot::e820::memory_map(config.mem_size);
-    let start_info = boot::pvh::write_start_info(mem, &map, cmdline, initrd)?;
-    boot::mptable::write(mem, config.cpus)?;
-    let gdt_limit = boot::gdt::write(mem, layout::BOOT_GDT_START)?;
-    Ok(BootEntry {
-        entry: kernel.entry,
-        start_info,
-        gdt_base: layout::BOOT_GDT_START,
-        gdt_limit,
-    })
+    Ok(boot::guest::load(&vm.memory, &image)?)
 }

@@ -14,14 +14,7 @@ use crate::cpu::{cpuid, lapic, msrs, regs};
 use crate::exit::{ExitReason, VmExit};
 use crate::vm::VmError;
 
-/// Where the boot CPU starts (PVH entry).
-#[derive(Debug, Clone, Copy)]
-pub struct BootEntry {
-    pub entry: u64,
-    pub start_info: u64,
-    pub gdt_base: u64,
-    pub gdt_limit: u16,
-}
+pub use crate::boot::BootEntry;
 
 pub struct Vcpu {
     id: u8,
@@ -87,10 +80,10 @@ impl Vcpu {
         if let Some(b) = boot {
             let sregs = self.fd.get_sregs().map_err(setup_err("KVM_GET_SREGS"))?;
             self.fd
-                .set_sregs(&regs::pvh_sregs(sregs, b.gdt_base, b.gdt_limit))
+                .set_sregs(&regs::boot_sregs(sregs, b.gdt_base, b.gdt_limit))
                 .map_err(setup_err("KVM_SET_SREGS"))?;
             self.fd
-                .set_regs(&regs::pvh_regs(b.entry, b.start_info))
+                .set_regs(&regs::boot_regs(b.entry, b.info))
                 .map_err(setup_err("KVM_SET_REGS"))?;
             self.fd
                 .set_fpu(&regs::boot_fpu())

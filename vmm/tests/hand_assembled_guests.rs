@@ -193,6 +193,24 @@ fn bad_kernel_is_a_clean_error() {
     let out = run_vmm(&["run", "--kernel", &junk.to_string_lossy()], T);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("cannot load kernel"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("neither an ELF kernel"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"));
+    // The bzImage signature on a header that is not one.
+    let mut bz = vec![0u8; 4096];
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    std::fs::write(&junk, bz).unwrap();
+    let out = run_vmm(&["run", "--kernel", &junk.to_string_lossy()], T);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("cannot load kernel"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("(bzImage): no Linux setup header"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("panicked"));
     let _ = std::fs::remove_file(junk);
     let elf = temp_path("nonote.elf");

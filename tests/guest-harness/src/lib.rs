@@ -65,4 +65,4 @@ pub use qemu::qemu_args;
 pub use scratch::ScratchDir;
 pub use shm::HostMapping;
 pub use spec::{GuestSpec, BASE_KERNEL_ARGS, CMDLINE_MAX, CMD_PARAM};
-pub use vmm::{require_vmm_env, run_scenario, Scenario, ScenarioOutcome, VmmBackend};
+pub use vmm::{require_vmm_env, run_scenario, KernelImage, Scenario, ScenarioOutcome, VmmBackend};

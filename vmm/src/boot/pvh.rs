@@ -1,10 +1,16 @@
 //! PVH boot: the `hvm_start_info` block (Xen's public/arch-x86/hvm/start_info.h,
-//! version 1) with its memmap and module list, serialized little-endian.
+//! version 1) with its memmap and module list, as linux-loader's structures
+//! written by its `PvhBootConfigurator`.
 //!
 //! The kernel enters at its XEN_ELFNOTE_PHYS32_ENTRY address in 32-bit
 //! protected mode with paging off and EBX = address of this block.
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use linux_loader::configurator::pvh::PvhBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
+use linux_loader::loader::elf::start_info::{
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
+};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use super::e820::MemoryMapEntry;
 use super::BootError;
@@ -13,54 +19,34 @@ use crate::layout::{PVH_MEMMAP, PVH_MEMMAP_MAX_ENTRIES, PVH_MODLIST, PVH_START_I
 pub const PVH_MAGIC: u32 = 0x336e_c578;
 /// Version 1 added the memmap fields.
 pub const PVH_VERSION: u32 = 1;
-pub const START_INFO_SIZE: usize = 56;
-pub const MODLIST_ENTRY_SIZE: usize = 32;
-pub const MEMMAP_ENTRY_SIZE: usize = 24;
 
-/// Where the pieces of the start info go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StartInfo {
-    pub cmdline_paddr: u64,
-    /// (address, size) of the initramfs.
-    pub initrd: Option<(u64, u64)>,
-    pub memmap_paddr: u64,
-    pub memmap_entries: u32,
-    pub modlist_paddr: u64,
-}
-
-impl StartInfo {
-    pub fn to_bytes(&self) -> [u8; START_INFO_SIZE] {
-        let mut b = [0u8; START_INFO_SIZE];
-        b[0..4].copy_from_slice(&PVH_MAGIC.to_le_bytes());
-        b[4..8].copy_from_slice(&PVH_VERSION.to_le_bytes());
-        // flags (8..12) stay 0: not a Xen privileged domain.
-        let (nr_modules, modlist) = match self.initrd {
-            Some(_) => (1u32, self.modlist_paddr),
-            None => (0, 0),
-        };
-        b[12..16].copy_from_slice(&nr_modules.to_le_bytes());
-        b[16..24].copy_from_slice(&modlist.to_le_bytes());
-        b[24..32].copy_from_slice(&self.cmdline_paddr.to_le_bytes());
-        // rsdp_paddr (32..40) stays 0: no ACPI.
-        b[40..48].copy_from_slice(&self.memmap_paddr.to_le_bytes());
-        b[48..52].copy_from_slice(&self.memmap_entries.to_le_bytes());
-        b
+/// The start info for `memmap_entries` entries at `PVH_MEMMAP` and, with an
+/// initramfs, one module at `PVH_MODLIST`.
+pub fn start_info(cmdline_paddr: u64, memmap_entries: u32, initrd: bool) -> hvm_start_info {
+    let (nr_modules, modlist_paddr) = if initrd { (1, PVH_MODLIST) } else { (0, 0) };
+    hvm_start_info {
+        magic: PVH_MAGIC,
+        version: PVH_VERSION,
+        // Not a Xen privileged domain.
+        flags: 0,
+        nr_modules,
+        modlist_paddr,
+        cmdline_paddr,
+        // No ACPI.
+        rsdp_paddr: 0,
+        memmap_paddr: PVH_MEMMAP,
+        memmap_entries,
+        reserved: 0,
     }
 }
 
-pub fn memmap_entry_bytes(e: &MemoryMapEntry) -> [u8; MEMMAP_ENTRY_SIZE] {
-    let mut b = [0u8; MEMMAP_ENTRY_SIZE];
-    b[0..8].copy_from_slice(&e.addr.to_le_bytes());
-    b[8..16].copy_from_slice(&e.size.to_le_bytes());
-    b[16..20].copy_from_slice(&e.kind.to_le_bytes());
-    b
-}
-
-pub fn modlist_entry_bytes(addr: u64, size: u64) -> [u8; MODLIST_ENTRY_SIZE] {
-    let mut b = [0u8; MODLIST_ENTRY_SIZE];
-    b[0..8].copy_from_slice(&addr.to_le_bytes());
-    b[8..16].copy_from_slice(&size.to_le_bytes());
-    b
+pub fn memmap_entry(e: &MemoryMapEntry) -> hvm_memmap_table_entry {
+    hvm_memmap_table_entry {
+        addr: e.addr,
+        size: e.size,
+        type_: e.kind,
+        reserved: 0,
+    }
 }
 
 /// Writes start info, memmap and module list at their fixed addresses;
@@ -74,27 +60,24 @@ pub fn write_start_info(
     if memmap.len() > PVH_MEMMAP_MAX_ENTRIES {
         return Err(BootError::TooManyMemmapEntries(memmap.len()));
     }
-    for (i, e) in memmap.iter().enumerate() {
-        let addr = PVH_MEMMAP + (i * MEMMAP_ENTRY_SIZE) as u64;
-        mem.write_slice(&memmap_entry_bytes(e), GuestAddress(addr))
-            .map_err(|e| BootError::GuestMemory("PVH memmap", e))?;
-    }
-    if let Some((addr, size)) = initrd {
-        mem.write_slice(&modlist_entry_bytes(addr, size), GuestAddress(PVH_MODLIST))
-            .map_err(|e| BootError::GuestMemory("PVH module list", e))?;
-    }
     // reason: memmap.len() <= PVH_MEMMAP_MAX_ENTRIES, checked above.
     #[allow(clippy::cast_possible_truncation)]
     let memmap_entries = memmap.len() as u32;
-    let info = StartInfo {
-        cmdline_paddr,
-        initrd,
-        memmap_paddr: PVH_MEMMAP,
-        memmap_entries,
-        modlist_paddr: PVH_MODLIST,
-    };
-    mem.write_slice(&info.to_bytes(), GuestAddress(PVH_START_INFO))
-        .map_err(|e| BootError::GuestMemory("PVH start info", e))?;
+    let info = start_info(cmdline_paddr, memmap_entries, initrd.is_some());
+    let mut params = BootParams::new(&info, GuestAddress(PVH_START_INFO));
+    let entries: Vec<hvm_memmap_table_entry> = memmap.iter().map(memmap_entry).collect();
+    params.set_sections(&entries, GuestAddress(PVH_MEMMAP));
+    if let Some((paddr, size)) = initrd {
+        let module = hvm_modlist_entry {
+            paddr,
+            size,
+            cmdline_paddr: 0,
+            reserved: 0,
+        };
+        params.set_modules(&[module], GuestAddress(PVH_MODLIST));
+    }
+    PvhBootConfigurator::write_bootparams(&params, mem)
+        .map_err(|e| BootError::Configurator("PVH start info", e))?;
     Ok(PVH_START_INFO)
 }
 
@@ -102,9 +85,12 @@ pub fn write_start_info(
 mod tests {
     use super::*;
     use crate::boot::e820::{memory_map, E820_RESERVED};
-    use linux_loader::loader::elf::start_info::{
-        hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
-    };
+    use vm_memory::{ByteValued, Bytes};
+
+    /// Sizes in Xen's start_info.h ABI.
+    const START_INFO_SIZE: usize = 56;
+    const MODLIST_ENTRY_SIZE: usize = 32;
+    const MEMMAP_ENTRY_SIZE: usize = 24;
 
     fn u32_at(b: &[u8], o: usize) -> u32 {
         u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
@@ -152,16 +138,22 @@ mod tests {
 
     #[test]
     fn no_initrd_means_no_modules() {
-        let info = StartInfo {
-            cmdline_paddr: 1,
-            initrd: None,
-            memmap_paddr: 2,
-            memmap_entries: 3,
-            modlist_paddr: 4,
-        };
-        let b = info.to_bytes();
-        assert_eq!(u32_at(&b, 12), 0);
-        assert_eq!(u64_at(&b, 16), 0);
+        let info = start_info(1, 3, false);
+        let b = info.as_slice();
+        assert_eq!(u32_at(b, 12), 0);
+        assert_eq!(u64_at(b, 16), 0);
+        // And none in guest memory either: the module list stays untouched.
+        let mem = crate::memory::create_guest_memory(1 << 20).unwrap();
+        mem.write_slice(&[0xa5; MODLIST_ENTRY_SIZE], GuestAddress(PVH_MODLIST))
+            .unwrap();
+        write_start_info(&mem, &memory_map(1 << 20), 0x20000, None).unwrap();
+        let mut s = [0u8; START_INFO_SIZE];
+        mem.read_slice(&mut s, GuestAddress(PVH_START_INFO))
+            .unwrap();
+        assert_eq!((u32_at(&s, 12), u64_at(&s, 16)), (0, 0));
+        let mut m = [0u8; MODLIST_ENTRY_SIZE];
+        mem.read_slice(&mut m, GuestAddress(PVH_MODLIST)).unwrap();
+        assert_eq!(m, [0xa5; MODLIST_ENTRY_SIZE]);
     }
 
     #[test]

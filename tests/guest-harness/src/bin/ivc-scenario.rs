@@ -21,6 +21,10 @@ struct Args {
     /// Guest kernel (PVH vmlinux).
     #[arg(long)]
     kernel: PathBuf,
+    /// The same kernel as a bzImage, for scenarios that boot from it
+    /// [default: bzImage beside --kernel].
+    #[arg(long)]
+    bzimage: Option<PathBuf>,
     /// Guest initramfs.
     #[arg(long)]
     initrd: PathBuf,
@@ -45,9 +49,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let bzimage = args
+        .bzimage
+        .or_else(|| args.kernel.parent().map(|d| d.join("bzImage")));
     let cfg = AgentConfig {
         vmm: args.vmm,
         kernel: args.kernel,
+        bzimage,
         initrd: args.initrd,
         workdir: args.workdir,
         vmm_log: None,

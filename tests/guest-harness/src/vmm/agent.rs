@@ -18,7 +18,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::protocol::{self, EndStatus, Ended, Role};
-use super::scenario::{HostCommand, Scenario, VmmGuest, FAIL_FAST_GRACE_MS};
+use super::scenario::{HostCommand, KernelImage, Scenario, VmmGuest, FAIL_FAST_GRACE_MS};
 use crate::guest::parse_exit;
 
 /// How long a server gets to create its socket.
@@ -37,6 +37,8 @@ pub struct AgentConfig {
     pub vmm: PathBuf,
     /// Guest kernel (PVH vmlinux).
     pub kernel: PathBuf,
+    /// The same kernel as a bzImage, for scenarios that boot from it.
+    pub bzimage: Option<PathBuf>,
     /// Guest initramfs.
     pub initrd: PathBuf,
     /// Sockets go here (created if missing).
@@ -125,10 +127,11 @@ pub fn run(cfg: &AgentConfig, scenario: &Scenario, out: &Out) -> Result<(), Stri
 
 fn run_inner(cfg: &AgentConfig, scenario: &Scenario, out: &Out) -> Result<(), String> {
     scenario.validate().map_err(|e| e.to_string())?;
+    let kernel = guest_kernel(cfg, scenario.kernel)?;
     for (what, p) in [
-        ("ivc-vmm", &cfg.vmm),
-        ("guest kernel", &cfg.kernel),
-        ("guest initramfs", &cfg.initrd),
+        ("ivc-vmm", cfg.vmm.as_path()),
+        ("guest kernel", kernel),
+        ("guest initramfs", cfg.initrd.as_path()),
     ] {
         if !scenario.guests.is_empty() && !p.is_file() {
             return Err(format!("{what} {} not found", p.display()));
@@ -358,6 +361,17 @@ fn run_processes(
     }
 }
 
+/// The kernel file a scenario's guests boot.
+fn guest_kernel(cfg: &AgentConfig, image: KernelImage) -> Result<&Path, String> {
+    match image {
+        KernelImage::Vmlinux => Ok(&cfg.kernel),
+        KernelImage::BzImage => cfg
+            .bzimage
+            .as_deref()
+            .ok_or_else(|| "the scenario boots a bzImage, but no --bzimage was given".to_string()),
+    }
+}
+
 fn start_guest(
     cfg: &AgentConfig,
     g: &VmmGuest,
@@ -372,7 +386,7 @@ fn start_guest(
     }
     cmd.arg("run")
         .arg("--kernel")
-        .arg(&cfg.kernel)
+        .arg(guest_kernel(cfg, scenario.kernel)?)
         .arg("--initrd")
         .arg(&cfg.initrd)
         .args([
@@ -619,6 +633,7 @@ mod tests {
         AgentConfig {
             vmm: "/nonexistent/ivc-vmm".into(),
             kernel: "/nonexistent/vmlinux".into(),
+            bzimage: None,
             initrd: "/nonexistent/initrd".into(),
             workdir: std::env::temp_dir().join(format!("ivc-agent-test-{}", std::process::id())),
             vmm_log: None,
@@ -739,6 +754,7 @@ esac
         let vmm = fake_vmm(&dir);
         AgentConfig {
             kernel: vmm.clone(),
+            bzimage: Some(vmm.clone()),
             initrd: vmm.clone(),
             vmm,
             workdir: dir.join("run"),

@@ -40,4 +40,4 @@ pub use backend::{
     NESTED_DIR_ENV, NESTED_QEMU_MIN_MAJOR, REQUIRE_ENV, SCENARIO_BIN_ENV, VMM_BIN_ENV,
 };
 pub use run::{run_scenario, HostOutcome, L1Report, ScenarioOutcome};
-pub use scenario::{HostCommand, IvcDevice, KillRule, Scenario, ServerSpec, VmmGuest};
+pub use scenario::{HostCommand, IvcDevice, KernelImage, KillRule, Scenario, ServerSpec, VmmGuest};

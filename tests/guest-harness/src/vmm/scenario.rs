@@ -123,6 +123,19 @@ pub struct KillRule {
     pub after_ms: u64,
 }
 
+/// Which image of the guest kernel ivc-vmm boots: the same kernel either
+/// way, through its PVH entry (vmlinux) or the Linux boot protocol
+/// (bzImage); ivc-vmm tells them apart by their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KernelImage {
+    /// `vmlinux`, PVH entry.
+    #[default]
+    Vmlinux,
+    /// `bzImage`, Linux 32-bit boot protocol.
+    BzImage,
+}
+
 /// Everything one run executes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scenario {
@@ -145,6 +158,9 @@ pub struct Scenario {
     /// `IVC_VMM_LOG=debug cargo test` reaches VMMs inside the nested host.
     #[serde(default)]
     pub vmm_log: Option<String>,
+    /// The kernel image every guest boots from.
+    #[serde(default)]
+    pub kernel: KernelImage,
 }
 
 /// How long the other guests may go on after one failed under
@@ -230,6 +246,12 @@ impl Scenario {
     /// [`Scenario::fail_fast`](Scenario#structfield.fail_fast)).
     pub fn fail_fast(mut self) -> Self {
         self.fail_fast = true;
+        self
+    }
+
+    /// Boots every guest from `image` (default: vmlinux).
+    pub fn kernel(mut self, image: KernelImage) -> Self {
+        self.kernel = image;
         self
     }
 
@@ -427,10 +449,22 @@ mod tests {
             .guest(GuestSpec::new("a", "echo hi").device(pio("s0")).cpus(2))
             .expect("valid")
             .host_command("t2", "true", Duration::from_secs(5))
-            .kill_when("a", "ready", Duration::from_millis(300));
+            .kill_when("a", "ready", Duration::from_millis(300))
+            .kernel(KernelImage::BzImage);
         s.validate().expect("valid");
         let back = Scenario::from_json(&s.to_json().expect("json")).expect("parse");
         assert_eq!(back, s);
+        assert_eq!(back.kernel, KernelImage::BzImage);
+        // A scenario written before the field boots vmlinux.
+        let old = s
+            .to_json()
+            .expect("json")
+            .replace("\"kernel\": \"bz-image\"", "\"x\": 0");
+        assert_ne!(old, s.to_json().expect("json"), "the field was renamed");
+        assert_eq!(
+            Scenario::from_json(&old).expect("parse").kernel,
+            KernelImage::Vmlinux
+        );
         assert_eq!(
             back.guests[0].devices[0].vmm_arg("/r/s0.sock", 1),
             "pio,socket=/r/s0.sock,vectors=1"
