@@ -10,7 +10,6 @@
 //! without deadlocking.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// A device that sits on a `Bus` range.
@@ -26,11 +25,13 @@ pub trait BusDevice: Send {
 
 pub type SharedBusDevice = Arc<Mutex<dyn BusDevice>>;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BusError {
     /// The range is empty or wraps around the address space.
+    #[error("invalid bus range {base:#x}+{len:#x}")]
     InvalidRange { base: u64, len: u64 },
     /// The range overlaps one already on the bus.
+    #[error("bus range {base:#x}+{len:#x} overlaps {existing_base:#x}+{existing_len:#x}")]
     Overlap {
         base: u64,
         len: u64,
@@ -38,27 +39,6 @@ pub enum BusError {
         existing_len: u64,
     },
 }
-
-impl fmt::Display for BusError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BusError::InvalidRange { base, len } => {
-                write!(f, "invalid bus range {base:#x}+{len:#x}")
-            }
-            BusError::Overlap {
-                base,
-                len,
-                existing_base,
-                existing_len,
-            } => write!(
-                f,
-                "bus range {base:#x}+{len:#x} overlaps {existing_base:#x}+{existing_len:#x}"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for BusError {}
 
 struct Range {
     len: u64,

@@ -5,7 +5,6 @@
 //! image and boot tables -> vCPUs (one thread each) -> wait for an exit
 //! reason or a signal -> kick and join vCPUs.
 
-use std::fmt;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -43,39 +42,20 @@ pub struct MachineConfig {
     pub halt_poll_ns: Option<u32>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum MachineError {
-    Vm(VmError),
-    Boot(BootError),
+    // Transparent: the message is the inner one, as before, and no source is
+    // added (the inner message already says everything).
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error("guest memory: {0}")]
     Memory(String),
+    #[error("device setup: {0}")]
     Device(String),
+    #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
-}
-
-impl fmt::Display for MachineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MachineError::Vm(e) => write!(f, "{e}"),
-            MachineError::Boot(e) => write!(f, "{e}"),
-            MachineError::Memory(e) => write!(f, "guest memory: {e}"),
-            MachineError::Device(e) => write!(f, "device setup: {e}"),
-            MachineError::Io(what, e) => write!(f, "{what}: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for MachineError {}
-
-impl From<VmError> for MachineError {
-    fn from(e: VmError) -> Self {
-        MachineError::Vm(e)
-    }
-}
-
-impl From<BootError> for MachineError {
-    fn from(e: BootError) -> Self {
-        MachineError::Boot(e)
-    }
 }
 
 /// A built machine, ready to run. Add PCI devices with `add_pci_device`

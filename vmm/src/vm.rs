@@ -1,7 +1,6 @@
 //! The KVM VM: in-kernel irqchip and PIT, RAM slots, and the handle devices
 //! use to reach KVM (memory slots, ioeventfds, interrupt routing).
 
-use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -17,31 +16,22 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::irq::KvmInterruptRouter;
 use crate::layout::{KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR};
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum VmError {
+    #[error("cannot open /dev/kvm: {0}")]
     OpenKvm(kvm_ioctls::Error),
+    #[error("KVM lacks capability {0}")]
     MissingCapability(&'static str),
+    #[error("KVM_CREATE_VM: {0}")]
     CreateVm(kvm_ioctls::Error),
+    #[error("{0}: {1}")]
     Setup(&'static str, kvm_ioctls::Error),
+    #[error("guest memory: {0}")]
     GuestMemory(String),
     /// Building a KVM argument failed (a bug, not a guest or user error).
+    #[error("{0}")]
     Config(String),
 }
-
-impl fmt::Display for VmError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VmError::OpenKvm(e) => write!(f, "cannot open /dev/kvm: {e}"),
-            VmError::MissingCapability(c) => write!(f, "KVM lacks capability {c}"),
-            VmError::CreateVm(e) => write!(f, "KVM_CREATE_VM: {e}"),
-            VmError::Setup(what, e) => write!(f, "{what}: {e}"),
-            VmError::GuestMemory(e) => write!(f, "guest memory: {e}"),
-            VmError::Config(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for VmError {}
 
 /// Opens /dev/kvm and checks what this VMM relies on.
 pub fn open_kvm() -> Result<Kvm, VmError> {

@@ -29,6 +29,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use vm_memory::{FileOffset, MmapRegion};
+
 use common::{skip, temp_path, test_guest};
 
 const GO: usize = 0x000;
@@ -58,7 +60,8 @@ fn qemu() -> Option<PathBuf> {
 
 /// The shared file, mapped here.
 struct Shared {
-    ptr: *mut u8,
+    // vm-memory's MmapRegion owns the mapping and unmaps it on drop.
+    region: MmapRegion,
     path: PathBuf,
 }
 
@@ -73,24 +76,14 @@ impl Shared {
             .open(&path)
             .expect("create the shared file");
         f.set_len(SHM_SIZE as u64).expect("size the shared file");
-        use std::os::fd::AsRawFd;
-        // SAFETY: a shared read-write mapping of a file we just sized; the
-        // pointer is checked below and unmapped in Drop.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                SHM_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED, "mmap of the shared file");
-        Shared {
-            ptr: ptr.cast(),
-            path,
-        }
+        let region = MmapRegion::build(
+            Some(FileOffset::new(f, 0)),
+            SHM_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+        )
+        .expect("mmap of the shared file");
+        Shared { region, path }
     }
 
     fn word(&self, off: usize) -> &AtomicU32 {
@@ -98,14 +91,12 @@ impl Shared {
         // SAFETY: in the mapping (checked), 4-byte aligned (the mapping is
         // page aligned), and only ever accessed atomically by this process
         // (the guest's accesses are another process's).
-        unsafe { &*self.ptr.add(off).cast::<AtomicU32>() }
+        unsafe { &*self.region.as_ptr().add(off).cast::<AtomicU32>() }
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once.
-        unsafe { libc::munmap(self.ptr.cast(), SHM_SIZE) };
         let _ = std::fs::remove_file(&self.path);
     }
 }

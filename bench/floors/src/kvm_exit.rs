@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
+use vm_memory::{MmapRegion, VolatileMemory};
 
 use crate::model::{ns, Latency};
 
@@ -71,20 +72,10 @@ pub fn hardware_virtualization() -> Result<(), String> {
 
 struct Guest {
     vcpu: VcpuFd,
-    // Kept alive for as long as the VM uses the memory slot.
-    _mem: Mem,
     _vm: kvm_ioctls::VmFd,
-}
-
-/// One page of anonymous memory, unmapped on drop.
-struct Mem(*mut libc::c_void);
-
-impl Drop for Mem {
-    fn drop(&mut self) {
-        // SAFETY: unmaps the page mapped in `build`; the VM using it (the
-        // `_vm` field) is dropped before this (field order in `Guest`).
-        unsafe { libc::munmap(self.0, 4096) };
-    }
+    // Declared after the VM so that it is dropped (unmapped) after the VM
+    // that uses it as a memory slot.
+    _mem: MmapRegion,
 }
 
 fn build(mode: Mode) -> Result<Guest, String> {
@@ -93,29 +84,23 @@ fn build(mode: Mode) -> Result<Guest, String> {
     // Real mode on Intel without unrestricted guest needs these; where they
     // are not supported (or not needed) a failure is harmless.
     let _ = vm.set_tss_address(0xfffb_d000);
-    // SAFETY: a fresh anonymous private mapping; no existing memory touched.
-    let page = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if page == libc::MAP_FAILED {
-        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
-    }
-    let mem = Mem(page);
-    // SAFETY: the page is 4096 writable bytes and CODE is 4 bytes.
-    unsafe { std::ptr::copy_nonoverlapping(CODE.as_ptr(), page.cast::<u8>(), CODE.len()) };
+    // One page of anonymous private memory, unmapped when dropped.
+    let mem = MmapRegion::build(
+        None,
+        4096,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+    )
+    .map_err(|e| format!("mmap: {e}"))?;
+    mem.get_slice(0, CODE.len())
+        .map_err(|e| format!("code page: {e}"))?
+        .copy_from(&CODE);
     let region = kvm_userspace_memory_region {
         slot: 0,
         flags: 0,
         guest_phys_addr: CODE_ADDR,
         memory_size: 4096,
-        userspace_addr: page as u64,
+        userspace_addr: mem.as_ptr() as u64,
     };
     // SAFETY: the region is a valid mapping that outlives the VM (both are
     // owned by the returned `Guest`, the VM dropped first).

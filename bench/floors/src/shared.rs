@@ -2,47 +2,37 @@
 
 use std::io;
 
-/// An anonymous shared mapping, zero-filled, page-aligned, unmapped on drop.
-pub(crate) struct SharedMap {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
+use vm_memory::mmap::MmapRegionError;
+use vm_memory::MmapRegion;
+
+/// An anonymous shared mapping, zero-filled, page-aligned, unmapped on drop
+/// (by vm-memory's `MmapRegion`). `MAP_SHARED`, not the `MAP_PRIVATE` of
+/// `MmapRegion::new`: a forked child must see the parent's stores.
+pub(crate) struct SharedMap(MmapRegion);
 
 impl SharedMap {
     /// Maps `len` bytes (rounded up to pages by the kernel).
     pub(crate) fn new(len: usize) -> io::Result<Self> {
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(SharedMap { ptr, len })
+        MmapRegion::build(
+            None,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+        )
+        .map(SharedMap)
+        .map_err(|e| match e {
+            MmapRegionError::Mmap(e) => e,
+            other => io::Error::other(other),
+        })
     }
 
     /// The first byte; valid for `len` bytes while `self` lives.
     pub(crate) fn ptr(&self) -> *mut u8 {
-        self.ptr.cast()
+        self.0.as_ptr()
     }
 
     /// Bytes mapped.
     pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for SharedMap {
-    fn drop(&mut self) {
-        // SAFETY: unmaps the mapping made in `new`; borrows of it end with
-        // `self`.
-        unsafe { libc::munmap(self.ptr, self.len) };
+        self.0.size()
     }
 }

@@ -3,10 +3,11 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
+
+use vm_memory::mmap::MmapRegionError;
+use vm_memory::{FileOffset, MmapRegion};
 
 use crate::error::{HarnessError, Result};
 
@@ -17,19 +18,12 @@ use crate::error::{HarnessError, Result};
 ///
 /// The memory is exposed only as atomics because the guests change it
 /// concurrently; plain references to it would be undefined behaviour.
+/// vm-memory's `MmapRegion` owns the mapping (unmapped on drop) and the file
+/// (which keeps the file's identity obvious in Debug).
 #[derive(Debug)]
 pub struct HostMapping {
-    ptr: NonNull<AtomicU32>,
-    len: usize,
-    // Not needed once mapped, but keeps the file's identity obvious in Debug.
-    _file: File,
+    region: MmapRegion,
 }
-
-// SAFETY: the mapping is plain memory accessed only through atomics, which
-// may be shared and sent between threads; the pointer is owned by this value.
-unsafe impl Send for HostMapping {}
-// SAFETY: as above: every access through &self is atomic.
-unsafe impl Sync for HostMapping {}
 
 impl HostMapping {
     /// Maps `path`, creating it (zero-filled) or growing it to `size` bytes
@@ -61,42 +55,30 @@ impl HostMapping {
             file.set_len(size)
                 .map_err(|e| HarnessError::io(what("sizing"), e))?;
         }
-        // SAFETY: a fresh shared mapping of `len` bytes of an open file, at an
-        // address the kernel chooses; no existing memory is affected.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(HarnessError::io(
-                what("mapping"),
-                io::Error::last_os_error(),
-            ));
-        }
-        let ptr = NonNull::new(addr.cast::<AtomicU32>()).ok_or_else(|| {
-            HarnessError::io(what("mapping"), io::Error::other("mmap returned null"))
-        })?;
-        Ok(HostMapping {
-            ptr,
+        let region = MmapRegion::build(
+            Some(FileOffset::new(file, 0)),
             len,
-            _file: file,
-        })
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+        )
+        .map_err(|e| {
+            let e = match e {
+                MmapRegionError::Mmap(e) => e,
+                other => io::Error::other(other),
+            };
+            HarnessError::io(what("mapping"), e)
+        })?;
+        Ok(HostMapping { region })
     }
 
     /// The mapping's size in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.region.size()
     }
 
     /// Whether the mapping is empty (never: [`HostMapping::open`] refuses 0).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.region.size() == 0
     }
 
     /// The region as 32-bit words; word `i` is at byte offset `4 * i`, in the
@@ -106,16 +88,11 @@ impl HostMapping {
         // writable, and lives as long as `self`; AtomicU32 has the size and
         // alignment of u32 and allows concurrent mutation, which is what the
         // guests do to it.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len / 4) }
-    }
-}
-
-impl Drop for HostMapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `open`; no reference
-        // into it outlives `self` (words() borrows self).
         unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+            std::slice::from_raw_parts(
+                self.region.as_ptr().cast::<AtomicU32>(),
+                self.region.size() / 4,
+            )
         }
     }
 }

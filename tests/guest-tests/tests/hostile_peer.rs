@@ -13,12 +13,16 @@
 //! area accepts either end; scribbling over the ring control lines alone must
 //! give `EIO`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ivc_abi::layout::{CONTROL_SIZE, RING_CTRL};
-use ivc_abi::AtomicMem;
-use ivc_guest_harness::{require_guest_env, Device, Guest, GuestSpec, HostMapping, ScratchDir};
+use ivc_abi::{AtomicMem, Endpoint};
+use ivc_guest_harness::{
+    require_guest_env, Device, Guest, GuestArtifacts, GuestOutcome, GuestSpec, HostMapping,
+    ScratchDir,
+};
 use ivc_guest_tests::guest_sh::{run_reporting, DMESG_IVC, INSMOD, RMMOD};
 use ivc_guest_tests::host_peer;
 use ivc_kit::stream::{fill, Rng};
@@ -58,15 +62,32 @@ fn scribbling_peer_cannot_harm_the_guest(from: usize, end: End) {
     let scratch = ScratchDir::new().expect("scratch dir");
     let path = scratch.join("shm");
     let map = HostMapping::open(&path, SHM_SIZE).expect("map shared memory");
+    let mut guest = boot_reader(&artifacts, &path);
+
+    // Be a well-behaved peer first: the guest must accept the connection
+    // and the data before the scribbling starts.
+    let ep = send_valid_data(&map);
+    // Now turn hostile (the endpoint stays attached while it does).
+    let (seen, writes) = scribble_until_the_reader_ends(&mut guest, map.words(), from);
+    drop(ep);
+    seen.expect("reader finished");
+    let o = guest.wait().expect("guest run");
+    eprintln!("host scribbled {writes} words over the control area");
+    check_the_end(&o, end, from);
+}
+
+/// Boots the guest with the region as an ivshmem-plain device and waits
+/// until its reader (`ivc-xfer recv`, checking the stream) is about to start.
+fn boot_reader(artifacts: &GuestArtifacts, path: &Path) -> Guest {
     let cmd = format!(
         "{INSMOD}echo IVC_READER_START\n{}{DMESG_IVC}{RMMOD}",
         run_reporting("ivc-xfer recv /dev/ivc0 --bytes 64M --chunk 4K --seed 1")
     );
     let mut guest = Guest::spawn(
-        &artifacts,
+        artifacts,
         GuestSpec::new("victim", cmd)
             .device(Device::IvshmemPlain {
-                mem_path: path.clone(),
+                mem_path: path.to_path_buf(),
                 size: SHM_SIZE,
             })
             .timeout(Duration::from_secs(180)),
@@ -75,9 +96,12 @@ fn scribbling_peer_cannot_harm_the_guest(from: usize, end: End) {
     guest
         .wait_for_line("IVC_READER_START", Duration::from_secs(120))
         .expect("guest reader starts");
+    guest
+}
 
-    // Be a well-behaved peer first: the guest must accept the connection
-    // and the data before the scribbling starts.
+/// Connects as the guest's peer, sends 64 KiB of the stream and waits
+/// until the guest has read all of it (our ring is empty again).
+fn send_valid_data(map: &HostMapping) -> Endpoint<AtomicMem<'_>> {
     let mem = AtomicMem::from_words(map.words());
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut ep = host_peer::connect(mem, Duration::from_secs(60));
@@ -86,7 +110,6 @@ fn scribbling_peer_cannot_harm_the_guest(from: usize, end: End) {
     host_peer::send_all(&mut ep, &data, Duration::from_secs(60));
     let sent = data.len();
 
-    // Wait until the guest has read all of it (our ring is empty again).
     while ep.writable_bytes().expect("host ring state") < ep.tx_ring_size() as usize {
         assert!(
             Instant::now() < deadline,
@@ -100,13 +123,21 @@ fn scribbling_peer_cannot_harm_the_guest(from: usize, end: End) {
         ep.tx_ring_size(),
         ep.stats()
     );
-    // Now turn hostile: random words over the control area, in bursts,
-    // until the guest reports the error.
+    ep
+}
+
+/// Random words over control bytes `[from, CONTROL_SIZE)`, in bursts, until
+/// the guest's reader reports its end. Returns that wait's result and how
+/// many words were written.
+fn scribble_until_the_reader_ends(
+    guest: &mut Guest,
+    words: &[AtomicU32],
+    from: usize,
+) -> (ivc_guest_harness::Result<String>, u64) {
     let (first, words_in_range) = (from / 4, (CONTROL_SIZE - from) / 4);
     let mut rng = Rng::new(0x1bad_c0de_f00d_5eed);
-    let words = map.words();
     let stop = AtomicBool::new(false);
-    let scribbler = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let h = s.spawn(|| {
             let mut writes = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -123,15 +154,13 @@ fn scribbling_peer_cannot_harm_the_guest(from: usize, end: End) {
         stop.store(true, Ordering::Relaxed);
         let writes = h.join().expect("scribbler thread");
         (seen, writes)
-    });
-    drop(ep);
-    let (seen, writes) = scribbler;
-    seen.expect("reader finished");
-    let o = guest.wait().expect("guest run");
-    eprintln!("host scribbled {writes} words over the control area");
+    })
+}
 
-    // Exactly the 64 KiB of valid data arrived before the end (ivc-xfer
-    // checks every byte against the stream as it reads).
+/// Exactly the 64 KiB of valid data arrived before the end (ivc-xfer
+/// checks every byte against the stream as it reads), the end is one `end`
+/// allows, and the guest kernel and module came through unharmed.
+fn check_the_end(o: &GuestOutcome, end: End, from: usize) {
     let eio = o.serial_contains(EIO_LINE);
     let eof = o.serial_contains(EOF_LINE);
     assert!(

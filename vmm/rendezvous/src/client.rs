@@ -6,7 +6,6 @@
 //! is then closed, as the spec asks), never a panic or a leaked descriptor.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -60,62 +59,32 @@ pub enum ClientEvent {
 }
 
 /// Why joining or listening failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The options are out of range.
+    #[error("invalid client options: {0}")]
     InvalidConfig(String),
     /// Could not connect to the socket.
+    #[error("cannot connect to rendezvous server at {}: {source}", .path.display())]
     Connect { path: PathBuf, source: io::Error },
     /// A system call failed.
+    #[error("{context}: {source}")]
     Io {
         context: &'static str,
         source: io::Error,
     },
     /// The setup sequence did not arrive in time.
+    #[error(
+        "timed out waiting for the server's setup messages \
+         (does the server use the same vector count?)"
+    )]
     Timeout,
     /// The server closed the connection during setup.
+    #[error("the server closed the connection during setup")]
     ServerClosed,
     /// The server broke the protocol.
-    Protocol(ProtocolError),
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::InvalidConfig(why) => write!(f, "invalid client options: {why}"),
-            ClientError::Connect { path, source } => {
-                write!(
-                    f,
-                    "cannot connect to rendezvous server at {}: {source}",
-                    path.display()
-                )
-            }
-            ClientError::Io { context, source } => write!(f, "{context}: {source}"),
-            ClientError::Timeout => write!(
-                f,
-                "timed out waiting for the server's setup messages \
-                 (does the server use the same vector count?)"
-            ),
-            ClientError::ServerClosed => write!(f, "the server closed the connection during setup"),
-            ClientError::Protocol(e) => write!(f, "protocol violation by the server: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ClientError::Connect { source, .. } | ClientError::Io { source, .. } => Some(source),
-            ClientError::Protocol(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<ProtocolError> for ClientError {
-    fn from(e: ProtocolError) -> Self {
-        ClientError::Protocol(e)
-    }
+    #[error("protocol violation by the server: {0}")]
+    Protocol(#[from] ProtocolError),
 }
 
 /// One decoded message.

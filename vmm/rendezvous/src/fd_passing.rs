@@ -4,6 +4,17 @@
 //! talks to `sendmsg`/`recvmsg` directly. Every descriptor that arrives is
 //! wrapped in an [`OwnedFd`] before anything else happens, so an error path
 //! can never leak one.
+//!
+//! We keep this rather than vmm-sys-util's `ScmSocket`, which the crate
+//! already depends on, because `ScmSocket` would not be simpler here: its
+//! `recv_with_fds` is `unsafe` and hands back raw descriptors (each needs an
+//! `unsafe` wrap into `OwnedFd` again), passes no `recvmsg` flags (no
+//! `MSG_DONTWAIT` for the client's polling reads, no `MSG_CMSG_CLOEXEC`, so
+//! a descriptor could leak into a child spawned in between), and on
+//! `MSG_CTRUNC` closes what arrived and returns `ENOBUFS`, where the client
+//! reports the truncation as its own protocol error. Its send side alone
+//! would fit, but one module for both directions keeps the cmsg code in one
+//! place.
 
 use std::io;
 use std::mem;

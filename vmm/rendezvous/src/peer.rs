@@ -10,9 +10,11 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::fd_passing::send_with_fds;
 use crate::protocol::{encode, PeerId, MESSAGE_SIZE};
@@ -37,14 +39,14 @@ struct Outgoing {
 /// Non-blocking from the start: QEMU sets `O_NONBLOCK` on every eventfd it
 /// receives, and that flag lives in the open file description that all
 /// holders share, so this keeps the behaviour the same whoever joins.
+///
+/// The server never signals or reads it, only hands it out, so it is kept
+/// as a plain [`OwnedFd`] like every other descriptor in the outbox.
 pub(crate) fn new_vector_eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: plain system call with constant flags; the result is checked.
-    let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: eventfd returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    let efd = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
+    // SAFETY: into_raw_fd gives up the EventFd's descriptor, so the OwnedFd
+    // is its only owner (vmm-sys-util's EventFd has no `From` for OwnedFd).
+    Ok(unsafe { OwnedFd::from_raw_fd(efd.into_raw_fd()) })
 }
 
 /// Process id of the other end of a UNIX socket (`SO_PEERCRED`), so the

@@ -16,8 +16,6 @@
 //! This module holds the pure parts — constants, encoding, and the order in
 //! which the server sends things — so that they can be tested without sockets.
 
-use std::fmt;
-
 /// The only protocol version there is (QEMU >= 2.5). Before it, messages were
 /// native-endian `long`s without a version message; we do not speak that.
 pub const PROTOCOL_VERSION: i64 = 0;
@@ -121,123 +119,65 @@ pub fn leave_announcement(peer: PeerId) -> PlannedMessage {
 }
 
 /// A violation of the protocol by the server, seen by a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
     /// The first message was not version 0.
+    #[error("server speaks protocol version {0}, only {PROTOCOL_VERSION} is supported")]
     UnsupportedVersion(i64),
     /// A message that must not carry a descriptor carried one.
+    #[error("{message} message (value {value}) came with a file descriptor")]
     UnexpectedFd { message: &'static str, value: i64 },
     /// A message that must carry a descriptor did not.
+    #[error("{message} message (value {value}) came without a file descriptor")]
     MissingFd { message: &'static str, value: i64 },
     /// More than one descriptor arrived with one message.
+    #[error("a message came with {count} file descriptors, at most 1 allowed")]
     TooManyFds { count: usize },
     /// The kernel truncated the control data: descriptors were lost.
+    #[error("file descriptors from the server were truncated by the kernel")]
     ControlTruncated,
     /// A value that is neither -1 nor a 16-bit peer id.
+    #[error("message value {value} is neither -1 nor a peer id (0..=65535)")]
     InvalidValue { value: i64 },
     /// The own-id message was out of range.
+    #[error("server assigned invalid id {0}")]
     InvalidOwnId(i64),
     /// Something other than the shared-memory message came third.
+    #[error("expected the shared-memory message (-1 with fd), got {value}")]
     ExpectedSharedMemory { value: i64 },
     /// The shared-memory descriptor is unusable.
+    #[error("bad shared-memory object: {0}")]
     BadSharedMemory(String),
     /// A second shared-memory message.
+    #[error("server sent the shared-memory object twice")]
     DuplicateSharedMemory,
     /// A descriptor that should be an eventfd is something else.
+    #[error("descriptor for peer {peer} is not an eventfd ({target})")]
     NotAnEventFd { peer: PeerId, target: String },
     /// A peer got more eventfds than the configured vector count.
+    #[error("peer {peer} announced with more than the configured {vectors} vectors")]
     TooManyVectors { peer: PeerId, vectors: u32 },
     /// A peer's vectors were interrupted by another message before all
     /// `expected` arrived (vector counts differ between server and client).
+    #[error(
+        "peer {peer} announced with {got} vectors, expected {expected} \
+         (does the server use the same vector count?)"
+    )]
     IncompleteVectors {
         peer: PeerId,
         got: u32,
         expected: u32,
     },
     /// A peer that is already fully announced was announced again.
+    #[error("peer {0} announced twice")]
     DuplicatePeer(PeerId),
     /// A leave for a peer that was never announced.
+    #[error("leave of unknown peer {0}")]
     UnknownPeerLeft(PeerId),
     /// A leave message carrying our own id.
+    #[error("leave message for our own id {0}")]
     OwnIdLeft(PeerId),
 }
-
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProtocolError::UnsupportedVersion(v) => {
-                write!(
-                    f,
-                    "server speaks protocol version {v}, only {PROTOCOL_VERSION} is supported"
-                )
-            }
-            ProtocolError::UnexpectedFd { message, value } => {
-                write!(
-                    f,
-                    "{message} message (value {value}) came with a file descriptor"
-                )
-            }
-            ProtocolError::MissingFd { message, value } => {
-                write!(
-                    f,
-                    "{message} message (value {value}) came without a file descriptor"
-                )
-            }
-            ProtocolError::TooManyFds { count } => {
-                write!(
-                    f,
-                    "a message came with {count} file descriptors, at most 1 allowed"
-                )
-            }
-            ProtocolError::ControlTruncated => {
-                write!(
-                    f,
-                    "file descriptors from the server were truncated by the kernel"
-                )
-            }
-            ProtocolError::InvalidValue { value } => {
-                write!(
-                    f,
-                    "message value {value} is neither -1 nor a peer id (0..=65535)"
-                )
-            }
-            ProtocolError::InvalidOwnId(v) => write!(f, "server assigned invalid id {v}"),
-            ProtocolError::ExpectedSharedMemory { value } => {
-                write!(
-                    f,
-                    "expected the shared-memory message (-1 with fd), got {value}"
-                )
-            }
-            ProtocolError::BadSharedMemory(why) => write!(f, "bad shared-memory object: {why}"),
-            ProtocolError::DuplicateSharedMemory => {
-                write!(f, "server sent the shared-memory object twice")
-            }
-            ProtocolError::NotAnEventFd { peer, target } => {
-                write!(f, "descriptor for peer {peer} is not an eventfd ({target})")
-            }
-            ProtocolError::TooManyVectors { peer, vectors } => {
-                write!(
-                    f,
-                    "peer {peer} announced with more than the configured {vectors} vectors"
-                )
-            }
-            ProtocolError::IncompleteVectors {
-                peer,
-                got,
-                expected,
-            } => write!(
-                f,
-                "peer {peer} announced with {got} vectors, expected {expected} \
-                 (does the server use the same vector count?)"
-            ),
-            ProtocolError::DuplicatePeer(p) => write!(f, "peer {p} announced twice"),
-            ProtocolError::UnknownPeerLeft(p) => write!(f, "leave of unknown peer {p}"),
-            ProtocolError::OwnIdLeft(p) => write!(f, "leave message for our own id {p}"),
-        }
-    }
-}
-
-impl std::error::Error for ProtocolError {}
 
 #[cfg(test)]
 mod tests {

@@ -84,59 +84,35 @@ impl ServerConfig {
 }
 
 /// Why the server could not start or stopped.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// Another server is listening on the socket path.
+    #[error(
+        "{} is in use by a running server (stop it, or pick another path)",
+        .0.display()
+    )]
     SocketInUse(PathBuf),
     /// The socket path exists and is not a socket (we never delete it).
+    #[error("{} exists and is not a socket; refusing to replace it", .0.display())]
     NotASocket(PathBuf),
     /// Creating the socket failed.
+    #[error("cannot listen on {}: {source}", .path.display())]
     Bind { path: PathBuf, source: io::Error },
     /// Creating the shared memory failed.
-    Shm(ShmError),
+    #[error("shared memory: {0}")]
+    Shm(#[source] ShmError),
     /// A system call the event loop depends on failed.
+    #[error("{context}: {source}")]
     Io {
         context: &'static str,
         source: io::Error,
     },
     /// The server thread panicked.
+    #[error("the server thread panicked")]
     Panicked,
-}
-
-impl fmt::Display for ServerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ServerError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
-            ServerError::SocketInUse(path) => write!(
-                f,
-                "{} is in use by a running server (stop it, or pick another path)",
-                path.display()
-            ),
-            ServerError::NotASocket(path) => write!(
-                f,
-                "{} exists and is not a socket; refusing to replace it",
-                path.display()
-            ),
-            ServerError::Bind { path, source } => {
-                write!(f, "cannot listen on {}: {source}", path.display())
-            }
-            ServerError::Shm(e) => write!(f, "shared memory: {e}"),
-            ServerError::Io { context, source } => write!(f, "{context}: {source}"),
-            ServerError::Panicked => write!(f, "the server thread panicked"),
-        }
-    }
-}
-
-impl std::error::Error for ServerError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ServerError::Bind { source, .. } | ServerError::Io { source, .. } => Some(source),
-            ServerError::Shm(e) => Some(e),
-            _ => None,
-        }
-    }
 }
 
 fn io_error(context: &'static str) -> impl FnOnce(io::Error) -> ServerError {

@@ -4,7 +4,6 @@
 //! `fstat`), and PCI BARs are powers of two, so the size must be one.
 
 use std::ffi::CString;
-use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd};
@@ -46,55 +45,31 @@ impl ShmBacking {
 }
 
 /// Why the shared memory could not be set up.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ShmError {
     /// The size is unusable (not a power of two, too small).
+    #[error(
+        "shared memory size {0} is not a power of two of at least {MIN_SHM_SIZE} bytes \
+         (it becomes a PCI BAR)"
+    )]
     InvalidSize(u64),
     /// A system call failed.
+    #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
     /// An existing backing file has another size.
+    #[error(
+        "{} already exists with {existing} bytes, not {wanted}; \
+         remove it or use the same size",
+        .path.display()
+    )]
     SizeMismatch {
         path: PathBuf,
         existing: u64,
         wanted: u64,
     },
     /// The backing path is not a regular file.
+    #[error("{} is not a regular file", .0.display())]
     NotARegularFile(PathBuf),
-}
-
-impl fmt::Display for ShmError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ShmError::InvalidSize(size) => write!(
-                f,
-                "shared memory size {size} is not a power of two of at least {MIN_SHM_SIZE} bytes \
-                 (it becomes a PCI BAR)"
-            ),
-            ShmError::Io { what, source } => write!(f, "{what}: {source}"),
-            ShmError::SizeMismatch {
-                path,
-                existing,
-                wanted,
-            } => write!(
-                f,
-                "{} already exists with {existing} bytes, not {wanted}; \
-                 remove it or use the same size",
-                path.display()
-            ),
-            ShmError::NotARegularFile(path) => {
-                write!(f, "{} is not a regular file", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for ShmError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ShmError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 /// Checks that `size` can be a BAR: a power of two, at least one page.

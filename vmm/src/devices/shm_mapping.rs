@@ -7,27 +7,23 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::ptr::NonNull;
 
 use ivc_abi::layout::{
     mark_absent, peer_entry, Layout, NUM_SLOTS, PEER_DOORBELL_ID, PEER_STATE, PEER_UP,
 };
 use ivc_abi::{AtomicMem, SharedMemory};
+use vm_memory::mmap::MmapRegionError;
+use vm_memory::{FileOffset, MmapRegion};
 
 /// A shared, writable mapping of a whole file.
+///
+/// vm-memory's `MmapRegion` owns the mapping (unmapped on drop) and a
+/// duplicate of the file's descriptor; it is `Send + Sync` because this
+/// process touches the memory only through atomics (`AtomicMem`) and KVM.
 #[derive(Debug)]
 pub struct ShmMapping {
-    ptr: NonNull<u8>,
-    len: usize,
+    region: MmapRegion,
 }
-
-// SAFETY: the mapping is plain shared memory; this process touches it only
-// through atomics (`AtomicMem`) and KVM, so sharing the pointer between
-// threads is sound.
-unsafe impl Send for ShmMapping {}
-// SAFETY: see Send.
-unsafe impl Sync for ShmMapping {}
 
 impl ShmMapping {
     /// Maps `len` bytes of `file` read/write, `MAP_SHARED`.
@@ -43,42 +39,38 @@ impl ShmMapping {
                 format!("shared memory file has {actual} bytes, need {len}"),
             ));
         }
-        // SAFETY: a fresh mapping chosen by the kernel (addr NULL); the fd is
-        // valid for the call; the result is checked.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
-        Ok(ShmMapping { ptr, len })
+        // Exactly the flags of a plain shared mapping: no MAP_NORESERVE
+        // (`MmapRegion::from_file` would add it), the memory is the peers'.
+        let region = MmapRegion::build(
+            Some(FileOffset::new(file.try_clone()?, 0)),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+        )
+        .map_err(|e| match e {
+            MmapRegionError::Mmap(e) => e,
+            other => io::Error::other(other),
+        })?;
+        Ok(ShmMapping { region })
     }
 
     pub fn host_addr(&self) -> u64 {
-        self.ptr.as_ptr() as u64
+        self.region.as_ptr() as u64
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.region.size()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.region.size() == 0
     }
 
     /// An atomic view of the whole mapping.
     pub fn mem(&self) -> AtomicMem<'_> {
         // SAFETY: page-aligned, `len` bytes mapped for as long as `self`
         // lives (the borrow), accessed by this process only atomically.
-        unsafe { AtomicMem::new(self.ptr.as_ptr(), self.len) }
+        unsafe { AtomicMem::new(self.region.as_ptr(), self.region.size()) }
             .unwrap_or_else(|| AtomicMem::from_words(&[]))
     }
 
@@ -99,14 +91,6 @@ impl ShmMapping {
             }
         }
         None
-    }
-}
-
-impl Drop for ShmMapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `new` mapped; users hold an Arc, so
-        // none is left (KVM slots are removed by their owners first).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 

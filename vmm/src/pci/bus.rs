@@ -2,7 +2,6 @@
 //! and keeping the I/O and MMIO buses in step with the BARs.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use log::debug;
@@ -15,26 +14,15 @@ use crate::exit::{ExitReason, VmExit};
 
 pub const NUM_SLOTS: usize = 32;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PciBusError {
+    #[error("PCI slot {0} is already in use")]
     SlotInUse(u8),
+    #[error("no free PCI slot")]
     NoFreeSlot,
+    #[error("no room for BAR{bar} of PCI device {device}")]
     BarPlacement { device: String, bar: usize },
 }
-
-impl fmt::Display for PciBusError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PciBusError::SlotInUse(s) => write!(f, "PCI slot {s} is already in use"),
-            PciBusError::NoFreeSlot => write!(f, "no free PCI slot"),
-            PciBusError::BarPlacement { device, bar } => {
-                write!(f, "no room for BAR{bar} of PCI device {device}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for PciBusError {}
 
 /// A decoded BAR on the I/O or MMIO bus: forwards accesses to its device.
 struct BarRegion {

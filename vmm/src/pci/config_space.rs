@@ -77,28 +77,17 @@ pub struct ActiveBar {
     pub size: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    #[error("BAR index {0} is out of range")]
     BarIndex(usize),
+    #[error("BAR {0} is already defined")]
     BarInUse(usize),
+    #[error("BAR size {0:#x} is not a valid power of two")]
     BarSize(u64),
+    #[error("no room in config space for a {0}-byte capability")]
     NoRoomForCapability(usize),
 }
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConfigError::BarIndex(i) => write!(f, "BAR index {i} is out of range"),
-            ConfigError::BarInUse(i) => write!(f, "BAR {i} is already defined"),
-            ConfigError::BarSize(s) => write!(f, "BAR size {s:#x} is not a valid power of two"),
-            ConfigError::NoRoomForCapability(l) => {
-                write!(f, "no room in config space for a {l}-byte capability")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Identity of a PCI function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,11 +8,11 @@
 //! to decide from the lines. It fails (status 1, after an `@ivc-agent error`
 //! line) only when it cannot run the scenario at all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -257,107 +257,169 @@ fn run_processes(
     sockets: &HashMap<&str, (String, u32)>,
     out: &Out,
 ) -> Result<(), String> {
-    let t0 = Instant::now();
-    let mut waiting: Vec<&VmmGuest> = scenario.guests.iter().collect();
-    waiting.sort_by_key(|g| g.start_after_ms);
-    let mut host_queue: std::collections::VecDeque<&HostCommand> =
-        scenario.host_commands.iter().collect();
-    let mut running: Vec<Running> = Vec::new();
-    let mut ended_guests: Vec<String> = Vec::new();
-    let mut host_busy = false;
-    // One trigger every guest arms when its command fails; it ends them all.
-    let failed = scenario.fail_fast.then(|| {
-        Arc::new(Trigger {
-            pattern: None,
-            after: Duration::from_millis(FAIL_FAST_GRACE_MS),
-            armed_at: Mutex::new(None),
-        })
-    });
-
+    let mut s = Schedule::new(scenario);
     loop {
-        // Start what is due.
+        s.start_due(cfg, scenario, sockets, out)?;
+        if s.all_done() {
+            return Ok(());
+        }
+        s.cancel_after_failure(out);
+        s.reap_and_police(out)?;
+        thread::sleep(TICK);
+    }
+}
+
+/// Where every guest and host command of a scenario stands: still to start,
+/// running, or ended. Guests start by their delay and predecessor; host
+/// commands one at a time, in order.
+struct Schedule<'a> {
+    t0: Instant,
+    waiting: Vec<&'a VmmGuest>,
+    host_queue: VecDeque<&'a HostCommand>,
+    running: Vec<Running>,
+    ended_guests: Vec<String>,
+    host_busy: bool,
+    /// One trigger every guest arms when its command fails; it ends them
+    /// all (`fail_fast`).
+    failed: Option<Arc<Trigger>>,
+}
+
+impl<'a> Schedule<'a> {
+    fn new(scenario: &'a Scenario) -> Self {
+        let t0 = Instant::now();
+        let mut waiting: Vec<&VmmGuest> = scenario.guests.iter().collect();
+        waiting.sort_by_key(|g| g.start_after_ms);
+        let failed = scenario.fail_fast.then(|| {
+            Arc::new(Trigger {
+                pattern: None,
+                after: Duration::from_millis(FAIL_FAST_GRACE_MS),
+                armed_at: Mutex::new(None),
+            })
+        });
+        Schedule {
+            t0,
+            waiting,
+            host_queue: scenario.host_commands.iter().collect(),
+            running: Vec::new(),
+            ended_guests: Vec::new(),
+            host_busy: false,
+            failed,
+        }
+    }
+
+    /// Starts the guests that are due and, if none runs, the next host
+    /// command.
+    fn start_due(
+        &mut self,
+        cfg: &AgentConfig,
+        scenario: &Scenario,
+        sockets: &HashMap<&str, (String, u32)>,
+        out: &Out,
+    ) -> Result<(), String> {
         let mut i = 0;
-        while i < waiting.len() {
-            let g = waiting[i];
-            let due = t0.elapsed() >= Duration::from_millis(g.start_after_ms)
+        while i < self.waiting.len() {
+            let g = self.waiting[i];
+            let due = self.t0.elapsed() >= Duration::from_millis(g.start_after_ms)
                 && g.after_guest
                     .as_ref()
-                    .is_none_or(|p| ended_guests.contains(p));
+                    .is_none_or(|p| self.ended_guests.contains(p));
             if due {
-                waiting.remove(i);
-                running.push(start_guest(cfg, g, scenario, sockets, failed.clone(), out)?);
+                self.waiting.remove(i);
+                let failed = self.failed.clone();
+                self.running
+                    .push(start_guest(cfg, g, scenario, sockets, failed, out)?);
             } else {
                 i += 1;
             }
         }
-        if !host_busy {
-            if let Some(c) = host_queue.pop_front() {
-                running.push(start_host(c, out)?);
-                host_busy = true;
+        if !self.host_busy {
+            if let Some(c) = self.host_queue.pop_front() {
+                self.running.push(start_host(c, out)?);
+                self.host_busy = true;
             }
         }
-        if waiting.is_empty() && host_queue.is_empty() && running.is_empty() {
-            return Ok(());
-        }
-        if failed.as_ref().is_some_and(|f| f.fired()) && !waiting.is_empty() {
-            // Guests that have not started never will: say so.
-            for g in waiting.drain(..) {
+        Ok(())
+    }
+
+    fn all_done(&self) -> bool {
+        self.waiting.is_empty() && self.host_queue.is_empty() && self.running.is_empty()
+    }
+
+    /// Once the fail-fast trigger fired, guests that have not started never
+    /// will: say so.
+    fn cancel_after_failure(&mut self, out: &Out) {
+        if self.failed.as_ref().is_some_and(|f| f.fired()) && !self.waiting.is_empty() {
+            for g in self.waiting.drain(..) {
                 out.line(&protocol::agent_error(&format!(
                     "guest {} not started: another guest failed (fail_fast)",
                     g.name
                 )));
             }
         }
+    }
 
-        // Reap, time out, kill.
+    /// Reports what has ended; times out or kills what must stop.
+    fn reap_and_police(&mut self, out: &Out) -> Result<(), String> {
         let mut i = 0;
-        while i < running.len() {
-            let r = &mut running[i];
+        while i < self.running.len() {
+            let r = &mut self.running[i];
             match r.child.try_wait() {
                 Ok(Some(status)) => {
-                    let mut r = running.swap_remove(i);
-                    let elapsed = r.started.elapsed();
-                    join_all(std::mem::take(&mut r.readers));
-                    if r.role == Role::Host {
-                        host_busy = false;
-                    } else {
-                        ended_guests.push(r.name.clone());
-                    }
-                    out.line(&protocol::ended(&Ended {
-                        role: r.role,
-                        name: r.name,
-                        status: EndStatus::of(status),
-                        timed_out: r.timed_out,
-                        killed: r.killed,
-                        elapsed,
-                    }));
+                    let r = self.running.swap_remove(i);
+                    self.ended(r, status, out);
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => return Err(format!("waiting for {}: {e}", r.name)),
             }
-            if !r.timed_out && !r.killed {
-                if r.started.elapsed() >= r.timeout {
-                    r.timed_out = true;
-                    // Where each thread waits says which layer stalled: a
-                    // vCPU in KVM_RUN (the guest), in pipe_write (output
-                    // backpressure), in a futex (a lock).
-                    let role = match r.role {
-                        Role::Guest => Role::Vmm,
-                        other => other,
-                    };
-                    for l in where_stuck(r.child.id()) {
-                        out.line(&protocol::output(role, &r.name, &l));
-                    }
-                    kill(&r.child, r.group);
-                } else if r.triggers.iter().any(|t| t.fired()) {
-                    r.killed = true;
-                    kill(&r.child, r.group);
-                }
-            }
+            police(r, out);
             i += 1;
         }
-        thread::sleep(TICK);
+        Ok(())
+    }
+
+    /// `r` exited with `status`: drain its output, then say how it ended.
+    fn ended(&mut self, mut r: Running, status: ExitStatus, out: &Out) {
+        let elapsed = r.started.elapsed();
+        join_all(std::mem::take(&mut r.readers));
+        if r.role == Role::Host {
+            self.host_busy = false;
+        } else {
+            self.ended_guests.push(r.name.clone());
+        }
+        out.line(&protocol::ended(&Ended {
+            role: r.role,
+            name: r.name,
+            status: EndStatus::of(status),
+            timed_out: r.timed_out,
+            killed: r.killed,
+            elapsed,
+        }));
+    }
+}
+
+/// Kills `r` at its timeout (after saying where it was stuck) or when one
+/// of its kill rules fired; once.
+fn police(r: &mut Running, out: &Out) {
+    if r.timed_out || r.killed {
+        return;
+    }
+    if r.started.elapsed() >= r.timeout {
+        r.timed_out = true;
+        // Where each thread waits says which layer stalled: a
+        // vCPU in KVM_RUN (the guest), in pipe_write (output
+        // backpressure), in a futex (a lock).
+        let role = match r.role {
+            Role::Guest => Role::Vmm,
+            other => other,
+        };
+        for l in where_stuck(r.child.id()) {
+            out.line(&protocol::output(role, &r.name, &l));
+        }
+        kill(&r.child, r.group);
+    } else if r.triggers.iter().any(|t| t.fired()) {
+        r.killed = true;
+        kill(&r.child, r.group);
     }
 }
 

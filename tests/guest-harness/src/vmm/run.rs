@@ -4,10 +4,10 @@
 //! and for the nested backend what the L1 did.
 
 use std::ffi::OsString;
-use std::path::Path;
-use std::process::{Command, ExitStatus};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{mpsc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::backend::VmmBackend;
@@ -203,23 +203,87 @@ static NESTED: Mutex<()> = Mutex::new(());
 /// A guest that fails is an outcome; `Err` is for the harness failing (the
 /// scenario is invalid, a program cannot start).
 pub fn run_scenario(backend: &VmmBackend, scenario: &Scenario) -> Result<ScenarioOutcome> {
+    let scenario = &effective(scenario)?;
+    let files = RunFiles::new(scenario)?;
+    let (program, args, deadline) = runner_command(backend, scenario, &files)?;
+    let _nested = backend
+        .emulated()
+        .then(|| NESTED.lock().unwrap_or_else(|p| p.into_inner()));
+
+    eprintln!("[scenario] $ {}", qemu::shell_words(&program, &args));
+    let started = Instant::now();
+    let mut runner = Runner::spawn(&program, &args)?;
+    let (mut lines, timed_out, at_deadline) = runner.collect(started + deadline, || {
+        // A nested host that missed its deadline may be the emulator's
+        // hang: keep what its vCPU and LAPIC looked like.
+        matches!(backend, VmmBackend::Nested { .. })
+            .then(|| super::monitor::ask(&files.monitor, super::monitor::STUCK_L1))
+    });
+    let (status, stderr) = runner.finish(&mut lines)?;
+    let end = RunEnd {
+        status,
+        timed_out,
+        elapsed: started.elapsed(),
+        stderr,
+    };
+    let mut outcome = assemble(backend, scenario, &lines, started, end);
+    if let Some(l1) = outcome.l1.as_mut() {
+        attach_l1_console(l1, &files.console, at_deadline);
+    }
+    Ok(outcome)
+}
+
+/// The scenario as it runs: validated, with `IVC_VMM_LOG` as its `vmm_log`
+/// unless it names one itself.
+fn effective(scenario: &Scenario) -> Result<Scenario> {
     scenario.validate()?;
     let mut scenario = scenario.clone();
     if scenario.vmm_log.is_none() {
         scenario.vmm_log = std::env::var("IVC_VMM_LOG").ok().filter(|v| !v.is_empty());
     }
-    let scenario = &scenario;
-    let scratch = ScratchDir::new()?;
-    let json = scratch.join("scenario.json");
-    std::fs::write(&json, scenario.to_json()?)
-        .map_err(|e| HarnessError::io(format!("writing {}", json.display()), e))?;
-    let console = scratch.join("l1-console.log");
-    // IVC_L1_MONITOR puts the monitor where a person can reach it.
-    let monitor = std::env::var_os("IVC_L1_MONITOR")
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| scratch.join("l1-monitor.sock"), Into::into);
+    Ok(scenario)
+}
 
-    let (program, args, deadline) = match backend {
+/// The files of one run, in a scratch directory that lives as long as this.
+struct RunFiles {
+    scratch: ScratchDir,
+    /// The scenario, for the runner.
+    json: PathBuf,
+    /// Where the nested host's kernel console goes.
+    console: PathBuf,
+    /// The nested host's QEMU monitor socket.
+    monitor: PathBuf,
+}
+
+impl RunFiles {
+    /// Writes the scenario's JSON and names the nested host's files.
+    fn new(scenario: &Scenario) -> Result<Self> {
+        let scratch = ScratchDir::new()?;
+        let json = scratch.join("scenario.json");
+        std::fs::write(&json, scenario.to_json()?)
+            .map_err(|e| HarnessError::io(format!("writing {}", json.display()), e))?;
+        let console = scratch.join("l1-console.log");
+        // IVC_L1_MONITOR puts the monitor where a person can reach it.
+        let monitor = std::env::var_os("IVC_L1_MONITOR")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| scratch.join("l1-monitor.sock"), Into::into);
+        Ok(RunFiles {
+            scratch,
+            json,
+            console,
+            monitor,
+        })
+    }
+}
+
+/// The program that runs `scenario` on `backend` (ivc-scenario, or QEMU
+/// with the nested host), its arguments, and how long the run may take.
+fn runner_command(
+    backend: &VmmBackend,
+    scenario: &Scenario,
+    files: &RunFiles,
+) -> Result<(PathBuf, Vec<OsString>, Duration)> {
+    Ok(match backend {
         VmmBackend::Direct {
             vmm,
             scenario: bin,
@@ -234,103 +298,122 @@ pub fn run_scenario(backend: &VmmBackend, scenario: &Scenario) -> Result<Scenari
                 "--initrd".into(),
                 initrd.into(),
                 "--workdir".into(),
-                scratch.join("run").into(),
-                json.clone().into(),
+                files.scratch.join("run").into(),
+                files.json.clone().into(),
             ];
             (bin.clone(), args, scenario.longest() + SLACK)
         }
         VmmBackend::Nested { qemu, image, .. } => (
             qemu.clone(),
-            nested_args(image, scenario, &json, &console, &monitor)?,
+            nested_args(image, scenario, &files.json, &files.console, &files.monitor)?,
             L1_BOOT + scenario.longest() + SLACK,
         ),
-    };
-    let _nested = backend
-        .emulated()
-        .then(|| NESTED.lock().unwrap_or_else(|p| p.into_inner()));
+    })
+}
 
-    eprintln!("[scenario] $ {}", qemu::shell_words(&program, &args));
-    let mut cmd = Command::new(&program);
-    cmd.args(&args);
-    let started = Instant::now();
-    let mut child = qemu::spawn(cmd).map_err(|source| HarnessError::Spawn {
-        guest: "scenario".into(),
-        program: program.clone(),
-        source,
-    })?;
-    let (tx, rx) = mpsc::channel::<(Instant, String)>();
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let out_reader = stdout.map(|p| {
-        thread::spawn(move || {
-            for_each_line(p, |l| {
-                let _ = tx.send((Instant::now(), l));
+/// The started runner and the threads reading its output: stdout line by
+/// line into a channel (with the time each arrived), stderr into a string.
+struct Runner {
+    child: Child,
+    lines: mpsc::Receiver<(Instant, String)>,
+    out_reader: Option<JoinHandle<()>>,
+    err_reader: Option<JoinHandle<String>>,
+}
+
+impl Runner {
+    fn spawn(program: &Path, args: &[OsString]) -> Result<Runner> {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        let mut child = qemu::spawn(cmd).map_err(|source| HarnessError::Spawn {
+            guest: "scenario".into(),
+            program: program.to_path_buf(),
+            source,
+        })?;
+        let (tx, lines) = mpsc::channel::<(Instant, String)>();
+        let out_reader = child.stdout.take().map(|p| {
+            thread::spawn(move || {
+                for_each_line(p, |l| {
+                    let _ = tx.send((Instant::now(), l));
+                })
             })
+        });
+        let err_reader = child.stderr.take().map(|p| {
+            thread::spawn(move || {
+                let mut s = String::new();
+                for_each_line(p, |l| {
+                    echo("[scenario stderr] ", &l);
+                    s.push_str(&l);
+                    s.push('\n');
+                });
+                s
+            })
+        });
+        Ok(Runner {
+            child,
+            lines,
+            out_reader,
+            err_reader,
         })
-    });
-    let err_reader = stderr.map(|p| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            for_each_line(p, |l| {
-                echo("[scenario stderr] ", &l);
-                s.push_str(&l);
-                s.push('\n');
-            });
-            s
-        })
-    });
+    }
 
-    let mut lines = Vec::new();
-    let mut timed_out = false;
-    let mut at_deadline = None;
-    let end = started + deadline;
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            timed_out = true;
-            // A nested host that missed its deadline may be the emulator's
-            // hang: keep what its vCPU and LAPIC looked like.
-            if matches!(backend, VmmBackend::Nested { .. }) {
-                at_deadline = Some(super::monitor::ask(&monitor, super::monitor::STUCK_L1));
+    /// Echoes and keeps the output lines until the output ends or `end`
+    /// passes. At `end` it asks `at_deadline` for a last look and kills the
+    /// runner's process group. Returns the lines, whether `end` passed, and
+    /// what `at_deadline` said.
+    fn collect(
+        &mut self,
+        end: Instant,
+        at_deadline: impl FnOnce() -> Option<String>,
+    ) -> (Vec<(Instant, String)>, bool, Option<String>) {
+        let mut lines = Vec::new();
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                let state = at_deadline();
+                let _ = qemu::kill_group(self.child.id());
+                return (lines, true, state);
             }
-            let _ = qemu::kill_group(child.id());
-            break;
-        }
-        match rx.recv_timeout(end - now) {
-            Ok((at, l)) => {
-                echo("", &l);
-                lines.push((at, l));
+            match self.lines.recv_timeout(end - now) {
+                Ok((at, l)) => {
+                    echo("", &l);
+                    lines.push((at, l));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return (lines, false, None),
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    // Output ended (or the deadline passed): the process is exiting.
-    let status = wait_bounded(&mut child, Duration::from_secs(10))?;
-    // Lines that raced the kill.
-    while let Ok((at, l)) = rx.try_recv() {
-        lines.push((at, l));
-    }
-    if let Some(r) = out_reader {
-        let _ = r.join();
-    }
-    let stderr = err_reader.and_then(|r| r.join().ok()).unwrap_or_default();
-    let elapsed = started.elapsed();
 
-    let mut outcome = assemble(
-        backend, scenario, &lines, started, status, timed_out, elapsed, stderr,
-    );
-    if let Some(l1) = outcome.l1.as_mut() {
-        l1.console = std::fs::read(&console)
-            .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
+    /// Reaps the runner (its output has ended, or it was killed: it is
+    /// exiting), adds the lines that raced the kill to `lines`, and returns
+    /// its status and stderr.
+    fn finish(mut self, lines: &mut Vec<(Instant, String)>) -> Result<(ExitStatus, String)> {
+        let status = wait_bounded(&mut self.child, Duration::from_secs(10))?;
+        while let Ok((at, l)) = self.lines.try_recv() {
+            lines.push((at, l));
+        }
+        if let Some(r) = self.out_reader {
+            let _ = r.join();
+        }
+        let stderr = self
+            .err_reader
+            .and_then(|r| r.join().ok())
             .unwrap_or_default();
-        if let Some(state) = at_deadline {
-            l1.console
-                .push_str("[harness] the L1 missed its deadline; its QEMU monitor said:\n");
-            l1.console.push_str(&state);
-        }
+        Ok((status, stderr))
     }
-    Ok(outcome)
+}
+
+/// Puts the nested host's kernel console in its report, and what its QEMU
+/// monitor said if it missed its deadline.
+fn attach_l1_console(l1: &mut L1Report, console: &Path, at_deadline: Option<String>) {
+    l1.console = std::fs::read(console)
+        .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
+        .unwrap_or_default();
+    if let Some(state) = at_deadline {
+        l1.console
+            .push_str("[harness] the L1 missed its deadline; its QEMU monitor said:\n");
+        l1.console.push_str(&state);
+    }
 }
 
 /// QEMU arguments of the nested host running `scenario`.
@@ -418,71 +501,65 @@ struct GuestLog {
     end: Option<protocol::Ended>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn assemble(
-    backend: &VmmBackend,
-    scenario: &Scenario,
-    lines: &[(Instant, String)],
-    started: Instant,
+/// How the runner ended.
+struct RunEnd {
     status: ExitStatus,
+    /// The run hit its deadline and was killed.
     timed_out: bool,
     elapsed: Duration,
     stderr: String,
-) -> ScenarioOutcome {
-    let mut guests: Vec<(String, GuestLog)> = scenario
-        .guests
-        .iter()
-        .map(|g| (g.name.clone(), GuestLog::default()))
-        .collect();
-    let mut hosts: Vec<(String, Vec<String>, Option<protocol::Ended>)> = scenario
-        .host_commands
-        .iter()
-        .map(|h| (h.name.clone(), Vec::new(), None))
-        .collect();
-    let mut servers = String::new();
-    let (mut errors, mut other) = (Vec::new(), Vec::new());
-    let mut finished = false;
-    let mut l1 = backend.emulated().then(|| L1Report {
-        init_s: None,
-        kvm_s: None,
-        ready_after: None,
-        console: String::new(),
-        vm_status: status,
-        init_exit: None,
-    });
-    for (at, raw) in lines {
+}
+
+/// The protocol lines sorted by whom they are about.
+struct Collected {
+    guests: Vec<(String, GuestLog)>,
+    hosts: Vec<(String, Vec<String>, Option<protocol::Ended>)>,
+    servers: String,
+    errors: Vec<String>,
+    other: Vec<String>,
+    finished: bool,
+    l1: Option<L1Report>,
+}
+
+impl Collected {
+    /// Room for every guest and host command of `scenario`, and an L1
+    /// report if `backend` has a nested host.
+    fn new(backend: &VmmBackend, scenario: &Scenario, status: ExitStatus) -> Self {
+        Collected {
+            guests: scenario
+                .guests
+                .iter()
+                .map(|g| (g.name.clone(), GuestLog::default()))
+                .collect(),
+            hosts: scenario
+                .host_commands
+                .iter()
+                .map(|h| (h.name.clone(), Vec::new(), None))
+                .collect(),
+            servers: String::new(),
+            errors: Vec::new(),
+            other: Vec::new(),
+            finished: false,
+            l1: backend.emulated().then(|| L1Report {
+                init_s: None,
+                kvm_s: None,
+                ready_after: None,
+                console: String::new(),
+                vm_status: status,
+                init_exit: None,
+            }),
+        }
+    }
+
+    /// Files one line that arrived at `at` (the run started at `started`).
+    fn take(&mut self, at: Instant, raw: &str, started: Instant) {
         match protocol::parse(raw) {
-            Line::Output { role, name, text } => match role {
-                Role::Guest | Role::Vmm => match guests.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, g)) if role == Role::Guest => g.serial.push(text),
-                    Some((_, g)) => {
-                        g.vmm.push_str(&text);
-                        g.vmm.push('\n');
-                    }
-                    None => other.push(raw.clone()),
-                },
-                Role::Server => {
-                    servers.push_str(&format!("[{name}] {text}\n"));
-                }
-                Role::Host => match hosts.iter_mut().find(|(n, _, _)| *n == name) {
-                    Some((_, out, _)) => out.push(text),
-                    None => other.push(raw.clone()),
-                },
-            },
-            Line::Ended(e) => match e.role {
-                Role::Guest => match guests.iter_mut().find(|(n, _)| *n == e.name) {
-                    Some((_, g)) => g.end = Some(e),
-                    None => other.push(raw.clone()),
-                },
-                _ => match hosts.iter_mut().find(|(n, _, _)| *n == e.name) {
-                    Some((_, _, end)) => *end = Some(e),
-                    None => other.push(raw.clone()),
-                },
-            },
-            Line::AgentError(e) => errors.push(e),
-            Line::Done => finished = true,
+            Line::Output { role, name, text } => self.take_output(role, &name, text, raw),
+            Line::Ended(e) => self.take_ended(e, raw),
+            Line::AgentError(e) => self.errors.push(e),
+            Line::Done => self.finished = true,
             Line::L1Step { step, uptime_s, .. } => {
-                if let Some(l1) = l1.as_mut() {
+                if let Some(l1) = self.l1.as_mut() {
                     match step.as_str() {
                         "up" => l1.init_s = Some(uptime_s),
                         "kvm" => {
@@ -493,36 +570,115 @@ fn assemble(
                     }
                 }
             }
-            Line::L1Error(e) => errors.push(format!("L1: {e}")),
+            Line::L1Error(e) => self.errors.push(format!("L1: {e}")),
             Line::L1Exit(n) => {
-                if let Some(l1) = l1.as_mut() {
+                if let Some(l1) = self.l1.as_mut() {
                     l1.init_exit = Some(n);
                 }
             }
             Line::Other(l) => {
                 if !l.trim().is_empty() {
-                    other.push(l);
+                    self.other.push(l);
                 }
             }
         }
     }
+
+    /// Forwarded output: a guest's serial line, its ivc-vmm's stderr, a
+    /// server's or a host command's output.
+    fn take_output(&mut self, role: Role, name: &str, text: String, raw: &str) {
+        match role {
+            Role::Guest | Role::Vmm => match self.guests.iter_mut().find(|(n, _)| n == name) {
+                Some((_, g)) if role == Role::Guest => g.serial.push(text),
+                Some((_, g)) => {
+                    g.vmm.push_str(&text);
+                    g.vmm.push('\n');
+                }
+                None => self.other.push(raw.to_string()),
+            },
+            Role::Server => {
+                self.servers.push_str(&format!("[{name}] {text}\n"));
+            }
+            Role::Host => match self.hosts.iter_mut().find(|(n, _, _)| n == name) {
+                Some((_, out, _)) => out.push(text),
+                None => self.other.push(raw.to_string()),
+            },
+        }
+    }
+
+    /// A guest or host command ended.
+    fn take_ended(&mut self, e: protocol::Ended, raw: &str) {
+        match e.role {
+            Role::Guest => match self.guests.iter_mut().find(|(n, _)| *n == e.name) {
+                Some((_, g)) => g.end = Some(e),
+                None => self.other.push(raw.to_string()),
+            },
+            _ => match self.hosts.iter_mut().find(|(n, _, _)| *n == e.name) {
+                Some((_, _, end)) => *end = Some(e),
+                None => self.other.push(raw.to_string()),
+            },
+        }
+    }
+}
+
+/// The outcome of one run from the lines it printed and how it ended.
+fn assemble(
+    backend: &VmmBackend,
+    scenario: &Scenario,
+    lines: &[(Instant, String)],
+    started: Instant,
+    end: RunEnd,
+) -> ScenarioOutcome {
+    let mut c = Collected::new(backend, scenario, end.status);
+    for (at, raw) in lines {
+        c.take(*at, raw, started);
+    }
+    // A guest without an end line counts as timed out when the run was cut
+    // short (deadline, or the runner never finished).
+    let cut_short = end.timed_out || !c.finished;
+    ScenarioOutcome {
+        backend: backend.describe(),
+        guests: guest_outcomes(c.guests, cut_short, end.elapsed),
+        hosts: host_outcomes(c.hosts, end.elapsed),
+        servers: c.servers,
+        errors: c.errors,
+        finished: c.finished,
+        timed_out: end.timed_out,
+        other: c.other,
+        l1: c.l1,
+        stderr: end.stderr,
+        elapsed: end.elapsed,
+    }
+}
+
+/// One [`GuestOutcome`] per guest; one that never ended was killed with
+/// the run.
+fn guest_outcomes(
+    guests: Vec<(String, GuestLog)>,
+    cut_short: bool,
+    elapsed: Duration,
+) -> Vec<GuestOutcome> {
     let killed = EndStatus::Signal(libc::SIGKILL).to_exit_status();
-    let guests = guests
+    guests
         .into_iter()
         .map(|(name, g)| GuestOutcome {
             exit_status: g.serial.iter().rev().find_map(|l| parse_exit(l)),
             serial: g.serial.join("\n"),
-            timed_out: g
-                .end
-                .as_ref()
-                .map_or(timed_out || !finished, |e| e.timed_out),
+            timed_out: g.end.as_ref().map_or(cut_short, |e| e.timed_out),
             vm_status: g.end.as_ref().map_or(killed, |e| e.status.to_exit_status()),
             vm_stderr: g.vmm,
             elapsed: g.end.as_ref().map_or(elapsed, |e| e.elapsed),
             name,
         })
-        .collect();
-    let hosts = hosts
+        .collect()
+}
+
+/// One [`HostOutcome`] per host command; one that never ended timed out.
+fn host_outcomes(
+    hosts: Vec<(String, Vec<String>, Option<protocol::Ended>)>,
+    elapsed: Duration,
+) -> Vec<HostOutcome> {
+    hosts
         .into_iter()
         .map(|(name, out, end)| HostOutcome {
             name,
@@ -531,18 +687,5 @@ fn assemble(
             timed_out: end.as_ref().is_none_or(|e| e.timed_out),
             elapsed: end.as_ref().map_or(elapsed, |e| e.elapsed),
         })
-        .collect();
-    ScenarioOutcome {
-        backend: backend.describe(),
-        guests,
-        hosts,
-        servers,
-        errors,
-        finished,
-        timed_out,
-        other,
-        l1,
-        stderr,
-        elapsed,
-    }
+        .collect()
 }

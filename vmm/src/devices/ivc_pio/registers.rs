@@ -11,7 +11,6 @@
 
 mod descriptor;
 
-use std::fmt;
 use std::time::Duration;
 
 use self::descriptor::Descriptors;
@@ -26,49 +25,33 @@ use ivc_abi::{AttachOptions, ChannelError, Endpoint, Liveness, PeerState, Shared
 
 /// What went wrong in one access (the device logs it; the model has set
 /// `STATUS_ERROR` already).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PioFault {
+    #[error(
+        "{len}-byte {} at offset {offset:#x}: no such register or width",
+        direction(.write)
+    )]
     BadAccess {
         offset: u64,
         len: usize,
         write: bool,
     },
-    ShortRead {
-        wanted: usize,
-        got: usize,
-    },
-    ShortWrite {
-        wanted: usize,
-        took: usize,
-    },
+    #[error("DATA read of {wanted} bytes, {got} available (rest read as 0xff)")]
+    ShortRead { wanted: usize, got: usize },
+    #[error("DATA write of {wanted} bytes, {took} accepted (rest dropped)")]
+    ShortWrite { wanted: usize, took: usize },
+    #[error("channel: {0}")]
     Channel(ChannelError),
+    #[error("CONTROL write {0:#x} has unknown bits")]
     BadControl(u32),
 }
 
-impl fmt::Display for PioFault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PioFault::BadAccess { offset, len, write } => write!(
-                f,
-                "{}-byte {} at offset {offset:#x}: no such register or width",
-                len,
-                if *write { "write" } else { "read" }
-            ),
-            PioFault::ShortRead { wanted, got } => {
-                write!(
-                    f,
-                    "DATA read of {wanted} bytes, {got} available (rest read as 0xff)"
-                )
-            }
-            PioFault::ShortWrite { wanted, took } => {
-                write!(
-                    f,
-                    "DATA write of {wanted} bytes, {took} accepted (rest dropped)"
-                )
-            }
-            PioFault::Channel(e) => write!(f, "channel: {e}"),
-            PioFault::BadControl(v) => write!(f, "CONTROL write {v:#x} has unknown bits"),
-        }
+/// The word for an access's direction in a [`PioFault::BadAccess`] message.
+fn direction(write: &bool) -> &'static str {
+    if *write {
+        "write"
+    } else {
+        "read"
     }
 }
 

@@ -69,29 +69,18 @@ pub struct Doorbells<R: IoEventRegistry + ?Sized> {
 }
 
 /// Why a Doorbell write could not be delivered.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RingError {
+    #[error("no peer {0}")]
     UnknownPeer(u16),
+    #[error("peer {peer} has {vectors} vectors, not {vector}")]
     NoSuchVector {
         peer: u16,
         vector: u16,
         vectors: usize,
     },
+    #[error("signalling the eventfd: {0}")]
     Signal(String),
-}
-
-impl std::fmt::Display for RingError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RingError::UnknownPeer(p) => write!(f, "no peer {p}"),
-            RingError::NoSuchVector {
-                peer,
-                vector,
-                vectors,
-            } => write!(f, "peer {peer} has {vectors} vectors, not {vector}"),
-            RingError::Signal(e) => write!(f, "signalling the eventfd: {e}"),
-        }
-    }
 }
 
 impl<R: IoEventRegistry + ?Sized> Doorbells<R> {
