@@ -6,11 +6,11 @@
 #![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 pub mod boot;
-pub mod bus;
 pub mod cli;
 pub mod cpu;
 pub mod devices;
 pub mod exit;
+pub mod io_bus;
 pub mod irq;
 pub mod ivc_spec;
 pub mod layout;

@@ -16,11 +16,11 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::signal::Killable;
 
 use crate::boot::{self, BootError};
-use crate::bus::{Bus, BusKind};
 use crate::devices::debug_exit::DebugExit;
 use crate::devices::i8042::I8042;
 use crate::devices::serial::{spawn_input_thread, SerialDevice, SerialOutput};
 use crate::exit::{ExitReason, VmExit};
+use crate::io_bus::{Bus, BusKind};
 use crate::layout;
 use crate::memory;
 use crate::pci::{BarAllocator, HostBridge, PciBus, PciConfigIo, SharedPciDevice};
@@ -88,7 +88,7 @@ impl Machine {
 
         let io_bus = Arc::new(Bus::new(BusKind::Io));
         let mmio_bus = Arc::new(Bus::new(BusKind::Mmio));
-        let dev_err = |e: crate::bus::BusError| MachineError::Device(e.to_string());
+        let dev_err = |e: crate::io_bus::BusError| MachineError::Device(e.to_string());
 
         let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(|e| MachineError::Io("eventfd", e))?;
         vm.resources

@@ -9,9 +9,9 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd};
 use log::{debug, error, warn};
 
-use crate::bus::Bus;
 use crate::cpu::{cpuid, lapic, msrs, regs};
 use crate::exit::{ExitReason, VmExit};
+use crate::io_bus::Bus;
 use crate::vm::VmError;
 
 pub use crate::boot::BootEntry;
@@ -201,7 +201,7 @@ fn inject_panic(id: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::{BusDevice, BusKind};
+    use crate::io_bus::{BusDevice, BusKind};
     use std::sync::Mutex;
 
     struct Echo;

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::bus::BusDevice;
 use crate::exit::{ExitReason, VmExit};
+use crate::io_bus::BusDevice;
 
 pub struct DebugExit {
     exit: Arc<VmExit>,

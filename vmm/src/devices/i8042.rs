@@ -11,8 +11,8 @@ use std::sync::Arc;
 use log::debug;
 use vm_superio::{I8042Device, Trigger};
 
-use crate::bus::BusDevice;
 use crate::exit::{ExitReason, VmExit};
+use crate::io_bus::BusDevice;
 
 pub const CMD_RESET: u8 = 0xfe;
 /// Offsets from the device base 0x60: data 0x60, command/status 0x64.

@@ -14,7 +14,7 @@ use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::bus::BusDevice;
+use crate::io_bus::BusDevice;
 
 /// A vm-superio interrupt line backed by an eventfd (an irqfd in KVM).
 pub struct EventFdTrigger(pub EventFd);

@@ -9,8 +9,8 @@ use log::debug;
 use super::bar_allocator::BarAllocator;
 use super::config_space::{ActiveBar, BarKind, COMMAND, COMMAND_IO_SPACE, COMMAND_MEMORY_SPACE};
 use super::device::SharedPciDevice;
-use crate::bus::{Bus, BusDevice};
 use crate::exit::{ExitReason, VmExit};
+use crate::io_bus::{Bus, BusDevice};
 
 pub const NUM_SLOTS: usize = 32;
 
@@ -319,7 +319,7 @@ impl BusDevice for PciConfigIo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::BusKind;
+    use crate::io_bus::BusKind;
     use crate::pci::config_space::{ConfigSpace, PciIds, BAR0};
     use crate::pci::device::PciDevice;
     use crate::pci::host_bridge::HostBridge;
