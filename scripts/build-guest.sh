@@ -27,9 +27,11 @@ list="$IVC_OUT/initramfs.list"
     echo "file /init $IVC_ROOT/scripts/initramfs/init 0755 0 0"
     echo "file /bin/busybox $busybox 0755 0 0"
     echo "file /lib/ivc/ivc.ko $ko 0644 0 0"
-    for b in "$tools"/ivc-*; do
-        [ -f "$b" ] && [ -x "$b" ] || continue
-        echo "file /bin/$(basename "$b") $b 0755 0 0"
+    # The guest tools by name: the directory also holds the host programs
+    # that scripts/build-nested.sh builds for the L1 (ivc-vmm, ...).
+    for b in "${GUEST_TOOLS[@]}"; do
+        [ -x "$tools/$b" ] || die "guest tool $tools/$b missing (scripts/build-userspace.sh)"
+        echo "file /bin/$b $tools/$b 0755 0 0"
     done
 } >"$list"
 "$kbuild/usr/gen_init_cpio" "$list" | gzip -1 >"$IVC_OUT/initramfs.cpio.gz.tmp"

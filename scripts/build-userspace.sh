@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the guest tools in userspace/tools as static musl binaries and prints
-# the directory holding them.
+# the directory holding them (GUEST_TOOLS names them: the directory is shared
+# with the L1's host programs).
 source "$(dirname "$0")/lib.sh"
 
 target=x86_64-unknown-linux-musl

@@ -9,6 +9,9 @@ IVC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IVC_CACHE="${IVC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ivc}"
 # Where per-checkout build products go (module, initramfs, binaries).
 IVC_OUT="${IVC_OUT:-$IVC_ROOT/target/guest}"
+# The guest tools (the binaries of userspace/tools) that go into the guest
+# initramfs as /bin/<name>.
+GUEST_TOOLS=(ivc-xfer ivc-polltest ivc-bench)
 KERNEL_VERSION="${KERNEL_VERSION:-7.3}"
 LLVM_SUFFIX="${LLVM_SUFFIX:--19}"
 
