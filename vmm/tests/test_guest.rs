@@ -15,13 +15,12 @@ use std::time::Duration;
 use common::*;
 use ivc_abi::ivshmem::{REG_DOORBELL, REG_IV_POSITION};
 use ivc_abi::pci_ids::{
-    IVSHMEM_CLASS_CODE, IVSHMEM_DEVICE_ID, IVSHMEM_REVISION, IVSHMEM_SUBSYSTEM_ID,
-    IVSHMEM_SUBSYSTEM_VENDOR_ID, IVSHMEM_VENDOR_ID,
+    IVSHMEM_CLASS_CODE, IVSHMEM_DEVICE_ID, IVSHMEM_REVISION, IVSHMEM_VENDOR_ID,
 };
 use ivc_vmm::exit::ExitReason;
 use ivc_vmm::machine::{Machine, MachineConfig};
 use ivc_vmm::pci::msix::Msix;
-use ivc_vmm::pci::{BarKind, ConfigSpace, PciDevice, PciIds};
+use ivc_vmm::pci::{BarKind, ConfigSpace, PciDevice};
 use ivc_vmm::vm::{Datamatch, VmResources};
 use kvm_ioctls::IoEventAddress;
 use vmm_sys_util::eventfd::EventFd;
@@ -204,14 +203,7 @@ fn run_with_demo_device(cmdline: &str) -> (ExitReason, String) {
         halt_poll_ns: None,
     })
     .expect("machine");
-    let ids = PciIds {
-        vendor: IVSHMEM_VENDOR_ID,
-        device: IVSHMEM_DEVICE_ID,
-        revision: IVSHMEM_REVISION,
-        class: IVSHMEM_CLASS_CODE,
-        subsystem_vendor: IVSHMEM_SUBSYSTEM_VENDOR_ID,
-        subsystem: IVSHMEM_SUBSYSTEM_ID,
-    };
+    let ids = ivc_vmm::devices::ivc_shm::PCI_IDS;
     let mut config = ConfigSpace::new(ids);
     config.add_bar(0, BarKind::Mmio32, 256).unwrap();
     config.add_bar(1, BarKind::Mmio32, 0x1000).unwrap();

@@ -5,9 +5,12 @@
 use ivc_abi::pci_ids::{
     IVC_PIO_DEVICE_ID, IVC_PIO_VENDOR_ID, IVSHMEM_DEVICE_ID, IVSHMEM_VENDOR_ID,
 };
-use ivc_guest_harness::{Device, Scenario};
+use std::time::Duration;
 
-use crate::guest_sh::{insmod_with, INSMOD};
+use ivc_guest_harness::{Device, GuestSpec, Scenario};
+
+use crate::guest_sh::{insmod_with, COUNT_IRQS, DMESG_IVC, INSMOD};
+use crate::transfer::{script, Side, Transfer};
 
 /// An ivc-vmm channel kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +74,27 @@ impl Channel {
             Channel::PioString => insmod_with("pio_string_io=1"),
             _ => INSMOD.to_string(),
         }
+    }
+
+    /// A guest on this kind's device that runs `prefix`, loads the driver,
+    /// runs its `side` of `plan` on `/dev/ivc0`, then prints its interrupt
+    /// counts and the driver's kernel log.
+    pub fn transfer_guest(
+        self,
+        name: &str,
+        plan: &[Transfer],
+        side: Side,
+        prefix: &str,
+        timeout: Duration,
+    ) -> GuestSpec {
+        let command = format!(
+            "{prefix}{}{}{COUNT_IRQS}{DMESG_IVC}",
+            self.insmod(),
+            script(plan, side, "/dev/ivc0")
+        );
+        GuestSpec::new(name, command)
+            .device(self.device())
+            .timeout(timeout)
     }
 
     /// The words the driver's probe logs for this kind's pio mode (in the

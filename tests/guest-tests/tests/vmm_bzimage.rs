@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
-use ivc_guest_harness::{require_vmm_env, run_scenario, GuestSpec, KernelImage, Scenario};
-use ivc_guest_tests::guest_sh::{COUNT_IRQS, DMESG_IVC};
+use ivc_guest_harness::{require_vmm_env, run_scenario, KernelImage, Scenario};
 use ivc_guest_tests::report::{irqs, value};
-use ivc_guest_tests::transfer::{assert_streams_match, script, xfer_lines, Flow, Side, Transfer};
+use ivc_guest_tests::transfer::{assert_streams_match, xfer_lines, Flow, Side, Transfer};
 use ivc_guest_tests::vmm_channel::Channel;
 
 const KIB: u64 = 1024;
@@ -36,16 +35,7 @@ fn bzimage_guests_move_checked_streams_over_shm_irq() {
     };
     let ch = Channel::ShmIrq;
     let spec = |name: &str, side: Side| {
-        GuestSpec::new(
-            name,
-            format!(
-                "{BOOT_FACTS}{}{}{COUNT_IRQS}{DMESG_IVC}",
-                ch.insmod(),
-                script(PLAN, side, "/dev/ivc0")
-            ),
-        )
-        .device(ch.device())
-        .timeout(Duration::from_secs(300))
+        ch.transfer_guest(name, PLAN, side, BOOT_FACTS, Duration::from_secs(300))
     };
     let scenario = ch
         .with_server(Scenario::new())

@@ -9,10 +9,9 @@
 
 use std::time::Duration;
 
-use ivc_guest_harness::{require_vmm_env, run_scenario, GuestSpec, Scenario};
-use ivc_guest_tests::guest_sh::{COUNT_IRQS, DMESG_IVC};
+use ivc_guest_harness::{require_vmm_env, run_scenario, Scenario};
 use ivc_guest_tests::report::irqs;
-use ivc_guest_tests::transfer::{assert_streams_match, script, xfer_lines, Flow, Side, Transfer};
+use ivc_guest_tests::transfer::{assert_streams_match, xfer_lines, Flow, Side, Transfer};
 use ivc_guest_tests::vmm_channel::Channel;
 
 const KIB: u64 = 1024;
@@ -53,22 +52,8 @@ fn streams(ch: Channel) {
     } else {
         SHM_PLAN
     };
-    let spec = |name: &str, side: Side| {
-        GuestSpec::new(
-            name,
-            format!(
-                "{}{}{COUNT_IRQS}{DMESG_IVC}",
-                ch.insmod(),
-                script(plan, side, "/dev/ivc0")
-            ),
-        )
-        .device(ch.device())
-        .timeout(Duration::from_secs(if ch == Channel::PioString {
-            1200
-        } else {
-            300
-        }))
-    };
+    let timeout = Duration::from_secs(if ch == Channel::PioString { 1200 } else { 300 });
+    let spec = |name: &str, side: Side| ch.transfer_guest(name, plan, side, "", timeout);
     let scenario = ch
         .with_server(Scenario::new())
         .guest(spec("a", Side::A))

@@ -41,6 +41,16 @@ use crate::pci::{BarKind, ConfigSpace, PciDevice, PciIds};
 use crate::vm::VmResources;
 use crate::warn_limited;
 
+/// The config-space ids of an `ivc-shm` device (ivshmem's, from the ABI).
+pub const PCI_IDS: PciIds = PciIds {
+    vendor: IVSHMEM_VENDOR_ID,
+    device: IVSHMEM_DEVICE_ID,
+    revision: IVSHMEM_REVISION,
+    class: IVSHMEM_CLASS_CODE,
+    subsystem_vendor: IVSHMEM_SUBSYSTEM_VENDOR_ID,
+    subsystem: IVSHMEM_SUBSYSTEM_ID,
+};
+
 pub const MSIX_BAR_SIZE: u64 = 0x1000;
 pub const MSIX_PBA_OFFSET: u64 = 0x800;
 
@@ -65,14 +75,7 @@ impl IvcShm {
         iv_position: u32,
         irq: Option<(Msix, SharedDoorbells)>,
     ) -> Result<IvcShm, String> {
-        let mut config = ConfigSpace::new(PciIds {
-            vendor: IVSHMEM_VENDOR_ID,
-            device: IVSHMEM_DEVICE_ID,
-            revision: IVSHMEM_REVISION,
-            class: IVSHMEM_CLASS_CODE,
-            subsystem_vendor: IVSHMEM_SUBSYSTEM_VENDOR_ID,
-            subsystem: IVSHMEM_SUBSYSTEM_ID,
-        });
+        let mut config = ConfigSpace::new(PCI_IDS);
         let e = |e: crate::pci::config_space::ConfigError| e.to_string();
         config
             .add_bar(BAR_REGISTERS, BarKind::Mmio32, u64::from(BAR0_SIZE))
