@@ -5,7 +5,9 @@
 //! optional unit `K`, `M`, `G` or `T` (also written `KiB`, `KB`, ...; case
 //! does not matter; always powers of 1024) or `B`. What a bare number means is
 //! the caller's choice, stated in its `--help`: bytes for every size except
-//! ivc-vmm's `--mem`, where it is MiB as in QEMU's `-m`.
+//! ivc-vmm's `--mem`, where it is MiB as in QEMU's `-m`. In hexadecimal a
+//! trailing `b` is a digit (`0x1b` is 27), so a hex size takes K/M/G/T or
+//! nothing.
 
 use core::fmt;
 
@@ -175,5 +177,8 @@ mod tests {
             Err(SizeError::TooLarge)
         );
         assert_eq!(parse_size("0x1_0000"), Err(SizeError::UnknownUnit));
+        // In hex, B is a digit, not the byte unit.
+        assert_eq!(parse_size("0x1b"), Ok(27));
+        assert_eq!(parse_size_in("0x200M", Unit::MiB), Ok(512 << 20));
     }
 }

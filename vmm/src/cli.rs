@@ -50,7 +50,7 @@ pub struct RunArgs {
     pub cmdline: String,
 
     /// Guest RAM: a bare number is MiB (as QEMU's -m); or a size with a unit
-    /// K, M, G (powers of 1024; e.g. 512M, 2G, 0x20000000B).
+    /// K, M, G (powers of 1024; e.g. 512M, 2G, 0x200M).
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_mem_size)]
     pub mem: u64,
 
@@ -224,6 +224,8 @@ mod tests {
         assert_eq!(parse_mem_size("256M"), Ok(256 << 20));
         assert_eq!(parse_mem_size("4096k"), Ok(4 << 20));
         assert_eq!(parse_mem_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_mem_size("0x200M"), Ok(512 << 20));
+        assert_eq!(parse_mem_size("0x200"), Ok(512 << 20));
         assert!(parse_mem_size("1M").is_err(), "below the minimum");
         assert!(parse_mem_size("1T").is_err());
         assert!(parse_mem_size("513G").is_err());
