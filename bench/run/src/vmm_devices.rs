@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use ivc_floors::{kvm_exit, Latency, Throughput};
 use ivc_rendezvous::{Server, ServerConfig};
 
-use crate::record::{Data, Record, SuiteReport};
+use crate::record::{Data, Record, SuiteReport, UNCHECKED};
 use crate::suites::{Context, Plan, Suite};
 use crate::vmm_exit::{ensure_binaries, Binaries};
 
@@ -52,9 +52,6 @@ pub fn field(out: &str, prefix: &str, key: &str) -> Option<String> {
 /// The `what` of the descriptor-mode exit cost record (its size is the
 /// bytes one exit moved).
 pub const GO_EXIT: &str = "descriptor exit (one IN from TX_GO/RX_GO)";
-
-/// In the `what` of a duplex record whose guests only counted the bytes.
-pub const UNCHECKED: &str = ", not checked";
 
 /// `cycles=` of a guest's result line (its own timing of the transfer).
 fn guest_cycles(out: &str, result: &str) -> Option<u64> {

@@ -184,7 +184,8 @@ pub mod what {
     pub const RING_IRQ_SPIN: &str = "ping-pong (ring, doorbell waits, spinning, CPL3)";
     /// One-way stream through the ring, every byte checked.
     pub const STREAM: &str = "one-way stream through the ring, CPL3";
-    /// The same, the receiver only counting the bytes.
+    /// The same, the receiver only counting the bytes (ends with
+    /// `record::UNCHECKED`, a test checks).
     pub const STREAM_UNCHECKED: &str =
         "one-way stream through the ring, CPL3, bytes counted, not checked";
 }

@@ -9,7 +9,8 @@ use super::figures::{best_transfer_of, Figures};
 use super::format::{fmt_bytes, fmt_ns, rate_figure};
 use super::Row;
 use crate::record::Data;
-use crate::vmm_devices::{DUPLEX, GO_EXIT, UNCHECKED};
+use crate::record::UNCHECKED;
+use crate::vmm_devices::{DUPLEX, GO_EXIT};
 
 const CHANNEL: &str = "ivc-vmm pio-desc";
 
