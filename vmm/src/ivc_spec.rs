@@ -26,7 +26,7 @@ pub const MAX_SHM_SIZE: u64 = 64 << 30;
 /// Where an ivc device's shared memory comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShmSource {
-    /// A rendezvous server (`ivc-vmm server` / `ivc-rendezvous`): the memory,
+    /// A rendezvous server (`ivc-rendezvous`): the memory,
     /// a peer id and the eventfds.
     Server { socket: PathBuf, vectors: u32 },
     /// A plain file or memfd path (like QEMU's ivshmem-plain with a

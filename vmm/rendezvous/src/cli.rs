@@ -1,28 +1,18 @@
-//! Command-line pieces shared by the `ivc-rendezvous` binary and any program
-//! that embeds the server as a subcommand (`ivc-vmm server`):
+//! The command line of the `ivc-rendezvous` program, the one rendezvous
+//! server binary; [`ServerArgs`] flattens into any clap parser:
 //!
 //! ```
-//! use clap::{Parser, Subcommand};
+//! use clap::Parser;
 //!
 //! #[derive(Parser)]
 //! struct Cli {
-//!     #[command(subcommand)]
-//!     command: Command,
+//!     #[command(flatten)]
+//!     server: ivc_rendezvous::ServerArgs,
 //! }
 //!
-//! #[derive(Subcommand)]
-//! enum Command {
-//!     /// Run the rendezvous server.
-//!     Server(ivc_rendezvous::ServerArgs),
-//! }
-//!
-//! let cli = Cli::parse_from(["ivc-vmm", "server", "--socket", "/tmp/s", "--shm-size", "4M", "--vectors", "2"]);
-//! match cli.command {
-//!     Command::Server(args) => {
-//!         assert_eq!((args.shm_size, args.vectors), (4 << 20, 2));
-//!         // ivc_rendezvous::run_server(&args)?;  // runs until SIGINT/SIGTERM
-//!     }
-//! }
+//! let cli = Cli::parse_from(["ivc-rendezvous", "--socket", "/tmp/s", "--shm-size", "4M", "--vectors", "2"]);
+//! assert_eq!((cli.server.shm_size, cli.server.vectors), (4 << 20, 2));
+//! // ivc_rendezvous::run_server(&cli.server)?;  // runs until SIGINT/SIGTERM
 //! ```
 
 use std::path::PathBuf;
