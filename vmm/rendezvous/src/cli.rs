@@ -23,7 +23,7 @@ use crate::peer_ids::IdPolicy;
 use crate::protocol::MAX_VECTORS;
 use crate::server::{Server, ServerConfig, ServerError};
 use crate::shm::{check_size, ShmBacking};
-use crate::signals::stop_on_signals;
+use crate::signals::TerminationSignals;
 
 /// Options of the rendezvous server.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -79,11 +79,12 @@ impl ServerArgs {
 /// logged through the `log` crate.
 pub fn run_server(args: &ServerArgs) -> Result<(), ServerError> {
     let server = Server::bind(args.config())?;
-    let _signals =
-        stop_on_signals(&server.shutdown_handle()).map_err(|source| ServerError::Io {
-            context: "installing SIGINT/SIGTERM handlers",
-            source,
-        })?;
+    // Lives until run() returns: the server's epoll watches it.
+    let signals = TerminationSignals::new().map_err(|source| ServerError::Io {
+        context: "blocking SIGINT/SIGTERM into a signalfd",
+        source,
+    })?;
+    server.stop_when_readable(&signals)?;
     server.run()
 }
 

@@ -365,6 +365,19 @@ impl Server {
         self.shutdown.clone()
     }
 
+    /// Makes [`Server::run`] stop as soon as `fd` is readable, the way the
+    /// shutdown eventfd stops it (the program's SIGINT/SIGTERM signalfd).
+    /// `fd` must stay open while the server runs.
+    pub fn stop_when_readable(&self, fd: &impl AsRawFd) -> Result<(), ServerError> {
+        self.epoll
+            .ctl(
+                ControlOperation::Add,
+                fd.as_raw_fd(),
+                EpollEvent::new(EventSet::IN, SHUTDOWN),
+            )
+            .map_err(io_error("epoll_ctl (stop fd)"))
+    }
+
     /// What the server has done so far.
     pub fn stats(&self) -> ServerStats {
         self.counters.snapshot()

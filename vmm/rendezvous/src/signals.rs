@@ -5,16 +5,11 @@
 //! The two signals are blocked before any thread starts (threads inherit the
 //! mask) and read from a signalfd, so no asynchronous handler runs and no
 //! code has to be async-signal-safe. ivc-vmm's main thread polls the
-//! signalfd next to its other fds; the server gets a watcher thread that
-//! turns a signal into [`ShutdownHandle::shutdown`].
+//! signalfd next to its other fds; the server's epoll loop watches it like
+//! its shutdown eventfd (`Server::stop_when_readable`).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::thread::JoinHandle;
-
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-
-use crate::server::ShutdownHandle;
 
 fn termination_set() -> io::Result<libc::sigset_t> {
     // SAFETY: sigset_t is plain data; sigemptyset initializes it before use.
@@ -105,54 +100,4 @@ pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<usize>> {
         .filter(|(_, p)| p.revents != 0)
         .map(|(i, _)| i)
         .collect())
-}
-
-/// Stops a server when SIGINT or SIGTERM arrives, until dropped. Call it on
-/// the main thread before other threads start (see the module docs).
-pub struct SignalWatcher {
-    quit: EventFd,
-    thread: Option<JoinHandle<()>>,
-}
-
-/// Starts a [`SignalWatcher`] for `handle`.
-pub fn stop_on_signals(handle: &ShutdownHandle) -> io::Result<SignalWatcher> {
-    let signals = TerminationSignals::new()?;
-    let quit = EventFd::new(EFD_NONBLOCK)?;
-    let quit_fd = quit.try_clone()?;
-    let handle = handle.clone();
-    let thread = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || loop {
-            let ready = match wait_readable(&[signals.as_raw_fd(), quit_fd.as_raw_fd()], -1) {
-                Ok(ready) => ready,
-                Err(e) => {
-                    log::error!("waiting for signals: {e}; SIGINT/SIGTERM now do nothing");
-                    return;
-                }
-            };
-            if ready.contains(&1) {
-                return;
-            }
-            if let Some(signal) = ready.contains(&0).then(|| signals.read()).flatten() {
-                log::info!("signal {signal}: stopping");
-                handle.shutdown();
-                return;
-            }
-        })?;
-    Ok(SignalWatcher {
-        quit,
-        thread: Some(thread),
-    })
-}
-
-impl Drop for SignalWatcher {
-    fn drop(&mut self) {
-        // A failed write leaves the thread waiting for a signal; it holds
-        // nothing but the signalfd, and the process is on its way out.
-        if self.quit.write(1).is_ok() {
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
-        }
-    }
 }
