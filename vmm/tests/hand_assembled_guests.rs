@@ -184,6 +184,47 @@ fn sigterm_and_sigint_stop_a_spinning_guest() {
 }
 
 #[test]
+fn sigusr1_reports_every_vcpu_and_the_guest_goes_on() {
+    if skip_without_kvm("sigusr1_reports_every_vcpu_and_the_guest_goes_on") {
+        return;
+    }
+    let elf = guest_elf("spin-report", READY_THEN_SPIN);
+    let elf_s = elf.to_string_lossy().into_owned();
+    let mut child = spawn(&["run", "--kernel", &elf_s, "--mem", "16M", "--cpus", "2"]);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 2];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"R\n");
+    child.stdout = Some(stdout);
+    // SAFETY: kill(2) on the pid of a child we own.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the VM goes on after a state report"
+    );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = wait(child, T);
+    assert_eq!(out.status.code(), Some(143), "stderr: {}", out.stderr);
+    // The boot CPU spins with interrupts off; the second waits for its
+    // start-up IPI.
+    assert!(
+        out.stderr.contains("vcpu0 state: mp=runnable")
+            && out.stderr.contains("(IF=0)")
+            && out.stderr.contains("lapic: tpr="),
+        "stderr: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("vcpu1 state: mp=uninitialized"),
+        "stderr: {}",
+        out.stderr
+    );
+    let _ = std::fs::remove_file(elf);
+}
+
+#[test]
 fn bad_kernel_is_a_clean_error() {
     if skip_without_kvm("bad_kernel_is_a_clean_error") {
         return;

@@ -413,6 +413,12 @@ fn police(r: &mut Running, out: &Out) {
             Role::Guest => Role::Vmm,
             other => other,
         };
+        if r.role == Role::Guest {
+            ask_for_vcpu_state(&r.child);
+            for l in l1_kernel_clues() {
+                out.line(&protocol::output(role, &r.name, &l));
+            }
+        }
         for l in where_stuck(r.child.id()) {
             out.line(&protocol::output(role, &r.name, &l));
         }
@@ -600,6 +606,50 @@ fn join_all(readers: Vec<JoinHandle<()>>) {
             let _ = r.join();
         }
     }
+}
+
+/// Asks the guest's ivc-vmm twice, a second apart, to log each vCPU's
+/// state (SIGUSR1, `cpu::state_report`): run state, IF, the local APIC's
+/// IRR/ISR/PPR and timer, the TSC deadline. Two reports tell a guest that
+/// still runs (its TSC and RIP move, the timer re-arms) from one that waits
+/// for an interrupt that never comes. The lines reach the report through
+/// the VMM's stderr, which is forwarded until the kill.
+fn ask_for_vcpu_state(child: &Child) {
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    for pause in [Duration::from_secs(1), Duration::from_millis(300)] {
+        // SAFETY: kill(2) with plain integers; the child is unreaped, so
+        // its pid cannot have been reused.
+        unsafe { libc::kill(pid, libc::SIGUSR1) };
+        thread::sleep(pause);
+    }
+}
+
+/// What the nested host's own kernel said about its clocks, timers and KVM:
+/// the layer under a stuck guest's timer (a TSC marked unstable changes how
+/// KVM keeps a guest's TSC; a soft lockup says the host's own timer stalled).
+fn l1_kernel_clues() -> Vec<String> {
+    let Ok(o) = Command::new("dmesg").output() else {
+        return vec!["L1 kernel: dmesg could not run".into()];
+    };
+    let keep = [
+        "tsc",
+        "clocksource",
+        "kvm",
+        "watchdog",
+        "lockup",
+        "hrtimer",
+        "rcu",
+    ];
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            keep.iter().any(|k| l.contains(k))
+        })
+        .map(|l| format!("L1 kernel: {l}"))
+        .collect()
 }
 
 /// One line per thread of process `pid`: name, state, the kernel function
