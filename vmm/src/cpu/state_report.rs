@@ -12,8 +12,9 @@
 use kvm_bindings::{
     kvm_lapic_state, kvm_msr_entry, Msrs, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED,
     KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_SIPI_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
+    KVM_STATE_NESTED_FORMAT_SVM, KVM_STATE_NESTED_GIF_SET,
 };
-use kvm_ioctls::VcpuFd;
+use kvm_ioctls::{KvmNestedStateBuffer, VcpuFd};
 
 use super::lapic::get_reg;
 use super::msrs::MSR_IA32_TSC;
@@ -64,12 +65,30 @@ pub fn report(id: u8, fd: &VcpuFd) -> String {
         ),
         Err(e) => format!("events=? ({e})"),
     });
+    parts.push(gif_summary(fd));
     parts.push(match fd.get_lapic() {
         Ok(l) => lapic_summary(&l),
         Err(e) => format!("lapic=? ({e})"),
     });
     parts.push(tsc_summary(fd));
     parts.join(" ")
+}
+
+/// The global interrupt flag as KVM keeps it for this vCPU (reported by
+/// KVM_GET_NESTED_STATE on AMD SVM even for a vCPU that is not running a
+/// nested guest). With GIF clear, KVM holds every interrupt back, whatever
+/// RFLAGS.IF says; under an emulated SVM whose #VMEXIT writes a wrong
+/// `int_ctl` back, that is how a guest stops taking interrupts.
+fn gif_summary(fd: &VcpuFd) -> String {
+    let mut state = Box::new(KvmNestedStateBuffer::empty());
+    match fd.nested_state(&mut state) {
+        Ok(_) if u32::from(state.format) == KVM_STATE_NESTED_FORMAT_SVM => {
+            let set = u32::from(state.flags) & KVM_STATE_NESTED_GIF_SET != 0;
+            format!("gif={}", if set { "set" } else { "clear" })
+        }
+        Ok(_) => "gif=n/a".into(),
+        Err(e) => format!("gif=? ({e})"),
+    }
 }
 
 fn mp_state_name(s: u32) -> String {
