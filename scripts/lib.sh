@@ -73,6 +73,24 @@ run_with_progress() {
     log "$what done in $((SECONDS - start))s"
 }
 
+# Points IVC_L1_QEMU, the QEMU the nested host's L1 runs under, at QEMU with
+# our fix for a lost interrupt request (scripts/build-qemu.sh; docs/testing.md,
+# "An L1 that stops taking interrupts"), built or taken from the cache, unless
+# IVC_L1_QEMU already names one. Tier 3 keeps the packaged QEMU. The packaged
+# QEMU loses the L1's timer interrupt now and then, which hangs tier-4 tests.
+use_patched_qemu() {
+    if [ -n "${IVC_L1_QEMU:-}" ]; then
+        log "the nested host's QEMU from IVC_L1_QEMU: $IVC_L1_QEMU"
+        return 0
+    fi
+    local q
+    if q="$("$IVC_ROOT/scripts/build-qemu.sh")"; then
+        export IVC_L1_QEMU="$q"
+    else
+        warn "building the patched QEMU failed (above): the nested host runs under ${IVC_QEMU:-$(command -v qemu-system-x86_64)}, whose L1 can lose its timer interrupt (docs/testing.md)"
+    fi
+}
+
 # True when Linux guests cannot run in ivc-vmm on this host's own /dev/kvm
 # (none, a paravirtual KVM, or a CPU without VMX/SVM), so tier 4 and the
 # main job's linux-in-ivc-vmm suite run inside the nested host
