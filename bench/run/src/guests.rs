@@ -5,6 +5,11 @@
 //! measures the doorbell channel's latency once more with the driver
 //! spinning before it arms a doorbell (`irq_spin_us`).
 //!
+//! `shm-poll` and `shm-irq` then measure the mapped path too (`ivc-bench
+//! --path mmap` on both guests, same wait mode, same guests, right after
+//! the read/write figures): its records are the channels `shm-poll/mmap`
+//! and `shm-irq/mmap`, which the summary shows beside the read/write ones.
+//!
 //! Everything inside TCG is emulated instruction by instruction, so these
 //! figures say how the channel behaves (which sizes cost what, where the
 //! knee is), not how fast it is on hardware virtualization.
@@ -109,6 +114,22 @@ pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (Strin
             list(&plan.packets)
         );
     }
+    // The mapped path, the same way (not for `shm-irq+spin`, whose point
+    // is the driver's own spinning).
+    let mapped = variant != ShmVariant::IrqSpin;
+    if mapped {
+        let _ = writeln!(
+            a,
+            "ivc-bench latency /dev/ivc0 --path mmap --wait {wait} --label {label}{tsc} --seconds {s} --sizes {} || exit 14",
+            list(&plan.sizes)
+        );
+        let _ = writeln!(
+            a,
+            "ivc-bench send /dev/ivc0 --path mmap --wait {wait} --label {label}{tsc} --seconds {s} --totals {} --packets {} || exit 15",
+            list(&plan.totals),
+            list(&plan.packets)
+        );
+    }
     a.push_str(COUNTERS);
     let mut b = insmod;
     let _ = writeln!(b, "ivc-bench echo /dev/ivc0 --wait {wait}{tsc} || exit 11");
@@ -117,6 +138,16 @@ pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (Strin
     }
     if transfers {
         let _ = writeln!(b, "ivc-bench recv /dev/ivc0 --wait {wait}{tsc} || exit 12");
+    }
+    if mapped {
+        let _ = writeln!(
+            b,
+            "ivc-bench echo /dev/ivc0 --path mmap --wait {wait}{tsc} || exit 14"
+        );
+        let _ = writeln!(
+            b,
+            "ivc-bench recv /dev/ivc0 --path mmap --wait {wait}{tsc} || exit 15"
+        );
     }
     b.push_str(COUNTERS);
     (a, b)
@@ -257,17 +288,28 @@ mod tests {
         // Polled: measured spinning, then blocking, in the same order on
         // both sides (each latency run pairs with one echo run).
         assert!(a.contains("latency /dev/ivc0 --wait block"));
-        assert_eq!(a.matches("ivc-bench latency").count(), 2);
-        assert_eq!(b.matches("ivc-bench echo").count(), 2);
+        assert_eq!(a.matches("ivc-bench latency").count(), 3);
+        assert_eq!(b.matches("ivc-bench echo").count(), 3);
         assert!(b.find("--wait spin").unwrap_or(usize::MAX) < b.find("--wait block").unwrap_or(0));
+        // Then the mapped path, spinning too, on both sides, last.
+        assert!(a.contains("latency /dev/ivc0 --path mmap --wait spin"));
+        assert!(a.contains("send /dev/ivc0 --path mmap --wait spin"));
+        assert!(
+            b.find("--wait block").unwrap_or(usize::MAX)
+                < b.find("echo /dev/ivc0 --path mmap --wait spin")
+                    .unwrap_or(0)
+        );
+        assert!(b.contains("recv /dev/ivc0 --path mmap --wait spin"));
         assert!(b.contains("ivc-bench recv"));
         assert!(a.contains("--tsc-mhz 2600.000"));
         let (a, b) = scripts(ShmVariant::Irq, &plan, None);
         assert!(!a.contains("--tsc-mhz"));
         assert!(a.contains("mode=2") && a.contains("--wait block") && !a.contains("--calib"));
         assert!(b.contains("--wait block"));
-        assert_eq!(a.matches("ivc-bench latency").count(), 1);
+        assert_eq!(a.matches("ivc-bench latency").count(), 2);
         assert!(a.contains("ivc-bench send") && b.contains("ivc-bench recv"));
+        assert!(a.contains("latency /dev/ivc0 --path mmap --wait block"));
+        assert!(b.contains("echo /dev/ivc0 --path mmap --wait block"));
         // The spinning variant: the parameter, latency only.
         let (sa, sb) = scripts(ShmVariant::IrqSpin, &plan, None);
         assert!(sa.starts_with(&format!(
@@ -275,6 +317,7 @@ mod tests {
         )));
         assert!(sa.contains("--label shm-irq+spin") && sa.contains("--wait block"));
         assert!(!sa.contains("ivc-bench send") && !sb.contains("ivc-bench recv"));
+        assert!(!sa.contains("--path mmap") && !sb.contains("--path mmap"));
         assert_eq!(sb.matches("ivc-bench echo").count(), 1);
         // base64 makes it 4/3 longer; the kernel command line holds 2047.
         for s in [a, b, sa, sb] {
