@@ -205,12 +205,14 @@ impl<M: SharedMemory + Clone, W: Waker> MappedEndpoint<M, W> {
     }
 
     /// Blocking read: at least one byte, or `Ok(0)` at end of file.
+    /// Spinning retries the read itself: one look at the ring per turn.
     pub fn read(&mut self, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
         loop {
             match self.try_read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(Direction::Read, wait)?
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match wait {
+                    Wait::Spin => std::hint::spin_loop(),
+                    Wait::Sleep(_) => self.wait(Direction::Read, wait)?,
+                },
                 r => return r,
             }
         }
@@ -221,9 +223,10 @@ impl<M: SharedMemory + Clone, W: Waker> MappedEndpoint<M, W> {
         while !data.is_empty() {
             match self.try_write(data) {
                 Ok(n) => data = data.get(n..).unwrap_or_default(),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(Direction::Write, wait)?
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match wait {
+                    Wait::Spin => std::hint::spin_loop(),
+                    Wait::Sleep(_) => self.wait(Direction::Write, wait)?,
+                },
                 Err(e) => return Err(e),
             }
         }

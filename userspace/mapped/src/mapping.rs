@@ -1,6 +1,14 @@
 //! [`Mapping`]: memory mapped with `mmap(2)` (the device's ring, or an
-//! anonymous shared region in tests), accessed only through
-//! [`ivc_abi::AtomicMem`] and unmapped on drop.
+//! anonymous shared region in tests), accessed through
+//! [`ivc_abi::AtomicMem`] for every word and unmapped on drop.
+//!
+//! Bulk copies (the ring's data) are this file's own on x86-64: `rep movsq`
+//! for the whole 8-byte words, then `rep movsb` for the rest. On hardware
+//! with fast string moves that is as fast as `AtomicMem`'s single `rep
+//! movsb`; under QEMU TCG, which emulates a string move one element at a
+//! time, it takes an eighth of the steps (a 64 KiB round trip through the
+//! mapped ring was 1.7x slower than through `read`/`write`, whose kernel
+//! copies use 8-byte moves).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -92,6 +100,53 @@ impl Mapping {
     }
 }
 
+impl Region {
+    /// The address of bytes `off..off + n`, if they lie inside.
+    #[cfg_attr(not(all(target_arch = "x86_64", not(miri))), allow(dead_code))]
+    fn at(&self, off: usize, n: usize) -> Result<*mut u8, OutOfBounds> {
+        match off.checked_add(n) {
+            Some(end) if end <= self.mem.len() => Ok(self.addr.wrapping_add(off) as *mut u8),
+            _ => Err(OutOfBounds),
+        }
+    }
+}
+
+/// Copies between the mapping and private buffers (see the module docs).
+/// Assembly, not `copy_nonoverlapping`: the peer may write the same bytes
+/// meanwhile, which must tear (the protocol tolerates that), not be a data
+/// race in the abstract machine; an `asm!` block is opaque to the compiler.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+mod bulk {
+    use core::arch::asm;
+
+    /// Copies `len` bytes from `src` to `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `src..src + len` readable and `dst..dst + len` writable for the
+    /// call, not overlapping.
+    pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
+        let (words, rest) = (len / 8, len % 8);
+        // SAFETY: per the contract. `rep movsq` moves exactly `words * 8`
+        // bytes forward (DF is clear on entry to an asm block) and leaves
+        // `rsi`/`rdi` just past them; `rep movsb` moves the remaining
+        // `rest` bytes. Nothing outside the two ranges is touched, no stack,
+        // no flags.
+        unsafe {
+            asm!(
+                "rep movsq",
+                "mov rcx, {rest}",
+                "rep movsb",
+                rest = in(reg) rest,
+                inout("rcx") words => _,
+                inout("rsi") src => _,
+                inout("rdi") dst => _,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `adopt`; the only view of it is
@@ -132,10 +187,28 @@ impl SharedMemory for Mapping {
     }
     #[inline]
     fn read_bytes(&self, off: usize, dst: &mut [u8]) -> Result<(), OutOfBounds> {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        {
+            let src = self.region.at(off, dst.len())?;
+            // SAFETY: `src..src + len` is inside the mapping (checked by
+            // `at`), which lives as long as `self`; `dst` is our own buffer,
+            // so the ranges do not overlap.
+            unsafe { bulk::copy(dst.as_mut_ptr(), src, dst.len()) };
+            Ok(())
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
         self.region.mem.read_bytes(off, dst)
     }
     #[inline]
     fn write_bytes(&self, off: usize, src: &[u8]) -> Result<(), OutOfBounds> {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        {
+            let dst = self.region.at(off, src.len())?;
+            // SAFETY: as in `read_bytes`, with the roles swapped.
+            unsafe { bulk::copy(dst, src.as_ptr(), src.len()) };
+            Ok(())
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
         self.region.mem.write_bytes(off, src)
     }
     #[inline]

@@ -237,3 +237,27 @@ fn mapping_bounds_are_checked() {
     assert!(m.load_u32_relaxed(4096).is_err());
     assert!(m.write_bytes(4090, &[0; 8]).is_err());
 }
+
+/// The mapping's own bulk copies move exactly the bytes asked for, at every
+/// offset and length around the 8-byte words, and nothing beside them.
+#[test]
+fn copies_are_exact_at_every_offset_and_length() {
+    let m = Mapping::anonymous(4096).unwrap();
+    let src: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(13) ^ 0x5c).collect();
+    for off in 0..24 {
+        for n in 0..40 {
+            m.write_bytes(0, &[0xee; 128]).unwrap();
+            m.write_bytes(off, &src[..n]).unwrap();
+            let mut back = vec![0u8; 128];
+            m.read_bytes(0, &mut back).unwrap();
+            let mut want = vec![0xeeu8; 128];
+            want[off..off + n].copy_from_slice(&src[..n]);
+            assert_eq!(back, want, "off={off} n={n}");
+            let mut part = vec![0u8; n + 2];
+            m.read_bytes(off, &mut part[1..=n]).unwrap();
+            assert_eq!(&part[1..=n], &src[..n]);
+            assert_eq!((part[0], part[n + 1]), (0, 0));
+        }
+    }
+    assert!(m.read_bytes(4090, &mut [0u8; 7]).is_err());
+}
