@@ -34,6 +34,7 @@ pub(super) fn rows(f: &Figures) -> Vec<Row> {
         // The doorbell channel with the driver spinning before it arms a
         // doorbell (irq_spin_us): latency only.
         ("shm-irq+spin", "ping-pong", f.eventfd, "eventfd"),
+        ("shm-irq+spin/mmap", "ping-pong", f.eventfd, "eventfd"),
     ];
     let mut rows = Vec::new();
     for (channel, ping, floor, floor_name) in headlines {

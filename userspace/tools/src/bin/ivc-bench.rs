@@ -157,6 +157,11 @@ struct IoOpts {
     /// mapped ring run from user space.
     #[arg(long, value_enum, default_value_t = Path::Syscall)]
     path: Path,
+    /// `--path mmap --wait block`: microseconds to spin on the ring before
+    /// arming the wake-up flag and sleeping (what the driver's
+    /// `irq_spin_us`/`poll_spin_us` do for read/write).
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -220,7 +225,7 @@ impl Chan {
                 ivc_mapped::open(&io.dev).map_err(|e| format!("cannot map {}: {e}", io.dev))?;
             let wait = match io.wait {
                 Wait::Spin => ivc_mapped::Wait::Spin,
-                Wait::Block => ivc_mapped::Wait::Sleep(Duration::ZERO),
+                Wait::Block => ivc_mapped::Wait::Sleep(Duration::from_micros(io.spin_us)),
             };
             return Ok(Chan::Mapped { ep, wait });
         }
