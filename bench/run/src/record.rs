@@ -119,6 +119,9 @@ pub struct SuiteReport {
 pub enum GuestLine {
     /// `ivc-bench latency`.
     Latency {
+        /// `<channel>#<n>` for the interleaved blocks (see `guests.rs`).
+        #[serde(default)]
+        label: String,
         wait: String,
         /// `syscall` or `mmap` (lines from before `--path` have none).
         #[serde(default = "syscall_path")]
@@ -154,6 +157,10 @@ pub enum GuestLine {
         memcpy_mib_s: f64,
     },
 }
+
+/// What an interleaved block's round trip is called: this, its number, a
+/// colon and the usual name (so prefix lookups of "ping-pong" never see it).
+pub const BLOCK_PREFIX: &str = "interleaved block ";
 
 fn syscall_path() -> String {
     "syscall".into()
@@ -198,6 +205,7 @@ impl GuestLine {
         };
         let (what, data) = match self {
             GuestLine::Latency {
+                label,
                 path: _,
                 wait,
                 size,
@@ -209,7 +217,12 @@ impl GuestLine {
                 mean_ns,
                 verified,
             } => (
-                format!("ping-pong ({wait} wait)"),
+                match label.rsplit_once('#') {
+                    Some((_, n)) if n.parse::<u32>().is_ok() => {
+                        format!("{BLOCK_PREFIX}{n}: ping-pong ({wait} wait)")
+                    }
+                    _ => format!("ping-pong ({wait} wait)"),
+                },
                 Data::Latency {
                     stats: Latency {
                         size,
@@ -363,6 +376,12 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
             ("shm-poll/mmap", "ping-pong (spin wait)")
         );
         assert_eq!(path_channel("shm-irq", "syscall"), "shm-irq");
+        // An interleaved block: its number in `what`, away from "ping-pong".
+        let block = serial.replace("\"wait\"", "\"label\":\"shm-poll#2\",\"wait\"");
+        let (ok, _) = guest_lines(&block);
+        let r = ok.into_iter().next().map(|l| l.into_record("shm-poll"));
+        let r = r.expect("one record");
+        assert_eq!(r.what, "interleaved block 2: ping-pong (spin wait)");
     }
 
     #[test]
@@ -414,6 +433,7 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
             ok,
             vec![
                 GuestLine::Latency {
+                    label: "shm-poll".into(),
                     wait: "spin".into(),
                     path: "syscall".into(),
                     size: 64,
