@@ -11,7 +11,7 @@ IVC_CACHE="${IVC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ivc}"
 IVC_OUT="${IVC_OUT:-$IVC_ROOT/target/guest}"
 # The guest tools (the binaries of userspace/tools) that go into the guest
 # initramfs as /bin/<name>.
-GUEST_TOOLS=(ivc-xfer ivc-polltest ivc-bench)
+GUEST_TOOLS=(ivc-xfer ivc-polltest ivc-bench ivc-maptest)
 KERNEL_VERSION="${KERNEL_VERSION:-7.3}"
 LLVM_SUFFIX="${LLVM_SUFFIX:--19}"
 
