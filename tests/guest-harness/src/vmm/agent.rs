@@ -415,7 +415,10 @@ fn police(r: &mut Running, out: &Out) {
         };
         if r.role == Role::Guest {
             ask_for_vcpu_state(&r.child);
-            for l in l1_kernel_clues() {
+            for l in l1_kernel_clues()
+                .into_iter()
+                .chain(l1_trace_of(r.child.id()))
+            {
                 out.line(&protocol::output(role, &r.name, &l));
             }
         }
@@ -650,6 +653,60 @@ fn l1_kernel_clues() -> Vec<String> {
         })
         .map(|l| format!("L1 kernel: {l}"))
         .collect()
+}
+
+/// What the L1's trace buffer holds about the vCPU threads of process
+/// `pid`, when the nested init turned tracing on (`ivc_l1_trace=1`): the
+/// starts and expiries of the hrtimers that emulate the L2's local-APIC
+/// timer, KVM's halt wake-ups and the threads' scheduling. The last
+/// [`TRACE_LINES`] events of those threads, then the buffer's own last
+/// lines (what everybody else did just before).
+fn l1_trace_of(pid: u32) -> Vec<String> {
+    const TRACE_LINES: usize = 300;
+    const TAIL: usize = 40;
+    let dir = Path::new("/sys/kernel/tracing");
+    let on = std::fs::read_to_string(dir.join("tracing_on")).unwrap_or_default();
+    if on.trim() != "1" {
+        return Vec::new();
+    }
+    let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("vcpu"))
+        })
+        .map(|t| t.file_name().to_string_lossy().into_owned())
+        .collect();
+    let text = std::fs::read_to_string(dir.join("trace")).unwrap_or_default();
+    let events: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let mine: Vec<&str> = events
+        .iter()
+        .copied()
+        .filter(|l| {
+            tids.iter()
+                .any(|t| l.contains(&format!("-{t} ")) || l.contains(&format!("pid={t} ")))
+        })
+        .collect();
+    let mut out = vec![format!(
+        "L1 trace: {} events in the buffer, {} of vCPU thread(s) {tids:?}; their last {TRACE_LINES}:",
+        events.len(),
+        mine.len()
+    )];
+    let from = mine.len().saturating_sub(TRACE_LINES);
+    out.extend(
+        mine[from..]
+            .iter()
+            .map(|l| format!("L1 trace: {}", l.trim())),
+    );
+    out.push(format!("L1 trace: the buffer's last {TAIL} events:"));
+    let from = events.len().saturating_sub(TAIL);
+    out.extend(
+        events[from..]
+            .iter()
+            .map(|l| format!("L1 trace: {}", l.trim())),
+    );
+    out
 }
 
 /// One line per thread of process `pid`: name, state, the kernel function
