@@ -120,36 +120,6 @@ pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (Strin
             list(&plan.packets)
         );
     }
-    // The mapped path, the same way; for `shm-irq+spin` spinning as long
-    // before it sleeps as the driver does (latency only).
-    let spin = if variant == ShmVariant::IrqSpin {
-        format!(" --spin-us {IRQ_SPIN_US}")
-    } else {
-        String::new()
-    };
-    let _ = writeln!(
-        a,
-        "ivc-bench latency /dev/ivc0 --path mmap --wait {wait}{spin} --label {label}{tsc} --seconds {s} --sizes {} || exit 14",
-        list(&plan.sizes)
-    );
-    if transfers {
-        let _ = writeln!(
-            a,
-            "ivc-bench send /dev/ivc0 --path mmap --wait {wait} --label {label}{tsc} --seconds {s} --totals {} --packets {} || exit 15",
-            list(&plan.totals),
-            list(&plan.packets)
-        );
-    }
-    // The 64 B round trip once more, the two paths in alternating blocks, so
-    // each ratio compares figures taken side by side (placement noise on
-    // this kind of host moves a figure within seconds); the summary reports
-    // the ratio per block pair.
-    let _ = writeln!(
-        a,
-        "for i in {BLOCKS}; do ivc-bench latency /dev/ivc0 --wait {wait} --label {label}#$i{tsc} --seconds {s} --sizes 64 || exit 16; \
-         ivc-bench latency /dev/ivc0 --path mmap --wait {wait}{spin} --label {label}#$i{tsc} --seconds {s} --sizes 64 || exit 16; done"
-    );
-    a.push_str(COUNTERS);
     let mut b = insmod;
     let _ = writeln!(b, "ivc-bench echo /dev/ivc0 --wait {wait}{tsc} || exit 11");
     if also_block {
@@ -158,23 +128,101 @@ pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (Strin
     if transfers {
         let _ = writeln!(b, "ivc-bench recv /dev/ivc0 --wait {wait}{tsc} || exit 12");
     }
-    let _ = writeln!(
-        b,
-        "ivc-bench echo /dev/ivc0 --path mmap --wait {wait}{spin}{tsc} || exit 14"
-    );
-    if transfers {
-        let _ = writeln!(
-            b,
-            "ivc-bench recv /dev/ivc0 --path mmap --wait {wait}{tsc} || exit 15"
-        );
+    // The mapped path, the same way; for `shm-irq+spin` spinning as long
+    // before it sleeps as the driver does (latency only).
+    let spin_us = if variant == ShmVariant::IrqSpin {
+        IRQ_SPIN_US
+    } else {
+        0
+    };
+    let (totals, packets) = (list(&plan.totals), list(&plan.packets));
+    MappedRun {
+        label,
+        wait,
+        spin_us,
+        tsc: &tsc,
+        seconds: s,
+        sizes: &list(&plan.sizes),
+        transfers: transfers.then_some((totals.as_str(), packets.as_str())),
     }
-    let _ = writeln!(
-        b,
-        "for i in {BLOCKS}; do ivc-bench echo /dev/ivc0 --wait {wait}{tsc} || exit 16; \
-         ivc-bench echo /dev/ivc0 --path mmap --wait {wait}{spin}{tsc} || exit 16; done"
-    );
+    .append(&mut a, &mut b);
+    a.push_str(COUNTERS);
     b.push_str(COUNTERS);
     (a, b)
+}
+
+/// The mapped path's part of a channel's two scripts, after its read/write
+/// part: shared by the QEMU TCG suites (here) and the nested one
+/// (`vmm_linux.rs`), so both measure it the same way and their records
+/// read the same (`<channel>/mmap`, "interleaved block N: ...").
+pub(crate) struct MappedRun<'a> {
+    /// `--label`'s argument as one shell word (quoted if it has spaces);
+    /// the interleaved blocks append `#<n>` to it.
+    pub label: &'a str,
+    /// `--wait` of both tools, as for the read/write part.
+    pub wait: &'a str,
+    /// `--spin-us` of the mapped path's sleeping waits (0: sleep at once),
+    /// as long as the driver's `irq_spin_us` so both paths wait alike.
+    pub spin_us: u32,
+    /// Options every `ivc-bench` call takes (` --tsc-mhz ...`, or empty).
+    pub tsc: &'a str,
+    /// `--seconds` per point.
+    pub seconds: f64,
+    /// `--sizes` of the mapped latency run, comma-separated.
+    pub sizes: &'a str,
+    /// `--totals` and `--packets` of the mapped transfer, comma-separated;
+    /// `None` measures latency only.
+    pub transfers: Option<(&'a str, &'a str)>,
+}
+
+impl MappedRun<'_> {
+    /// Appends to A's script (the measuring side: `latency`, `send`) and
+    /// B's (the answering side: `echo`, `recv`), one call for one call in
+    /// the same order: the mapped latency over `sizes`, the mapped
+    /// transfer, then the 64 B round trip once more with the two paths in
+    /// alternating blocks ([`BLOCKS`]), so each ratio compares figures
+    /// taken side by side (placement noise on this kind of host moves a
+    /// figure within seconds); the summary reports the ratio per block
+    /// pair. Exit statuses 14 (latency), 15 (transfer), 16 (blocks).
+    pub(crate) fn append(&self, a: &mut String, b: &mut String) {
+        let MappedRun {
+            label,
+            wait,
+            spin_us,
+            tsc,
+            seconds: s,
+            sizes,
+            transfers,
+        } = *self;
+        let spin = if spin_us > 0 {
+            format!(" --spin-us {spin_us}")
+        } else {
+            String::new()
+        };
+        let mapped = format!("/dev/ivc0 --path mmap --wait {wait}");
+        let _ = writeln!(
+            a,
+            "ivc-bench latency {mapped}{spin} --label {label}{tsc} --seconds {s} --sizes {sizes} || exit 14"
+        );
+        let _ = writeln!(b, "ivc-bench echo {mapped}{spin}{tsc} || exit 14");
+        if let Some((totals, packets)) = transfers {
+            let _ = writeln!(
+                a,
+                "ivc-bench send {mapped} --label {label}{tsc} --seconds {s} --totals {totals} --packets {packets} || exit 15"
+            );
+            let _ = writeln!(b, "ivc-bench recv {mapped}{tsc} || exit 15");
+        }
+        let _ = writeln!(
+            a,
+            "for i in {BLOCKS}; do ivc-bench latency /dev/ivc0 --wait {wait} --label {label}#$i{tsc} --seconds {s} --sizes 64 || exit 16; \
+             ivc-bench latency {mapped}{spin} --label {label}#$i{tsc} --seconds {s} --sizes 64 || exit 16; done"
+        );
+        let _ = writeln!(
+            b,
+            "for i in {BLOCKS}; do ivc-bench echo /dev/ivc0 --wait {wait}{tsc} || exit 16; \
+             ivc-bench echo {mapped}{spin}{tsc} || exit 16; done"
+        );
+    }
 }
 
 /// A shared-memory channel between two QEMU TCG guests.

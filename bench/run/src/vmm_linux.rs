@@ -1,8 +1,12 @@
 //! Linux guests with `ivc.ko` in ivc-vmm, every channel kind: `pio` (the
 //! driver forced to string I/O), `pio-desc` (its descriptor mode, one exit
-//! per call), `shm-poll`, `shm-irq`. Guest A runs `ivc-bench latency` then `send`,
-//! guest B `echo` then `recv`, one pair per channel, one pair after the other
-//! so they do not compete for the cores. On hosts without hardware
+//! per call), `shm-poll`, `shm-irq`, `shm-irq+spin` (the driver spinning
+//! before it arms a doorbell; latency only). Guest A runs `ivc-bench latency`
+//! then `send`, guest B `echo` then `recv`, one pair per channel, one pair
+//! after the other so they do not compete for the cores. The shared-memory
+//! pairs then measure the mapped path the way the QEMU TCG suites do
+//! (`guests::MappedRun`): records `<channel>/mmap`, and interleaved 64 B
+//! blocks of both paths. On hosts without hardware
 //! virtualization (ours) the guests run in the nested host, a Linux VM under
 //! QEMU TCG whose KVM runs on the emulated SVM CPU: every figure is then
 //! emulated twice over and says how the channels compare, not how fast they
@@ -17,7 +21,7 @@ use ivc_floors::Latency;
 use ivc_guest_harness::vmm::HostOutcome;
 use ivc_guest_harness::{run_scenario, Device, GuestSpec, Scenario, ScenarioOutcome, VmmBackend};
 
-use crate::guests::{check, note_guest_lines, COUNTERS};
+use crate::guests::{check, note_guest_lines, MappedRun, COUNTERS, IRQ_SPIN_US};
 use crate::progress::StderrToFile;
 use crate::record::{guest_lines, Data, Record, SuiteReport};
 use crate::suites::{Context, Plan, Suite};
@@ -39,13 +43,21 @@ pub const DESC_EXIT_WHAT: &str =
     "descriptor exit (one IN from TX_GO/RX_GO) through ivc-vmm, test guest at CPL3";
 
 /// The channel kinds, as `(kind, record channel)`; the kind names the
-/// server, and both pio kinds are `--ivc pio`.
-pub const CHANNELS: [(&str, &str); 4] = [
+/// server and the guests (so no `+`: the harness takes A-Z, a-z, 0-9, `-`
+/// and `_`), both pio kinds are `--ivc pio`, both shm-irq kinds `--ivc
+/// shm-irq`.
+pub const CHANNELS: [(&str, &str); 5] = [
     ("pio", "linux-in-ivc-vmm pio"),
     ("pio-desc", "linux-in-ivc-vmm pio-desc"),
     ("shm-poll", "linux-in-ivc-vmm shm-poll"),
     ("shm-irq", "linux-in-ivc-vmm shm-irq"),
+    ("shm-irq-spin", "linux-in-ivc-vmm shm-irq+spin"),
 ];
+
+/// Whether channel `kind` is shared memory, which has a mapped path.
+pub fn has_mapped_path(kind: &str) -> bool {
+    kind.starts_with("shm-")
+}
 
 /// The grid for one channel: port I/O with string instructions moves a
 /// few bytes per VM exit, so under nesting its large sizes would take
@@ -79,28 +91,49 @@ pub fn scripts(kind: &str, label: &str, plan: &Plan) -> (String, String) {
     // doorbells and port I/O blocking (a doorbell wake-up; the driver's own
     // status polling).
     let (params, wait) = match kind {
-        "shm-poll" => (" mode=1", "spin"),
-        "shm-irq" => (" mode=2", "block"),
-        "pio" => (" pio_string_io=1", "block"),
-        _ => ("", "block"),
+        "shm-poll" => (" mode=1".to_string(), "spin"),
+        "shm-irq" => (" mode=2".into(), "block"),
+        "shm-irq-spin" => (format!(" mode=2 irq_spin_us={IRQ_SPIN_US}"), "block"),
+        "pio" => (" pio_string_io=1".into(), "block"),
+        _ => (String::new(), "block"),
     };
+    // The spinning variant is about latency, as between QEMU TCG guests:
+    // its throughput would be the doorbell channel's.
+    let transfers = kind != "shm-irq-spin";
+    let (sizes, totals, packets) = (list(&sizes), list(&totals), list(&packets));
     let insmod = format!("insmod /lib/ivc/ivc.ko{params} || exit 10\n");
     let mut a = insmod.clone();
     let _ = writeln!(
         a,
-        "ivc-bench latency /dev/ivc0 --wait {wait} --label '{label}' --seconds {s} --sizes {} || exit 11",
-        list(&sizes)
+        "ivc-bench latency /dev/ivc0 --wait {wait} --label '{label}' --seconds {s} --sizes {sizes} || exit 11"
     );
-    let _ = writeln!(
-        a,
-        "ivc-bench send /dev/ivc0 --wait {wait} --label '{label}' --seconds {s} --totals {} --packets {} || exit 12",
-        list(&totals),
-        list(&packets)
-    );
-    a.push_str(COUNTERS);
     let mut b = insmod;
     let _ = writeln!(b, "ivc-bench echo /dev/ivc0 --wait {wait} || exit 11");
-    let _ = writeln!(b, "ivc-bench recv /dev/ivc0 --wait {wait} || exit 12");
+    if transfers {
+        let _ = writeln!(
+            a,
+            "ivc-bench send /dev/ivc0 --wait {wait} --label '{label}' --seconds {s} --totals {totals} --packets {packets} || exit 12"
+        );
+        let _ = writeln!(b, "ivc-bench recv /dev/ivc0 --wait {wait} || exit 12");
+    }
+    if has_mapped_path(kind) {
+        // The guests' clock is the L2's own: no --tsc-mhz, as above.
+        MappedRun {
+            label: &format!("'{label}'"),
+            wait,
+            spin_us: if kind == "shm-irq-spin" {
+                IRQ_SPIN_US
+            } else {
+                0
+            },
+            tsc: "",
+            seconds: s,
+            sizes: &sizes,
+            transfers: transfers.then_some((totals.as_str(), packets.as_str())),
+        }
+        .append(&mut a, &mut b);
+    }
+    a.push_str(COUNTERS);
     b.push_str(COUNTERS);
     (a, b)
 }
@@ -415,14 +448,63 @@ mod tests {
         for (kind, label) in CHANNELS {
             let (a, b) = scripts(kind, label, &plan);
             assert!(a.contains(&format!("--label '{label}'")), "{a}");
-            assert_eq!(a.matches("ivc-bench latency").count(), 1);
-            assert_eq!(b.matches("ivc-bench echo").count(), 1);
-            assert!(a.contains("ivc-bench send") && b.contains("ivc-bench recv"));
+            // One latency run per path, and for shared memory the two
+            // paths once more in the interleaved loop (one line each):
+            // every latency run pairs with one echo run.
+            let runs = if has_mapped_path(kind) { 4 } else { 1 };
+            assert_eq!(a.matches("ivc-bench latency").count(), runs, "{a}");
+            assert_eq!(b.matches("ivc-bench echo").count(), runs, "{b}");
+            assert_eq!(
+                a.matches("--path mmap").count(),
+                b.matches("--path mmap").count()
+            );
+            let transfers = kind != "shm-irq-spin";
+            assert_eq!(a.contains("ivc-bench send"), transfers, "{a}");
+            assert_eq!(b.contains("ivc-bench recv"), transfers, "{b}");
             // base64 makes it 4/3 longer; the kernel command line holds 2047.
             for s in [&a, &b] {
-                assert!(s.len() * 4 / 3 < 1500, "{}", s.len());
+                assert!(s.len() * 4 / 3 < 1500, "{kind}: {}", s.len());
             }
         }
+        // The mapped path of the shared-memory channels, as between QEMU
+        // TCG guests: same wait, the label quoted (it has a space) and
+        // numbered in the interleaved blocks, no --tsc-mhz (the L2's clock).
+        let (poll, poll_b) = scripts("shm-poll", "linux-in-ivc-vmm shm-poll", &plan);
+        assert!(poll.contains(
+            "ivc-bench latency /dev/ivc0 --path mmap --wait spin --label 'linux-in-ivc-vmm shm-poll' \
+             --seconds 1 --sizes 1,64,512,4096,16384,65536 || exit 14"
+        ), "{poll}");
+        assert!(poll.contains("ivc-bench send /dev/ivc0 --path mmap --wait spin"));
+        assert!(
+            poll.contains(
+                "for i in 1 2 3; do ivc-bench latency /dev/ivc0 --wait spin \
+             --label 'linux-in-ivc-vmm shm-poll'#$i --seconds 1 --sizes 64 || exit 16; \
+             ivc-bench latency /dev/ivc0 --path mmap --wait spin \
+             --label 'linux-in-ivc-vmm shm-poll'#$i --seconds 1 --sizes 64 || exit 16; done"
+            ),
+            "{poll}"
+        );
+        assert!(poll_b.contains("ivc-bench recv /dev/ivc0 --path mmap --wait spin || exit 15"));
+        assert!(!poll.contains("--tsc-mhz") && !poll.contains("--spin-us"));
+        // The read/write path comes first on both sides.
+        for s in [&poll, &poll_b] {
+            assert!(
+                s.find("--wait spin").unwrap_or(usize::MAX) < s.find("--path mmap").unwrap_or(0)
+            );
+        }
+        let (spin, spin_b) = scripts("shm-irq-spin", "linux-in-ivc-vmm shm-irq+spin", &plan);
+        assert!(
+            spin.starts_with(&format!(
+                "insmod /lib/ivc/ivc.ko mode=2 irq_spin_us={IRQ_SPIN_US} || exit 10"
+            )),
+            "{spin}"
+        );
+        // Its mapped path spins as long as the driver before sleeping.
+        let spin_mmap = format!("--path mmap --wait block --spin-us {IRQ_SPIN_US}");
+        assert_eq!(spin.matches(&spin_mmap).count(), 2, "{spin}");
+        assert_eq!(spin_b.matches(&spin_mmap).count(), 2, "{spin_b}");
+        let (pio, pio_b) = scripts("pio", "x", &plan);
+        assert!(!pio.contains("mmap") && !pio_b.contains("mmap"));
         let (pio, _) = scripts("pio", "x", &plan);
         assert!(
             pio.contains("--sizes 1,64,512,4096 ") && pio.contains("--packets 1,32,4096 "),

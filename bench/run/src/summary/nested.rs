@@ -4,12 +4,13 @@
 //! through ivc-vmm in the same nested host, shared memory against the same
 //! channel between QEMU TCG guests (the other emulated device model).
 
+use super::channels::{interleaved_speedup_row, mapped_speedup_row};
 use super::compare::{no_floor, one_kib_in_bytes};
 use super::figures::Figures;
 use super::format::{fmt_bytes, fmt_ns, fmt_rate, rate_figure};
 use super::Row;
-use crate::record::{Data, Record};
-use crate::vmm_linux::{CHANNELS, DESC_EXIT_WHAT, EXIT_WHAT, EXIT_WHAT_CPL3};
+use crate::record::{path_channel, Data, Record};
+use crate::vmm_linux::{has_mapped_path, CHANNELS, DESC_EXIT_WHAT, EXIT_WHAT, EXIT_WHAT_CPL3};
 
 const HOST_CHANNEL: &str = "linux-in-ivc-vmm";
 
@@ -29,10 +30,21 @@ pub(super) fn rows(records: &[Record]) -> Vec<Row> {
     }
     rows.extend(descriptor_exit_row(&f));
     for (kind, channel) in CHANNELS {
-        let environment = f.env_of(channel);
-        rows.extend(round_trip_row(&f, kind, channel, exit, &environment));
-        rows.extend(throughput_row(&f, kind, channel, exit, &environment));
-        rows.extend(one_kib_in_bytes(records, channel, &environment));
+        // Shared memory's mapped path (`<channel>/mmap`) right after its
+        // read/write path, as in the QEMU TCG section, with the same
+        // speed-up rows.
+        let mut paths = vec![("syscall", channel.to_string())];
+        if has_mapped_path(kind) {
+            paths.push(("mmap", path_channel(channel, "mmap")));
+        }
+        for (path, channel) in paths {
+            let environment = f.env_of(&channel);
+            rows.extend(round_trip_row(&f, kind, path, &channel, exit, &environment));
+            rows.extend(mapped_speedup_row(&f, &channel, "ping-pong", &environment));
+            rows.extend(interleaved_speedup_row(&f, &channel, &environment));
+            rows.extend(throughput_row(&f, kind, path, &channel, exit, &environment));
+            rows.extend(one_kib_in_bytes(records, &channel, &environment));
+        }
     }
     rows
 }
@@ -65,20 +77,24 @@ fn descriptor_exit_row(f: &Figures) -> Option<Row> {
     ))
 }
 
-/// The same channel between QEMU TCG guests, when that suite ran: its
-/// channel and headline ping-pong (empty for port I/O, which has none).
-fn tcg_twin(kind: &str) -> (&'static str, &'static str) {
-    match kind {
+/// The same channel on the same `path` between QEMU TCG guests, when that
+/// suite ran: its channel and headline ping-pong (empty for port I/O, which
+/// has none).
+fn tcg_twin(kind: &str, path: &str) -> (String, &'static str) {
+    let (channel, ping) = match kind {
         "shm-poll" => ("shm-poll", "ping-pong (spin"),
         "shm-irq" => ("shm-irq", "ping-pong"),
-        _ => ("", ""),
-    }
+        "shm-irq-spin" => ("shm-irq+spin", "ping-pong"),
+        _ => return (String::new(), ""),
+    };
+    (path_channel(channel, path), ping)
 }
 
 /// The 64 B round trip: port I/O in exits, shared memory against QEMU TCG.
 fn round_trip_row(
     f: &Figures,
     kind: &str,
+    path: &str,
     channel: &str,
     exit: Option<f64>,
     environment: &str,
@@ -93,8 +109,8 @@ fn round_trip_row(
             _ => no_floor(),
         }
     } else {
-        let (tcg_chan, tcg_ping) = tcg_twin(kind);
-        match f.median(tcg_chan, tcg_ping, 64) {
+        let (tcg_chan, tcg_ping) = tcg_twin(kind, path);
+        match f.median(&tcg_chan, tcg_ping, 64) {
             Some(t) if t > 0.0 => (format!("QEMU TCG {}", fmt_ns(t)), format!("{:.1}x", m / t)),
             _ => no_floor(),
         }
@@ -113,6 +129,7 @@ fn round_trip_row(
 fn throughput_row(
     f: &Figures,
     kind: &str,
+    path: &str,
     channel: &str,
     exit: Option<f64>,
     environment: &str,
@@ -130,7 +147,7 @@ fn throughput_row(
             _ => no_floor(),
         }
     } else {
-        match f.best_transfer(tcg_twin(kind).0, packet) {
+        match f.best_transfer(&tcg_twin(kind, path).0, packet) {
             Some((t, _, _)) if t > 0.0 => (
                 format!("QEMU TCG {}", fmt_rate(t)),
                 format!("{:.1}x", rate / t),

@@ -372,6 +372,55 @@ fn nested_rows_compare_with_the_exit_and_with_tcg() {
 }
 
 #[test]
+fn nested_mapped_rows_beside_read_write() {
+    let c = "linux-in-ivc-vmm shm-irq";
+    let m = "linux-in-ivc-vmm shm-irq/mmap";
+    let mut records = vec![
+        lat(c, "ping-pong (block wait)", 64, 2_000_000.0),
+        lat(m, "ping-pong (block wait)", 64, 1_000_000.0),
+        // The same channel's mapped path between QEMU TCG guests.
+        lat("shm-irq/mmap", "ping-pong (block wait)", 64, 100_000.0),
+        tput(m, 65536, 2 << 20, 2 << 20, 100_000_000),
+        tput("shm-irq/mmap", 65536, 2 << 20, 2 << 20, 25_000_000),
+    ];
+    // Interleaved pairs: ratios 1, 4 and 2.
+    for (n, rw, mapped) in [(1, 1.0e6, 1.0e6), (2, 4.0e6, 1.0e6), (3, 3.0e6, 1.5e6)] {
+        let what = format!("interleaved block {n}: ping-pong (block wait)");
+        records.push(lat(c, &what, 64, rw));
+        records.push(lat(m, &what, 64, mapped));
+    }
+    let rows = nested_rows(&records);
+    let find = |c: &str, w: &str| {
+        rows.iter()
+            .find(|r| r.channel == c && r.what.starts_with(w))
+            .unwrap_or_else(|| panic!("no row {c} {w}: {rows:?}"))
+    };
+    // The blocks do not stand in for the headline figures.
+    assert_eq!(find(c, "64 B round trip (median)").figure, "2.00 ms");
+    // The mapped path against its own twin under TCG, not read/write's.
+    let r = find(m, "64 B round trip (median)");
+    assert_eq!((r.figure.as_str(), r.ratio.as_str()), ("1.00 ms", "10.0x"));
+    assert_eq!(find(m, "throughput, 64.0 KiB").ratio, "0.2x");
+    let x = find(m, "64 B round trip, read/write path / mapped");
+    assert_eq!(
+        (x.figure.as_str(), x.ratio.as_str()),
+        ("2.0x", "target 3x missed")
+    );
+    let b = find(m, "64 B round trip, read/write / mapped, 3 interleaved");
+    assert_eq!(
+        (b.figure.as_str(), b.floor.as_str()),
+        ("2.0x", "pairs 1.0x..4.0x")
+    );
+    // Read/write rows carry no speed-up of their own; the rows come in
+    // channel order, read/write first.
+    assert!(!rows
+        .iter()
+        .any(|r| r.channel == c && r.what.contains("mapped")));
+    let at = |ch: &str| rows.iter().position(|r| r.channel == ch);
+    assert!(at(c) < at(m), "{rows:?}");
+}
+
+#[test]
 fn interleaved_blocks_show_their_own_ratios() {
     use ivc_floors::interleaved::Spread;
     let block = |name: &str, median: f64, ratio: f64| Record {
