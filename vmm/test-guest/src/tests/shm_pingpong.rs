@@ -551,11 +551,11 @@ fn line_main(p: &Params) -> ! {
 /// each other's round trips in the wrong protocol. Never 0 (0 = "not yet
 /// published").
 fn plan_word(p: &Params) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = ivc_kit::stream::Fnv64::new();
     for v in [p.blocks, p.iters, p.batch, p.warmup, p.size as u64] {
-        h = (h ^ v).wrapping_mul(0x0000_0100_0000_01b3);
+        h.update(&v.to_le_bytes());
     }
-    h | 1
+    h.value() | 1
 }
 
 /// Waits until `word` (shared, untrusted) holds `want`: `prev` means "not
