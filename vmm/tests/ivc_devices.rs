@@ -371,6 +371,84 @@ fn shm_irq_ping_pong_wakes_halted_vcpus() {
     }
 }
 
+/// `shm-pingpong proto=interleaved`: flag-line and ring blocks alternating
+/// in the same two VMs complete, and A's report parses: a ratio line per
+/// repetition, the ratios' spread, and both figures (not their values:
+/// timing is the benchmark's business). A peer with another plan is
+/// refused with an error, not a hang.
+#[test]
+fn shm_poll_interleaved_blocks_report_a_ratio_per_pair() {
+    if skip_without_kvm("shm_poll_interleaved_blocks_report_a_ratio_per_pair") {
+        return;
+    }
+    let _g = serial();
+    let server = Server::start("inter", "1M", 1);
+    let ivc = format!("shm-poll,socket={}", server.path());
+    let common = "test=shm-pingpong proto=interleaved size=64 blocks=4 iters=50 batch=8 warmup=20 tsc_khz=2000000";
+    let mut b = vm("B", &ivc, &format!("{common} role=b"));
+    let mut a = vm("A", &ivc, &format!("{common} role=a"));
+    let (sa, sb) = (a.finish(T), b.finish(T));
+    assert_eq!((sa, sb), (Some(0), Some(0)), "\n{}\n{}", a.dump(), b.dump());
+    let (oa, ob) = (a.stdout(), b.stdout());
+    // 4 repetitions x 2 blocks x (20 + 50 x 8) round trips, all echoed.
+    assert_eq!(
+        num(&ob, "pingpong-result", "echoed"),
+        4 * 2 * 420,
+        "{}",
+        b.dump()
+    );
+    let pairs: Vec<&str> = oa
+        .lines()
+        .filter_map(|l| l.strip_prefix("ivc-test-guest: interleaved-pair "))
+        .collect();
+    assert_eq!(pairs.len(), 4, "{}", a.dump());
+    for (rep, line) in pairs.iter().enumerate() {
+        let out = format!("ivc-test-guest: interleaved-pair {line}");
+        assert_eq!(num(&out, "interleaved-pair", "rep"), rep as u64);
+        let (l, r) = (
+            num(&out, "interleaved-pair", "line_cycles"),
+            num(&out, "interleaved-pair", "ring_cycles"),
+        );
+        assert!(l > 0 && r > 0, "{line}");
+        assert!(num(&out, "interleaved-pair", "ratio_milli") > 0, "{line}");
+        num(&out, "interleaved-pair", "ring_ns");
+    }
+    for l in oa.lines().filter(|l| l.contains("interleaved-")) {
+        eprintln!("{l}");
+    }
+    assert_eq!(num(&oa, "interleaved-ratio", "pairs"), 4, "{}", a.dump());
+    let r = |k| num(&oa, "interleaved-ratio", k);
+    assert!(
+        r("min_milli") <= r("p10_milli")
+            && r("p10_milli") <= r("median_milli")
+            && r("median_milli") <= r("p90_milli")
+            && r("p90_milli") <= r("max_milli"),
+        "{}",
+        a.dump()
+    );
+    for fig in ["line", "ring"] {
+        let res = format!("interleaved-result figure={fig}");
+        assert_eq!(num(&oa, &res, "samples"), 4 * 50, "{}", a.dump());
+        assert_eq!(num(&oa, &res, "batch"), 8, "{}", a.dump());
+        let ns = format!("interleaved-ns figure={fig}");
+        let (min, med, p99) = (
+            num(&oa, &ns, "min_ns"),
+            num(&oa, &ns, "median_ns"),
+            num(&oa, &ns, "p99_ns"),
+        );
+        assert!(min <= med && med <= p99, "{fig}: {}", a.dump());
+    }
+
+    // Different plans (B expects more repetitions): both refuse.
+    let server = Server::start("inter2", "1M", 1);
+    let ivc = format!("shm-poll,socket={}", server.path());
+    let mut b = vm("B", &ivc, &format!("{common} role=b blocks=5"));
+    let mut a = vm("A", &ivc, &format!("{common} role=a"));
+    let (sa, sb) = (a.finish(T), b.finish(T));
+    assert_eq!((sa, sb), (Some(1), Some(1)), "\n{}\n{}", a.dump(), b.dump());
+    assert!(a.stdout().contains("the peer's plan"), "{}", a.dump());
+}
+
 #[test]
 fn shm_irq_doorbell_to_self_and_between_vms() {
     if skip_without_kvm("shm_irq_doorbell_to_self_and_between_vms") {

@@ -8,6 +8,10 @@
 //! - `test=shm-pingpong proto=line`: one flag word in BAR2, the protocol of
 //!   the host's cache-line floor, the least any protocol over this memory
 //!   can cost;
+//! - `test=shm-pingpong proto=interleaved`: both of the above in the same
+//!   two VMs, alternating blocks (flag line, ring, flag line, ...), the
+//!   ratio taken per block pair (issue 14: a ratio of figures measured
+//!   minutes apart mixes placements of the vCPUs);
 //! - `test=shm-stream`: one-way through the ring with a pattern that costs
 //!   nothing to send and eight bytes per compare to check.
 //!
@@ -17,6 +21,7 @@
 
 use std::time::Duration;
 
+use ivc_floors::interleaved::Spread;
 use ivc_floors::{Latency, Throughput};
 
 use crate::record::{Data, Record, SuiteReport};
@@ -86,6 +91,15 @@ pub fn run_all(
             case.wait.described()
         ));
         pingpong(ctx, bins, report, env, case, tsc_khz)?;
+        if case.proto == "line" {
+            let plan = InterleavedPlan::new(quick);
+            ctx.console.line(&format!(
+                "    shm-poll: shm-pingpong proto=interleaved size=64 blocks={} round trips per block={}",
+                plan.blocks,
+                plan.round_trips()
+            ));
+            interleaved(ctx, bins, report, env, &plan, tsc_khz)?;
+        }
     }
     let bytes = if quick { 64u64 << 20 } else { 256u64 << 20 };
     // 64 KiB twice: with every byte checked (the figure that proves the
@@ -182,6 +196,13 @@ pub mod what {
         "ping-pong (ring, doorbell waits, vCPU halted, no halt polling, CPL3)";
     /// Ring, waiting for doorbell interrupts spinning at CPL3.
     pub const RING_IRQ_SPIN: &str = "ping-pong (ring, doorbell waits, spinning, CPL3)";
+    /// Ring, polled, in blocks interleaved with the flag line (a
+    /// `Data::Interleaved` record: its ratio is per block pair).
+    pub const INTERLEAVED_RING: &str =
+        "ping-pong (ring, polled, CPL3), interleaved with the flag line in the same VM pair";
+    /// The flag line's blocks of the same run (ratio 1 by definition).
+    pub const INTERLEAVED_LINE: &str =
+        "ping-pong (cache-line flag in BAR2, CPL3), interleaved with the ring in the same VM pair";
     /// One-way stream through the ring, every byte checked.
     pub const STREAM: &str = "one-way stream through the ring, CPL3";
     /// The same, the receiver only counting the bytes (ends with
@@ -362,6 +383,178 @@ fn pingpong_once(
     Ok((record, notes))
 }
 
+/// `proto=interleaved`: repetitions of (flag line block, ring block), each
+/// `warmup + iters * batch` round trips of 64 B.
+pub struct InterleavedPlan {
+    pub blocks: u64,
+    pub iters: u64,
+    pub batch: u64,
+    pub warmup: u64,
+}
+
+impl InterleavedPlan {
+    /// As the host's interleaved blocks: 4000 timed round trips per block
+    /// in batches of 8 (the TSC advances in steps of ~10 ns here), 25
+    /// repetitions (`--quick`: 10); 200 untimed round trips open each block,
+    /// so the lines have moved to the protocol being timed.
+    pub fn new(quick: bool) -> Self {
+        InterleavedPlan {
+            blocks: if quick { 10 } else { 25 },
+            iters: 500,
+            batch: 8,
+            warmup: 200,
+        }
+    }
+
+    /// Round trips per block, warm-up included.
+    pub fn round_trips(&self) -> u64 {
+        self.warmup + self.iters * self.batch
+    }
+}
+
+/// What guest A of `proto=interleaved` reported.
+#[derive(Debug, PartialEq)]
+pub struct InterleavedRun {
+    /// Every batch of the flag line's blocks / of the ring's blocks.
+    pub line: Latency,
+    pub ring: Latency,
+    /// Per repetition: the ring block's median / the line block's median.
+    pub ratios: Vec<f64>,
+}
+
+/// Parses guest A's `interleaved-pair`, `interleaved-ratio` and
+/// `interleaved-ns figure=line|ring` lines; `blocks`: the repetitions asked
+/// for, each of which must have its pair line.
+pub fn parse_interleaved(out: &str, size: u64, blocks: u64) -> Result<InterleavedRun, String> {
+    let mut ratios = Vec::new();
+    for line in out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ivc-test-guest: "))
+        .filter(|l| l.starts_with("interleaved-pair "))
+    {
+        let get = |key: &str| -> Result<u64, String> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("no {key} on the guest's line '{line}'"))
+        };
+        if get("rep")? != ratios.len() as u64 {
+            return Err(format!("interleaved pair out of order: '{line}'"));
+        }
+        if get("line_cycles")? == 0 {
+            return Err(format!("a flag-line block without time: '{line}'"));
+        }
+        ratios.push(get("ratio_milli")? as f64 / 1000.0);
+    }
+    if ratios.len() as u64 != blocks || num(out, "interleaved-ratio", "pairs")? as u64 != blocks {
+        return Err(format!(
+            "{} interleaved pairs reported, {blocks} asked for",
+            ratios.len()
+        ));
+    }
+    let figure = |name: &str| -> Result<Latency, String> {
+        let result = format!("interleaved-result figure={name} ");
+        let ns_line = format!("interleaved-ns figure={name} ");
+        let ns = |key: &str| num(out, &ns_line, key);
+        let samples = num(out, &result, "samples")? as u64;
+        let batch = num(out, &result, "batch")? as u64;
+        Ok(Latency {
+            size,
+            iters: samples * batch,
+            batch,
+            min_ns: ns("min_ns")?,
+            median_ns: ns("median_ns")?,
+            p99_ns: ns("p99_ns")?,
+            max_ns: ns("max_ns")?,
+            mean_ns: ns("mean_ns")?,
+        })
+    };
+    Ok(InterleavedRun {
+        line: figure("line")?,
+        ring: figure("ring")?,
+        ratios,
+    })
+}
+
+/// Runs `proto=interleaved` once in a fresh VM pair (its repetitions are
+/// the repeats: one run holds every pair) and records both figures as
+/// `Data::Interleaved`, the ring's with the spread of the per-pair ratios;
+/// each pair is noted.
+pub fn interleaved(
+    ctx: &Context,
+    bins: &Binaries,
+    report: &mut SuiteReport,
+    environment: &str,
+    plan: &InterleavedPlan,
+    tsc_khz: u64,
+) -> Result<(), String> {
+    let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
+    let name = "pp-shm-poll-interleaved-64";
+    let (_server, socket) = server(scratch.path(), name, 1 << 20, 1)?;
+    let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
+    let common = format!(
+        "test=shm-pingpong proto=interleaved size=64 blocks={} iters={} batch={} warmup={} tsc_khz={tsc_khz}",
+        plan.blocks, plan.iters, plan.batch, plan.warmup
+    );
+    let logs = [
+        ctx.out_dir.join(format!("vmm-{name}-a.log")),
+        ctx.out_dir.join(format!("vmm-{name}-b.log")),
+    ];
+    let pair = run_pair(
+        bins,
+        &ivc_spec("shm-poll", sock, 1),
+        &[],
+        [&format!("{common} role=a"), &format!("{common} role=b")],
+        "pingpong-connected",
+        logs,
+        Duration::from_secs(120),
+    )?;
+    let [oa, ob] = &pair.outputs;
+    let run = parse_interleaved(oa, 64, plan.blocks)?;
+    // B checks the stamp of every message and every flag value, A every
+    // echo; a failure ends the VM with status 1 and run_pair fails.
+    let echoed = num(ob, "pingpong-result", "echoed")? as u64;
+    if echoed != 2 * plan.blocks * plan.round_trips() {
+        return Err(format!(
+            "interleaved: B echoed {echoed} round trips, {} expected",
+            2 * plan.blocks * plan.round_trips()
+        ));
+    }
+    report.notes.extend(interleaved_notes(oa, plan));
+    let ratio = Spread::of(run.ratios).ok_or("interleaved: no block pairs")?;
+    let ones = Spread::of(vec![1.0]).ok_or("interleaved: no block pairs")?;
+    for (w, stats, ratio) in [
+        (what::INTERLEAVED_LINE, run.line, ones),
+        (what::INTERLEAVED_RING, run.ring, ratio),
+    ] {
+        report.records.push(Record {
+            channel: "ivc-vmm shm-poll".into(),
+            environment: environment.into(),
+            what: w.into(),
+            data: Data::Interleaved { stats, ratio },
+        });
+    }
+    Ok(())
+}
+
+/// The plan, and each block pair as the guest printed it.
+fn interleaved_notes(out: &str, plan: &InterleavedPlan) -> Vec<String> {
+    let mut notes = vec![format!(
+        "shm-poll interleaved: {} repetitions of a flag-line block and a ring block of {} round trips each ({} untimed, then batches of {}); ratio = ring block median / flag-line block median of the same repetition",
+        plan.blocks,
+        plan.round_trips(),
+        plan.warmup,
+        plan.batch
+    )];
+    notes.extend(
+        out.lines()
+            .filter_map(|l| l.trim().strip_prefix("ivc-test-guest: "))
+            .filter(|l| l.starts_with("interleaved-pair ") || l.starts_with("interleaved-ratio "))
+            .map(|l| format!("shm-poll {l}")),
+    );
+    notes
+}
+
 /// Runs one one-way stream of `bytes` in `chunk`-byte calls [`repeats::REPEATS`]
 /// times and records the receiver's rate in the middle run; `check`: the
 /// receiver compares every byte.
@@ -460,6 +653,7 @@ fn stream_once(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
     use crate::record::{fixtures, Status};
@@ -478,6 +672,73 @@ mod tests {
             notes: Vec::new(),
             seconds: 0.0,
         }
+    }
+
+    /// Guest A's console of a 3-repetition `proto=interleaved` run.
+    const INTERLEAVED_A: &str = "\
+ivc-test-guest: pingpong ivposition=1 role=a proto=interleaved size=64 iters=500 warmup=200 batch=8 irq=0
+ivc-test-guest: pingpong-interleaved blocks=3 round_trips_per_block=4200 order=line,ring
+ivc-test-guest: pingpong-connected slot=0
+ivc-test-guest: interleaved-pair rep=0 line_cycles=300 ring_cycles=600 ratio_milli=2000 line_ns=150 ring_ns=300
+ivc-test-guest: interleaved-pair rep=1 line_cycles=300 ring_cycles=750 ratio_milli=2500 line_ns=150 ring_ns=375
+ivc-test-guest: interleaved-pair rep=2 line_cycles=400 ring_cycles=600 ratio_milli=1500 line_ns=200 ring_ns=300
+ivc-test-guest: interleaved-ratio pairs=3 min_milli=1500 p10_milli=1500 median_milli=2000 p90_milli=2500 max_milli=2500
+ivc-test-guest: interleaved-result figure=line size=64 samples=1500 batch=8 min_cycles=250 median_cycles=300 p99_cycles=500 max_cycles=900 mean_cycles=320
+ivc-test-guest: interleaved-ns figure=line tsc_khz=2000000 min_ns=125 median_ns=150 p99_ns=250 max_ns=450 mean_ns=160
+ivc-test-guest: interleaved-result figure=ring size=64 samples=1500 batch=8 min_cycles=500 median_cycles=620 p99_cycles=1000 max_cycles=2000 mean_cycles=640
+ivc-test-guest: interleaved-ns figure=ring tsc_khz=2000000 min_ns=250 median_ns=310 p99_ns=500 max_ns=1000 mean_ns=320
+";
+
+    #[test]
+    fn interleaved_output_parses_into_both_figures_and_the_pair_ratios() {
+        let run = parse_interleaved(INTERLEAVED_A, 64, 3).unwrap();
+        assert_eq!(run.ratios, vec![2.0, 2.5, 1.5]);
+        assert_eq!(run.line.median_ns, 150.0);
+        assert_eq!(run.line.iters, 1500 * 8);
+        assert_eq!(run.line.batch, 8);
+        assert_eq!(run.ring.min_ns, 250.0);
+        assert_eq!(run.ring.median_ns, 310.0);
+        assert_eq!(run.ring.p99_ns, 500.0);
+        assert_eq!(run.ring.size, 64);
+        let s = Spread::of(run.ratios).unwrap();
+        assert_eq!((s.min, s.median, s.max), (1.5, 2.0, 2.5));
+        let notes = interleaved_notes(INTERLEAVED_A, &InterleavedPlan::new(false));
+        assert_eq!(notes.len(), 1 + 3 + 1, "{notes:?}");
+        assert!(notes[1].starts_with("shm-poll interleaved-pair rep=0"));
+    }
+
+    #[test]
+    fn interleaved_output_missing_a_pair_or_a_figure_is_an_error() {
+        // Fewer pairs than repetitions asked for.
+        let e = parse_interleaved(INTERLEAVED_A, 64, 4).unwrap_err();
+        assert!(
+            e.contains("3 interleaved pairs reported, 4 asked for"),
+            "{e}"
+        );
+        // A pair dropped from the middle.
+        let gap: String = INTERLEAVED_A
+            .lines()
+            .filter(|l| !l.contains("rep=1 "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(parse_interleaved(&gap, 64, 2)
+            .unwrap_err()
+            .contains("out of order"));
+        // No ring figure (the guest died before its report ended).
+        let cut: String = INTERLEAVED_A
+            .lines()
+            .filter(|l| !l.contains("figure=ring"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(parse_interleaved(&cut, 64, 3).is_err());
+        // A garbled ratio.
+        let bad = INTERLEAVED_A.replace("ratio_milli=2500", "ratio_milli=x");
+        assert!(parse_interleaved(&bad, 64, 3)
+            .unwrap_err()
+            .contains("ratio_milli"));
+        // The line's figure is not taken for the ring's: the prefixes differ.
+        let run = parse_interleaved(INTERLEAVED_A, 64, 3).unwrap();
+        assert_ne!(run.line, run.ring);
     }
 
     #[test]

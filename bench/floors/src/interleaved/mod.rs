@@ -91,7 +91,9 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(mut v: Vec<f64>) -> Option<Spread> {
+    /// Min, p10, median, p90 and max of `v` (nearest rank); `None` when
+    /// `v` is empty.
+    pub fn of(mut v: Vec<f64>) -> Option<Spread> {
         if v.is_empty() {
             return None;
         }

@@ -7,6 +7,7 @@ use super::figures::{best_transfer_of, Figures};
 use super::format::{fmt_bytes, fmt_ns, fmt_rate, rate_figure};
 use super::Row;
 use crate::floors::what;
+use crate::record::Data;
 use crate::vmm_devices::DUPLEX;
 use crate::vmm_shm;
 
@@ -92,6 +93,40 @@ pub(super) fn shm_round_trip_rows(f: &Figures) -> Vec<Row> {
             ))
         })
         .collect()
+}
+
+/// The ring and the flag line between the same two VMs in alternating
+/// blocks (`proto=interleaved`): the ring's median round trip, the flag
+/// line's beside it, and the median (p10-p90) of the per-pair ratios, the
+/// figure issue 14's 1.5x target is about.
+pub(super) fn interleaved_row(f: &Figures) -> Option<Row> {
+    const CHANNEL: &str = "ivc-vmm shm-poll";
+    let find = |w: &str| {
+        f.records.iter().find_map(|r| match &r.data {
+            Data::Interleaved { stats, ratio } if r.channel == CHANNEL && r.what == w => {
+                Some((stats, ratio))
+            }
+            _ => None,
+        })
+    };
+    let (ring, ratio) = find(vmm_shm::what::INTERLEAVED_RING)?;
+    let floor = match find(vmm_shm::what::INTERLEAVED_LINE) {
+        Some((line, _)) => format!("flag line {} (interleaved)", fmt_ns(line.median_ns)),
+        None => String::new(),
+    };
+    Some(Row::new(
+        CHANNEL,
+        f.env_of(CHANNEL),
+        format!(
+            "ring / flag line, interleaved in the same VM pair: {} B round trip (median; ratio: median (p10-p90) over the block pairs)",
+            ring.size
+        ),
+        fmt_ns(ring.median_ns),
+        (
+            floor,
+            format!("{:.2}x ({:.2}-{:.2})", ratio.median, ratio.p10, ratio.p90),
+        ),
+    ))
 }
 
 /// The ring stream at 64 KiB: every byte checked (the receiver's compare is

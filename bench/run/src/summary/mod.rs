@@ -68,6 +68,7 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
     rows.extend(devices::duplex_rows(&f));
     rows.extend(pio_desc::rows(&f));
     rows.extend(devices::shm_round_trip_rows(&f));
+    rows.extend(devices::interleaved_row(&f));
     rows.extend(devices::stream_rows(&f));
     rows.extend(devices::doorbell_row(&f));
     rows.extend(nested::rows(&records));

@@ -462,3 +462,67 @@ fn interleaved_blocks_show_their_own_ratios() {
     assert_eq!(ring.floor, format!("interleaved floor {}", fmt_ns(100.0)));
     assert_eq!(ring.figure, fmt_ns(250.0));
 }
+
+#[test]
+fn vm_pair_interleaved_blocks_show_the_pair_ratios_beside_the_flag_line() {
+    use ivc_floors::interleaved::Spread;
+    let block = |w: &str, median: f64, ratio: f64| Record {
+        channel: "ivc-vmm shm-poll".into(),
+        environment: "PVM".into(),
+        what: w.into(),
+        data: Data::Interleaved {
+            stats: ivc_floors::Latency {
+                size: 64,
+                iters: 4000,
+                batch: 8,
+                min_ns: median / 2.0,
+                median_ns: median,
+                p99_ns: median * 2.0,
+                max_ns: median * 3.0,
+                mean_ns: median,
+            },
+            ratio: Spread {
+                min: ratio - 0.2,
+                p10: ratio - 0.1,
+                median: ratio,
+                p90: ratio + 0.1,
+                max: ratio + 0.2,
+            },
+        },
+    };
+    let host = report(
+        "floors",
+        vec![lat("host", what::CACHELINE, 0, 100.0)],
+        Status::Ran,
+    );
+    let devices = report(
+        "vmm-devices",
+        vec![
+            lat("ivc-vmm shm-poll", vmm_shm::what::RING_POLL, 64, 400.0),
+            block(vmm_shm::what::INTERLEAVED_LINE, 150.0, 1.0),
+            block(vmm_shm::what::INTERLEAVED_RING, 330.0, 2.1),
+        ],
+        Status::Ran,
+    );
+    let rows = rows(&[host, devices]);
+    let inter: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.what.contains("interleaved in the same VM pair"))
+        .collect();
+    assert_eq!(inter.len(), 1, "{rows:?}");
+    let r = inter[0];
+    assert_eq!(r.channel, "ivc-vmm shm-poll");
+    assert_eq!(r.figure, fmt_ns(330.0));
+    assert_eq!(
+        r.floor,
+        format!("flag line {} (interleaved)", fmt_ns(150.0))
+    );
+    // The recorded per-pair ratio, not 330 / 150 nor 330 / the host floor.
+    assert_eq!(r.ratio, "2.10x (2.00-2.20)");
+    // The separate-run ring row is still there, against the host floor,
+    // and the host's interleaved rows do not pick the VM records up.
+    assert!(rows
+        .iter()
+        .any(|r| r.what == "64 B round trip (median)" && r.figure == fmt_ns(400.0)));
+    assert!(!rows.iter().any(|r| r.what.ends_with("B (interleaved)")));
+}

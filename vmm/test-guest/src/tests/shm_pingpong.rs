@@ -10,9 +10,15 @@
 //! `proto=line`: one 64-bit flag in BAR2, A stores an odd counter and B
 //! answers with the next even one: the same protocol as the host's
 //! cache-line floor, the lower bound any ring protocol over this memory has.
+//! `proto=interleaved`: both in the same two VMs, in alternating blocks
+//! (flag line, ring, flag line, ring, ...: `blocks` repetitions of one block
+//! each), so every ring block has a floor block measured a moment before it
+//! on the same placement of the vCPUs; A prints the ratio of the two block
+//! medians per repetition (see [`interleaved_main`]).
 //!
-//! Both sides run `warmup + iters * batch` round trips; A records one sample
-//! per `batch` round trips and prints the summary.
+//! Both sides run `warmup + iters * batch` round trips (`proto=interleaved`:
+//! per block); A records one sample per `batch` round trips and prints the
+//! summary.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,7 +35,8 @@ use crate::{cpl0_io, cpl3, irq, println, tsc};
 pub const TEST: Test = Test {
     name: "shm-pingpong",
     params: concat!(
-        "role=a|b [proto=ring|line] [size=64] [iters=10000] [warmup=1000] [batch=1] [irq=0] [wait=spin|hlt] ",
+        "role=a|b [proto=ring|line|interleaved] [size=64] [iters=10000] [warmup=1000] [batch=1] [blocks=25] ",
+        "[irq=0] [wait=spin|hlt] ",
         "[vector=0] [via=mmio|io] [timeout_ms=20000] [tsc_khz=auto] [dev=1af4:1110] ",
         crate::allocator_params!()
     ),
@@ -46,11 +53,32 @@ const IRQ_WAIT_MS: u64 = 20;
 /// Byte offset in BAR2 of the `proto=line` ready word (its own cache line).
 const LINE_READY: u64 = 128;
 const READY_MAGIC: u64 = 0x6976_632d_7070_6f6e;
+/// `proto=interleaved`: the last page of BAR2 holds the flag line and the
+/// two sides' plans; the ring's region ends before it.
+const FLAG_PAGE: u64 = 4096;
+/// Offsets in that page of the words A and B publish their plan in (each
+/// its own cache line, and not the flag's).
+const PLAN_A: u64 = 64;
+const PLAN_B: u64 = 128;
+/// Most repetitions of `proto=interleaved` (their ratios live on the CPL3
+/// stack).
+const MAX_BLOCKS: u64 = 1000;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Proto {
     Ring,
     Line,
+    Interleaved,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Ring => "ring",
+            Proto::Line => "line",
+            Proto::Interleaved => "interleaved",
+        }
+    }
 }
 
 struct Params {
@@ -61,6 +89,8 @@ struct Params {
     iters: u64,
     warmup: u64,
     batch: u64,
+    /// `proto=interleaved`: repetitions of (flag line block, ring block).
+    blocks: u64,
     irq: bool,
     /// `irq=1`: wait by halting the vCPU (`wait=hlt`) instead of spinning.
     halt: bool,
@@ -79,8 +109,12 @@ fn run(ctx: &Context) -> u8 {
         let proto = c.choice(
             "proto",
             Proto::Ring,
-            &[("ring", Proto::Ring), ("line", Proto::Line)],
-            "ring or line",
+            &[
+                ("ring", Proto::Ring),
+                ("line", Proto::Line),
+                ("interleaved", Proto::Interleaved),
+            ],
+            "ring, line or interleaved",
         )?;
         let size = c.u64_in("size", 64, 1..=MAX_SIZE as u64, "1 to 4096 bytes")?;
         let vector = super::vector(ctx)?;
@@ -109,6 +143,7 @@ fn run(ctx: &Context) -> u8 {
                 iters,
                 warmup: c.u64_or("warmup", 1000)?,
                 batch: c.u64_or("batch", 1)?.max(1),
+                blocks: c.u64_in("blocks", 25, 1..=MAX_BLOCKS, "1 to 1000")?,
                 irq,
                 halt,
                 vector,
@@ -123,8 +158,17 @@ fn run(ctx: &Context) -> u8 {
         Ok(v) => v,
         Err(e) => return bad_param(e),
     };
-    if p.irq && p.proto == Proto::Line {
+    if p.irq && p.proto != Proto::Ring {
         println!("error: irq=1 needs proto=ring (the flag protocol has no doorbell)");
+        return status::USAGE;
+    }
+    // Samples A keeps: `iters` per block, two blocks per repetition.
+    let kept = match p.proto {
+        Proto::Interleaved => p.iters.saturating_mul(2 * p.blocks),
+        _ => p.iters,
+    };
+    if kept > MAX_SAMPLES {
+        println!("error: blocks x iters x 2 = {kept} samples, at most {MAX_SAMPLES}");
         return status::USAGE;
     }
     p.dev = match shm_dev::open(ctx, &want) {
@@ -132,32 +176,36 @@ fn run(ctx: &Context) -> u8 {
         Err(code) => return code,
     };
     if p.role_a {
-        let Some(addr) = samples::reserve(ctx.start_info, p.iters * 8) else {
-            println!("error: no RAM for {} samples", p.iters);
+        let Some(addr) = samples::reserve(ctx.start_info, kept * 8) else {
+            println!("error: no RAM for {kept} samples");
             return status::FAILURE;
         };
         p.samples = Some(Region {
             addr,
-            cap: p.iters as usize,
+            cap: kept as usize,
         });
     }
     println!(
         "pingpong ivposition={} role={} proto={} size={} iters={} warmup={} batch={} irq={}",
         p.dev.ivposition,
         if p.role_a { "a" } else { "b" },
-        if p.proto == Proto::Ring {
-            "ring"
-        } else {
-            "line"
-        },
+        p.proto.name(),
         p.size,
         p.iters,
         p.warmup,
         p.batch,
         p.irq as u8
     );
+    if p.proto == Proto::Interleaved {
+        println!(
+            "pingpong-interleaved blocks={} round_trips_per_block={} order=line,ring",
+            p.blocks,
+            p.warmup + p.iters * p.batch
+        );
+    }
     match (p.proto, p.irq) {
         (Proto::Line, _) => cpl3::run(line_main, &p),
+        (Proto::Interleaved, _) => cpl3::run(interleaved_main, &p),
         (Proto::Ring, false) => cpl3::run(ring_main, &p),
         (Proto::Ring, true) => {
             if p.halt {
@@ -340,44 +388,11 @@ fn ring_main(p: &Params) -> ! {
         println!("error: BAR2 is not aligned");
         exit(status::FAILURE)
     };
-    let opts = AttachOptions {
-        doorbell_id: u16::try_from(p.dev.ivposition).ok(),
-        ..AttachOptions::default()
-    };
-    let mut patience = Patience::new();
-    let ep = loop {
-        match Endpoint::attach_any(mem, &opts) {
-            Ok(ep) => break ep,
-            Err(ChannelError::Busy) if !patience.exhausted(p.timeout) => {}
-            Err(e) => {
-                println!("error: attach: {e}");
-                exit(status::FAILURE)
-            }
-        }
-    };
-    let mut r = Ring {
-        p,
-        ep,
-        peer: None,
-        n: Counters::default(),
-    };
-    let mut patience = Patience::new();
-    loop {
-        match r.ep.peer_state() {
-            Ok(PeerState::Connected) => break,
-            Ok(_) if !patience.exhausted(p.timeout) => {}
-            Ok(_) => r.fail("no peer within timeout_ms", None),
-            Err(e) => r.fail("peer state", Some(e)),
-        }
-    }
-    r.peer = r.ep.peer_doorbell_id().ok().flatten();
-    println!("pingpong-connected slot={}", r.ep.slot());
+    let mut r = connect(p, mem);
     let mut msg = [0u8; MAX_SIZE];
     let mut back = [0u8; MAX_SIZE];
     let (msg, back) = (&mut msg[..p.size], &mut back[..p.size]);
-    for (k, b) in msg.iter_mut().enumerate() {
-        *b = (k as u8).wrapping_mul(31) ^ 0x5a;
-    }
+    fill(msg);
     let total = p.warmup + p.iters * p.batch;
     if p.role_a {
         calibrate(&mut r, back);
@@ -419,6 +434,51 @@ fn ring_main(p: &Params) -> ! {
         report_b(p, total, &r.n);
     }
     exit(status::SUCCESS)
+}
+
+/// The message pattern (the round-trip number is stamped over its start).
+fn fill(msg: &mut [u8]) {
+    for (k, b) in msg.iter_mut().enumerate() {
+        *b = (k as u8).wrapping_mul(31) ^ 0x5a;
+    }
+}
+
+/// Attaches to the channel in `mem` and waits for the peer (printing
+/// `pingpong-connected`); any failure ends the VM.
+fn connect<'a>(p: &'a Params, mem: AtomicMem<'a>) -> Ring<'a> {
+    let opts = AttachOptions {
+        doorbell_id: u16::try_from(p.dev.ivposition).ok(),
+        ..AttachOptions::default()
+    };
+    let mut patience = Patience::new();
+    let ep = loop {
+        match Endpoint::attach_any(mem, &opts) {
+            Ok(ep) => break ep,
+            Err(ChannelError::Busy) if !patience.exhausted(p.timeout) => {}
+            Err(e) => {
+                println!("error: attach: {e}");
+                exit(status::FAILURE)
+            }
+        }
+    };
+    let mut r = Ring {
+        p,
+        ep,
+        peer: None,
+        n: Counters::default(),
+    };
+    let mut patience = Patience::new();
+    loop {
+        match r.ep.peer_state() {
+            Ok(PeerState::Connected) => break,
+            Ok(_) if !patience.exhausted(p.timeout) => {}
+            Ok(_) => r.fail("no peer within timeout_ms", None),
+            Err(e) => r.fail("peer state", Some(e)),
+        }
+    }
+    r.peer = r.ep.peer_doorbell_id().ok().flatten();
+    println!("pingpong-connected slot={}", r.ep.slot());
+    r
 }
 
 fn line_main(p: &Params) -> ! {
@@ -486,6 +546,285 @@ fn line_main(p: &Params) -> ! {
     exit(status::SUCCESS)
 }
 
+/// What `proto=interleaved` must agree on between the two sides: a sender
+/// and an echo side with different block sizes or orders would wait for
+/// each other's round trips in the wrong protocol. Never 0 (0 = "not yet
+/// published").
+fn plan_word(p: &Params) -> u64 {
+    let mut h = ivc_kit::stream::Fnv64::new();
+    for v in [p.blocks, p.iters, p.batch, p.warmup, p.size as u64] {
+        h.update(&v.to_le_bytes());
+    }
+    h.value() | 1
+}
+
+/// Waits until `word` (shared, untrusted) holds `want`: `prev` means "not
+/// yet", anything else is a peer out of step and ends the VM, as does no
+/// change within the timeout.
+fn await_word(p: &Params, word: &AtomicU64, prev: u64, want: u64, what: &str) {
+    let mut patience = Patience::new();
+    loop {
+        let v = word.load(Ordering::Acquire);
+        if v == want {
+            return;
+        }
+        if v != prev {
+            println!("error: {what}: the flag word holds {v}, expected {prev} or {want}");
+            exit(status::FAILURE);
+        }
+        if patience.exhausted(p.timeout) {
+            println!("error: {what}: no answer within timeout_ms");
+            exit(status::FAILURE);
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Times the round trips of one block: `warmup` untimed, then one sample
+/// per `batch` into `out`.
+struct BlockClock<'s> {
+    warmup: u64,
+    batch: u64,
+    out: &'s mut [u64],
+    t0: u64,
+}
+
+impl BlockClock<'_> {
+    fn before(&mut self, i: u64) {
+        if i.checked_sub(self.warmup)
+            .is_some_and(|t| t % self.batch == 0)
+        {
+            self.t0 = tsc::rdtsc();
+        }
+    }
+
+    fn after(&mut self, i: u64) {
+        if let Some(t) = i
+            .checked_sub(self.warmup)
+            .filter(|t| (t + 1) % self.batch == 0)
+        {
+            let t1 = tsc::rdtsc();
+            if let Some(s) = self.out.get_mut((t / self.batch) as usize) {
+                *s = t1.wrapping_sub(self.t0);
+            }
+        }
+    }
+}
+
+/// `proto=interleaved`: `blocks` repetitions of a flag-line block and a
+/// ring block, each `warmup + iters * batch` round trips of `size` bytes, in
+/// the same two VMs. The flag line and the plans live in the last page of
+/// BAR2, the ring's region is the rest, so neither protocol touches the
+/// other's lines. Both sides publish their plan ([`plan_word`]) and refuse
+/// a peer with another one; then the order is fixed (line, ring, line, ...)
+/// and B follows it by counting, checking every flag value and every
+/// message's stamp, so a peer out of step ends the run with an error, not a
+/// hang. The flag counter and the ring's stamps run on across blocks.
+fn interleaved_main(p: &Params) -> ! {
+    let Some(ring_len) = p
+        .dev
+        .shm_size
+        .checked_sub(FLAG_PAGE)
+        .filter(|&l| l >= 3 * FLAG_PAGE)
+    else {
+        println!("error: BAR2 too small for proto=interleaved (16 KiB at least)");
+        exit(status::FAILURE)
+    };
+    let page = p.dev.shm + ring_len;
+    // SAFETY: BAR2 is mapped (identity, user-accessible, write-back) for the
+    // rest of the VM's life and page-aligned; its last page (`page`) holds
+    // no part of the ring's region (which is `..ring_len`), and the words at
+    // offsets 0, PLAN_A and PLAN_B in it are only accessed atomically here
+    // (the peer VM may write anything: every value read is checked).
+    let (flag, plan_a, plan_b) = unsafe {
+        (
+            &*(page as *const AtomicU64),
+            &*((page + PLAN_A) as *const AtomicU64),
+            &*((page + PLAN_B) as *const AtomicU64),
+        )
+    };
+    let (mine, theirs) = if p.role_a {
+        (plan_a, plan_b)
+    } else {
+        (plan_b, plan_a)
+    };
+    let plan = plan_word(p);
+    mine.store(plan, Ordering::Release);
+    // SAFETY: the first `ring_len` bytes of BAR2, mapped as above, only
+    // accessed atomically (through the endpoint) from here.
+    let Some(mem) = (unsafe { AtomicMem::new(p.dev.shm as *mut u8, ring_len as usize) }) else {
+        println!("error: BAR2 is not aligned");
+        exit(status::FAILURE)
+    };
+    let mut r = connect(p, mem);
+    await_word(
+        p,
+        theirs,
+        0,
+        plan,
+        "the peer's plan (blocks, iters, batch, warmup and size must match)",
+    );
+    let mut msg = [0u8; MAX_SIZE];
+    let mut back = [0u8; MAX_SIZE];
+    let (msg, back) = (&mut msg[..p.size], &mut back[..p.size]);
+    fill(msg);
+    let per_block = p.warmup + p.iters * p.batch;
+    // Round trips so far of each protocol: the flag's value and the ring's
+    // stamp continue across blocks.
+    let (mut line_n, mut ring_n) = (0u64, 0u64);
+    let samples = p.samples.map(|s| s.slice()).unwrap_or_default();
+    let iters = p.iters as usize;
+    // Line samples first (all blocks), then ring samples.
+    let (line_all, ring_all) = samples.split_at_mut(samples.len() / 2);
+    for rep in 0..p.blocks as usize {
+        let at = rep * iters..(rep + 1) * iters;
+        let mut clock = BlockClock {
+            warmup: p.warmup,
+            batch: p.batch,
+            out: line_all.get_mut(at.clone()).unwrap_or_default(),
+            t0: 0,
+        };
+        for i in 0..per_block {
+            let k = line_n;
+            if p.role_a {
+                clock.before(i);
+                flag.store(2 * k + 1, Ordering::Release);
+                await_word(p, flag, 2 * k + 1, 2 * k + 2, "flag line (A)");
+                clock.after(i);
+            } else {
+                await_word(p, flag, 2 * k, 2 * k + 1, "flag line (B)");
+                flag.store(2 * k + 2, Ordering::Release);
+            }
+            line_n += 1;
+        }
+        let mut clock = BlockClock {
+            warmup: p.warmup,
+            batch: p.batch,
+            out: ring_all.get_mut(at).unwrap_or_default(),
+            t0: 0,
+        };
+        for i in 0..per_block {
+            if p.role_a {
+                stamp(msg, ring_n);
+                clock.before(i);
+                r.send(msg);
+                r.recv(back);
+                clock.after(i);
+                if back != &msg[..] {
+                    r.fail("the echo differs from the message", None);
+                }
+            } else {
+                r.recv(back);
+                let mut want = [0u8; 8];
+                stamp(&mut want, ring_n);
+                if back.iter().zip(want).any(|(&a, b)| a != b) {
+                    r.fail("message out of order", None);
+                }
+                r.send(back);
+            }
+            ring_n += 1;
+        }
+    }
+    r.ep.close();
+    if p.role_a {
+        report_interleaved(p, line_all, ring_all);
+    } else {
+        report_b(p, line_n + ring_n, &r.n);
+    }
+    exit(status::SUCCESS)
+}
+
+/// `numerator / denominator` in thousandths, 0 for a zero denominator.
+fn milli(numerator: u64, denominator: u64) -> u64 {
+    (u128::from(numerator) * 1000)
+        .checked_div(u128::from(denominator))
+        .map_or(0, |r| r as u64)
+}
+
+/// A's report of `proto=interleaved`: one `interleaved-pair` line per
+/// repetition (both block medians per round trip, and their ratio in
+/// thousandths), the ratios' spread (`interleaved-ratio`), then each
+/// figure over all its blocks as `interleaved-result figure=line|ring`
+/// (and `interleaved-ns` with `tsc_khz`), the fields of `pingpong-result`.
+fn report_interleaved(p: &Params, line_all: &mut [u64], ring_all: &mut [u64]) {
+    let iters = p.iters as usize;
+    let mut ratios = [0u64; MAX_BLOCKS as usize];
+    let mut pairs = 0;
+    for (rep, (line, ring)) in line_all
+        .chunks_mut(iters)
+        .zip(ring_all.chunks_mut(iters))
+        .enumerate()
+    {
+        let (Some(l), Some(g)) = (samples::summarize(line), samples::summarize(ring)) else {
+            continue;
+        };
+        let ratio = milli(g.median, l.median);
+        if let Some(slot) = ratios.get_mut(pairs) {
+            *slot = ratio;
+            pairs += 1;
+        }
+        let per = |c: u64| c / p.batch;
+        match p.khz {
+            Some(khz) => println!(
+                "interleaved-pair rep={rep} line_cycles={} ring_cycles={} ratio_milli={ratio} line_ns={} ring_ns={}",
+                per(l.median),
+                per(g.median),
+                samples::ns(l.median, khz * p.batch),
+                samples::ns(g.median, khz * p.batch)
+            ),
+            None => println!(
+                "interleaved-pair rep={rep} line_cycles={} ring_cycles={} ratio_milli={ratio}",
+                per(l.median),
+                per(g.median)
+            ),
+        }
+    }
+    let ratios = ratios.get_mut(..pairs).unwrap_or_default();
+    let Some(s) = samples::summarize(ratios) else {
+        println!("error: no samples");
+        exit(status::FAILURE)
+    };
+    let rank = |pct| ivc_kit::stats::nearest_rank(ratios, pct).unwrap_or(0);
+    println!(
+        "interleaved-ratio pairs={} min_milli={} p10_milli={} median_milli={} p90_milli={} max_milli={}",
+        s.count,
+        s.min,
+        rank(10),
+        s.median,
+        rank(90),
+        s.max
+    );
+    for (name, all) in [("line", line_all), ("ring", ring_all)] {
+        let Some(s) = samples::summarize(all) else {
+            println!("error: no samples");
+            exit(status::FAILURE)
+        };
+        let per = |c: u64| c / p.batch;
+        println!(
+            "interleaved-result figure={name} size={} samples={} batch={} min_cycles={} median_cycles={} p99_cycles={} max_cycles={} mean_cycles={}",
+            p.size,
+            s.count,
+            p.batch,
+            per(s.min),
+            per(s.median),
+            per(s.p99),
+            per(s.max),
+            per(s.mean_floor())
+        );
+        if let Some(khz) = p.khz {
+            let ns = |c: u64| samples::ns(c, khz * p.batch);
+            println!(
+                "interleaved-ns figure={name} tsc_khz={khz} min_ns={} median_ns={} p99_ns={} max_ns={} mean_ns={}",
+                ns(s.min),
+                ns(s.median),
+                ns(s.p99),
+                ns(s.max),
+                ns(s.mean_floor())
+            );
+        }
+    }
+}
+
 fn report_a(p: &Params, samples: &mut [u64], n: &Counters) {
     let Some(s) = samples::summarize(samples) else {
         println!("error: no samples");
@@ -495,7 +834,7 @@ fn report_a(p: &Params, samples: &mut [u64], n: &Counters) {
     let per = |c: u64| c / p.batch;
     println!(
         "pingpong-result role=a proto={} size={} samples={} batch={} min_cycles={} median_cycles={} p99_cycles={} max_cycles={} mean_cycles={} rings={} waits={} interrupts={}",
-        if p.proto == Proto::Ring { "ring" } else { "line" },
+        p.proto.name(),
         p.size,
         s.count,
         p.batch,
