@@ -22,6 +22,7 @@
 pub mod cacheline;
 pub mod eventfd;
 mod fork;
+pub mod interleaved;
 pub mod kvm_exit;
 pub mod memcpy;
 pub mod model;

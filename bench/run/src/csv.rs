@@ -88,6 +88,17 @@ fn rows<'a>(rep: &'a SuiteReport, r: &'a Record) -> Vec<Row<'a>> {
             verified: Some(*verified),
             ..Row::new(rep, r, &r.what, "latency")
         }],
+        Data::Interleaved { stats: l, .. } => vec![Row {
+            size_or_packet: Some(l.size),
+            iters: Some(l.iters),
+            min_ns: Some(Number::Float(l.min_ns)),
+            median_ns: Some(Number::Float(l.median_ns)),
+            p99_ns: Some(Number::Float(l.p99_ns)),
+            max_ns: Some(Number::Float(l.max_ns)),
+            mean_ns: Some(Number::Float(l.mean_ns)),
+            verified: Some(true),
+            ..Row::new(rep, r, &r.what, "latency")
+        }],
         Data::Throughput {
             stats: t,
             requested,

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use ivc_floors::{cacheline, cpu_pair, eventfd, kvm_exit, memcpy, ring, syscall, tcp, Latency};
+use ivc_floors::{
+    cacheline, cpu_pair, eventfd, interleaved, kvm_exit, memcpy, ring, syscall, tcp, Latency,
+};
 
 use crate::record::{env, Data, Record, SuiteReport};
 use crate::repeats::{self, Best};
@@ -23,6 +25,9 @@ pub mod what {
     pub const SYSCALL: &str = "null system call (getppid)";
     /// The ivc ring between two host processes (a reference, not a floor).
     pub const RING: &str = "ivc ring ping-pong, 2 processes on 2 cores (no VMs)";
+    /// Prefix of the blocks measured interleaved with the cache-line floor;
+    /// the block's description follows.
+    pub const INTERLEAVED: &str = "interleaved with the floor: ";
 }
 
 /// Message sizes of the host ring reference: those of the ring ping-pong
@@ -58,6 +63,38 @@ fn latency_floor(
     Ok(())
 }
 
+/// The floor, the ring as `ivc-abi` implements it and the ring-format
+/// models, in alternating blocks in the same two processes
+/// (`ivc_floors::interleaved`): each figure divided by the floor of its own
+/// repetition, so a change of the cores' placement between repetitions does
+/// not enter the ratios.
+fn interleaved_blocks(report: &mut SuiteReport, budget: Duration) -> Result<(), String> {
+    let plan = interleaved::Plan {
+        // About 1 ms per block on a quiet host: 25 repetitions of the 11
+        // default blocks take a fraction of a second per `budget`.
+        round_trips: (budget.as_millis() as usize * 4).clamp(200, 4000),
+        ..interleaved::Plan::default()
+    };
+    let r =
+        interleaved::measure(cpu_pair(), &plan).map_err(|e| format!("interleaved blocks: {e}"))?;
+    report.notes.push(format!(
+        "interleaved blocks: {} repetitions x {} round trips per block; ratio = block median / floor block median of the same repetition",
+        r.repeats, r.round_trips
+    ));
+    for f in r.figures {
+        report.records.push(Record {
+            channel: "host".into(),
+            environment: env::HOST.into(),
+            what: format!("{}{}", what::INTERLEAVED, f.name),
+            data: Data::Interleaved {
+                stats: f.latency,
+                ratio: f.ratio,
+            },
+        });
+    }
+    Ok(())
+}
+
 fn latency(what: &str, stats: Latency) -> Record {
     Record {
         channel: "host".into(),
@@ -85,7 +122,7 @@ impl Suite for HostFloors {
         None
     }
     fn estimate(&self, plan: &Plan) -> Duration {
-        plan.host_budget * 9
+        plan.host_budget * 10
     }
     fn run(&self, ctx: &Context, report: &mut SuiteReport) -> Result<(), String> {
         let b = ctx.plan.host_budget;
@@ -108,6 +145,7 @@ impl Suite for HostFloors {
             let kept = repeats::middle(&label, runs, |l| l.median_ns, "ns");
             record_kept(report, what::RING, kept);
         }
+        interleaved_blocks(report, b)?;
         latency_floor(report, what::EVENTFD, "eventfd floor", || {
             eventfd::measure(cpus, b / 3, 50)
         })?;

@@ -1,5 +1,6 @@
 //! What a suite measured: records, suite reports, and the guests' JSON lines.
 
+use ivc_floors::interleaved::Spread;
 use ivc_floors::{Latency, Throughput};
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +61,14 @@ pub enum Data {
         /// Whether every echoed byte was checked and right (host floors
         /// that move no payload: true).
         verified: bool,
+    },
+    /// Round-trip latency measured in blocks interleaved with its floor
+    /// (`ivc_floors::interleaved`), with the per-block-pair ratios.
+    Interleaved {
+        #[serde(flatten)]
+        stats: Latency,
+        /// Per repetition: this block's median / the floor block's median.
+        ratio: Spread,
     },
     /// One-way throughput of one transfer.
     Throughput {

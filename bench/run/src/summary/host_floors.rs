@@ -6,6 +6,7 @@ use super::figures::Figures;
 use super::format::{fmt_ns, fmt_rate};
 use super::Row;
 use crate::floors::what;
+use crate::record::Data;
 
 /// One row per floor that was measured.
 pub(super) fn rows(f: &Figures) -> Vec<Row> {
@@ -42,6 +43,38 @@ pub(super) fn rows(f: &Figures) -> Vec<Row> {
     floors
         .into_iter()
         .filter_map(|(what, figure, env)| Some(Row::new("host", env, what, figure?, no_floor())))
+        .collect()
+}
+
+/// The blocks measured interleaved with the cache-line floor: median round
+/// trip, and the median (p10-p90) of the ratios to the floor block of the
+/// same repetition.
+pub(super) fn interleaved_rows(f: &Figures) -> Vec<Row> {
+    let floor = f.records.iter().find_map(|r| match &r.data {
+        Data::Interleaved { stats, .. } if r.what.starts_with(what::INTERLEAVED) => {
+            Some(stats.median_ns)
+        }
+        _ => None,
+    });
+    f.records
+        .iter()
+        .filter_map(|r| match &r.data {
+            Data::Interleaved { stats, ratio } => {
+                let name = r.what.strip_prefix(what::INTERLEAVED)?;
+                let floor = floor.map(|n| format!("interleaved floor {}", fmt_ns(n)));
+                Some(Row::new(
+                    "host",
+                    r.environment.clone(),
+                    format!("{name}, {} B (interleaved)", stats.size),
+                    fmt_ns(stats.median_ns),
+                    (
+                        floor.unwrap_or_default(),
+                        format!("{:.2}x ({:.2}-{:.2})", ratio.median, ratio.p10, ratio.p90),
+                    ),
+                ))
+            }
+            _ => None,
+        })
         .collect()
 }
 

@@ -62,6 +62,7 @@ pub fn rows(reports: &[SuiteReport]) -> Vec<Row> {
     let records: Vec<Record> = reports.iter().flat_map(|r| r.records.clone()).collect();
     let f = Figures::new(&records);
     let mut rows = host_floors::rows(&f);
+    rows.extend(host_floors::interleaved_rows(&f));
     rows.extend(host_floors::vmm_exit_rows(&f));
     rows.extend(channels::rows(&f));
     rows.extend(devices::duplex_rows(&f));

@@ -305,3 +305,46 @@ fn nested_rows_compare_with_the_exit_and_with_tcg() {
         "0.5x"
     );
 }
+
+#[test]
+fn interleaved_blocks_show_their_own_ratios() {
+    use ivc_floors::interleaved::Spread;
+    let block = |name: &str, median: f64, ratio: f64| Record {
+        channel: "host".into(),
+        environment: env::HOST.into(),
+        what: format!("{}{name}", what::INTERLEAVED),
+        data: Data::Interleaved {
+            stats: ivc_floors::Latency {
+                size: 64,
+                iters: 100,
+                batch: 1,
+                min_ns: median / 2.0,
+                median_ns: median,
+                p99_ns: median * 2.0,
+                max_ns: median * 3.0,
+                mean_ns: median,
+            },
+            ratio: Spread {
+                min: ratio - 0.2,
+                p10: ratio - 0.1,
+                median: ratio,
+                p90: ratio + 0.1,
+                max: ratio + 0.2,
+            },
+        },
+    };
+    let host = report(
+        "floors",
+        vec![block("floor", 100.0, 1.0), block("ring", 250.0, 2.4)],
+        Status::Ran,
+    );
+    let rows = rows(&[host]);
+    let ring = rows
+        .iter()
+        .find(|r| r.what == "ring, 64 B (interleaved)")
+        .expect("ring row");
+    // The ratio is the per-repetition one recorded, not 250 / 100.
+    assert_eq!(ring.ratio, "2.40x (2.30-2.50)");
+    assert_eq!(ring.floor, format!("interleaved floor {}", fmt_ns(100.0)));
+    assert_eq!(ring.figure, fmt_ns(250.0));
+}
