@@ -887,3 +887,50 @@ fn liveness_with_timeout_zero_never_gives_up() {
     }
     assert_eq!(a.peer_state().unwrap(), PeerState::Connected);
 }
+
+/// Version 2's window: a ping-pong of small messages cycles through the
+/// first few KiB of a large ring (pads to the ring's end), so the lines it
+/// uses stay in both caches; a reader that lags gets the whole ring.
+#[test]
+fn ping_pong_stays_in_the_window_and_a_lagging_reader_gets_the_whole_ring() {
+    let r = Region::new(1 << 20);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    let ring = ivc_abi::Layout::read(&r.mem()).unwrap().rings[0];
+    assert_eq!(ring.size, 256 << 10);
+    let mut buf = [0u8; 64];
+    for i in 0..20_000u32 {
+        let msg = [i as u8; 64];
+        assert_eq!(a.write(&msg).unwrap(), 64);
+        assert_eq!(b.readable_bytes().unwrap(), 64, "message {i}");
+        assert_eq!(b.read(&mut buf).unwrap(), 64);
+        assert_eq!(buf, msg, "message {i}");
+    }
+    // 20 000 records of 72 bytes would have walked the ring five times;
+    // nothing past the window and a record was ever written.
+    let mut tail = vec![0u8; ring.size as usize - 8192];
+    r.mem().read_bytes(ring.offset + 8192, &mut tail).unwrap();
+    assert!(tail.iter().all(|&b| b == 0), "records beyond the window");
+    // The reader stops: the writer fills the whole ring, no pads.
+    let mut sent = Vec::new();
+    let mut k = 0u8;
+    loop {
+        k = k.wrapping_add(1);
+        let n = a.write(&[k; 64]).unwrap();
+        sent.extend_from_slice(&[k; 64][..n]);
+        if n < 64 {
+            break;
+        }
+    }
+    assert!(sent.len() > 200 << 10, "{} bytes", sent.len());
+    assert!(b.readable_bytes().unwrap() > 0);
+    let mut got = Vec::new();
+    let mut big = vec![0u8; 10_000];
+    loop {
+        let n = b.read(&mut big).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&big[..n]);
+    }
+    assert_eq!(got, sent);
+}

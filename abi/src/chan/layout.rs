@@ -130,10 +130,10 @@ pub const REC_RESERVED: usize = 4;
 /// Length-word flag of a pad record: the rest of the ring up to its end is
 /// skipped and the next record starts at the ring's beginning.
 pub const REC_PAD: u32 = 1 << 31;
-/// A producer whose reader keeps up (at most this many bytes unread) pads to
-/// the ring's end once it is this far into the ring, so that a ping-pong
-/// keeps reusing lines both cores' caches still hold, instead of walking
-/// the whole ring (rings of at least 4 windows only).
+/// A producer whose reader has read everything pads to the ring's end once
+/// it is this far into the ring, so that a ping-pong keeps reusing lines
+/// both cores' caches still hold, instead of walking the whole ring (rings
+/// of at least 4 windows only).
 pub const REC_WINDOW: u32 = 4096;
 
 /// Bytes a record with `payload` bytes occupies (header and padding).

@@ -139,6 +139,7 @@ impl<M: SharedMemory> Endpoint<M> {
             rx_len: 0,
             rx_off: 0,
             tx_lagging: false,
+            tx_promised: 0,
             peer_prod_seen: base,
             peer_cons_seen: base,
             kick_prod_from: base,

@@ -100,6 +100,7 @@ impl<M: SharedMemory> Endpoint<M> {
         self.rx_len = 0;
         self.rx_off = 0;
         self.tx_lagging = false;
+        self.tx_promised = 0;
         self.mem
             .store_u32_relaxed(self.tx_ctrl.wrapping_add(RING_PROD), base)?;
         self.mem

@@ -13,9 +13,9 @@
 //!   more header: a record of `n` bytes needs `record_bytes(n) + 8` free.
 //! * A pad record (`REC_PAD | bytes`) skips to the ring's end. The producer
 //!   writes one when it is past the first [`REC_WINDOW`] bytes of the ring
-//!   and the reader keeps up: small messages then cycle through lines both
-//!   cores' caches hold, instead of walking a ring of megabytes whose lines
-//!   must come from memory or the other core's L3 every time.
+//!   and the reader has read everything: small messages then cycle through
+//!   lines both cores' caches hold, instead of walking a ring of megabytes
+//!   whose lines must come from memory or the other core's L3 every time.
 //!
 //! Uses `super::super::{error, layout, shm}` from the channel and
 //! `super::indices` for the consumer's index.
@@ -85,10 +85,16 @@ impl<M: SharedMemory> Endpoint<M> {
     }
 
     /// Before a record of `rec` bytes: if we are past the window and the
-    /// consumer keeps up (at most a window unread, looked up once per lap),
+    /// consumer has read everything (looked up once per lap of the window),
     /// pad to the ring's end so the record goes to the beginning. Only when
     /// the pad, the record and the next header all fit: a pad never makes a
     /// write smaller than `writable_bytes` promised.
+    ///
+    /// The price: until the reader passes the pad, the writer has about a
+    /// window of room, not the ring. "Everything read" is the sign of a
+    /// reader that keeps up (a ping-pong, a fast consumer); a reader that is
+    /// behind by even one record sees no pads, and its writer the whole
+    /// ring.
     pub(super) fn maybe_pad(&mut self, rec: u32, free: u32) -> Result<u32, ChannelError> {
         let size = self.tx.size;
         let at = self.prod & size.wrapping_sub(1);
@@ -103,8 +109,15 @@ impl<M: SharedMemory> Endpoint<M> {
         let free = self.tx_free()?;
         let unread = size.wrapping_sub(free);
         let pad = size.wrapping_sub(at);
-        let need = pad.saturating_add(rec).saturating_add(REC_HEADER);
-        if unread > REC_WINDOW || free < need {
+        // After the pad: room for this record and its next header, and for
+        // whatever a caller was promised.
+        let room = rec.saturating_add(REC_HEADER);
+        let need = pad.saturating_add(if room > self.tx_promised {
+            room
+        } else {
+            self.tx_promised
+        });
+        if unread != 0 || free < need {
             self.tx_lagging = true;
             return Ok(free);
         }

@@ -115,7 +115,9 @@ impl<M: SharedMemory> Endpoint<M> {
         self.mem
             .store_u32_relaxed(self.tx_ctrl.wrapping_add(RING_SPACE_WANTED), 1)?;
         self.mem.fence_seqcst();
-        if self.tx_free()? >= need {
+        let free = self.tx_free()?;
+        if free >= need {
+            self.tx_promised = free;
             Ok(Readiness::Ready)
         } else {
             Ok(Readiness::MaySleep)
