@@ -934,3 +934,43 @@ fn ping_pong_stays_in_the_window_and_a_lagging_reader_gets_the_whole_ring() {
     }
     assert_eq!(got, sent);
 }
+
+/// A grant over several small writes (ivc-vmm's pio `TX_FREE`) holds even
+/// when the writer crosses the window with the reader caught up, the moment
+/// at which it would otherwise pad to the ring's end and keep only about a
+/// window of room.
+#[test]
+fn a_grant_in_pieces_is_kept_across_the_window() {
+    let r = Region::new(1 << 20);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    let mut buf = [0u8; 64];
+    // 56 records of 64 bytes: 4032 ring bytes, just below the window.
+    for _ in 0..56 {
+        assert_eq!(a.write(&[1; 64]).unwrap(), 64);
+        assert_eq!(b.read(&mut buf).unwrap(), 64);
+    }
+    let grant = a.writable_bytes_in_pieces(1).unwrap();
+    assert_eq!(grant, ((256 << 10) - 8) / 16);
+    // Past the window, the reader caught up: a pad would be due now.
+    assert_eq!(a.write(&[2; 64]).unwrap(), 64);
+    assert_eq!(b.read(&mut buf).unwrap(), 64);
+    let mut left = grant - 64;
+    while left > 0 {
+        assert_eq!(a.write(&[3]).unwrap(), 1, "{left} of the grant left");
+        left -= 1;
+    }
+    // Without a grant the writer does pad when the reader has caught up.
+    let r = Region::new(1 << 20);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    for _ in 0..57 {
+        assert_eq!(a.write(&[1; 64]).unwrap(), 64);
+        assert_eq!(b.read(&mut buf).unwrap(), 64);
+    }
+    assert_eq!(a.write(&[2; 64]).unwrap(), 64);
+    assert!(
+        a.writable_bytes().unwrap() < 8 << 10,
+        "padded: about a window of room until the reader passes the pad"
+    );
+    assert_eq!(b.read(&mut buf).unwrap(), 64);
+    assert!(a.writable_bytes().unwrap() > 200 << 10);
+}

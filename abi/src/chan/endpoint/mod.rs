@@ -98,8 +98,8 @@ pub struct Endpoint<M: SharedMemory> {
     /// TX: the consumer was found lagging in this lap of the ring, so no
     /// early pad to the ring's end until it wraps (see `records.rs`).
     tx_lagging: bool,
-    /// TX ring bytes a caller was told it may fill (`writable_bytes*`, a
-    /// write wake-up found ready), less what it wrote since: no early pad
+    /// TX ring bytes a caller was told it may fill over several writes
+    /// (`writable_bytes_in_pieces`), less what it wrote since: no early pad
     /// may take them (see `records.rs`).
     tx_promised: u32,
     /// Last validated peer producer index (RX); it must not go backwards.

@@ -303,12 +303,14 @@ impl<M: SharedMemory> Endpoint<M> {
 
     /// Bytes that the next `write` accepts at least (0 when not
     /// connected): the free space minus a record header and the next
-    /// record's header.
-    ///
-    /// A promise: until that many bytes are written, the writer does not
-    /// pad to the ring's end early (see `records.rs`).
+    /// record's header. (An early pad to the ring's end happens only when
+    /// the write still fits after it.)
     pub fn writable_bytes(&mut self) -> Result<usize, ChannelError> {
-        self.writable_bytes_in_pieces(usize::MAX)
+        let r = self.sync().and_then(|()| match self.conn {
+            Conn::Connected { .. } => self.tx_free().map(|n| Self::max_payload(n) as usize),
+            _ => Ok(0),
+        });
+        self.latch(r)
     }
 
     /// Bytes that writes of at most `piece` bytes each (1 ..= the largest
@@ -316,17 +318,19 @@ impl<M: SharedMemory> Endpoint<M> {
     /// is a record with its own header, so small pieces take more of the
     /// ring than their payload. ivc-vmm's pio device grants the guest this
     /// for pieces of 1 byte, as its string writes arrive one element per
-    /// VM exit. Promised as [`writable_bytes`](Self::writable_bytes) is.
+    /// VM exit. A promise over several writes: until that many bytes are
+    /// written, the writer does not pad to the ring's end early (see
+    /// `records.rs`).
     pub fn writable_bytes_in_pieces(&mut self, piece: usize) -> Result<usize, ChannelError> {
         let r = self.sync().and_then(|()| match self.conn {
             Conn::Connected { .. } => {
                 let free = self.tx_free()?;
-                self.tx_promised = free;
                 let max = Self::max_payload(self.tx.size);
                 let piece = min_u32(clamp_len(piece), max);
                 if piece == 0 || piece == max {
                     return Ok(Self::max_payload(free) as usize);
                 }
+                self.tx_promised = free;
                 // k records of `piece` bytes and the next header.
                 let k = free
                     .saturating_sub(REC_HEADER)

@@ -115,9 +115,7 @@ impl<M: SharedMemory> Endpoint<M> {
         self.mem
             .store_u32_relaxed(self.tx_ctrl.wrapping_add(RING_SPACE_WANTED), 1)?;
         self.mem.fence_seqcst();
-        let free = self.tx_free()?;
-        if free >= need {
-            self.tx_promised = free;
+        if self.tx_free()? >= need {
             Ok(Readiness::Ready)
         } else {
             Ok(Readiness::MaySleep)
