@@ -16,12 +16,21 @@
 //! other, and so are writers, so one `write` is never interleaved with
 //! another.
 //!
+//! Exclusive (mapped) mode: a file opened with `O_EXCL` on a shared-memory
+//! device takes the whole channel for one process, which maps the ring
+//! (`mmap`) and runs its own endpoint in user space. The kernel's endpoint
+//! does not attach while it is open: other opens fail with `EBUSY`, and
+//! `read`/`write` on the exclusive file fail with `EBUSY` too. The kernel
+//! never touches the ring in this mode; it only lends the doorbell
+//! (`IVC_IOC_DOORBELL`) and wakes `poll` callers when a doorbell (or, when
+//! polled, a poller tick) may have changed the ring.
+//!
 //! Waiting: every wake-up source (the doorbell interrupt, the poller, a close)
 //! bumps `events` under its lock and wakes `wait`. A waiter snapshots
 //! `events` before it tries the operation and sleeps only if it is unchanged,
 //! holding the lock, so no wake-up between the try and the sleep is lost.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use kernel::{
     fs::File,
@@ -36,7 +45,7 @@ use kernel::{
     workqueue::{new_delayed_work, DelayedWork},
 };
 
-use crate::ffi::{FileOps, UserBuf};
+use crate::ffi::{FileOps, InodeMappings, MmapArea, UserBuf};
 use crate::stats::Stats;
 use crate::transport::{Direction, ReadOutcome, RxStaging, Staging, Status, Transport};
 
@@ -50,6 +59,24 @@ pub(crate) struct WaitParams {
     pub(crate) irq_spin_us: u32,
     /// Polled transports: the longest sleep between two looks.
     pub(crate) poll_max_ms: u32,
+}
+
+/// `IVC_IOC_INFO`: `_IOR('v', 1, struct ivc_info)`, 16 bytes: the shared
+/// memory's size (u64), flags (u32, [`INFO_DOORBELL`]) and our ivshmem peer
+/// id (u32), all little-endian.
+pub(crate) const IVC_IOC_INFO: u32 = (2 << 30) | (16 << 16) | ((b'v' as u32) << 8) | 1;
+/// `IVC_IOC_DOORBELL`: `_IO('v', 2)`, the argument is the ivshmem peer id
+/// whose doorbell to ring (exclusive files on `shm-irq` only).
+pub(crate) const IVC_IOC_DOORBELL: u32 = ((b'v' as u32) << 8) | 2;
+/// `ivc_info.flags`: the device rings doorbells (`shm-irq`).
+pub(crate) const INFO_DOORBELL: u32 = 1;
+
+/// Who has the device open.
+struct Openers {
+    /// Files opened without `O_EXCL` (the kernel's endpoint serves them).
+    count: u32,
+    /// The exclusive file, while open (it owns the channel).
+    exclusive: Option<InodeMappings>,
 }
 
 /// One channel device's file-level state.
@@ -73,9 +100,14 @@ pub(crate) struct Pipe {
     #[pin]
     tx: Mutex<Staging>,
     #[pin]
-    openers: Mutex<u32>,
-    /// Mirror of `openers` for the poller, which must not sleep on the mutex.
+    openers: Mutex<Openers>,
+    /// Open files of either kind, mirrored for the poller, which must not
+    /// sleep on the mutex.
     pub(crate) open_count: AtomicU32,
+    /// An exclusive file is open (mirror of `openers.exclusive`).
+    pub(crate) exclusive: AtomicBool,
+    /// The event count the last `poll` of the exclusive file reported.
+    excl_seen: AtomicU64,
     /// Readers, writers and poll callers currently waiting.
     pub(crate) waiters: AtomicU32,
     pub(crate) removed: AtomicBool,
@@ -102,8 +134,16 @@ impl Pipe {
             rx <- new_mutex!(rx, "ivc_rx"),
             rx_held: AtomicUsize::new(0),
             tx <- new_mutex!(tx, "ivc_tx"),
-            openers <- new_mutex!(0, "ivc_openers"),
+            openers <- new_mutex!(
+                Openers {
+                    count: 0,
+                    exclusive: None,
+                },
+                "ivc_openers"
+            ),
             open_count: AtomicU32::new(0),
+            exclusive: AtomicBool::new(false),
+            excl_seen: AtomicU64::new(0),
             waiters: AtomicU32::new(0),
             removed: AtomicBool::new(false),
             poll_work <- new_delayed_work!("ivc_poller"),
@@ -129,7 +169,39 @@ impl Pipe {
     pub(crate) fn shutdown(&self) {
         self.removed.store(true, Ordering::Release);
         self.transport.shutdown();
+        // A process that mapped the ring loses the mapping (its accesses
+        // fault from now on): the memory is the device's, which is going.
+        // After `transport.shutdown`, so no `mmap` can come in between.
+        if let Some(m) = self.openers.lock().exclusive.as_ref() {
+            m.zap();
+        }
         self.wake();
+    }
+
+    fn is_shm(&self) -> bool {
+        matches!(self.transport, Transport::Shm(_))
+    }
+
+    /// `poll` on the exclusive file: the kernel does not know the ring's
+    /// state (the process runs the endpoint), so it reports an edge: readable
+    /// and writable once for every batch of wake-ups (doorbells, poller
+    /// ticks when polled) since the previous report. The process arms its
+    /// wake-up flags, checks the ring, then polls; a doorbell that came in
+    /// between is reported at once, a stale one costs one more look.
+    fn poll_exclusive(&self, file: &File, table: &PollTable<'_>) -> u32 {
+        table.register_wait(file, &self.wait);
+        if self.removed.load(Ordering::Acquire) {
+            return kernel::bindings::POLLERR | kernel::bindings::POLLHUP;
+        }
+        let now = self.snapshot();
+        if self.excl_seen.swap(now, Ordering::AcqRel) != now {
+            kernel::bindings::POLLIN
+                | kernel::bindings::POLLRDNORM
+                | kernel::bindings::POLLOUT
+                | kernel::bindings::POLLWRNORM
+        } else {
+            0
+        }
     }
 
     /// The transport's readiness, readable too while bytes a failed copy
@@ -248,33 +320,68 @@ impl Pipe {
 }
 
 impl FileOps for Pipe {
-    fn open(this: &Arc<Self>) -> Result {
-        let mut n = this.openers.lock();
+    fn open(this: &Arc<Self>, exclusive: Option<InodeMappings>) -> Result {
+        let mut o = this.openers.lock();
         if this.removed.load(Ordering::Acquire) {
             return Err(ENODEV);
         }
-        if *n == 0 {
-            this.transport.open()?;
+        match exclusive {
+            Some(m) => {
+                // Only shared memory can be mapped; port I/O has none the
+                // guest can see.
+                if !this.is_shm() {
+                    return Err(ENODEV);
+                }
+                if o.count > 0 || o.exclusive.is_some() {
+                    return Err(EBUSY);
+                }
+                o.exclusive = Some(m);
+                this.excl_seen.store(this.snapshot(), Ordering::Release);
+                this.exclusive.store(true, Ordering::Release);
+            }
+            None => {
+                if o.exclusive.is_some() {
+                    return Err(EBUSY);
+                }
+                if o.count == 0 {
+                    this.transport.open()?;
+                }
+                o.count += 1;
+            }
         }
-        *n += 1;
-        this.open_count.store(*n, Ordering::Release);
-        drop(n);
+        this.open_count.store(
+            o.count + u32::from(o.exclusive.is_some()),
+            Ordering::Release,
+        );
+        drop(o);
         this.start_poller();
         Ok(())
     }
 
-    fn release(&self) {
-        let mut n = self.openers.lock();
-        *n = n.saturating_sub(1);
-        self.open_count.store(*n, Ordering::Release);
-        if *n == 0 {
-            self.transport.release();
+    fn release(&self, excl: bool) {
+        let mut o = self.openers.lock();
+        if excl {
+            o.exclusive = None;
+            self.exclusive.store(false, Ordering::Release);
+        } else {
+            o.count = o.count.saturating_sub(1);
+            if o.count == 0 {
+                self.transport.release();
+            }
         }
-        drop(n);
+        self.open_count.store(
+            o.count + u32::from(o.exclusive.is_some()),
+            Ordering::Release,
+        );
+        drop(o);
         self.wake();
     }
 
-    fn read(&self, out: &UserBuf, nonblock: bool) -> Result<usize> {
+    fn read(&self, excl: bool, out: &UserBuf, nonblock: bool) -> Result<usize> {
+        if excl {
+            // The process that mapped the ring reads it itself.
+            return Err(EBUSY);
+        }
         if out.is_empty() {
             return Ok(0);
         }
@@ -305,7 +412,10 @@ impl FileOps for Pipe {
         }
     }
 
-    fn write(&self, input: &UserBuf, nonblock: bool) -> Result<usize> {
+    fn write(&self, excl: bool, input: &UserBuf, nonblock: bool) -> Result<usize> {
+        if excl {
+            return Err(EBUSY);
+        }
         let total = input.len();
         if total == 0 {
             return Ok(0);
@@ -344,7 +454,10 @@ impl FileOps for Pipe {
         Ok(done)
     }
 
-    fn poll(&self, file: &File, table: &PollTable<'_>) -> u32 {
+    fn poll(&self, excl: bool, file: &File, table: &PollTable<'_>) -> u32 {
+        if excl {
+            return self.poll_exclusive(file, table);
+        }
         table.register_wait(file, &self.wait);
         self.transport.resume();
         let mut s = self.status();
@@ -376,5 +489,55 @@ impl FileOps for Pipe {
             mask |= kernel::bindings::POLLERR;
         }
         mask
+    }
+
+    fn mmap(&self, excl: bool, area: &MmapArea<'_>) -> Result {
+        let Transport::Shm(t) = &self.transport else {
+            return Err(ENODEV);
+        };
+        // Only the exclusive file may map the ring: the kernel's endpoint
+        // is not attached then, so nobody else in this guest uses it.
+        if !excl {
+            return Err(EINVAL);
+        }
+        t.mmap(area)
+    }
+
+    fn ioctl(&self, excl: bool, cmd: u32, arg: usize) -> Result<isize> {
+        let Transport::Shm(t) = &self.transport else {
+            return Err(ENODEV);
+        };
+        match cmd {
+            IVC_IOC_INFO => {
+                let mut info = [0u8; 16];
+                let len = u64::try_from(t.mem_len()).map_err(|_| EINVAL)?;
+                let flags = if t.uses_interrupts() {
+                    INFO_DOORBELL
+                } else {
+                    0
+                };
+                info[..8].copy_from_slice(&len.to_le_bytes());
+                info[8..12].copy_from_slice(&flags.to_le_bytes());
+                info[12..].copy_from_slice(&u32::from(t.my_id()).to_le_bytes());
+                let user = kernel::uaccess::UserSlice::new(
+                    kernel::uaccess::UserPtr::from_addr(arg),
+                    info.len(),
+                );
+                user.writer().write_slice(&info)?;
+                Ok(0)
+            }
+            IVC_IOC_DOORBELL => {
+                if !excl {
+                    return Err(EINVAL);
+                }
+                if self.removed.load(Ordering::Acquire) {
+                    return Err(ENODEV);
+                }
+                let peer = u16::try_from(arg).map_err(|_| EINVAL)?;
+                t.ring_for_user(peer)?;
+                Ok(0)
+            }
+            _ => Err(ENOTTY),
+        }
     }
 }

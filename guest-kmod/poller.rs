@@ -140,6 +140,19 @@ impl Pipe {
             }
         }
         Stats::inc(&self.stats.poll_ticks);
+        if self.exclusive.load(Ordering::Acquire) {
+            // A process runs the ring: the kernel's endpoint is not
+            // attached. Without doorbells each pass wakes its `poll` (it
+            // looks at the ring itself); with them the doorbells do.
+            let delay = if self.transport.uses_interrupts() {
+                IRQ_TICK_MS
+            } else {
+                self.wake();
+                self.params.poll_max_ms.max(1)
+            };
+            let _ = workqueue::system_highpri().enqueue_delayed(self, msecs_to_jiffies(delay));
+            return;
+        }
         self.transport.tick();
         let now = bits(self.status());
         let before = self.poller.last.swap(now, Ordering::AcqRel);

@@ -26,7 +26,7 @@ use kernel::{
     time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
-use crate::ffi::{IoRegion, SharedMapping, UserBuf};
+use crate::ffi::{IoRegion, MmapArea, SharedMapping, UserBuf};
 use crate::ivc_abi::{
     ivshmem::{self, Doorbell},
     layout::{self, peer_entry, NUM_SLOTS, PEER_HEARTBEAT},
@@ -478,6 +478,35 @@ impl ShmTransport {
         };
         self.kick_if_needed(ep);
         !matches!(r, Ok(Readiness::MaySleep))
+    }
+
+    /// `mmap(2)` of the shared memory for an exclusive file (see
+    /// `Pipe::mmap`); `ENODEV` once the device is gone. Under the state
+    /// lock, so a removal either finds the mapping made (and zaps it) or
+    /// makes this fail.
+    pub(crate) fn mmap(&self, area: &MmapArea<'_>) -> Result {
+        let st = self.state.lock();
+        match st.mem.as_ref() {
+            Some(mem) => mem.0.map_to_user(area),
+            None => Err(ENODEV),
+        }
+    }
+
+    /// Rings ivshmem peer `peer`'s doorbell for a process that runs the
+    /// ring itself (the `IVC_IOC_DOORBELL` ioctl). `EOPNOTSUPP` in polled
+    /// mode, `ENODEV` once the device is gone. The id is as untrusted as
+    /// the one the kernel reads from shared memory and goes to the same
+    /// register, which the VMM validates.
+    pub(crate) fn ring_for_user(&self, peer: u16) -> Result {
+        if !self.irq {
+            return Err(EOPNOTSUPP);
+        }
+        let value = Doorbell { peer, vector: 0 }.value();
+        self.regs
+            .try_access_with(|r| r.write32(usize::from(ivshmem::REG_DOORBELL), value))
+            .unwrap_or(Err(ENODEV))?;
+        Stats::inc(&self.stats.doorbells_sent);
+        Ok(())
     }
 
     /// Whether waiters are woken by doorbell interrupts.

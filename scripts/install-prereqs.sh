@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the build and the tests need, idempotently:
-# Debian packages (LLVM 19 toolchain, kernel build deps, busybox, QEMU),
+# Debian packages (LLVM 19 toolchain, kernel build deps, busybox, QEMU and
+# what building our patched QEMU needs),
 # rustup components/targets and bindgen-cli. Safe to run repeatedly.
 source "$(dirname "$0")/lib.sh"
 
@@ -8,6 +9,8 @@ APT_PACKAGES=(
     clang-19 libclang-19-dev lld-19 llvm-19
     bc flex bison make libelf-dev libssl-dev cpio xz-utils
     busybox-static qemu-system-x86 python3 binutils
+    # scripts/build-qemu.sh: the nested host's QEMU with our interrupt fix
+    curl python3-venv ninja-build pkg-config libglib2.0-dev libpixman-1-dev
 )
 BINDGEN_VERSION=0.72.1
 

@@ -11,7 +11,7 @@ IVC_CACHE="${IVC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ivc}"
 IVC_OUT="${IVC_OUT:-$IVC_ROOT/target/guest}"
 # The guest tools (the binaries of userspace/tools) that go into the guest
 # initramfs as /bin/<name>.
-GUEST_TOOLS=(ivc-xfer ivc-polltest ivc-bench)
+GUEST_TOOLS=(ivc-xfer ivc-polltest ivc-bench ivc-maptest)
 KERNEL_VERSION="${KERNEL_VERSION:-7.3}"
 LLVM_SUFFIX="${LLVM_SUFFIX:--19}"
 
@@ -71,6 +71,24 @@ run_with_progress() {
         die "$what failed (exit $rc); full log: $logfile"
     fi
     log "$what done in $((SECONDS - start))s"
+}
+
+# Points IVC_L1_QEMU, the QEMU the nested host's L1 runs under, at QEMU with
+# our fix for a lost interrupt request (scripts/build-qemu.sh; docs/testing.md,
+# "An L1 that stops taking interrupts"), built or taken from the cache, unless
+# IVC_L1_QEMU already names one. Tier 3 keeps the packaged QEMU. The packaged
+# QEMU loses the L1's timer interrupt now and then, which hangs tier-4 tests.
+use_patched_qemu() {
+    if [ -n "${IVC_L1_QEMU:-}" ]; then
+        log "the nested host's QEMU from IVC_L1_QEMU: $IVC_L1_QEMU"
+        return 0
+    fi
+    local q
+    if q="$("$IVC_ROOT/scripts/build-qemu.sh")"; then
+        export IVC_L1_QEMU="$q"
+    else
+        warn "building the patched QEMU failed (above): the nested host runs under ${IVC_QEMU:-$(command -v qemu-system-x86_64)}, whose L1 can lose its timer interrupt (docs/testing.md)"
+    fi
 }
 
 # True when Linux guests cannot run in ivc-vmm on this host's own /dev/kvm

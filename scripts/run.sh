@@ -9,6 +9,7 @@ IVC_OUT="$IVC_OUT" "$IVC_ROOT/scripts/build-guest.sh"
 # where this host's /dev/kvm cannot run them; if it cannot be built, that
 # suite says why and the others still run.
 if nested_kvm_needed; then
+    use_patched_qemu
     IVC_NESTED_DIR="$(IVC_OUT="$IVC_OUT" "$IVC_ROOT/scripts/build-nested.sh")" \
         || { warn "building the nested host failed (above): the linux-in-ivc-vmm suite will not run"; IVC_NESTED_DIR="$IVC_ROOT/target/nested"; }
     export IVC_NESTED_DIR

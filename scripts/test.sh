@@ -42,6 +42,7 @@ fi
 # failure to build it is not fatal here: tier 4 then fails naming what is
 # missing, and the other tiers still run.
 if nested_kvm_needed; then
+    use_patched_qemu
     IVC_NESTED_DIR="$(IVC_OUT="$IVC_OUT" "$IVC_ROOT/scripts/build-nested.sh")" \
         || { warn "building the nested host failed (above): tier 4 will fail"; IVC_NESTED_DIR="$IVC_ROOT/target/nested"; }
     export IVC_NESTED_DIR

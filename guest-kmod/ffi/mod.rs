@@ -33,7 +33,11 @@
 //! - `pci_dev`: enabling I/O decoding ([`enable_device`]), claiming the BARs
 //!   ([`request_regions`]) and a device id for a vendor the kernel has no
 //!   constant for ([`pci_device_id`]);
-//! - `work`: [`flush_delayed_work`], which the workqueue abstraction lacks.
+//! - `work`: [`flush_delayed_work`], which the workqueue abstraction lacks;
+//! - `vm_area`: [`MmapArea`], the area an `mmap(2)` of the device fills
+//!   with the shared-memory BAR (`vm_iomap_memory`; `VmaNew` has no way to
+//!   map memory without `struct page`s), and [`InodeMappings`], which
+//!   removes those mappings when the device goes away.
 //!
 //! Everything else in the driver is safe code built on these wrappers, which
 //! are re-exported here so the driver names them `ffi::X` whatever file holds
@@ -46,6 +50,7 @@ mod misc_device;
 mod pci_dev;
 mod shared_mapping;
 mod user_buf;
+mod vm_area;
 mod work;
 
 pub(crate) use dma::{set_dma_mask_64, DmaBuffer};
@@ -57,4 +62,5 @@ pub(crate) use pci_dev::{
 };
 pub(crate) use shared_mapping::SharedMapping;
 pub(crate) use user_buf::UserBuf;
+pub(crate) use vm_area::{InodeMappings, MmapArea};
 pub(crate) use work::flush_delayed_work;

@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{bindings, pci, prelude::*};
 
 use super::user_buf::UserBuf;
+use super::vm_area::MmapArea;
 use crate::ivc_abi::{OutOfBounds, SharedMemory};
 
 /// A write-back cacheable kernel mapping of a PCI BAR holding shared memory.
@@ -21,6 +22,8 @@ use crate::ivc_abi::{OutOfBounds, SharedMemory};
 pub(crate) struct SharedMapping {
     base: NonNull<u8>,
     len: usize,
+    /// Bus (= guest physical) address of the BAR, for user mappings.
+    phys: bindings::phys_addr_t,
 }
 
 // SAFETY: the mapping is plain memory usable from any CPU; all accesses are
@@ -44,7 +47,11 @@ impl SharedMapping {
             bindings::memremap(start, len, bindings::MEMREMAP_WB as kernel::ffi::c_ulong)
         };
         let base = NonNull::new(p.cast::<u8>()).ok_or(ENOMEM)?;
-        Ok(Self { base, len })
+        Ok(Self {
+            base,
+            len,
+            phys: start,
+        })
     }
 
     fn check(
@@ -105,6 +112,18 @@ impl SharedMapping {
             return Err(EFAULT);
         }
         Ok(())
+    }
+}
+
+impl SharedMapping {
+    /// Maps the whole region into a process (`mmap(2)` of the device): the
+    /// area must start at offset 0 and may not reach past the region.
+    pub(crate) fn map_to_user(&self, area: &MmapArea<'_>) -> Result {
+        if area.pgoff() != 0 || area.len() == 0 || area.len() > self.len {
+            return Err(EINVAL);
+        }
+        area.prepare_shared_io()?;
+        area.map_physical(self.phys, self.len)
     }
 }
 

@@ -12,7 +12,8 @@ use crate::layout::MAX_VCPUS;
 const EXIT_STATUS_HELP: &str = "Exit status: the value the guest wrote to port 0xf4; 0 when the guest resets \
 (i8042 0xfe to port 0x64, or port 0xcf9), powers off or triple-faults; 128+N after signal N (SIGINT/SIGTERM); \
 1 when the VMM fails; 2 for bad arguments.\n\
-COM1 input comes from stdin. Set IVC_VMM_LOG=debug|info|warn|error for VMM diagnostics on stderr.";
+COM1 input comes from stdin. Set IVC_VMM_LOG=debug|info|warn|error for VMM diagnostics on stderr.\n\
+SIGUSR1 logs each vCPU's state (run state, IF, local APIC IRR/ISR/PPR and timer, TSC deadline) and the guest goes on.";
 
 #[derive(Debug, Parser)]
 #[command(

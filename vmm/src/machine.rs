@@ -25,7 +25,7 @@ use crate::layout;
 use crate::memory;
 use crate::pci::{BarAllocator, HostBridge, PciBus, PciConfigIo, SharedPciDevice};
 use crate::signals::{self, TerminationSignals};
-use crate::vcpu::{BootEntry, Vcpu};
+use crate::vcpu::{BootEntry, ReportRequests, Vcpu};
 use crate::vm::{self, Vm, VmError, VmResources};
 
 pub struct MachineConfig {
@@ -75,7 +75,8 @@ impl Machine {
     pub fn new(config: MachineConfig) -> Result<Machine, MachineError> {
         // Block SIGINT/SIGTERM first: every thread started from here on
         // (ours or a library's) inherits the mask.
-        let signals = TerminationSignals::new().map_err(|e| MachineError::Io("signalfd", e))?;
+        let signals = TerminationSignals::including(&[signals::REPORT_SIGNAL])
+            .map_err(|e| MachineError::Io("signalfd", e))?;
         signals::install_kick_handler()
             .map_err(|e| MachineError::Io("installing vCPU kick handler", e))?;
 
@@ -188,9 +189,11 @@ impl Machine {
             .map_err(|e| MachineError::Device(e.to_string()))
     }
 
-    /// Runs the guest until it stops or the process gets SIGINT/SIGTERM.
+    /// Runs the guest until it stops or the process gets SIGINT/SIGTERM;
+    /// SIGUSR1 logs every vCPU's state and the guest goes on.
     pub fn run(self) -> Result<ExitReason, MachineError> {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        let reports = Arc::new(ReportRequests::default());
         for id in 0..self.config_cpus {
             let fd = self
                 .vm
@@ -211,6 +214,7 @@ impl Machine {
                 self.io_bus.clone(),
                 self.mmio_bus.clone(),
                 self.exit.clone(),
+                reports.clone(),
             );
             let boot = (id == 0).then_some(self.boot);
             if let Err(e) = vcpu.configure(&self.vm.kvm, self.config_cpus, boot) {
@@ -235,9 +239,18 @@ impl Machine {
             match signals::wait_readable(&fds, -1) {
                 Ok(ready) => {
                     if ready.contains(&1) {
-                        if let Some(sig) = self.signals.read() {
-                            info!("received signal {sig}, stopping the VM");
-                            self.exit.request(ExitReason::Signal(sig));
+                        match self.signals.read() {
+                            Some(signals::REPORT_SIGNAL) => {
+                                reports.ask();
+                                for t in threads.iter().filter(|t| !t.is_finished()) {
+                                    let _ = t.kill(signals::kick_signal());
+                                }
+                            }
+                            Some(sig) => {
+                                info!("received signal {sig}, stopping the VM");
+                                self.exit.request(ExitReason::Signal(sig));
+                            }
+                            None => {}
                         }
                     }
                     if ready.contains(&0) {

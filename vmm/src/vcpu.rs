@@ -1,6 +1,7 @@
 //! A vCPU: initial state and the KVM_RUN loop that turns exits into bus
 //! accesses.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use kvm_bindings::{
@@ -9,7 +10,7 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd};
 use log::{debug, error, warn};
 
-use crate::cpu::{cpuid, lapic, msrs, regs};
+use crate::cpu::{cpuid, lapic, msrs, regs, state_report};
 use crate::exit::{ExitReason, VmExit};
 use crate::io_bus::Bus;
 use crate::vm::VmError;
@@ -22,6 +23,26 @@ pub struct Vcpu {
     io_bus: Arc<Bus>,
     mmio_bus: Arc<Bus>,
     exit: Arc<VmExit>,
+    reports: Arc<ReportRequests>,
+    /// Requests this vCPU has answered.
+    reported: u64,
+}
+
+/// Requests for a state report (SIGUSR1): the main thread counts one and
+/// kicks the vCPU threads out of KVM_RUN; each thread logs its state once
+/// for every count it has not answered yet. A kick that lands just before
+/// KVM_RUN is lost, so the request waits for the vCPU's next exit.
+#[derive(Default)]
+pub struct ReportRequests(AtomicU64);
+
+impl ReportRequests {
+    pub fn ask(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 fn setup_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmError {
@@ -35,13 +56,17 @@ impl Vcpu {
         io_bus: Arc<Bus>,
         mmio_bus: Arc<Bus>,
         exit: Arc<VmExit>,
+        reports: Arc<ReportRequests>,
     ) -> Self {
+        let reported = reports.count();
         Vcpu {
             id,
             fd,
             io_bus,
             mmio_bus,
             exit,
+            reports,
+            reported,
         }
     }
 
@@ -103,6 +128,11 @@ impl Vcpu {
             panic!("vcpu{}: IVC_VMM_INJECT_PANIC asked for this panic", self.id);
         }
         while !self.exit.requested() {
+            let asked = self.reports.count();
+            if asked != self.reported {
+                self.reported = asked;
+                warn!("{}", state_report::report(self.id, &self.fd));
+            }
             let outcome = match self.fd.run() {
                 Ok(exit) => handle_exit(self.id, &self.io_bus, &self.mmio_bus, exit),
                 // EINTR: a kick from the main thread; EAGAIN: retry.

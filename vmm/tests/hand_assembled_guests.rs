@@ -153,6 +153,18 @@ fn triple_fault_is_a_reset() {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
 }
 
+/// Starts READY_THEN_SPIN (at `elf`) with two vCPUs and waits for its "R":
+/// the VMM is past its signal setup and the boot vCPU is running.
+fn spawn_spinning(elf: &str) -> std::process::Child {
+    let mut child = spawn(&["run", "--kernel", elf, "--mem", "16M", "--cpus", "2"]);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 2];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"R\n");
+    child.stdout = Some(stdout);
+    child
+}
+
 #[test]
 fn sigterm_and_sigint_stop_a_spinning_guest() {
     if skip_without_kvm("sigterm_and_sigint_stop_a_spinning_guest") {
@@ -161,14 +173,8 @@ fn sigterm_and_sigint_stop_a_spinning_guest() {
     let elf = guest_elf("spin", READY_THEN_SPIN);
     let elf_s = elf.to_string_lossy().into_owned();
     for (sig, expected) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
-        let mut child = spawn(&["run", "--kernel", &elf_s, "--mem", "16M", "--cpus", "2"]);
-        // The guest's "R" proves the VMM is past its signal setup and the
-        // boot vCPU is running; then let it spin inside KVM_RUN a little.
-        let mut stdout = child.stdout.take().unwrap();
-        let mut first = [0u8; 2];
-        stdout.read_exact(&mut first).unwrap();
-        assert_eq!(&first, b"R\n");
-        child.stdout = Some(stdout);
+        let child = spawn_spinning(&elf_s);
+        // Let it spin inside KVM_RUN a little.
         std::thread::sleep(Duration::from_millis(100));
         // SAFETY: kill(2) on the pid of a child we own.
         assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
@@ -180,6 +186,42 @@ fn sigterm_and_sigint_stop_a_spinning_guest() {
         );
         assert_eq!(out.status.code(), Some(expected), "stderr: {}", out.stderr);
     }
+    let _ = std::fs::remove_file(elf);
+}
+
+#[test]
+fn sigusr1_reports_every_vcpu_and_the_guest_goes_on() {
+    if skip_without_kvm("sigusr1_reports_every_vcpu_and_the_guest_goes_on") {
+        return;
+    }
+    let elf = guest_elf("spin-report", READY_THEN_SPIN);
+    let elf_s = elf.to_string_lossy().into_owned();
+    let mut child = spawn_spinning(&elf_s);
+    // SAFETY: kill(2) on the pid of a child we own.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the VM goes on after a state report"
+    );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = wait(child, T);
+    assert_eq!(out.status.code(), Some(143), "stderr: {}", out.stderr);
+    // The boot CPU spins with interrupts off; the second waits for its
+    // start-up IPI.
+    assert!(
+        out.stderr.contains("vcpu0 state: mp=runnable")
+            && out.stderr.contains("(IF=0)")
+            && out.stderr.contains("lapic: tpr="),
+        "stderr: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("vcpu1 state: mp=uninitialized"),
+        "stderr: {}",
+        out.stderr
+    );
     let _ = std::fs::remove_file(elf);
 }
 

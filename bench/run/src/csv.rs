@@ -3,6 +3,8 @@
 
 use serde::{Serialize, Serializer};
 
+use ivc_floors::Latency;
+
 use crate::record::{Data, Record, SuiteReport};
 
 /// The header row.
@@ -73,32 +75,28 @@ impl<'a> Row<'a> {
     }
 }
 
+/// The row of one latency figure.
+fn latency_row<'a>(rep: &'a SuiteReport, r: &'a Record, l: &Latency, verified: bool) -> Row<'a> {
+    Row {
+        size_or_packet: Some(l.size),
+        iters: Some(l.iters),
+        min_ns: Some(Number::Float(l.min_ns)),
+        median_ns: Some(Number::Float(l.median_ns)),
+        p99_ns: Some(Number::Float(l.p99_ns)),
+        max_ns: Some(Number::Float(l.max_ns)),
+        mean_ns: Some(Number::Float(l.mean_ns)),
+        verified: Some(verified),
+        ..Row::new(rep, r, &r.what, "latency")
+    }
+}
+
 /// The rows of one record: one, or for the guest's layer costs one per
 /// figure, each in the column it belongs to.
 fn rows<'a>(rep: &'a SuiteReport, r: &'a Record) -> Vec<Row<'a>> {
     match &r.data {
-        Data::Latency { stats: l, verified } => vec![Row {
-            size_or_packet: Some(l.size),
-            iters: Some(l.iters),
-            min_ns: Some(Number::Float(l.min_ns)),
-            median_ns: Some(Number::Float(l.median_ns)),
-            p99_ns: Some(Number::Float(l.p99_ns)),
-            max_ns: Some(Number::Float(l.max_ns)),
-            mean_ns: Some(Number::Float(l.mean_ns)),
-            verified: Some(*verified),
-            ..Row::new(rep, r, &r.what, "latency")
-        }],
-        Data::Interleaved { stats: l, .. } => vec![Row {
-            size_or_packet: Some(l.size),
-            iters: Some(l.iters),
-            min_ns: Some(Number::Float(l.min_ns)),
-            median_ns: Some(Number::Float(l.median_ns)),
-            p99_ns: Some(Number::Float(l.p99_ns)),
-            max_ns: Some(Number::Float(l.max_ns)),
-            mean_ns: Some(Number::Float(l.mean_ns)),
-            verified: Some(true),
-            ..Row::new(rep, r, &r.what, "latency")
-        }],
+        Data::Latency { stats: l, verified } => vec![latency_row(rep, r, l, *verified)],
+        // An interleaved block's round trips are checked echoes.
+        Data::Interleaved { stats: l, .. } => vec![latency_row(rep, r, l, true)],
         Data::Throughput {
             stats: t,
             requested,

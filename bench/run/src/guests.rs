@@ -5,6 +5,12 @@
 //! measures the doorbell channel's latency once more with the driver
 //! spinning before it arms a doorbell (`irq_spin_us`).
 //!
+//! `shm-poll` and `shm-irq` then measure the mapped path too (`ivc-bench
+//! --path mmap` on both guests, same wait mode, same guests, right after
+//! the read/write figures): its records are the channels `shm-poll/mmap`
+//! and `shm-irq/mmap`, which the summary shows beside the read/write ones
+//! (`shm-irq+spin` its latency too, spinning as long as the driver does).
+//!
 //! Everything inside TCG is emulated instruction by instruction, so these
 //! figures say how the channel behaves (which sizes cost what, where the
 //! knee is), not how fast it is on hardware virtualization.
@@ -36,6 +42,11 @@ pub enum ShmVariant {
     /// arms a doorbell and sleeps; latency only.
     IrqSpin,
 }
+
+/// The interleaved blocks of 64 B round trips (read/write, mapped, and
+/// again), as the shell loop counts them; their records are "interleaved
+/// block N: ..." (`record::GuestLine::into_record`).
+pub const BLOCKS: &str = "1 2 3";
 
 /// `irq_spin_us` of the `shm-irq+spin` suite: a little above a polled round
 /// trip under TCG (5-10 us for small messages), so a quick answer is caught
@@ -109,6 +120,35 @@ pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (Strin
             list(&plan.packets)
         );
     }
+    // The mapped path, the same way; for `shm-irq+spin` spinning as long
+    // before it sleeps as the driver does (latency only).
+    let spin = if variant == ShmVariant::IrqSpin {
+        format!(" --spin-us {IRQ_SPIN_US}")
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        a,
+        "ivc-bench latency /dev/ivc0 --path mmap --wait {wait}{spin} --label {label}{tsc} --seconds {s} --sizes {} || exit 14",
+        list(&plan.sizes)
+    );
+    if transfers {
+        let _ = writeln!(
+            a,
+            "ivc-bench send /dev/ivc0 --path mmap --wait {wait} --label {label}{tsc} --seconds {s} --totals {} --packets {} || exit 15",
+            list(&plan.totals),
+            list(&plan.packets)
+        );
+    }
+    // The 64 B round trip once more, the two paths in alternating blocks, so
+    // each ratio compares figures taken side by side (placement noise on
+    // this kind of host moves a figure within seconds); the summary reports
+    // the ratio per block pair.
+    let _ = writeln!(
+        a,
+        "for i in {BLOCKS}; do ivc-bench latency /dev/ivc0 --wait {wait} --label {label}#$i{tsc} --seconds {s} --sizes 64 || exit 16; \
+         ivc-bench latency /dev/ivc0 --path mmap --wait {wait}{spin} --label {label}#$i{tsc} --seconds {s} --sizes 64 || exit 16; done"
+    );
     a.push_str(COUNTERS);
     let mut b = insmod;
     let _ = writeln!(b, "ivc-bench echo /dev/ivc0 --wait {wait}{tsc} || exit 11");
@@ -118,6 +158,21 @@ pub fn scripts(variant: ShmVariant, plan: &Plan, tsc_mhz: Option<f64>) -> (Strin
     if transfers {
         let _ = writeln!(b, "ivc-bench recv /dev/ivc0 --wait {wait}{tsc} || exit 12");
     }
+    let _ = writeln!(
+        b,
+        "ivc-bench echo /dev/ivc0 --path mmap --wait {wait}{spin}{tsc} || exit 14"
+    );
+    if transfers {
+        let _ = writeln!(
+            b,
+            "ivc-bench recv /dev/ivc0 --path mmap --wait {wait}{tsc} || exit 15"
+        );
+    }
+    let _ = writeln!(
+        b,
+        "for i in {BLOCKS}; do ivc-bench echo /dev/ivc0 --wait {wait}{tsc} || exit 16; \
+         ivc-bench echo /dev/ivc0 --path mmap --wait {wait}{spin}{tsc} || exit 16; done"
+    );
     b.push_str(COUNTERS);
     (a, b)
 }
@@ -257,17 +312,29 @@ mod tests {
         // Polled: measured spinning, then blocking, in the same order on
         // both sides (each latency run pairs with one echo run).
         assert!(a.contains("latency /dev/ivc0 --wait block"));
-        assert_eq!(a.matches("ivc-bench latency").count(), 2);
-        assert_eq!(b.matches("ivc-bench echo").count(), 2);
+        // (spin, block, mapped; then the two interleaved in a loop)
+        assert_eq!(a.matches("ivc-bench latency").count(), 5);
+        assert_eq!(b.matches("ivc-bench echo").count(), 5);
         assert!(b.find("--wait spin").unwrap_or(usize::MAX) < b.find("--wait block").unwrap_or(0));
+        // Then the mapped path, spinning too, on both sides, last.
+        assert!(a.contains("latency /dev/ivc0 --path mmap --wait spin"));
+        assert!(a.contains("send /dev/ivc0 --path mmap --wait spin"));
+        assert!(
+            b.find("--wait block").unwrap_or(usize::MAX)
+                < b.find("echo /dev/ivc0 --path mmap --wait spin")
+                    .unwrap_or(0)
+        );
+        assert!(b.contains("recv /dev/ivc0 --path mmap --wait spin"));
         assert!(b.contains("ivc-bench recv"));
         assert!(a.contains("--tsc-mhz 2600.000"));
         let (a, b) = scripts(ShmVariant::Irq, &plan, None);
         assert!(!a.contains("--tsc-mhz"));
         assert!(a.contains("mode=2") && a.contains("--wait block") && !a.contains("--calib"));
         assert!(b.contains("--wait block"));
-        assert_eq!(a.matches("ivc-bench latency").count(), 1);
+        assert_eq!(a.matches("ivc-bench latency").count(), 4);
         assert!(a.contains("ivc-bench send") && b.contains("ivc-bench recv"));
+        assert!(a.contains("latency /dev/ivc0 --path mmap --wait block"));
+        assert!(b.contains("echo /dev/ivc0 --path mmap --wait block"));
         // The spinning variant: the parameter, latency only.
         let (sa, sb) = scripts(ShmVariant::IrqSpin, &plan, None);
         assert!(sa.starts_with(&format!(
@@ -275,7 +342,17 @@ mod tests {
         )));
         assert!(sa.contains("--label shm-irq+spin") && sa.contains("--wait block"));
         assert!(!sa.contains("ivc-bench send") && !sb.contains("ivc-bench recv"));
-        assert_eq!(sb.matches("ivc-bench echo").count(), 1);
+        // Interleaved 64 B blocks, both paths, paired on both sides.
+        for s in [&a, &sa] {
+            assert!(s.contains("for i in 1 2 3; do ivc-bench latency /dev/ivc0 --wait"));
+            assert!(s.contains("--label shm-irq"));
+        }
+        assert!(sb.contains("for i in 1 2 3; do ivc-bench echo /dev/ivc0 --wait block"));
+        // Its mapped path spins as long as the driver before sleeping.
+        let spin = format!("--path mmap --wait block --spin-us {IRQ_SPIN_US}");
+        assert!(sa.contains(&format!("latency /dev/ivc0 {spin}")));
+        assert!(sb.contains(&format!("echo /dev/ivc0 {spin}")));
+        assert_eq!(sb.matches("ivc-bench echo").count(), 4);
         // base64 makes it 4/3 longer; the kernel command line holds 2047.
         for s in [a, b, sa, sb] {
             assert!(s.len() * 4 / 3 < 1500, "{}", s.len());

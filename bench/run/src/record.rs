@@ -128,7 +128,13 @@ pub struct SuiteReport {
 pub enum GuestLine {
     /// `ivc-bench latency`.
     Latency {
+        /// `<channel>#<n>` for the interleaved blocks (see `guests.rs`).
+        #[serde(default)]
+        label: String,
         wait: String,
+        /// `syscall` or `mmap` (lines from before `--path` have none).
+        #[serde(default = "syscall_path")]
+        path: String,
         size: u64,
         iters: u64,
         min_ns: f64,
@@ -141,6 +147,8 @@ pub enum GuestLine {
     /// `ivc-bench send`.
     Throughput {
         wait: String,
+        #[serde(default = "syscall_path")]
+        path: String,
         packet: u64,
         requested: u64,
         bytes: u64,
@@ -150,11 +158,33 @@ pub enum GuestLine {
     },
     /// `ivc-bench calib` (or `latency --calib`).
     Calib {
+        #[serde(default = "syscall_path")]
+        path: String,
         clock: String,
         syscall_ns: u64,
         empty_read_ns: u64,
         memcpy_mib_s: f64,
     },
+}
+
+/// What an interleaved block's round trip is called: this, its number, a
+/// colon and the usual name (so prefix lookups of "ping-pong" never see it).
+pub const BLOCK_PREFIX: &str = "interleaved block ";
+
+fn syscall_path() -> String {
+    "syscall".into()
+}
+
+/// The channel name of a record measured on `path` of `channel`: the
+/// mapped path (`ivc-bench --path mmap`) is a channel of its own,
+/// `<channel>/mmap`, so every lookup by channel keeps the two apart and the
+/// summary shows them side by side.
+pub fn path_channel(channel: &str, path: &str) -> String {
+    if path == "mmap" {
+        format!("{channel}/mmap")
+    } else {
+        channel.to_string()
+    }
 }
 
 /// Every result line in a guest's serial output; lines that do not parse are
@@ -177,8 +207,15 @@ pub fn guest_lines(serial: &str) -> (Vec<GuestLine>, Vec<String>) {
 impl GuestLine {
     /// The record for `channel`.
     pub fn into_record(self, channel: &str) -> Record {
+        let channel = match &self {
+            GuestLine::Latency { path, .. }
+            | GuestLine::Throughput { path, .. }
+            | GuestLine::Calib { path, .. } => path_channel(channel, path),
+        };
         let (what, data) = match self {
             GuestLine::Latency {
+                label,
+                path: _,
                 wait,
                 size,
                 iters,
@@ -189,7 +226,12 @@ impl GuestLine {
                 mean_ns,
                 verified,
             } => (
-                format!("ping-pong ({wait} wait)"),
+                match label.rsplit_once('#') {
+                    Some((_, n)) if n.parse::<u32>().is_ok() => {
+                        format!("{BLOCK_PREFIX}{n}: ping-pong ({wait} wait)")
+                    }
+                    _ => format!("ping-pong ({wait} wait)"),
+                },
                 Data::Latency {
                     stats: Latency {
                         size,
@@ -205,6 +247,7 @@ impl GuestLine {
                 },
             ),
             GuestLine::Throughput {
+                path: _,
                 wait,
                 packet,
                 requested,
@@ -226,6 +269,7 @@ impl GuestLine {
                 },
             ),
             GuestLine::Calib {
+                path: _,
                 clock,
                 syscall_ns,
                 empty_read_ns,
@@ -241,7 +285,7 @@ impl GuestLine {
             ),
         };
         Record {
-            channel: channel.to_string(),
+            channel,
             environment: env::TCG.to_string(),
             what,
             data,
@@ -330,6 +374,26 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
     }
 
     #[test]
+    fn the_mapped_path_is_a_channel_of_its_own() {
+        let serial = "IVC_BENCH_JSON {\"kind\":\"latency\",\"wait\":\"spin\",\"path\":\"mmap\",\"size\":64,\"iters\":3,\"min_ns\":1,\"median_ns\":2,\"p99_ns\":3,\"max_ns\":4,\"mean_ns\":2.0,\"verified\":true}\n";
+        let (ok, bad) = guest_lines(serial);
+        assert!(bad.is_empty(), "{bad:?}");
+        let r = ok.into_iter().next().map(|l| l.into_record("shm-poll"));
+        let r = r.expect("one record");
+        assert_eq!(
+            (r.channel.as_str(), r.what.as_str()),
+            ("shm-poll/mmap", "ping-pong (spin wait)")
+        );
+        assert_eq!(path_channel("shm-irq", "syscall"), "shm-irq");
+        // An interleaved block: its number in `what`, away from "ping-pong".
+        let block = serial.replace("\"wait\"", "\"label\":\"shm-poll#2\",\"wait\"");
+        let (ok, _) = guest_lines(&block);
+        let r = ok.into_iter().next().map(|l| l.into_record("shm-poll"));
+        let r = r.expect("one record");
+        assert_eq!(r.what, "interleaved block 2: ping-pong (spin wait)");
+    }
+
+    #[test]
     fn parses_the_lines_the_guest_tool_prints() {
         use ivc_tools::result_line::{ResultLine, PREFIX};
         assert_eq!(PREFIX, GUEST_JSON_PREFIX);
@@ -337,6 +401,7 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
             ResultLine::Latency {
                 label: "shm-poll",
                 wait: "spin",
+                path: "syscall",
                 size: 64,
                 iters: 10,
                 min_ns: 1,
@@ -349,6 +414,7 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
             ResultLine::Throughput {
                 label: "",
                 wait: "block",
+                path: "mmap",
                 packet: 4096,
                 requested: 8192,
                 bytes: 4096,
@@ -359,6 +425,7 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
             },
             ResultLine::Calib {
                 label: "",
+                path: "syscall",
                 clock: "TSC 2600.0 MHz",
                 syscall_ns: 900,
                 empty_read_ns: 1500,
@@ -375,7 +442,9 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
             ok,
             vec![
                 GuestLine::Latency {
+                    label: "shm-poll".into(),
                     wait: "spin".into(),
+                    path: "syscall".into(),
                     size: 64,
                     iters: 10,
                     min_ns: 1.0,
@@ -387,6 +456,7 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
                 },
                 GuestLine::Throughput {
                     wait: "block".into(),
+                    path: "mmap".into(),
                     packet: 4096,
                     requested: 8192,
                     bytes: 4096,
@@ -395,6 +465,7 @@ IVC_BENCH_JSON {\"kind\":\"future\"}\n";
                     verified: false,
                 },
                 GuestLine::Calib {
+                    path: "syscall".into(),
                     clock: "TSC 2600.0 MHz".into(),
                     syscall_ns: 900,
                     empty_read_ns: 1500,

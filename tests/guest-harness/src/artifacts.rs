@@ -13,6 +13,10 @@ pub const INITRAMFS_FILE: &str = "initramfs.cpio.gz";
 pub const GUEST_DIR_ENV: &str = "IVC_GUEST_DIR";
 /// Overrides the QEMU binary (a path or a name looked up in `PATH`).
 pub const QEMU_ENV: &str = "IVC_QEMU";
+/// Overrides the QEMU the nested host's L1 runs under (tier 4); falls back
+/// to [`QEMU_ENV`]. `scripts/build-qemu.sh` builds the one the scripts set:
+/// QEMU with our fix for a lost interrupt request (docs/testing.md).
+pub const L1_QEMU_ENV: &str = "IVC_L1_QEMU";
 /// The QEMU binary used when [`QEMU_ENV`] is not set.
 pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
 
@@ -102,6 +106,14 @@ pub(crate) fn qemu_binary() -> PathBuf {
     std::env::var_os(QEMU_ENV)
         .filter(|q| !q.is_empty())
         .map_or_else(|| PathBuf::from(DEFAULT_QEMU), PathBuf::from)
+}
+
+/// The QEMU for the nested host's L1: `$IVC_L1_QEMU` if set, else
+/// [`qemu_binary`].
+pub(crate) fn l1_qemu_binary() -> PathBuf {
+    std::env::var_os(L1_QEMU_ENV)
+        .filter(|q| !q.is_empty())
+        .map_or_else(qemu_binary, PathBuf::from)
 }
 
 /// Checks that the QEMU binary (`$IVC_QEMU` or `qemu-system-x86_64`) runs.

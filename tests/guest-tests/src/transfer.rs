@@ -53,6 +53,12 @@ pub fn seed(i: usize, side: Side) -> u64 {
 /// `dev`, in order. Each `ivc-xfer` prints its summary line; the script stops
 /// at the first failure with that command's status.
 pub fn script(plan: &[Transfer], side: Side, dev: &str) -> String {
+    script_with(plan, side, dev, "")
+}
+
+/// [`script`] with `extra` appended to every `ivc-xfer` command of this
+/// side (e.g. `" --mmap"`: this side uses the mapped ring).
+pub fn script_with(plan: &[Transfer], side: Side, dev: &str, extra: &str) -> String {
     let mut s = String::new();
     let other = match side {
         Side::A => Side::B,
@@ -73,7 +79,9 @@ pub fn script(plan: &[Transfer], side: Side, dev: &str) -> String {
             _ if sends => format!("ivc-xfer send {dev} --bytes {b} --chunk {c} --seed {me}"),
             _ => format!("ivc-xfer recv {dev} --bytes {b} --chunk {c} --seed {them} --expect-eof"),
         };
-        s.push_str(&format!("echo IVC_XFER_START={i}\n{cmd} || exit $?\n"));
+        s.push_str(&format!(
+            "echo IVC_XFER_START={i}\n{cmd}{extra} || exit $?\n"
+        ));
     }
     s
 }

@@ -7,7 +7,8 @@
 //! mid-transfer, which the survivor sees as end of file (reading) or `EPIPE`
 //! (writing) once the peer's heartbeat has stalled. Both in each of the
 //! driver's pio modes (descriptor mode and string I/O); a rebind with a file
-//! kept open, in descriptor mode (whose staging buffers the device writes).
+//! kept open, in descriptor mode (whose staging buffers the device writes);
+//! the mapped path refused (`ENODEV`: no shared memory to map).
 
 use std::time::Duration;
 
@@ -265,4 +266,45 @@ sed 's/^/IVC_STDERR /' /tmp/ivc-cmd.err
     assert!(r.kernel_errors().is_empty(), "{}", r.report());
     r.assert_success();
     outcome.guest("sender").assert_success();
+}
+
+/// `pio` has no shared memory the guest can see: the mapped path
+/// (docs/driver.md, "Mapping the ring") is refused with `ENODEV` — the
+/// exclusive open, `mmap` on a plain file, `IVC_IOC_INFO` — and the plain
+/// file works on (`rmmod` after). One guest: no peer needed.
+#[test]
+fn pio_refuses_the_mapped_path() {
+    let Some(backend) = require_vmm_env() else {
+        return;
+    };
+    let pio = Channel::Pio;
+    let guest = GuestSpec::new(
+        "mapper",
+        format!(
+            "{}ivc-maptest pio /dev/ivc0 || exit 20\n{DMESG_IVC}{RMMOD}",
+            pio.insmod()
+        ),
+    )
+    .device(pio.device())
+    .timeout(Duration::from_secs(300));
+    let scenario = Scenario::new()
+        .server(pio.name(), 64 << 10, 1)
+        .guest(guest)
+        .expect("valid scenario");
+    let outcome = run_scenario(&backend, &scenario).expect("scenario runs");
+    outcome.assert_ran();
+    let g = outcome.guest("mapper");
+    for check in [
+        "pio_exclusive_open_is_enodev",
+        "pio_mmap_is_enodev",
+        "pio_info_is_enodev",
+    ] {
+        assert!(
+            g.serial_contains(&format!("IVC_MAPCHECK {check}=ok")),
+            "{check}:\n{}",
+            g.report()
+        );
+    }
+    assert_eq!(value(&g.serial, "IVC_RMMOD"), Some("ok"), "{}", g.report());
+    g.assert_success();
 }

@@ -17,6 +17,9 @@ pub enum ResultLine<'a> {
         label: &'a str,
         /// How the tool waited for data (`spin` or `block`).
         wait: &'a str,
+        /// How bytes moved: `syscall` (read/write) or `mmap` (the mapped
+        /// ring run from user space).
+        path: &'a str,
         /// Message size in bytes.
         size: u64,
         /// Round trips timed.
@@ -40,6 +43,8 @@ pub enum ResultLine<'a> {
         label: &'a str,
         /// How the tool waited for room (`spin` or `block`).
         wait: &'a str,
+        /// `syscall` or `mmap`, as for latency.
+        path: &'a str,
         /// Bytes per write call.
         packet: u64,
         /// Bytes asked for.
@@ -59,6 +64,9 @@ pub enum ResultLine<'a> {
     Calib {
         /// Free-form label given on the command line.
         label: &'a str,
+        /// `syscall` or `mmap`: what `empty_read_ns` measured (a
+        /// non-blocking `read(2)`, or a look at the mapped ring).
+        path: &'a str,
         /// The clock the figures were taken with.
         clock: &'a str,
         /// A null system call.
@@ -89,6 +97,7 @@ mod tests {
         let l = ResultLine::Latency {
             label: "lat\"ency\n",
             wait: "spin",
+            path: "mmap",
             size: 64,
             iters: 10,
             min_ns: 1,
@@ -101,12 +110,13 @@ mod tests {
         assert_eq!(
             l.render().as_deref(),
             Ok(
-                r#"IVC_BENCH_JSON {"kind":"latency","label":"lat\"ency\n","wait":"spin","size":64,"iters":10,"min_ns":1,"median_ns":2,"p99_ns":3,"max_ns":4,"mean_ns":null,"verified":true}"#
+                r#"IVC_BENCH_JSON {"kind":"latency","label":"lat\"ency\n","wait":"spin","path":"mmap","size":64,"iters":10,"min_ns":1,"median_ns":2,"p99_ns":3,"max_ns":4,"mean_ns":null,"verified":true}"#
             )
         );
         let t = ResultLine::Throughput {
             label: "",
             wait: "block",
+            path: "syscall",
             packet: 1,
             requested: 1024,
             bytes: 1024,
@@ -118,11 +128,12 @@ mod tests {
         assert_eq!(
             t.render().as_deref(),
             Ok(
-                r#"IVC_BENCH_JSON {"kind":"throughput","label":"","wait":"block","packet":1,"requested":1024,"bytes":1024,"ns":5000,"mib_s":0.2,"capped":false,"verified":true}"#
+                r#"IVC_BENCH_JSON {"kind":"throughput","label":"","wait":"block","path":"syscall","packet":1,"requested":1024,"bytes":1024,"ns":5000,"mib_s":0.2,"capped":false,"verified":true}"#
             )
         );
         let c = ResultLine::Calib {
             label: "x",
+            path: "syscall",
             clock: "TSC 2600.0 MHz",
             syscall_ns: 900,
             empty_read_ns: 1500,
@@ -131,7 +142,7 @@ mod tests {
         assert_eq!(
             c.render().as_deref(),
             Ok(
-                r#"IVC_BENCH_JSON {"kind":"calib","label":"x","clock":"TSC 2600.0 MHz","syscall_ns":900,"empty_read_ns":1500,"memcpy_mib_s":800.5}"#
+                r#"IVC_BENCH_JSON {"kind":"calib","label":"x","path":"syscall","clock":"TSC 2600.0 MHz","syscall_ns":900,"empty_read_ns":1500,"memcpy_mib_s":800.5}"#
             )
         );
     }

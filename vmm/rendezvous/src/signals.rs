@@ -11,15 +11,15 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-fn termination_set() -> io::Result<libc::sigset_t> {
+fn signal_set(signals: &[libc::c_int]) -> io::Result<libc::sigset_t> {
     // SAFETY: sigset_t is plain data; sigemptyset initializes it before use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t for these calls.
-    let ok = unsafe {
-        libc::sigemptyset(&mut set) == 0
-            && libc::sigaddset(&mut set, libc::SIGINT) == 0
-            && libc::sigaddset(&mut set, libc::SIGTERM) == 0
-    };
+    let mut ok = unsafe { libc::sigemptyset(&mut set) == 0 };
+    for &sig in signals {
+        // SAFETY: as above.
+        ok = ok && unsafe { libc::sigaddset(&mut set, sig) == 0 };
+    }
     if ok {
         Ok(set)
     } else {
@@ -35,7 +35,16 @@ pub struct TerminationSignals {
 
 impl TerminationSignals {
     pub fn new() -> io::Result<Self> {
-        let set = termination_set()?;
+        Self::including(&[])
+    }
+
+    /// SIGINT/SIGTERM and `extra` signals, all read from the one fd; the
+    /// caller tells them apart by the number [`TerminationSignals::read`]
+    /// returns (ivc-vmm reads SIGUSR1 there: log the vCPUs' state).
+    pub fn including(extra: &[libc::c_int]) -> io::Result<Self> {
+        let mut signals = vec![libc::SIGINT, libc::SIGTERM];
+        signals.extend_from_slice(extra);
+        let set = signal_set(&signals)?;
         // SAFETY: `set` is initialized; a null old-set pointer is allowed.
         let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
         if r != 0 {

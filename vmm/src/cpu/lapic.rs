@@ -14,7 +14,7 @@ fn reg_byte(c: std::os::raw::c_char) -> u8 {
     b
 }
 
-fn get_reg(l: &kvm_lapic_state, off: usize) -> u32 {
+pub(crate) fn get_reg(l: &kvm_lapic_state, off: usize) -> u32 {
     let b = &l.regs[off..off + 4];
     u32::from_le_bytes([
         reg_byte(b[0]),

@@ -1,4 +1,5 @@
-//! Initial vCPU state: CPUID, MSRs, registers, local APIC.
+//! Initial vCPU state: CPUID, MSRs, registers, local APIC; and a report of
+//! a running vCPU's interrupt state (`state_report`).
 //!
 //! Order matters: CPUID first (KVM validates MSRs and control registers
 //! against it), then MSRs, then registers and special registers, FPU, LAPIC.
@@ -7,3 +8,4 @@ pub mod cpuid;
 pub mod lapic;
 pub mod msrs;
 pub mod regs;
+pub mod state_report;

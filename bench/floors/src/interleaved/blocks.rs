@@ -13,6 +13,21 @@ pub(super) const MAX_MSG: usize = 4096;
 /// Give up a round trip after this long without an answer.
 const PATIENCE_SPINS: u64 = 1 << 28;
 
+/// Calls `step` until it says done, spinning between calls; `Err(stuck)`
+/// after [`PATIENCE_SPINS`] calls that were not.
+fn spin_until(
+    stuck: &'static str,
+    mut step: impl FnMut() -> Result<bool, &'static str>,
+) -> Result<(), &'static str> {
+    for _ in 0..PATIENCE_SPINS {
+        if step()? {
+            return Ok(());
+        }
+        std::hint::spin_loop();
+    }
+    Err(stuck)
+}
+
 /// What a block runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -161,56 +176,61 @@ impl Side {
         kind: Kind,
         size: usize,
     ) -> Result<(), &'static str> {
-        let mut spins = 0u64;
         let mut sent = 0;
-        loop {
-            let done = match kind {
-                Kind::Floor => {
-                    let v = if self.slot == 0 {
-                        self.floor_next
-                    } else {
-                        self.floor_next.wrapping_add(1)
-                    };
-                    mem.store_u32_release(FLOOR_AT, v)
-                        .map_err(|_| "floor store")?;
-                    true
-                }
-                Kind::TwoLines => {
-                    let d = self.slot;
-                    let flag = TWO_AT + d * 256;
-                    mem.write_bytes(flag + 64, &self.msg[..size])
-                        .map_err(|_| "two-line copy")?;
-                    self.two_seq[d] = self.two_seq[d].wrapping_add(1);
-                    mem.store_u32_release(flag, self.two_seq[d])
-                        .map_err(|_| "two-line flag")?;
-                    true
-                }
-                Kind::Abi => {
-                    let Some(Some(ep)) = eps.get_mut(b) else {
-                        return Err("no endpoint");
-                    };
-                    match ep.write(&self.msg[sent..size]) {
-                        Ok(k) => sent += k,
-                        Err(ChannelError::PeerGone) => return Err("peer gone"),
-                        Err(_) => return Err("endpoint write"),
-                    }
-                    sent == size
-                }
-                _ => match &mut self.models[b] {
-                    Model::Index(m) => m.send(mem, &self.msg[..size]),
-                    Model::Record(m) => m.send(mem, &self.msg[..size]),
-                    Model::Lines | Model::Abi => return Err("no model"),
-                },
-            };
-            if done {
-                return Ok(());
+        spin_until("no space for too long", || {
+            self.try_send(mem, eps, b, kind, size, &mut sent)
+        })
+    }
+
+    /// One attempt of [`Self::send`]: whether the whole message is out
+    /// (`sent` counts what an endpoint took so far).
+    fn try_send(
+        &mut self,
+        mem: &AtomicMem<'_>,
+        eps: &mut [Option<Endpoint<AtomicMem<'_>>>],
+        b: usize,
+        kind: Kind,
+        size: usize,
+        sent: &mut usize,
+    ) -> Result<bool, &'static str> {
+        Ok(match kind {
+            Kind::Floor => {
+                let v = if self.slot == 0 {
+                    self.floor_next
+                } else {
+                    self.floor_next.wrapping_add(1)
+                };
+                mem.store_u32_release(FLOOR_AT, v)
+                    .map_err(|_| "floor store")?;
+                true
             }
-            spins += 1;
-            if spins > PATIENCE_SPINS {
-                return Err("no space for too long");
+            Kind::TwoLines => {
+                let d = self.slot;
+                let flag = TWO_AT + d * 256;
+                mem.write_bytes(flag + 64, &self.msg[..size])
+                    .map_err(|_| "two-line copy")?;
+                self.two_seq[d] = self.two_seq[d].wrapping_add(1);
+                mem.store_u32_release(flag, self.two_seq[d])
+                    .map_err(|_| "two-line flag")?;
+                true
             }
-            std::hint::spin_loop();
-        }
+            Kind::Abi => {
+                let Some(Some(ep)) = eps.get_mut(b) else {
+                    return Err("no endpoint");
+                };
+                match ep.write(&self.msg[*sent..size]) {
+                    Ok(k) => *sent += k,
+                    Err(ChannelError::PeerGone) => return Err("peer gone"),
+                    Err(_) => return Err("endpoint write"),
+                }
+                *sent == size
+            }
+            _ => match &mut self.models[b] {
+                Model::Index(m) => m.send(mem, &self.msg[..size]),
+                Model::Record(m) => m.send(mem, &self.msg[..size]),
+                Model::Lines | Model::Abi => return Err("no model"),
+            },
+        })
     }
 
     /// Receives `size` bytes into `buf` from the other direction, spinning.
@@ -222,61 +242,67 @@ impl Side {
         kind: Kind,
         size: usize,
     ) -> Result<(), &'static str> {
-        let mut spins = 0u64;
         let mut got = 0;
-        loop {
-            let done = match kind {
-                Kind::Floor => {
-                    let want = if self.slot == 0 {
-                        self.floor_next.wrapping_add(1)
-                    } else {
-                        self.floor_next
-                    };
-                    let v = mem.load_u32_acquire(FLOOR_AT).map_err(|_| "floor load")?;
-                    v == want
-                }
-                Kind::TwoLines => {
-                    let d = 1 - self.slot;
-                    let flag = TWO_AT + d * 256;
-                    let want = self.two_seq[d].wrapping_add(1);
-                    if mem.load_u32_acquire(flag).map_err(|_| "two-line flag")? == want {
-                        self.two_seq[d] = want;
-                        mem.read_bytes(flag + 64, &mut self.buf[..size])
-                            .map_err(|_| "two-line copy")?;
-                        true
-                    } else {
-                        false
-                    }
-                }
-                Kind::Abi => {
-                    let Some(Some(ep)) = eps.get_mut(b) else {
-                        return Err("no endpoint");
-                    };
-                    match ep.read(&mut self.buf[got..size]) {
-                        Ok(k) => got += k,
-                        Err(ChannelError::PeerGone) => return Err("peer gone"),
-                        Err(_) => return Err("endpoint read"),
-                    }
-                    got == size
-                }
-                _ => match &mut self.models[b] {
-                    Model::Index(m) => m.recv(mem, &mut self.buf[..size]),
-                    Model::Record(m) => m.recv(mem, &mut self.buf[..size]),
-                    Model::Lines | Model::Abi => return Err("no model"),
-                },
-            };
-            if done {
-                if kind == Kind::Floor {
-                    self.floor_next = self.floor_next.wrapping_add(2);
-                }
-                return Ok(());
-            }
-            spins += 1;
-            if spins > PATIENCE_SPINS {
-                return Err("no answer for too long");
-            }
-            std::hint::spin_loop();
+        spin_until("no answer for too long", || {
+            self.try_recv(mem, eps, b, kind, size, &mut got)
+        })?;
+        if kind == Kind::Floor {
+            self.floor_next = self.floor_next.wrapping_add(2);
         }
+        Ok(())
+    }
+
+    /// One attempt of [`Self::recv`]: whether the whole message is in
+    /// (`got` counts what an endpoint gave so far).
+    fn try_recv(
+        &mut self,
+        mem: &AtomicMem<'_>,
+        eps: &mut [Option<Endpoint<AtomicMem<'_>>>],
+        b: usize,
+        kind: Kind,
+        size: usize,
+        got: &mut usize,
+    ) -> Result<bool, &'static str> {
+        Ok(match kind {
+            Kind::Floor => {
+                let want = if self.slot == 0 {
+                    self.floor_next.wrapping_add(1)
+                } else {
+                    self.floor_next
+                };
+                let v = mem.load_u32_acquire(FLOOR_AT).map_err(|_| "floor load")?;
+                v == want
+            }
+            Kind::TwoLines => {
+                let d = 1 - self.slot;
+                let flag = TWO_AT + d * 256;
+                let want = self.two_seq[d].wrapping_add(1);
+                if mem.load_u32_acquire(flag).map_err(|_| "two-line flag")? == want {
+                    self.two_seq[d] = want;
+                    mem.read_bytes(flag + 64, &mut self.buf[..size])
+                        .map_err(|_| "two-line copy")?;
+                    true
+                } else {
+                    false
+                }
+            }
+            Kind::Abi => {
+                let Some(Some(ep)) = eps.get_mut(b) else {
+                    return Err("no endpoint");
+                };
+                match ep.read(&mut self.buf[*got..size]) {
+                    Ok(k) => *got += k,
+                    Err(ChannelError::PeerGone) => return Err("peer gone"),
+                    Err(_) => return Err("endpoint read"),
+                }
+                *got == size
+            }
+            _ => match &mut self.models[b] {
+                Model::Index(m) => m.recv(mem, &mut self.buf[..size]),
+                Model::Record(m) => m.recv(mem, &mut self.buf[..size]),
+                Model::Lines | Model::Abi => return Err("no model"),
+            },
+        })
     }
 
     /// Child: receive one message of block `b` and send it back.

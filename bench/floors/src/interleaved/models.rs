@@ -200,7 +200,7 @@ impl RecordRing {
         self.tx.size - self.prod.wrapping_sub(self.cons_seen)
     }
 
-    /// Past the window and the reader has read everything: a pad record to the ring's
+    /// Past the window and the reader keeps up: a pad record to the ring's
     /// end, so the next record goes to its beginning. Reads the consumer's
     /// line once per lap of the window (or of the ring, if it lags).
     fn maybe_pad(&mut self, mem: &AtomicMem<'_>, rec: u32) -> Option<()> {
@@ -214,7 +214,7 @@ impl RecordRing {
         }
         // One look at the consumer's line per lap of the window.
         self.cons_seen = mem.load_u32_acquire(self.tx.cons_line).ok()?;
-        if self.prod != self.cons_seen {
+        if self.prod.wrapping_sub(self.cons_seen) > self.window {
             self.lagging = true;
             return Some(());
         }

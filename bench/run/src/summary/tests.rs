@@ -71,6 +71,46 @@ fn ratios_against_the_right_floors() {
             tput("shm-poll", 65536, 1 << 30, 512 << 20, 1_000_000_000),
             tput("shm-poll", 65536, 2 << 20, 2 << 20, 10_000_000),
             tput("shm-poll", 1, 1024, 1024, 5_000_000),
+            // The mapped path of the same channel, same run.
+            lat("shm-poll/mmap", "ping-pong (spin wait)", 64, 150.0),
+            // Interleaved blocks: ratios 2, 4 and 3.
+            lat(
+                "shm-poll",
+                "interleaved block 1: ping-pong (spin wait)",
+                64,
+                400.0,
+            ),
+            lat(
+                "shm-poll/mmap",
+                "interleaved block 1: ping-pong (spin wait)",
+                64,
+                200.0,
+            ),
+            lat(
+                "shm-poll",
+                "interleaved block 2: ping-pong (spin wait)",
+                64,
+                800.0,
+            ),
+            lat(
+                "shm-poll/mmap",
+                "interleaved block 2: ping-pong (spin wait)",
+                64,
+                200.0,
+            ),
+            lat(
+                "shm-poll",
+                "interleaved block 3: ping-pong (spin wait)",
+                64,
+                600.0,
+            ),
+            lat(
+                "shm-poll/mmap",
+                "interleaved block 3: ping-pong (spin wait)",
+                64,
+                200.0,
+            ),
+            tput("shm-poll/mmap", 65536, 1 << 30, 1 << 30, 1_000_000_000),
         ],
         Status::Ran,
     );
@@ -89,6 +129,31 @@ fn ratios_against_the_right_floors() {
     };
     assert_eq!(find("shm-poll", "64 B round trip").ratio, "4.5x");
     assert_eq!(find("shm-irq", "64 B round trip").ratio, "2.5x");
+    // The mapped path: its own rows, and its speed-up over read/write.
+    assert_eq!(
+        find("shm-poll/mmap", "64 B round trip (median)").ratio,
+        "1.5x"
+    );
+    let x = find("shm-poll/mmap", "64 B round trip, read/write path / mapped");
+    assert_eq!(
+        (x.figure.as_str(), x.ratio.as_str()),
+        ("3.0x", "target 3x met")
+    );
+    assert_eq!(find("shm-poll/mmap", "throughput, 64 KiB").ratio, "100.0%");
+    let b = find(
+        "shm-poll/mmap",
+        "64 B round trip, read/write / mapped, 3 interleaved",
+    );
+    assert_eq!(
+        (b.figure.as_str(), b.floor.as_str(), b.ratio.as_str()),
+        ("3.0x", "pairs 2.0x..4.0x", "target 3x met")
+    );
+    // The blocks do not stand in for the headline figures.
+    assert_eq!(
+        find("shm-poll", "64 B round trip (median)").figure,
+        "450 ns"
+    );
+    assert_eq!(find("shm-poll", "throughput, 64 KiB").ratio, "50.0%");
     let t = find("shm-poll", "throughput, 64 KiB");
     assert_eq!(t.ratio, "50.0%");
     assert!(t.what.contains("512.0 MiB moved"), "{}", t.what);

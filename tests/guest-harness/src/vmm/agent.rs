@@ -413,6 +413,15 @@ fn police(r: &mut Running, out: &Out) {
             Role::Guest => Role::Vmm,
             other => other,
         };
+        if r.role == Role::Guest {
+            ask_for_vcpu_state(&r.child);
+            for l in l1_kernel_clues()
+                .into_iter()
+                .chain(l1_trace_of(r.child.id()))
+            {
+                out.line(&protocol::output(role, &r.name, &l));
+            }
+        }
         for l in where_stuck(r.child.id()) {
             out.line(&protocol::output(role, &r.name, &l));
         }
@@ -600,6 +609,104 @@ fn join_all(readers: Vec<JoinHandle<()>>) {
             let _ = r.join();
         }
     }
+}
+
+/// Asks the guest's ivc-vmm twice, a second apart, to log each vCPU's
+/// state (SIGUSR1, `cpu::state_report`): run state, IF, the local APIC's
+/// IRR/ISR/PPR and timer, the TSC deadline. Two reports tell a guest that
+/// still runs (its TSC and RIP move, the timer re-arms) from one that waits
+/// for an interrupt that never comes. The lines reach the report through
+/// the VMM's stderr, which is forwarded until the kill.
+fn ask_for_vcpu_state(child: &Child) {
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    for pause in [Duration::from_secs(1), Duration::from_millis(300)] {
+        // SAFETY: kill(2) with plain integers; the child is unreaped, so
+        // its pid cannot have been reused.
+        unsafe { libc::kill(pid, libc::SIGUSR1) };
+        thread::sleep(pause);
+    }
+}
+
+/// What the nested host's own kernel said about its clocks, timers and KVM:
+/// the layer under a stuck guest's timer (a TSC marked unstable changes how
+/// KVM keeps a guest's TSC; a soft lockup says the host's own timer stalled).
+fn l1_kernel_clues() -> Vec<String> {
+    let Ok(o) = Command::new("dmesg").output() else {
+        return vec!["L1 kernel: dmesg could not run".into()];
+    };
+    let keep = [
+        "tsc",
+        "clocksource",
+        "kvm",
+        "watchdog",
+        "lockup",
+        "hrtimer",
+        "rcu",
+    ];
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            keep.iter().any(|k| l.contains(k))
+        })
+        .map(|l| format!("L1 kernel: {l}"))
+        .collect()
+}
+
+/// What the L1's trace buffer holds about the vCPU threads of process
+/// `pid`, when the nested init turned tracing on (`ivc_l1_trace=1`): the
+/// starts and expiries of the hrtimers that emulate the L2's local-APIC
+/// timer, KVM's halt wake-ups and the threads' scheduling. The last
+/// [`TRACE_LINES`] events of those threads, then the buffer's own last
+/// lines (what everybody else did just before).
+fn l1_trace_of(pid: u32) -> Vec<String> {
+    const TRACE_LINES: usize = 300;
+    const TAIL: usize = 40;
+    let dir = Path::new("/sys/kernel/tracing");
+    let on = std::fs::read_to_string(dir.join("tracing_on")).unwrap_or_default();
+    if on.trim() != "1" {
+        return Vec::new();
+    }
+    let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("vcpu"))
+        })
+        .map(|t| t.file_name().to_string_lossy().into_owned())
+        .collect();
+    let text = std::fs::read_to_string(dir.join("trace")).unwrap_or_default();
+    let events: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let mine: Vec<&str> = events
+        .iter()
+        .copied()
+        .filter(|l| {
+            tids.iter()
+                .any(|t| l.contains(&format!("-{t} ")) || l.contains(&format!("pid={t} ")))
+        })
+        .collect();
+    let mut out = vec![format!(
+        "L1 trace: {} events in the buffer, {} of vCPU thread(s) {tids:?}; their last {TRACE_LINES}:",
+        events.len(),
+        mine.len()
+    )];
+    let from = mine.len().saturating_sub(TRACE_LINES);
+    out.extend(
+        mine[from..]
+            .iter()
+            .map(|l| format!("L1 trace: {}", l.trim())),
+    );
+    out.push(format!("L1 trace: the buffer's last {TAIL} events:"));
+    let from = events.len().saturating_sub(TAIL);
+    out.extend(
+        events[from..]
+            .iter()
+            .map(|l| format!("L1 trace: {}", l.trim())),
+    );
+    out
 }
 
 /// One line per thread of process `pid`: name, state, the kernel function

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::artifacts::{default_guest_dir, qemu_binary, GUEST_DIR_ENV};
+use crate::artifacts::{default_guest_dir, l1_qemu_binary, GUEST_DIR_ENV};
 
 /// Forces a backend: `direct` or `nested`.
 pub const BACKEND_ENV: &str = "IVC_VMM_BACKEND";
@@ -187,7 +187,7 @@ impl VmmBackend {
 
     /// The nested backend, if QEMU is new enough and the image is built.
     pub fn nested() -> Result<Self, String> {
-        let qemu = qemu_binary();
+        let qemu = l1_qemu_binary();
         let (major, qemu_version) = qemu_version(&qemu)?;
         if major < NESTED_QEMU_MIN_MAJOR {
             return Err(format!(

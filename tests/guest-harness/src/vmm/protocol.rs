@@ -14,7 +14,7 @@
 //! @ivc-agent error <text>
 //! @ivc-agent done
 //! @ivc-l1 up 3.41 kernel=6.1.0-57-cloud-amd64 cpus=2
-//! @ivc-l1 kvm 4.27 nested_npt=Y
+//! @ivc-l1 kvm 4.27 nested_npt=Y vgif=1
 //! @ivc-l1 error <text>
 //! @ivc-l1 exit 0
 //! ```

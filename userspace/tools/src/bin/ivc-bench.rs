@@ -21,8 +21,15 @@
 //! same packet size is cut short. The output says so (`requested` vs `moved`
 //! bytes); nothing is extrapolated.
 //!
+//! `--path syscall` (the default) moves every message with `read`/`write`
+//! on the device; `--path mmap` maps the ring (`ivc-mapped`: exclusive
+//! open, the process runs the endpoint) and moves it with plain memory
+//! accesses, a system call only for a doorbell the peer asked for or a
+//! sleep in `poll(2)`. The two ends may use different paths.
+//!
 //! Output: a human table on stdout and, for each result, one line
-//! `IVC_BENCH_JSON {...}` that a host collects from the serial console.
+//! `IVC_BENCH_JSON {...}` that a host collects from the serial console; its
+//! `path` field names the path.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -146,6 +153,30 @@ struct IoOpts {
     /// it the TSC is calibrated against the guest's system clock.
     #[arg(long)]
     tsc_mhz: Option<f64>,
+    /// How bytes move: `syscall` = read/write on the device, `mmap` = the
+    /// mapped ring run from user space.
+    #[arg(long, value_enum, default_value_t = Path::Syscall)]
+    path: Path,
+    /// `--path mmap --wait block`: microseconds to spin on the ring before
+    /// arming the wake-up flag and sleeping (what the driver's
+    /// `irq_spin_us`/`poll_spin_us` do for read/write).
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Path {
+    Syscall,
+    Mmap,
+}
+
+impl Path {
+    fn name(self) -> &'static str {
+        match self {
+            Path::Syscall => "syscall",
+            Path::Mmap => "mmap",
+        }
+    }
 }
 
 impl IoOpts {
@@ -172,13 +203,32 @@ impl Wait {
     }
 }
 
-/// The device, opened for the chosen wait mode.
-struct Chan {
-    f: File,
+/// The device, opened for the chosen wait mode and path.
+// One per process: the size does not matter, and the endpoint stays inline
+// (no pointer to chase on the measured path).
+#[allow(clippy::large_enum_variant)]
+enum Chan {
+    /// `read`/`write` on the device file.
+    File(File),
+    /// The mapped ring; `wait` as the driver would (`spin`: pure polling,
+    /// `block`: arm the wake-up flag and sleep in `poll(2)` at once).
+    Mapped {
+        ep: ivc_mapped::DeviceEndpoint,
+        wait: ivc_mapped::Wait,
+    },
 }
 
 impl Chan {
     fn open(io: &IoOpts) -> Result<Self, String> {
+        if io.path == Path::Mmap {
+            let ep =
+                ivc_mapped::open(&io.dev).map_err(|e| format!("cannot map {}: {e}", io.dev))?;
+            let wait = match io.wait {
+                Wait::Spin => ivc_mapped::Wait::Spin,
+                Wait::Block => ivc_mapped::Wait::Sleep(Duration::from_micros(io.spin_us)),
+            };
+            return Ok(Chan::Mapped { ep, wait });
+        }
         let mut o = OpenOptions::new();
         o.read(true).write(true);
         if io.wait == Wait::Spin {
@@ -187,13 +237,19 @@ impl Chan {
         let f = o
             .open(&io.dev)
             .map_err(|e| format!("cannot open {}: {e}", io.dev))?;
-        Ok(Chan { f })
+        Ok(Chan::File(f))
     }
 
     /// One read; `Ok(0)` is end of file. Spins on `EAGAIN`.
     fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        let f = match self {
+            Chan::File(f) => f,
+            Chan::Mapped { ep, wait } => {
+                return ep.read(buf, *wait).map_err(|e| format!("read: {e}"))
+            }
+        };
         loop {
-            match self.f.read(buf) {
+            match f.read(buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
                     std::hint::spin_loop()
@@ -221,9 +277,15 @@ impl Chan {
     /// Writes all of `buf` in one call where the driver takes it (a
     /// non-blocking write may be partial); spins on `EAGAIN`.
     fn write_all(&mut self, buf: &[u8]) -> Result<(), String> {
+        let f = match self {
+            Chan::File(f) => f,
+            Chan::Mapped { ep, wait } => {
+                return ep.write_all(buf, *wait).map_err(|e| format!("write: {e}"))
+            }
+        };
         let mut done = 0;
         while done < buf.len() {
-            match self.f.write(&buf[done..]) {
+            match f.write(&buf[done..]) {
                 Ok(0) => return Err("write returned 0".into()),
                 Ok(n) => done += n,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
@@ -282,12 +344,13 @@ fn latency(
     let clock = io.clock();
     let mut ch = Chan::open(io)?;
     if with_calib {
-        calib_on(io, &clock, &ch.f, budget.min(Duration::from_millis(500)))?;
+        calib_on(io, &clock, &mut ch, budget.min(Duration::from_millis(500)))?;
     }
     let pattern = Pattern::new(0x1a7e, DEFAULT_PERIOD);
     let mut back = vec![0u8; sizes.iter().copied().max().unwrap_or(1)];
     println!(
-        "ivc-bench latency ({} wait, clock {}), round trip through the peer's echo",
+        "ivc-bench latency ({} path, {} wait, clock {}), round trip through the peer's echo",
+        io.path.name(),
         io.wait.name(),
         clock.describe()
     );
@@ -336,6 +399,7 @@ fn latency(
         let line = ResultLine::Latency {
             label: &io.label,
             wait: io.wait.name(),
+            path: io.path.name(),
             size: size as u64,
             iters: s.count as u64,
             min_ns: s.min,
@@ -576,6 +640,7 @@ fn send(io: &IoOpts, totals: &[u64], packets: &[u64], seconds: f64) -> Result<bo
             let line = ResultLine::Throughput {
                 label: &io.label,
                 wait: io.wait.name(),
+                path: io.path.name(),
                 packet,
                 requested,
                 bytes: total,
@@ -686,34 +751,40 @@ fn median_cost(clock: &Clock, budget: Duration, mut op: impl FnMut()) -> u64 {
 fn calib(io: &IoOpts, seconds: f64) -> Result<bool, String> {
     let budget = Duration::try_from_secs_f64(seconds).map_err(|e| format!("--seconds: {e}"))?;
     let clock = io.clock();
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&io.dev)
-        .map_err(|e| format!("cannot open {}: {e}", io.dev))?;
-    calib_on(io, &clock, &f, budget)?;
+    let mut ch = Chan::open(io)?;
+    calib_on(io, &clock, &mut ch, budget)?;
     Ok(true)
 }
 
-/// The `calib` figures, on a channel `f` open with `O_NONBLOCK` whose peer
-/// has not sent anything yet (so every read is the empty-ring path).
-fn calib_on(io: &IoOpts, clock: &Clock, f: &File, budget: Duration) -> Result<(), String> {
+/// The `calib` figures, on a channel whose peer has not sent anything yet
+/// (so every read is the empty-ring path): a file open with `O_NONBLOCK`
+/// (`read` returns `EAGAIN`), or the mapped ring (`try_read` finds it
+/// empty without a system call).
+fn calib_on(io: &IoOpts, clock: &Clock, ch: &mut Chan, budget: Duration) -> Result<(), String> {
     let syscall_ns = median_cost(clock, budget, || {
         // SAFETY: getppid has no arguments and no side effects.
         std::hint::black_box(unsafe { libc::getppid() });
     });
-    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
-    let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(f), libc::F_GETFL) };
-    if flags < 0 || flags & libc::O_NONBLOCK == 0 {
-        return Err("calib needs the channel open with O_NONBLOCK (use --wait spin)".into());
-    }
     let mut byte = [0u8; 1];
     let mut got_data = false;
-    let empty_read_ns = median_cost(clock, budget, || {
-        let mut r = f;
-        got_data |= r.read(&mut byte).is_ok_and(|n| n > 0);
-    });
+    let empty_read_ns = match ch {
+        Chan::File(f) => {
+            // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+            let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&*f), libc::F_GETFL) };
+            if flags < 0 || flags & libc::O_NONBLOCK == 0 {
+                return Err(
+                    "calib needs the channel open with O_NONBLOCK (use --wait spin)".into(),
+                );
+            }
+            median_cost(clock, budget, || {
+                let mut r: &File = f;
+                got_data |= r.read(&mut byte).is_ok_and(|n| n > 0);
+            })
+        }
+        Chan::Mapped { ep, .. } => median_cost(clock, budget, || {
+            got_data |= ep.try_read(&mut byte).is_ok_and(|n| n > 0);
+        }),
+    };
     if got_data {
         return Err("calib: the peer sent data; run calib before the peer sends".into());
     }
@@ -738,6 +809,7 @@ fn calib_on(io: &IoOpts, clock: &Clock, f: &File, budget: Duration) -> Result<()
     let clock_name = clock.describe();
     let line = ResultLine::Calib {
         label: &io.label,
+        path: io.path.name(),
         clock: &clock_name,
         syscall_ns,
         empty_read_ns,

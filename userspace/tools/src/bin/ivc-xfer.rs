@@ -10,15 +10,20 @@
 //! Every run prints one summary line per direction with the byte count, the
 //! FNV-1a checksum of the bytes and the rate; a receiver also checks each byte
 //! against the stream and exits with status 1 at the first wrong byte.
+//!
+//! `--mmap` moves the stream through the mapped ring instead of
+//! `read`/`write` (the `ivc-mapped` crate: exclusive open, the process runs
+//! the endpoint); the other side may use either.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use ivc_kit::size::parse_size;
 use ivc_kit::stream::{fill, verify, Fnv64};
+use ivc_mapped::{DeviceEndpoint, Wait};
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +67,54 @@ struct Common {
     /// After receiving, also require end-of-file (peer closed).
     #[arg(long)]
     expect_eof: bool,
+    /// Use the mapped ring (exclusive open + mmap) instead of read/write.
+    #[arg(long)]
+    mmap: bool,
+    /// With `--mmap`: microseconds to spin before sleeping in poll(2).
+    #[arg(long, default_value_t = 50)]
+    spin_us: u64,
+}
+
+/// Where the bytes go: the device file, or the mapped ring.
+trait Chan {
+    /// As `read(2)`: at least one byte, 0 at end of file.
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// As `write(2)`: how many bytes were taken.
+    fn write_some(&mut self, buf: &[u8]) -> io::Result<usize>;
+}
+
+impl Chan for &File {
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read(buf)
+    }
+    fn write_some(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write(buf)
+    }
+}
+
+/// The mapped ring, blocking as the device file would.
+struct Mapped {
+    ep: DeviceEndpoint,
+    wait: Wait,
+}
+
+impl Mapped {
+    fn open(c: &Common) -> Result<Self, String> {
+        let ep = ivc_mapped::open(&c.path).map_err(|e| format!("cannot map {}: {e}", c.path))?;
+        Ok(Self {
+            ep,
+            wait: Wait::Sleep(std::time::Duration::from_micros(c.spin_us)),
+        })
+    }
+}
+
+impl Chan for Mapped {
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.ep.read(buf, self.wait)
+    }
+    fn write_some(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.ep.write_all(buf, self.wait).map(|()| buf.len())
+    }
 }
 
 struct Summary {
@@ -89,7 +142,7 @@ fn chunk_len(c: &Common) -> Result<usize, String> {
     }
 }
 
-fn send(mut f: &File, c: &Common) -> Result<Summary, String> {
+fn send(f: &mut impl Chan, c: &Common) -> Result<Summary, String> {
     let chunk = chunk_len(c)?;
     let mut buf = vec![0u8; chunk];
     let mut fnv = Fnv64::default();
@@ -100,7 +153,7 @@ fn send(mut f: &File, c: &Common) -> Result<Summary, String> {
         fill(c.seed, off, &mut buf[..n]);
         let mut done = 0;
         while done < n {
-            match f.write(&buf[done..n]) {
+            match f.write_some(&buf[done..n]) {
                 Ok(0) => return Err(format!("write returned 0 at offset {}", off + done as u64)),
                 Ok(k) => done += k,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -117,7 +170,7 @@ fn send(mut f: &File, c: &Common) -> Result<Summary, String> {
     })
 }
 
-fn recv(mut f: &File, c: &Common, seed: u64) -> Result<Summary, String> {
+fn recv(f: &mut impl Chan, c: &Common, seed: u64) -> Result<Summary, String> {
     let chunk = chunk_len(c)?;
     let mut buf = vec![0u8; chunk];
     let mut fnv = Fnv64::default();
@@ -125,7 +178,7 @@ fn recv(mut f: &File, c: &Common, seed: u64) -> Result<Summary, String> {
     let mut off = 0u64;
     while off < c.bytes {
         let want = chunk.min((c.bytes - off) as usize);
-        match f.read(&mut buf[..want]) {
+        match f.read_some(&mut buf[..want]) {
             Ok(0) => {
                 return Err(format!(
                     "unexpected end of file after {off} of {} bytes",
@@ -147,7 +200,7 @@ fn recv(mut f: &File, c: &Common, seed: u64) -> Result<Summary, String> {
     if c.expect_eof {
         let mut extra = [0u8; 1];
         loop {
-            match f.read(&mut extra) {
+            match f.read_some(&mut extra) {
                 Ok(0) => break,
                 Ok(_) => {
                     return Err(format!(
@@ -166,6 +219,83 @@ fn recv(mut f: &File, c: &Common, seed: u64) -> Result<Summary, String> {
     })
 }
 
+/// Both directions at once over one mapped endpoint (which one thread
+/// owns): non-blocking steps each way, spinning while neither moves.
+fn duplex_mapped(m: &mut Mapped, c: &Common, rx_seed: u64) -> Result<(Summary, Summary), String> {
+    let chunk = chunk_len(c)?;
+    let (mut tx_buf, mut rx_buf) = (vec![0u8; chunk], vec![0u8; chunk]);
+    let (mut tx_fnv, mut rx_fnv) = (Fnv64::default(), Fnv64::default());
+    let start = Instant::now();
+    let (mut sent, mut got) = (0u64, 0u64);
+    let (mut tx_secs, mut rx_secs) = (None, None);
+    // Bytes of the current chunk already written.
+    let mut staged = 0usize;
+    let mut tx_len = 0usize;
+    while sent < c.bytes || got < c.bytes {
+        let mut moved = false;
+        if sent < c.bytes {
+            if staged == tx_len {
+                tx_len = chunk.min((c.bytes - sent) as usize);
+                fill(c.seed, sent, &mut tx_buf[..tx_len]);
+                staged = 0;
+            }
+            match m.ep.try_write(&tx_buf[staged..tx_len]) {
+                Ok(k) => {
+                    tx_fnv.update(&tx_buf[staged..staged + k]);
+                    staged += k;
+                    sent += k as u64;
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("write at offset {sent}: {e}")),
+            }
+            if sent == c.bytes {
+                tx_secs = Some(start.elapsed().as_secs_f64());
+            }
+        }
+        if got < c.bytes {
+            let want = chunk.min((c.bytes - got) as usize);
+            match m.ep.try_read(&mut rx_buf[..want]) {
+                Ok(0) => {
+                    return Err(format!(
+                        "unexpected end of file after {got} of {} bytes",
+                        c.bytes
+                    ))
+                }
+                Ok(n) => {
+                    if let Some(bad) = verify(rx_seed, got, &rx_buf[..n]) {
+                        return Err(format!("data mismatch at stream offset {bad}"));
+                    }
+                    rx_fnv.update(&rx_buf[..n]);
+                    got += n as u64;
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("read after {got} bytes: {e}")),
+            }
+            if got == c.bytes {
+                rx_secs = Some(start.elapsed().as_secs_f64());
+            }
+        }
+        if !moved {
+            std::thread::yield_now();
+        }
+    }
+    let end = start.elapsed().as_secs_f64();
+    Ok((
+        Summary {
+            bytes: sent,
+            fnv: tx_fnv.value(),
+            secs: tx_secs.unwrap_or(end),
+        },
+        Summary {
+            bytes: got,
+            fnv: rx_fnv.value(),
+            secs: rx_secs.unwrap_or(end),
+        },
+    ))
+}
+
 fn open(c: &Common) -> Result<File, String> {
     OpenOptions::new()
         .read(true)
@@ -177,6 +307,13 @@ fn open(c: &Common) -> Result<File, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.mode {
+        Mode::Send(c) if c.mmap => report("sent", &send(&mut Mapped::open(&c)?, &c)?),
+        Mode::Recv(c) if c.mmap => report("received", &recv(&mut Mapped::open(&c)?, &c, c.seed)?),
+        Mode::Duplex { common, rx_seed } if common.mmap => {
+            let (tx, rx) = duplex_mapped(&mut Mapped::open(&common)?, &common, rx_seed)?;
+            report("sent", &tx);
+            report("received", &rx);
+        }
         Mode::Send(c) => {
             // create(true) so a plain file works too; devices just open.
             let f = OpenOptions::new()
@@ -185,17 +322,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 .truncate(false)
                 .open(&c.path)
                 .map_err(|e| format!("cannot open {} for writing: {e}", c.path))?;
-            report("sent", &send(&f, &c)?);
+            report("sent", &send(&mut &f, &c)?);
         }
         Mode::Recv(c) => {
             let f = open(&c)?;
-            report("received", &recv(&f, &c, c.seed)?);
+            report("received", &recv(&mut &f, &c, c.seed)?);
         }
         Mode::Duplex { common, rx_seed } => {
             let f = open(&common)?;
             let (tx, rx) = std::thread::scope(|s| {
-                let tx = s.spawn(|| send(&f, &common));
-                let rx = recv(&f, &common, rx_seed);
+                let tx = s.spawn(|| send(&mut &f, &common));
+                let rx = recv(&mut &f, &common, rx_seed);
                 (
                     tx.join()
                         .unwrap_or_else(|_| Err("sender thread panicked".into())),

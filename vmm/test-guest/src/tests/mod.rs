@@ -26,6 +26,7 @@ mod shm_pingpong;
 mod shm_rw;
 mod shm_stream;
 mod stream;
+mod timer_window;
 
 /// What a test gets to work with.
 pub struct Context<'a> {
@@ -56,6 +57,7 @@ pub const ALL: &[Test] = &[
     garbage::TEST,
     fault::TEST,
     sb_litmus::TEST,
+    timer_window::TEST,
 ];
 
 pub fn find(name: &str) -> Option<&'static Test> {
