@@ -32,7 +32,9 @@ use ivc_abi::{
     AttachOptions, Endpoint, FormatOptions, OutOfBounds, PeerState, Readiness, SharedMemory,
 };
 
-const RING: u32 = 4;
+/// The smallest ring of layout version 2: it holds three 1-byte records
+/// (16 ring bytes each) plus the next record's cleared header.
+const RING: u32 = 64;
 /// Words actually backed: header/peer table/ring control (0x000..0x200)
 /// and the two rings' data (0x1000..0x1080). The unused rest of the control
 /// area reads as zero and ignores writes, which keeps the model small.
@@ -154,7 +156,7 @@ fn connected_pair(with_fence: bool) -> (Endpoint<Mem>, Endpoint<Mem>) {
     let mem = Mem::new(with_fence);
     let fo = FormatOptions {
         ring_size: Some(RING),
-        index_base: u32::MAX - 1, // wraps during the transfer
+        index_base: u32::MAX - 7, // wraps during the transfer
     };
     layout::format(&mem, &fo).expect("format");
     let o = AttachOptions {
@@ -185,9 +187,9 @@ fn transfer(with_fence: bool) {
         let msg: [u8; TOTAL] = [1, 2, 3, 4, 5, 6];
         let mut sent = 0;
         while sent < TOTAL {
-            let n = prod
-                .write(&msg[sent..(sent + 3).min(TOTAL)])
-                .expect("write");
+            // One byte per record: the ring fills after three, so the
+            // producer waits for space too.
+            let n = prod.write(&msg[sent..sent + 1]).expect("write");
             sent += n;
             if prod.needs_doorbell_after_write() {
                 db.notify();
@@ -229,6 +231,11 @@ fn builder() -> loom::model::Builder {
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(2);
     }
+    // Version 2 moves every message as a record (header polled, payload,
+    // next header cleared, producer index): more atomic steps per byte than
+    // loom's default of 1000 branches allows for the 1-byte-record models.
+    // A spin without progress still fails, at this bound instead.
+    b.max_branches = 20_000;
     b
 }
 
@@ -255,14 +262,16 @@ fn one_shot(with_fence: bool) {
     drop((prod, cons));
 
     // Write side.
+    // Full: records of 16 and 32 ring bytes, 16 left, less than a
+    // 1-byte record and the next header need.
     let (mut prod, mut cons) = connected_pair(with_fence);
-    assert_eq!(
-        prod.write(&[1; RING as usize]).expect("fill"),
-        RING as usize
-    );
+    assert_eq!(prod.write(&[1; 8]).expect("fill"), 8);
+    assert_eq!(prod.write(&[1; 24]).expect("fill"), 24);
+    assert_eq!(prod.write(&[1]).expect("full"), 0);
     let t = loom::thread::spawn(move || {
-        let mut b = [0u8; 1];
-        assert_eq!(cons.read(&mut b).expect("read"), 1);
+        // The first record read whole frees its space.
+        let mut b = [0u8; 8];
+        assert_eq!(cons.read(&mut b).expect("read"), 8);
         let rang = cons.needs_doorbell_after_read();
         (cons, rang)
     });
@@ -289,7 +298,7 @@ fn attached_pair() -> (Endpoint<Mem>, Endpoint<Mem>) {
     let mem = Mem::new(true);
     let fo = FormatOptions {
         ring_size: Some(RING),
-        index_base: 7,
+        index_base: 8,
     };
     layout::format(&mem, &fo).expect("format");
     let o = AttachOptions {
@@ -383,7 +392,8 @@ fn reconnect_during_traffic_is_never_corruption() {
     });
 }
 
-/// Bytes each way in the duplex model (more than a 4-byte ring holds).
+/// Bytes each way in the duplex model (in 1-byte records, more than a
+/// 64-byte ring holds).
 const DUPLEX_TOTAL: usize = 5;
 
 /// One side's doorbell as `ivc.ko` sees it: the interrupt handler bumps an
@@ -491,9 +501,9 @@ fn duplex(chunk: usize, read_min: u32) {
     drop((a, b));
 }
 
-/// Both ways at once through 4-byte rings, 3-byte writes (partial writes,
-/// pieces split at the wrap), one doorbell per side: nobody sleeps through
-/// the data or space it waits for.
+/// Both ways at once through 64-byte rings, 3-byte writes (a record of 3
+/// and one of 2, wrapping the u32 indices), one doorbell per side: nobody
+/// sleeps through the data or space it waits for.
 #[test]
 fn duplex_as_the_driver_waits_loses_no_wakeup() {
     builder().check(|| duplex(3, 1));

@@ -1,7 +1,10 @@
 //! Property tests: random operation sequences on a connected pair checked
-//! against a `VecDeque` model, including u32 index wrap-around (index base
-//! near `u32::MAX`) and exact doorbell decisions (computed in the model with
-//! 64-bit absolute positions, independently of the ring's u32 arithmetic).
+//! against a `VecDeque` model of the records in flight (layout version 2:
+//! each write is one record of a header, the payload and padding to 8
+//! bytes, and needs room for the next record's header too), including u32
+//! index wrap-around (index base near `u32::MAX`) and exact doorbell
+//! decisions (computed in the model with 64-bit absolute ring positions,
+//! independently of the ring's u32 arithmetic).
 // Tests: a failed unwrap is a test failure with a backtrace, which is
 // what we want here.
 #![allow(clippy::unwrap_used)]
@@ -34,25 +37,41 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// One direction of the model: bytes in flight and wake-up requests, in
-/// absolute (never wrapping) positions.
+/// One direction of the model: payload bytes and records in flight and
+/// wake-up requests, in absolute (never wrapping) ring positions.
 #[derive(Default)]
 struct Dir {
     fifo: VecDeque<u8>,
-    written: u64,
-    read: u64,
-    /// Reader armed: wake when written > this.
+    /// Payload lengths of the records not read whole.
+    records: VecDeque<u32>,
+    /// Payload bytes of the front record already read.
+    head_off: u32,
+    /// Ring position after the last record written.
+    prod: u64,
+    /// Ring position of the front record (the consumer index).
+    cons: u64,
+    /// Reader armed: wake when prod > this.
     data_wake: Option<u64>,
-    /// Writer armed: wake when read > this (may be "negative": i64).
+    /// Writer armed: wake when cons > this (may be "negative": i64).
     space_wake: Option<i64>,
     next: u8,
+}
+
+/// Ring bytes of a record with `n` payload bytes.
+fn record_bytes(n: u32) -> u64 {
+    u64::from((8 + n + 7) & !7)
+}
+
+/// Largest payload of one record given `free` ring bytes.
+fn max_payload(free: u64) -> u64 {
+    free.saturating_sub(16)
 }
 
 fn base_strategy() -> impl Strategy<Value = u32> {
     prop_oneof![
         Just(0u32),
-        (0u32..2000).prop_map(|k| u32::MAX - k),
-        any::<u32>(),
+        (0u32..2000).prop_map(|k| (u32::MAX - k) & !7),
+        any::<u32>().prop_map(|b| b & !7),
     ]
 }
 
@@ -62,7 +81,7 @@ proptest! {
 
     #[test]
     fn matches_vecdeque_model(
-        ring_pow in 2u32..9,
+        ring_pow in 6u32..10,
         base in base_strategy(),
         ops in proptest::collection::vec(op(), 1..300),
     ) {
@@ -75,6 +94,7 @@ proptest! {
             e.needs_doorbell();
         }
         let mut dirs = [Dir::default(), Dir::default()];
+        let size64 = u64::from(size);
         for op in ops {
             match op {
                 Op::Write(d, len) => {
@@ -82,16 +102,21 @@ proptest! {
                     let m = &mut dirs[d];
                     let data: Vec<u8> = (0..len).map(|_| { m.next = m.next.wrapping_add(1); m.next }).collect();
                     let n = eps[d].write(&data).unwrap();
-                    let free = size as usize - m.fifo.len();
-                    prop_assert_eq!(n, len.min(free));
+                    let free = size64 - (m.prod - m.cons);
+                    let expect = (len as u64).min(max_payload(size64)).min(max_payload(free));
+                    prop_assert_eq!(n as u64, expect);
                     // Undo the counter for bytes not taken.
                     m.next = m.next.wrapping_sub((len - n) as u8);
                     m.fifo.extend(&data[..n]);
-                    let from = m.written;
-                    m.written += n as u64;
-                    let expect = m.data_wake.is_some_and(|w| from <= w && w < m.written);
+                    let from = m.prod;
+                    if n > 0 {
+                        m.records.push_back(n as u32);
+                        m.prod += record_bytes(n as u32);
+                    }
+                    let expect = m.data_wake.is_some_and(|w| from <= w && w < m.prod);
                     prop_assert_eq!(eps[d].needs_doorbell_after_write(), expect);
-                    prop_assert_eq!(eps[d].writable_bytes().unwrap(), size as usize - m.fifo.len());
+                    let free = size64 - (m.prod - m.cons);
+                    prop_assert_eq!(eps[d].writable_bytes().unwrap() as u64, max_payload(free));
                 }
                 Op::Read(d, len) => {
                     let d = d as usize;
@@ -103,27 +128,40 @@ proptest! {
                     prop_assert_eq!(n, len.min(m.fifo.len()));
                     let want: Vec<u8> = m.fifo.drain(..n).collect();
                     prop_assert_eq!(&buf[..n], &want[..]);
-                    let from = m.read as i64;
-                    m.read += n as u64;
-                    let expect = m.space_wake.is_some_and(|w| from <= w && w < m.read as i64);
+                    let from = m.cons as i64;
+                    let mut left = n as u32;
+                    while left > 0 {
+                        let front = m.records[0];
+                        let step = left.min(front - m.head_off);
+                        m.head_off += step;
+                        left -= step;
+                        if m.head_off == front {
+                            m.records.pop_front();
+                            m.cons += record_bytes(front);
+                            m.head_off = 0;
+                        }
+                    }
+                    let expect = m.space_wake.is_some_and(|w| from <= w && w < m.cons as i64);
                     prop_assert_eq!(reader.needs_doorbell_after_read(), expect);
                 }
                 Op::ArmRead(d, min) => {
                     let d = d as usize;
                     let m = &mut dirs[d];
-                    let min = min.clamp(1, size);
-                    let res = eps[1 - d].arm_read_wakeup(min).unwrap();
-                    m.data_wake = Some(m.read + u64::from(min) - 1);
-                    let ready = m.fifo.len() >= min as usize;
+                    let min = u64::from(min).clamp(1, max_payload(size64));
+                    let res = eps[1 - d].arm_read_wakeup(min as u32).unwrap();
+                    let need = u64::from(m.head_off) + 8 + min;
+                    m.data_wake = Some(m.cons + need - 1);
+                    let ready = m.prod - m.cons >= need;
                     prop_assert_eq!(res == Readiness::Ready, ready);
                 }
                 Op::ArmWrite(d, min) => {
                     let d = d as usize;
                     let m = &mut dirs[d];
-                    let min = min.clamp(1, size);
-                    let res = eps[d].arm_write_wakeup(min).unwrap();
-                    m.space_wake = Some(m.written as i64 - i64::from(size) + i64::from(min) - 1);
-                    let ready = size as usize - m.fifo.len() >= min as usize;
+                    let min = u64::from(min).clamp(1, max_payload(size64));
+                    let res = eps[d].arm_write_wakeup(min as u32).unwrap();
+                    let need = min + 16;
+                    m.space_wake = Some(m.prod as i64 - size64 as i64 + need as i64 - 1);
+                    let ready = size64 - (m.prod - m.cons) >= need;
                     prop_assert_eq!(res == Readiness::Ready, ready);
                 }
                 Op::Disarm(d) => {
@@ -185,27 +223,29 @@ proptest! {
 }
 
 /// Deterministic wrap-around check across the u32 boundary with a full
-/// ring at the moment of wrapping.
+/// ring at the moment of wrapping (a 64-byte ring holds one record of 48
+/// bytes: its header and the next record's header take the rest).
 #[test]
 fn wrap_with_full_ring() {
     let r = Region::new(8192);
-    let (mut a, mut b): (Endpoint<_>, Endpoint<_>) = pair(r.mem(), &opts(Some(16), u32::MAX - 7));
+    let (mut a, mut b): (Endpoint<_>, Endpoint<_>) =
+        pair(r.mem(), &opts(Some(64), (u32::MAX - 63) & !7));
     let mut out = Vec::new();
     let mut next = 0u8;
     for _ in 0..20 {
-        let chunk: Vec<u8> = (0..16)
+        let chunk: Vec<u8> = (0..48)
             .map(|_| {
                 next = next.wrapping_add(1);
                 next
             })
             .collect();
-        assert_eq!(a.write(&chunk).unwrap(), 16);
+        assert_eq!(a.write(&chunk).unwrap(), 48);
         assert_eq!(a.write(&chunk).unwrap(), 0);
-        let mut buf = [0u8; 16];
-        assert_eq!(b.read(&mut buf).unwrap(), 16);
+        let mut buf = [0u8; 48];
+        assert_eq!(b.read(&mut buf).unwrap(), 48);
         out.extend_from_slice(&buf);
     }
-    let expect: Vec<u8> = (1..=320u32).map(|i| i as u8).collect();
+    let expect: Vec<u8> = (1..=960u32).map(|i| i as u8).collect();
     assert_eq!(out, expect);
     let _ = r.mem().len();
 }

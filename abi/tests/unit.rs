@@ -95,14 +95,16 @@ fn not_connected_yet_reads_and_writes_nothing() {
     assert_eq!(a.peer_state().unwrap(), PeerState::Connected);
     assert_eq!(b.peer_state().unwrap(), PeerState::Connected);
     assert_eq!(a.peer_state().unwrap(), PeerState::Connected);
-    assert_eq!(a.writable_bytes().unwrap(), 2048);
+    // A record header and the next record's header are not payload.
+    assert_eq!(a.writable_bytes().unwrap(), 2048 - 16);
+    assert_eq!(a.tx_capacity(), 2048 - 16);
 }
 
 #[test]
 fn fill_exactly_and_drain_with_wrap() {
     // index_base near u32::MAX: indices wrap during the test.
     let r = Region::new(SMALL);
-    let o = opts(Some(64), u32::MAX - 100);
+    let o = opts(Some(64), (u32::MAX - 100) & !7);
     let (mut a, mut b) = pair(r.mem(), &o);
     let mut expect = Vec::new();
     let mut got = Vec::new();
@@ -114,15 +116,20 @@ fn fill_exactly_and_drain_with_wrap() {
                 counter
             })
             .collect();
+        // A write takes what `writable_bytes` promised (one record).
+        let room = a.writable_bytes().unwrap();
+        assert!(room <= 48, "{room}");
         let n = a.write(&chunk).unwrap();
-        assert_eq!(n, chunk.len().min(64 - (expect.len() - got.len())));
+        assert_eq!(n, chunk.len().min(room));
         expect.extend_from_slice(&chunk[..n]);
         if round % 3 == 0 {
             let mut buf = [0u8; 40];
             let m = b.read(&mut buf).unwrap();
             got.extend_from_slice(&buf[..m]);
         }
-        assert_eq!(a.writable_bytes().unwrap(), 64 - (expect.len() - got.len()));
+        if expect.len() == got.len() {
+            assert_eq!(a.writable_bytes().unwrap(), 48, "empty ring");
+        }
     }
     let mut buf = [0u8; 64];
     loop {
@@ -133,15 +140,16 @@ fn fill_exactly_and_drain_with_wrap() {
         got.extend_from_slice(&buf[..m]);
     }
     assert_eq!(got, expect);
-    assert!(expect.len() > 300);
+    assert!(expect.len() > 200, "{}", expect.len());
 }
 
-/// A connected pair on 64-byte rings whose indices stand at 40, so a
-/// 50-byte transfer wraps: pieces of 24 and 26.
-fn pair_at_40(r: &Region) -> (Endpoint<AtomicMem<'_>>, Endpoint<AtomicMem<'_>>) {
-    let (mut a, mut b) = pair(r.mem(), &opts(Some(64), 0));
-    assert_eq!(a.write(&[0u8; 40]).unwrap(), 40);
-    assert_eq!(b.read(&mut [0u8; 40]).unwrap(), 40);
+/// A connected pair on 128-byte rings whose indices stand at 96 (one
+/// record of 88 bytes written and read), so the payload of a 50-byte record
+/// (at 104, after its header) wraps: pieces of 24 and 26.
+fn pair_at_96(r: &Region) -> (Endpoint<AtomicMem<'_>>, Endpoint<AtomicMem<'_>>) {
+    let (mut a, mut b) = pair(r.mem(), &opts(Some(128), 0));
+    assert_eq!(a.write(&[0u8; 88]).unwrap(), 88);
+    assert_eq!(b.read(&mut [0u8; 88]).unwrap(), 88);
     (a, b)
 }
 
@@ -152,7 +160,7 @@ struct Fault;
 #[test]
 fn write_with_and_read_with_copy_through_the_callers_hooks_across_the_wrap() {
     let r = Region::new(SMALL);
-    let (mut a, mut b) = pair_at_40(&r);
+    let (mut a, mut b) = pair_at_96(&r);
     let src: Vec<u8> = (1..=50).collect();
     let mut pieces = Vec::new();
     let n = a
@@ -177,7 +185,7 @@ fn write_with_and_read_with_copy_through_the_callers_hooks_across_the_wrap() {
 #[test]
 fn a_failed_first_copy_moves_nothing_and_a_failed_second_moves_the_first_piece() {
     let r = Region::new(SMALL);
-    let (mut a, mut b) = pair_at_40(&r);
+    let (mut a, mut b) = pair_at_96(&r);
     // First piece fails: nothing published, the error is the caller's.
     let e = a.write_with(50, |_, _, _, _| Err(Fault)).unwrap_err();
     assert_eq!(e, CopyError::Copy(Fault));
@@ -232,12 +240,45 @@ fn write_with_reports_channel_errors_as_write_does() {
     assert_eq!(e, CopyError::Channel(ChannelError::PeerGone));
 }
 
+/// The write path copies a payload before it looks at the connection
+/// (ring_io.rs, `write_inner`): a peer found gone by that look gets
+/// nothing published, neither the record's length word nor the index.
+#[test]
+fn a_write_after_the_peer_left_publishes_nothing() {
+    let r = Region::new(SMALL);
+    let (mut a, mut b) = pair(r.mem(), &opts(Some(1024), 0));
+    assert_eq!(a.write(b"one").unwrap(), 3);
+    let mut buf = [0u8; 8];
+    assert_eq!(b.read(&mut buf).unwrap(), 3);
+    b.close();
+    let m = r.mem();
+    let ring = Layout::read(&m).unwrap().rings[0];
+    let prod = m.load_u32_relaxed(ring_ctrl(0) + RING_PROD).unwrap();
+    let at = ring.offset + (prod & (ring.size - 1)) as usize;
+    let mut copied = 0;
+    let e = a
+        .write_with(8, |mem: &AtomicMem<'_>, off, _, n| {
+            copied += n;
+            mem.write_bytes(off, &[0xee; 8][..n])
+        })
+        .unwrap_err();
+    assert_eq!(e, CopyError::Channel(ChannelError::PeerGone));
+    assert_eq!(copied, 8, "the payload is staged before the look");
+    assert_eq!(m.load_u32_relaxed(ring_ctrl(0) + RING_PROD).unwrap(), prod);
+    assert_eq!(
+        m.load_u32_relaxed(at).unwrap(),
+        0,
+        "no length word published"
+    );
+    assert_eq!(a.write(b"x"), Err(ChannelError::PeerGone));
+}
+
 #[test]
 fn full_ring_returns_zero() {
     let r = Region::new(SMALL);
-    let (mut a, _b) = pair(r.mem(), &opts(Some(16), 0));
-    assert_eq!(a.write(&[1; 40]).unwrap(), 16);
-    assert_eq!(a.write(&[1; 40]).unwrap(), 0);
+    let (mut a, _b) = pair(r.mem(), &opts(Some(64), 0));
+    assert_eq!(a.write(&[1; 60]).unwrap(), 48);
+    assert_eq!(a.write(&[1; 60]).unwrap(), 0);
     assert_eq!(a.write(&[]).unwrap(), 0);
 }
 
@@ -265,13 +306,28 @@ fn format_claims_and_errors() {
     layout::format(&r.mem(), &FormatOptions::default()).unwrap();
     let a = Endpoint::attach_with(r.mem(), 0, &no_format).unwrap();
     drop(a);
-    // Another version: refused, not reformatted.
-    r.mem().store_u32_relaxed(HDR_VERSION, 2).unwrap();
+    // A version 1 region (or any other version): refused, not
+    // reformatted, and the mismatch can be told.
+    assert_eq!(layout::version_mismatch(&r.mem()), None);
+    r.mem().store_u32_relaxed(HDR_VERSION, 1).unwrap();
     assert_eq!(
         Endpoint::attach(r.mem(), 0).err(),
         Some(ChannelError::Incompatible)
     );
-    r.mem().store_u32_relaxed(HDR_VERSION, 1).unwrap();
+    let v = layout::version_mismatch(&r.mem()).unwrap();
+    assert_eq!((v.found, v.supported), (1, 2));
+    assert_eq!(
+        v.to_string(),
+        "channel layout version 1 found, this build supports version 2 only"
+    );
+    assert_eq!(
+        r.mem().load_u32_relaxed(HDR_VERSION).unwrap(),
+        1,
+        "not reformatted"
+    );
+    r.mem()
+        .store_u32_relaxed(HDR_VERSION, layout::VERSION)
+        .unwrap();
     // Ring past the end: corrupted header.
     r.mem().store_u32_relaxed(HDR_RING1_SIZE, 1 << 20).unwrap();
     assert_eq!(
@@ -455,11 +511,12 @@ fn corrupted_index_latches_and_tells_peer() {
     let r = Region::new(SMALL);
     let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
     a.write(b"abcd").unwrap();
-    // a's producer index now claims more than the ring holds.
+    // a's producer index now claims more than the ring holds (the data path
+    // polls record headers; the readable count reads the index).
     r.mem()
         .store_u32_relaxed(ring_ctrl(0) + RING_PROD, 5000)
         .unwrap();
-    assert_eq!(b.read(&mut [0; 4]), Err(ChannelError::Corrupted));
+    assert_eq!(b.readable_bytes(), Err(ChannelError::Corrupted));
     // Latched, even after the value is repaired.
     r.mem()
         .store_u32_relaxed(ring_ctrl(0) + RING_PROD, 4)
@@ -483,8 +540,11 @@ fn consumer_index_going_backwards_or_ahead_is_corruption() {
     let r = Region::new(SMALL);
     let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
     a.write(&[7; 100]).unwrap();
-    b.read(&mut [0; 60]).unwrap();
-    assert_eq!(a.writable_bytes().unwrap(), 2048 - 40);
+    a.write(&[7; 100]).unwrap();
+    b.read(&mut [0; 160]).unwrap();
+    // The first record (112 bytes with its header) is free again, the
+    // second not yet: space comes back a whole record at a time.
+    assert_eq!(a.writable_bytes().unwrap(), 2048 - 112 - 16);
     // Backwards.
     r.mem()
         .store_u32_relaxed(ring_ctrl(0) + RING_CONS, 10)
@@ -507,18 +567,53 @@ fn consumer_index_going_backwards_or_ahead_is_corruption() {
 }
 
 #[test]
-fn reader_reads_the_producer_index_only_when_it_needs_more() {
+fn reader_polls_record_headers_not_the_producer_index() {
     let r = Region::new(SMALL);
     let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
     a.write(&[3; 100]).unwrap();
     assert_eq!(b.read(&mut [0; 10]), Ok(10));
-    // The 90 bytes left were seen published: a read of at most 90 is served
-    // without the index, a larger one reads it and finds it corrupt.
+    // The data path never reads the producer index (that line stays in
+    // the producer's cache); the readable count does, and finds it corrupt.
     r.mem()
         .store_u32_relaxed(ring_ctrl(0) + RING_PROD, 4000)
         .unwrap();
-    assert_eq!(b.read(&mut [0; 90]), Ok(90));
+    assert_eq!(b.read(&mut [0; 200]), Ok(90));
+    assert_eq!(b.read(&mut [0; 1]), Ok(0));
+    assert_eq!(b.readable_bytes(), Err(ChannelError::Corrupted));
     assert_eq!(b.read(&mut [0; 1]), Err(ChannelError::Corrupted));
+}
+
+#[test]
+fn bad_record_headers_are_corruption() {
+    let ring0 = |r: &Region| {
+        let l = ivc_abi::Layout::read(&r.mem()).unwrap();
+        l.rings[0].offset
+    };
+    // A length beyond the largest record.
+    let r = Region::new(SMALL);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    a.write(b"abc").unwrap();
+    r.mem()
+        .store_u32_relaxed(ring0(&r) + layout::REC_LEN, 2048 - 15)
+        .unwrap();
+    assert_eq!(b.read(&mut [0; 8]), Err(ChannelError::Corrupted));
+    // A pad that does not end at the ring's end.
+    let r = Region::new(SMALL);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    a.write(b"abc").unwrap();
+    r.mem()
+        .store_u32_relaxed(ring0(&r) + layout::REC_LEN, layout::REC_PAD | 64)
+        .unwrap();
+    assert_eq!(b.read(&mut [0; 8]), Err(ChannelError::Corrupted));
+    // A record the producer index does not cover: the readable count
+    // checks it (the data path cannot without reading the index).
+    let r = Region::new(SMALL);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    a.write(b"abc").unwrap();
+    r.mem()
+        .store_u32_relaxed(ring0(&r) + layout::REC_LEN, 200)
+        .unwrap();
+    assert_eq!(b.readable_bytes(), Err(ChannelError::Corrupted));
 }
 
 #[test]
@@ -570,8 +665,11 @@ fn doorbell_only_when_asked() {
     assert_eq!(b.arm_read_wakeup(1).unwrap(), Readiness::Ready);
     b.read(&mut [0; 8]).unwrap();
 
-    // Threshold: ring only when 10 bytes are readable.
-    assert_eq!(b.arm_read_wakeup(10).unwrap(), Readiness::MaySleep);
+    // Threshold of 20 bytes: the wake index counts ring bytes (headers
+    // too), so the doorbell may come early, never late. 9 bytes are a
+    // 24-byte record: below the 8 + 20 the reader asked for; one more
+    // record (16 bytes) crosses it.
+    assert_eq!(b.arm_read_wakeup(20).unwrap(), Readiness::MaySleep);
     a.write(&[0; 9]).unwrap();
     assert!(!a.needs_doorbell_after_write());
     a.write(&[0; 1]).unwrap();
@@ -582,9 +680,9 @@ fn doorbell_only_when_asked() {
     assert!(!a.needs_doorbell_after_write());
     b.read(&mut [0; 64]).unwrap();
 
-    // Writer side: fill, arm for space, reader frees some.
-    let n = a.write(&[0; 4096]).unwrap();
-    assert_eq!(n, 2048);
+    // Writer side: fill with 100-byte records (112 ring bytes each), arm
+    // for space, the reader frees one record.
+    while a.write(&[0; 100]).unwrap() == 100 {}
     assert_eq!(a.arm_write_wakeup(100).unwrap(), Readiness::MaySleep);
     b.read(&mut [0; 99]).unwrap();
     assert!(!b.needs_doorbell_after_read());
@@ -821,4 +919,91 @@ fn liveness_with_timeout_zero_never_gives_up() {
         assert!(!live.check(&mut a, t, 0));
     }
     assert_eq!(a.peer_state().unwrap(), PeerState::Connected);
+}
+
+/// Version 2's window: a ping-pong of small messages cycles through the
+/// first few KiB of a large ring (pads to the ring's end), so the lines it
+/// uses stay in both caches; a reader that lags gets the whole ring.
+#[test]
+fn ping_pong_stays_in_the_window_and_a_lagging_reader_gets_the_whole_ring() {
+    let r = Region::new(1 << 20);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    let ring = ivc_abi::Layout::read(&r.mem()).unwrap().rings[0];
+    assert_eq!(ring.size, 256 << 10);
+    let mut buf = [0u8; 64];
+    for i in 0..20_000u32 {
+        let msg = [i as u8; 64];
+        assert_eq!(a.write(&msg).unwrap(), 64);
+        assert_eq!(b.readable_bytes().unwrap(), 64, "message {i}");
+        assert_eq!(b.read(&mut buf).unwrap(), 64);
+        assert_eq!(buf, msg, "message {i}");
+    }
+    // 20 000 records of 72 bytes would have walked the ring five times;
+    // nothing past the window and a record was ever written.
+    let mut tail = vec![0u8; ring.size as usize - 8192];
+    r.mem().read_bytes(ring.offset + 8192, &mut tail).unwrap();
+    assert!(tail.iter().all(|&b| b == 0), "records beyond the window");
+    // The reader stops: the writer fills the whole ring, no pads.
+    let mut sent = Vec::new();
+    let mut k = 0u8;
+    loop {
+        k = k.wrapping_add(1);
+        let n = a.write(&[k; 64]).unwrap();
+        sent.extend_from_slice(&[k; 64][..n]);
+        if n < 64 {
+            break;
+        }
+    }
+    assert!(sent.len() > 200 << 10, "{} bytes", sent.len());
+    assert!(b.readable_bytes().unwrap() > 0);
+    let mut got = Vec::new();
+    let mut big = vec![0u8; 10_000];
+    loop {
+        let n = b.read(&mut big).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&big[..n]);
+    }
+    assert_eq!(got, sent);
+}
+
+/// A grant over several small writes (ivc-vmm's pio `TX_FREE`) holds even
+/// when the writer crosses the window with the reader caught up, the moment
+/// at which it would otherwise pad to the ring's end and keep only about a
+/// window of room.
+#[test]
+fn a_grant_in_pieces_is_kept_across_the_window() {
+    let r = Region::new(1 << 20);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    let mut buf = [0u8; 64];
+    // 56 records of 64 bytes: 4032 ring bytes, just below the window.
+    for _ in 0..56 {
+        assert_eq!(a.write(&[1; 64]).unwrap(), 64);
+        assert_eq!(b.read(&mut buf).unwrap(), 64);
+    }
+    let grant = a.writable_bytes_in_pieces(1).unwrap();
+    assert_eq!(grant, ((256 << 10) - 8) / 16);
+    // Past the window, the reader caught up: a pad would be due now.
+    assert_eq!(a.write(&[2; 64]).unwrap(), 64);
+    assert_eq!(b.read(&mut buf).unwrap(), 64);
+    let mut left = grant - 64;
+    while left > 0 {
+        assert_eq!(a.write(&[3]).unwrap(), 1, "{left} of the grant left");
+        left -= 1;
+    }
+    // Without a grant the writer does pad when the reader has caught up.
+    let r = Region::new(1 << 20);
+    let (mut a, mut b) = pair(r.mem(), &AttachOptions::default());
+    for _ in 0..57 {
+        assert_eq!(a.write(&[1; 64]).unwrap(), 64);
+        assert_eq!(b.read(&mut buf).unwrap(), 64);
+    }
+    assert_eq!(a.write(&[2; 64]).unwrap(), 64);
+    assert!(
+        a.writable_bytes().unwrap() < 8 << 10,
+        "padded: about a window of room until the reader passes the pad"
+    );
+    assert_eq!(b.read(&mut buf).unwrap(), 64);
+    assert!(a.writable_bytes().unwrap() > 200 << 10);
 }

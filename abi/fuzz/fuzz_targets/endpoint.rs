@@ -49,10 +49,12 @@ fuzz_target!(|data: &[u8]| {
     let mem = AtomicMem::from_words(&words);
     let mut s = Script(data);
     let Some(mode) = s.byte() else { return };
-    let ring = 4u32 << (mode >> 4 & 7);
+    // 64 B (the smallest ring of layout version 2) to 2 KiB: two rings
+    // after the 4 KiB control area still fit the region.
+    let ring = 64u32 << ((mode >> 4 & 7) % 6);
     let fo = FormatOptions {
         ring_size: Some(ring),
-        index_base: if mode & 8 != 0 { u32::MAX - 3 } else { 0 },
+        index_base: if mode & 8 != 0 { u32::MAX - 7 } else { 0 },
     };
     let o = AttachOptions {
         doorbell_id: Some(1),

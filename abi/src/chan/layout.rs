@@ -15,8 +15,12 @@ use super::shm::SharedMemory;
 pub const MAGIC: u32 = u32::from_le_bytes(*b"IVC1");
 /// Magic while a side is formatting: the bytes `"IVC-"` in memory.
 pub const MAGIC_FORMATTING: u32 = u32::from_le_bytes(*b"IVC-");
-/// Layout version this code writes and accepts.
-pub const VERSION: u32 = 1;
+/// Layout version this code writes and accepts. Version 2 carries the data
+/// in records whose length word the reader polls (see [`REC_HEADER`]);
+/// version 1 regions (a byte ring whose producer index the reader polled)
+/// are refused with [`ChannelError::Incompatible`]; [`VersionMismatch`]
+/// says which version was found.
+pub const VERSION: u32 = 2;
 /// Required-feature bits this code understands (none yet). A region with
 /// any other required bit set is refused.
 pub const KNOWN_REQUIRED_FEATURES: u32 = 0;
@@ -27,8 +31,9 @@ pub const NUM_SLOTS: u32 = 2;
 pub const CONTROL_SIZE: usize = 0x1000;
 /// Cache line size the layout is padded to.
 pub const CACHE_LINE: usize = 64;
-/// Smallest ring data size accepted (a power of two).
-pub const MIN_RING_SIZE: u32 = 4;
+/// Smallest ring data size accepted (a power of two): room for a record
+/// header, some payload and the next record's cleared header.
+pub const MIN_RING_SIZE: u32 = 64;
 /// Largest ring data size accepted.
 pub const MAX_RING_SIZE: u32 = 1 << 30;
 /// Largest region the header can describe (region_size is a `u32`).
@@ -108,6 +113,68 @@ pub const RING_DATA_WANTED: usize = 0x44;
 /// Consumer line: `u32` ring the consumer when the producer index passes this.
 pub const RING_DATA_WAKE_AT: usize = 0x48;
 
+// Records in the ring data (version 2). A record starts at a free-running
+// position that is a multiple of REC_ALIGN: a header of REC_HEADER bytes,
+// then the payload (which may wrap around the ring's end), then padding to
+// REC_ALIGN. The length word is written last, with release, and is what the
+// reader polls: the signal travels in the line that carries the data.
+/// Bytes of a record header.
+pub const REC_HEADER: u32 = 8;
+/// Alignment of record starts (and of ring positions and `index_base`).
+pub const REC_ALIGN: u32 = 8;
+/// Header: `u32` payload length (1 ..= ring size - 2 * [`REC_HEADER`]), or
+/// [`REC_PAD`] | bytes to skip to the ring's end; 0 = no record (yet).
+pub const REC_LEN: usize = 0;
+/// Header: `u32` reserved, 0.
+pub const REC_RESERVED: usize = 4;
+/// Length-word flag of a pad record: the rest of the ring up to its end is
+/// skipped and the next record starts at the ring's beginning.
+pub const REC_PAD: u32 = 1 << 31;
+/// A producer whose reader has read everything pads to the ring's end once
+/// it is this far into the ring, so that a ping-pong keeps reusing lines
+/// both cores' caches still hold, instead of walking the whole ring (rings
+/// of at least 4 windows only).
+pub const REC_WINDOW: u32 = 4096;
+
+/// Bytes a record with `payload` bytes occupies (header and padding).
+pub const fn record_bytes(payload: u32) -> u32 {
+    REC_HEADER.wrapping_add(payload).wrapping_add(REC_ALIGN - 1) & !(REC_ALIGN - 1)
+}
+
+/// A region formatted with another layout version: what was found and what
+/// this code supports (for the embedder's log line; the channel error is
+/// [`ChannelError::Incompatible`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionMismatch {
+    /// The version in the region's header.
+    pub found: u32,
+    /// [`VERSION`].
+    pub supported: u32,
+}
+
+impl core::fmt::Display for VersionMismatch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "channel layout version {} found, this build supports version {} only",
+            self.found, self.supported
+        )
+    }
+}
+
+/// The version of a formatted region whose version is not [`VERSION`]
+/// (`None`: not formatted, being formatted, or the supported version).
+pub fn version_mismatch<M: SharedMemory + ?Sized>(mem: &M) -> Option<VersionMismatch> {
+    if mem.load_u32_acquire(HDR_MAGIC).ok()? != MAGIC {
+        return None;
+    }
+    let found = mem.load_u32_relaxed(HDR_VERSION).ok()?;
+    (found != VERSION).then_some(VersionMismatch {
+        found,
+        supported: VERSION,
+    })
+}
+
 /// Offset of `slot`'s peer entry (`slot` is 0 or 1).
 pub const fn peer_entry(slot: u32) -> usize {
     PEER_TABLE.wrapping_add((slot as usize & 1).wrapping_mul(PEER_STRIDE))
@@ -154,8 +221,8 @@ pub struct FormatOptions {
     /// Data size of each ring; `None` = the largest power of two such that
     /// both rings fit after the control area.
     pub ring_size: Option<u32>,
-    /// Start value of the ring indices (tests use values near `u32::MAX` to
-    /// exercise index wrap-around); normally 0.
+    /// Start value of the ring indices, a multiple of [`REC_ALIGN`] (tests
+    /// use values near `u32::MAX` to exercise index wrap-around); normally 0.
     pub index_base: u32,
 }
 
@@ -225,7 +292,11 @@ impl Layout {
         let r0s = mem.load_u32_relaxed(HDR_RING0_SIZE)?;
         let r1o = mem.load_u32_relaxed(HDR_RING1_OFFSET)?;
         let r1s = mem.load_u32_relaxed(HDR_RING1_SIZE)?;
-        if slots != NUM_SLOTS || region_size > mem.len() || region_size < CONTROL_SIZE {
+        if slots != NUM_SLOTS
+            || region_size > mem.len()
+            || region_size < CONTROL_SIZE
+            || index_base & (REC_ALIGN - 1) != 0
+        {
             return Err(ChannelError::Corrupted);
         }
         let r0 = validate_ring(r0o, r0s, region_size).map_err(|_| ChannelError::Corrupted)?;
@@ -249,7 +320,7 @@ impl Layout {
     /// same values.
     pub fn compute(mem_len: usize, opts: &FormatOptions) -> Result<Layout, ChannelError> {
         let capped = core::cmp::min(mem_len, MAX_REGION_SIZE);
-        if capped < CONTROL_SIZE {
+        if capped < CONTROL_SIZE || opts.index_base & (REC_ALIGN - 1) != 0 {
             return Err(ChannelError::InvalidLayout);
         }
         // Largest power of two <= capped (capped > 0 here).

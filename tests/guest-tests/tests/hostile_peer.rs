@@ -110,7 +110,7 @@ fn send_valid_data(map: &HostMapping) -> Endpoint<AtomicMem<'_>> {
     host_peer::send_all(&mut ep, &data, Duration::from_secs(60));
     let sent = data.len();
 
-    while ep.writable_bytes().expect("host ring state") < ep.tx_ring_size() as usize {
+    while ep.writable_bytes().expect("host ring state") < ep.tx_capacity() {
         assert!(
             Instant::now() < deadline,
             "guest did not read the valid data"

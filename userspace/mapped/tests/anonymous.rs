@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ivc_abi::layout::{ring_ctrl, RING_DATA_WANTED, RING_PROD};
+use ivc_abi::layout::{ring_ctrl, HDR_RING0_OFFSET, HDR_RING0_SIZE, RING_CONS, RING_DATA_WANTED};
 use ivc_abi::{Endpoint, SharedMemory};
 use ivc_kit::stream::{fill, verify};
 use ivc_mapped::{Info, MappedEndpoint, Mapping, Wait, Waker};
@@ -203,12 +203,18 @@ fn scribbled_ring_gives_eio() {
     a.write_all(b"hello", Wait::Spin).unwrap();
     let mut buf = [0u8; 16];
     assert_eq!(b.read(&mut buf, Wait::Spin).unwrap(), 5);
-    // A's producer index jumps far ahead of anything it wrote.
-    let prod = ring_ctrl(a.endpoint().slot()) + RING_PROD;
-    let now = b.memory().load_u32_relaxed(prod).unwrap();
-    b.memory()
-        .store_u32_relaxed(prod, now.wrapping_add(0x4000_0000))
+    // The length word of the next record A would write, where B polls
+    // (layout version 2: records with an inline length), says more than
+    // the ring holds.
+    let slot = a.endpoint().slot() as usize;
+    let m = b.memory();
+    let ring = m.load_u32_relaxed(HDR_RING0_OFFSET + 8 * slot).unwrap() as usize;
+    let size = m.load_u32_relaxed(HDR_RING0_SIZE + 8 * slot).unwrap();
+    let cons = m
+        .load_u32_relaxed(ring_ctrl(slot as u32) + RING_CONS)
         .unwrap();
+    let header = ring + (cons & (size - 1)) as usize;
+    m.store_u32_relaxed(header, 0x7fff_fff0).unwrap();
     for _ in 0..3 {
         let e = b.read(&mut buf, Wait::Spin).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(EIO), "{e}");

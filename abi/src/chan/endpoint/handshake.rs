@@ -90,9 +90,17 @@ impl<M: SharedMemory> Endpoint<M> {
     }
 
     /// Starts a connection with peer generation `peer_gen`: our indices go
-    /// to the base value, then our ack is published (release).
+    /// to the base value, the first record header of our TX ring is cleared
+    /// (the ring still holds the previous connection's records, which the
+    /// new reader must not take for its own), then our ack is published
+    /// (release).
     fn accept(&mut self, peer_gen: u32) -> Result<(), ChannelError> {
         let base = self.layout.index_base;
+        self.clear_tx_header(base)?;
+        self.rx_len = 0;
+        self.rx_off = 0;
+        self.tx_lagging = false;
+        self.tx_promised = 0;
         self.mem
             .store_u32_relaxed(self.tx_ctrl.wrapping_add(RING_PROD), base)?;
         self.mem

@@ -11,20 +11,38 @@ use super::super::shm::SharedMemory;
 use super::Endpoint;
 
 impl<M: SharedMemory> Endpoint<M> {
-    /// Bytes readable in RX, from the peer's producer index, validated:
+    /// Bytes of RX ring published and not released yet (records, their
+    /// headers and pads), from the peer's producer index, validated:
     /// `0 <= prod - cons <= size` and no backward movement.
+    ///
+    /// The data path does not need it (the reader polls record headers);
+    /// readable byte counts and wake-ups do.
     pub(super) fn rx_avail(&mut self) -> Result<u32, ChannelError> {
-        // Acquire: the data bytes up to `p` are visible after this load.
+        // Acquire: the records up to `p` are visible after this load.
         let p = self
             .mem
             .load_u32_acquire(self.rx_ctrl.wrapping_add(RING_PROD))?;
-        let avail = p.wrapping_sub(self.cons);
-        let seen = self.peer_prod_seen.wrapping_sub(self.cons);
-        if avail > self.rx.size || avail < seen {
-            return Err(ChannelError::Corrupted);
+        // Reading follows the headers, and the producer stores its index
+        // after the header: `cons` may be ahead of the index for a moment,
+        // never by more than a ring. So positions are compared relative to
+        // `cons`, within one ring either way.
+        let p_rel = self.rel_to_cons(p).ok_or(ChannelError::Corrupted)?;
+        // Not backwards from the last index seen (if that is still within
+        // a ring of `cons`; an older one tells nothing).
+        if let Some(seen) = self.rel_to_cons(self.peer_prod_seen) {
+            if p_rel < seen {
+                return Err(ChannelError::Corrupted);
+            }
         }
         self.peer_prod_seen = p;
-        Ok(avail)
+        Ok(u32::try_from(p_rel).unwrap_or(0))
+    }
+
+    /// `pos - cons` as a signed distance, if within one RX ring either way.
+    fn rel_to_cons(&self, pos: u32) -> Option<i64> {
+        let size = i64::from(self.rx.size);
+        let d = i64::from(pos.wrapping_sub(self.cons) as i32);
+        (0i64.wrapping_sub(size)..=size).contains(&d).then_some(d)
     }
 
     /// Bytes free in TX, from the peer's consumer index, validated:

@@ -22,6 +22,7 @@
 //! | `handshake.rs` | [`PeerState`]; the connection state machine every operation advances |
 //! | `heartbeat.rs` | our heartbeat counter and the peer's (liveness evidence) |
 //! | `indices.rs` | validated reads of the peer's ring indices |
+//! | `records.rs` | the record format of the ring data: headers read (validated) and written, pads |
 //! | `ring_io.rs` | the data path: `write*`, `read*`, readable/writable byte counts |
 //! | `wakeup.rs` | [`Readiness`]; wake-up suppression flags and doorbell decisions |
 //! | `close.rs` | ending a connection from this side: `reconnect`, `close`, `Drop` |
@@ -36,6 +37,7 @@ mod close;
 mod handshake;
 mod heartbeat;
 mod indices;
+mod records;
 mod ring_io;
 mod wakeup;
 
@@ -84,8 +86,22 @@ pub struct Endpoint<M: SharedMemory> {
     heartbeat: u32,
     /// Shadow of our TX producer index (the only copy we trust).
     prod: u32,
-    /// Shadow of our RX consumer index.
+    /// Shadow of our RX consumer index: the start of the record being
+    /// read (it moves past a record once all of its payload was read).
     cons: u32,
+    /// Payload length of the RX record at `cons`, once its header was read
+    /// and validated; 0 = not read yet.
+    rx_len: u32,
+    /// Payload bytes of that record already read (a record may be consumed
+    /// by several reads: the byte-stream semantics of `/dev/ivcN`).
+    rx_off: u32,
+    /// TX: the consumer was found lagging in this lap of the ring, so no
+    /// early pad to the ring's end until it wraps (see `records.rs`).
+    tx_lagging: bool,
+    /// TX ring bytes a caller was told it may fill over several writes
+    /// (`writable_bytes_in_pieces`), less what it wrote since: no early pad
+    /// may take them (see `records.rs`).
+    tx_promised: u32,
     /// Last validated peer producer index (RX); it must not go backwards.
     peer_prod_seen: u32,
     /// Last validated peer consumer index (TX); it must not go backwards.

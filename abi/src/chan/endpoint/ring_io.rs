@@ -9,10 +9,14 @@
 //! the peer's indices.
 
 use super::super::error::{ChannelError, CopyError};
-use super::super::layout::{RingGeometry, RING_CONS, RING_PROD};
+use super::super::layout::{record_bytes, RingGeometry, REC_HEADER};
 use super::super::shm::{OutOfBounds, SharedMemory};
 use super::handshake::Conn;
 use super::{min_u32, Endpoint};
+
+/// Records [`Endpoint::readable_bytes`] walks at most: the count is exact
+/// up to this many records (a poller only needs "some").
+pub const READABLE_WALK: u32 = 64;
 
 /// A buffer length as a byte count for the ring (rings are far smaller
 /// than `u32::MAX`, so saturating loses nothing).
@@ -20,35 +24,31 @@ fn clamp_len(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 
-/// Moves `n` bytes through `ring` from `*index` on, in pieces split at the
-/// ring's end (two at most): `copy(mem, off, done, step)` moves one piece
-/// (`done`: bytes of the caller's buffer before it), then `*index` moves
-/// past it and is stored at `index_off` with release, so the peer sees an
-/// index only over bytes whose copy succeeded. Returns the bytes moved and
-/// the copy error that stopped it early, if any.
-fn move_pieces<M: SharedMemory, E>(
+/// Copies `n` payload bytes at free-running position `pos` of `ring`, in
+/// pieces split at the ring's end (two at most): `copy(mem, off, done,
+/// step)` moves one piece (`done`: bytes of the caller's buffer before it).
+/// Returns the bytes copied and the copy error that stopped it early, if
+/// any. Publishes nothing: the caller publishes what was copied.
+fn copy_pieces<M: SharedMemory, E>(
     mem: &M,
     ring: RingGeometry,
-    index: &mut u32,
-    index_off: usize,
+    pos: u32,
     n: u32,
     copy: &mut impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
 ) -> Result<(u32, Option<E>), ChannelError> {
     let mask = ring.size.wrapping_sub(1);
     let mut done = 0u32;
     while done < n {
-        let pos = *index & mask;
-        let step = min_u32(n.wrapping_sub(done), ring.size.wrapping_sub(pos));
+        let at = pos.wrapping_add(done) & mask;
+        let step = min_u32(n.wrapping_sub(done), ring.size.wrapping_sub(at));
         let off = ring
             .offset
-            .checked_add(pos as usize)
+            .checked_add(at as usize)
             .ok_or(ChannelError::Corrupted)?;
         if let Err(e) = copy(mem, off, done as usize, step as usize) {
             return Ok((done, Some(e)));
         }
-        *index = index.wrapping_add(step);
         done = done.wrapping_add(step);
-        mem.store_u32_release(index_off, *index)?;
     }
     Ok((done, None))
 }
@@ -113,12 +113,30 @@ impl<M: SharedMemory> Endpoint<M> {
 
     /// The write path: how many bytes were published, and the copy error
     /// that stopped it early, if any.
+    ///
+    /// Connected as of the last look, the payload is copied into the ring
+    /// first and the look at the region header and the peer's entry
+    /// ([`sync`](Self::sync)) comes between the copy and the publication.
+    /// In a ping-pong the time between the peer's message and our answer is
+    /// the latency, and those loads and checks in front of the copy cost
+    /// 0.1-0.3x the cache-line floor there; between the copy and the
+    /// publication they cost nothing measurable (docs/performance.md, "The
+    /// endpoint's own cost"). What the look decides is what it decided
+    /// before: a payload copied for a connection that turns out to have
+    /// ended is simply never published.
     fn write_inner<E>(
         &mut self,
         len: usize,
         fill: &mut impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
     ) -> Result<(usize, Option<E>), ChannelError> {
         self.held = false;
+        // Not when a pad is due: a pad is published as soon as it is decided.
+        let staged = if len != 0 && matches!(self.conn, Conn::Connected { .. }) && !self.pad_due() {
+            self.check_usable()?;
+            Some(self.stage(len, fill)?)
+        } else {
+            None
+        };
         self.sync()?;
         match self.conn {
             Conn::Connected { .. } => {}
@@ -142,26 +160,58 @@ impl<M: SharedMemory> Endpoint<M> {
         if len == 0 {
             return Ok((0, None));
         }
-        // The consumer index only moves forward, so the free space seen at
-        // the last look is a lower bound. Re-read the peer's index (a cache
-        // miss: the peer wrote that line) only when the bound is too small
-        // for this write; a ping-pong then touches one line less per message.
+        // Still connected to the peer of the last look (a connection only
+        // goes from connected to draining), so a staged payload is still
+        // where the next record goes.
+        let (done, failed) = match staged {
+            Some(s) => s,
+            None => self.stage(len, fill)?,
+        };
+        if done > 0 {
+            // A failed second piece: the first one is a record of its own
+            // (as write(2) reports a partial write).
+            self.publish_record(done)?;
+            self.tx_promised = self.tx_promised.saturating_sub(record_bytes(done));
+        }
+        self.stats.bytes_written = self.stats.bytes_written.wrapping_add(u64::from(done));
+        Ok((done as usize, failed))
+    }
+
+    /// Copies the payload of the next TX record (up to `len` bytes, as
+    /// much as fits) into the ring at `prod` and publishes nothing (a pad
+    /// before it excepted, see `maybe_pad`): the bytes copied, and the copy
+    /// error that stopped it early, if any. `(0, None)`: no room.
+    fn stage<E>(
+        &mut self,
+        len: usize,
+        fill: &mut impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
+    ) -> Result<(u32, Option<E>), ChannelError> {
+        // One record per call. The consumer index only moves forward, so
+        // the free space seen at the last look is a lower bound: re-read
+        // the peer's index (a cache miss: the peer wrote that line) only
+        // when the bound is too small for this write.
+        let want = min_u32(clamp_len(len), Self::max_payload(self.tx.size));
         let known = self
             .tx
             .size
             .wrapping_sub(self.prod.wrapping_sub(self.peer_cons_seen));
-        let free = if known >= clamp_len(len) {
+        let mut free = if known >= record_bytes(want).wrapping_add(REC_HEADER) {
             known
         } else {
             self.tx_free()?
         };
-        let n = min_u32(free, clamp_len(len));
-        // Release on each index store: the data is visible before the index
-        // that covers it.
-        let ctrl = self.tx_ctrl.wrapping_add(RING_PROD);
-        let (done, failed) = move_pieces(&self.mem, self.tx, &mut self.prod, ctrl, n, fill)?;
-        self.stats.bytes_written = self.stats.bytes_written.wrapping_add(u64::from(done));
-        Ok((done as usize, failed))
+        // Room for the header, the payload and the next header.
+        let n = min_u32(want, Self::max_payload(free));
+        if n == 0 {
+            return Ok((0, None));
+        }
+        free = self.maybe_pad(record_bytes(n), free)?;
+        let n = min_u32(n, Self::max_payload(free));
+        if n == 0 {
+            return Ok((0, None));
+        }
+        let payload = self.prod.wrapping_add(REC_HEADER);
+        copy_pieces(&self.mem, self.tx, payload, n, fill)
     }
 
     /// Copies up to `buf.len()` bytes out of the RX ring and releases the
@@ -226,48 +276,112 @@ impl<M: SharedMemory> Endpoint<M> {
         if len == 0 {
             return Ok((0, None));
         }
-        // Bytes published but not read yet, from the last look at the
-        // producer index: when they fill the request, the index need not be
-        // read again (the line is the producer's, so each look is a cache
-        // miss).
-        let known = self.peer_prod_seen.wrapping_sub(self.cons);
-        let avail = if known >= clamp_len(len) {
-            known
-        } else {
-            self.rx_avail()?
-        };
-        if avail == 0 {
-            if draining {
-                self.conn = Conn::Waiting { epipe: true };
-                self.held = true;
-                return Err(ChannelError::PeerGone);
+        // Record by record: the header at `cons` is the signal, in the line
+        // that carries the data; a record may be read in several calls.
+        let len = clamp_len(len);
+        let mut got = 0u32;
+        let mut failed = None;
+        let start = self.cons;
+        while got < len {
+            let rec = self.rx_record()?;
+            if rec == 0 {
+                break;
             }
-            return Ok((0, None));
+            let step = min_u32(rec.wrapping_sub(self.rx_off), len.wrapping_sub(got));
+            let payload = self.cons.wrapping_add(REC_HEADER).wrapping_add(self.rx_off);
+            // The caller's copy sees its own buffer offsets from `got` on.
+            let mut at = |mem: &M, off: usize, to: usize, n: usize| {
+                drain(mem, off, to.wrapping_add(got as usize), n)
+            };
+            let (done, err) = copy_pieces(&self.mem, self.rx, payload, step, &mut at)?;
+            got = got.wrapping_add(done);
+            self.rx_off = self.rx_off.wrapping_add(done);
+            if self.rx_off >= rec {
+                self.cons = self.cons.wrapping_add(record_bytes(rec));
+                self.rx_len = 0;
+                self.rx_off = 0;
+            }
+            if err.is_some() {
+                failed = err;
+                break;
+            }
         }
-        let n = min_u32(avail, clamp_len(len));
-        // Release on each index store: our reads of the data complete before
-        // the producer may reuse the space.
-        let ctrl = self.rx_ctrl.wrapping_add(RING_CONS);
-        let (done, failed) = move_pieces(&self.mem, self.rx, &mut self.cons, ctrl, n, drain)?;
-        self.stats.bytes_read = self.stats.bytes_read.wrapping_add(u64::from(done));
-        Ok((done as usize, failed))
+        if self.cons != start {
+            // Once per call, after the copies: the space of the records read
+            // whole is the producer's again.
+            self.publish_cons()?;
+        }
+        if got == 0 && failed.is_none() && draining {
+            // Draining and nothing left: every record of the old connection
+            // was published before its end (release), which we saw
+            // (acquire).
+            self.conn = Conn::Waiting { epipe: true };
+            self.held = true;
+            return Err(ChannelError::PeerGone);
+        }
+        self.stats.bytes_read = self.stats.bytes_read.wrapping_add(u64::from(got));
+        Ok((got as usize, failed))
     }
 
-    /// Bytes that `read` could return now (0 when not connected).
+    /// Bytes that `read` could return now (0 when not connected): the
+    /// payload of the records published, counted over at most
+    /// [`READABLE_WALK`] records (a lower bound beyond that, never 0 when
+    /// there is something to read).
     pub fn readable_bytes(&mut self) -> Result<usize, ChannelError> {
         let r = self.sync().and_then(|()| match self.conn {
-            Conn::Connected { .. } | Conn::Draining => self.rx_avail().map(|n| n as usize),
+            Conn::Connected { .. } | Conn::Draining => {
+                self.rx_payload_bytes(READABLE_WALK).map(|n| n as usize)
+            }
             _ => Ok(0),
         });
         self.latch(r)
     }
 
-    /// Bytes that `write` could accept now (0 when not connected).
+    /// Bytes that the next `write` accepts at least (0 when not
+    /// connected): the free space minus a record header and the next
+    /// record's header. (An early pad to the ring's end happens only when
+    /// the write still fits after it.)
     pub fn writable_bytes(&mut self) -> Result<usize, ChannelError> {
         let r = self.sync().and_then(|()| match self.conn {
-            Conn::Connected { .. } => self.tx_free().map(|n| n as usize),
+            Conn::Connected { .. } => self.tx_free().map(|n| Self::max_payload(n) as usize),
             _ => Ok(0),
         });
         self.latch(r)
+    }
+
+    /// Bytes that writes of at most `piece` bytes each (1 ..= the largest
+    /// record) are sure to get into TX now, one after the other: each write
+    /// is a record with its own header, so small pieces take more of the
+    /// ring than their payload. ivc-vmm's pio device grants the guest this
+    /// for pieces of 1 byte, as its string writes arrive one element per
+    /// VM exit. A promise over several writes: until that many bytes are
+    /// written, the writer does not pad to the ring's end early (see
+    /// `records.rs`).
+    pub fn writable_bytes_in_pieces(&mut self, piece: usize) -> Result<usize, ChannelError> {
+        let r = self.sync().and_then(|()| match self.conn {
+            Conn::Connected { .. } => {
+                let free = self.tx_free()?;
+                let max = Self::max_payload(self.tx.size);
+                let piece = min_u32(clamp_len(piece), max);
+                if piece == 0 || piece == max {
+                    return Ok(Self::max_payload(free) as usize);
+                }
+                self.tx_promised = free;
+                // k records of `piece` bytes and the next header.
+                let k = free
+                    .saturating_sub(REC_HEADER)
+                    .checked_div(record_bytes(piece))
+                    .unwrap_or(0);
+                Ok((k as usize).saturating_mul(piece as usize))
+            }
+            _ => Ok(0),
+        });
+        self.latch(r)
+    }
+
+    /// What [`writable_bytes`](Self::writable_bytes) says when the peer has
+    /// read everything: the TX ring's size minus two record headers.
+    pub fn tx_capacity(&self) -> usize {
+        Self::max_payload(self.tx.size) as usize
     }
 }

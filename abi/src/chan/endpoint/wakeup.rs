@@ -9,7 +9,8 @@
 
 use super::super::error::ChannelError;
 use super::super::layout::{
-    PEER_DOORBELL_ID, RING_DATA_WAKE_AT, RING_DATA_WANTED, RING_SPACE_WAKE_AT, RING_SPACE_WANTED,
+    PEER_DOORBELL_ID, REC_HEADER, RING_DATA_WAKE_AT, RING_DATA_WANTED, RING_SPACE_WAKE_AT,
+    RING_SPACE_WANTED,
 };
 use super::super::shm::SharedMemory;
 use super::handshake::Conn;
@@ -34,7 +35,9 @@ fn clamp_min(v: u32, max: u32) -> u32 {
 
 impl<M: SharedMemory> Endpoint<M> {
     /// Asks the peer to ring our doorbell once at least `min_bytes` (clamped
-    /// to 1..=ring size) are readable, then re-checks.
+    /// to 1..=the largest record payload) are readable, then re-checks. The
+    /// doorbell may come early (the producer index also counts record
+    /// headers and pads): re-check and arm again.
     ///
     /// Protocol: store "wanted" and the wake index, full fence, re-read the
     /// producer index. The producer does the mirror image (publish index,
@@ -59,22 +62,29 @@ impl<M: SharedMemory> Endpoint<M> {
             // Lifecycle changes always ring the doorbell: nothing to arm.
             Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok(Readiness::MaySleep),
         }
-        let min = clamp_min(min_bytes, self.rx.size);
-        let wake_at = self.cons.wrapping_add(min).wrapping_sub(1);
+        let min = clamp_min(min_bytes, Self::max_payload(self.rx.size));
+        // In ring bytes from `cons`: what was read of the current record,
+        // a header, `min` payload bytes. When `min` payload bytes are
+        // readable the producer index is at least that far (it counts the
+        // headers and pads too), so a wake-up is never lost; it may come
+        // early (headers, pads), and the reader then simply arms again.
+        let need = self.rx_off.wrapping_add(REC_HEADER).wrapping_add(min);
+        let wake_at = self.cons.wrapping_add(need).wrapping_sub(1);
         self.mem
             .store_u32_relaxed(self.rx_ctrl.wrapping_add(RING_DATA_WAKE_AT), wake_at)?;
         self.mem
             .store_u32_relaxed(self.rx_ctrl.wrapping_add(RING_DATA_WANTED), 1)?;
         self.mem.fence_seqcst();
-        if self.rx_avail()? >= min {
+        if self.rx_avail()? >= need {
             Ok(Readiness::Ready)
         } else {
             Ok(Readiness::MaySleep)
         }
     }
 
-    /// Asks the peer to ring our doorbell once at least `min_bytes` (clamped
-    /// to 1..=ring size) are free in TX, then re-checks (mirror image of
+    /// Asks the peer to ring our doorbell once a write of at least
+    /// `min_bytes` (clamped to 1..=the largest record payload) fits in TX,
+    /// then re-checks (mirror image of
     /// [`arm_read_wakeup`](Self::arm_read_wakeup)).
     pub fn arm_write_wakeup(&mut self, min_bytes: u32) -> Result<Readiness, ChannelError> {
         let r = self.arm_write_inner(min_bytes);
@@ -90,20 +100,22 @@ impl<M: SharedMemory> Endpoint<M> {
             Conn::Draining | Conn::Waiting { epipe: true } => return Ok(Readiness::Ready),
             Conn::Waiting { .. } | Conn::Handshake { .. } => return Ok(Readiness::MaySleep),
         }
-        let min = clamp_min(min_bytes, self.tx.size);
-        // Free >= min  <=>  cons >= prod - size + min  <=>  cons passes
-        // prod - size + min - 1.
+        let min = clamp_min(min_bytes, Self::max_payload(self.tx.size));
+        // A write of `min` bytes needs `need` free (a header, the payload,
+        // the next header). Free >= need  <=>  cons >= prod - size + need
+        // <=>  cons passes prod - size + need - 1.
+        let need = min.wrapping_add(REC_HEADER.wrapping_mul(2));
         let wake_at = self
             .prod
             .wrapping_sub(self.tx.size)
-            .wrapping_add(min)
+            .wrapping_add(need)
             .wrapping_sub(1);
         self.mem
             .store_u32_relaxed(self.tx_ctrl.wrapping_add(RING_SPACE_WAKE_AT), wake_at)?;
         self.mem
             .store_u32_relaxed(self.tx_ctrl.wrapping_add(RING_SPACE_WANTED), 1)?;
         self.mem.fence_seqcst();
-        if self.tx_free()? >= min {
+        if self.tx_free()? >= need {
             Ok(Readiness::Ready)
         } else {
             Ok(Readiness::MaySleep)

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use ivc_abi::layout::{ring_ctrl, RING_PROD};
+use ivc_abi::layout::{ring_ctrl, HDR_RING0_OFFSET, HDR_RING0_SIZE, RING_CONS};
 use ivc_abi::SharedMemory;
 use ivc_mapped::{Device, PeerState, Wait, IVC_IOC_DOORBELL};
 
@@ -278,13 +278,18 @@ fn scribble(dev: &str, c: &mut Checks) {
         ep.write_all(&[0x5a; 4096], Wait::Sleep(Duration::ZERO))
             .map_err(|e| e.to_string()),
     );
-    // Our receive ring's producer index (the peer's to write) jumps far
-    // beyond anything the peer wrote: a broken protocol.
-    let rx = ring_ctrl(ep.endpoint().slot() ^ 1) + RING_PROD;
-    let r = ep.memory().load_u32_relaxed(rx).and_then(|v| {
-        ep.memory()
-            .store_u32_relaxed(rx, v.wrapping_add(0x4000_0000))
-    });
+    // The length word where we read next in our receive ring (the peer's
+    // to write; layout version 2 polls it) says more than the ring holds:
+    // a broken protocol.
+    let rx = (ep.endpoint().slot() ^ 1) as usize;
+    let m = ep.memory();
+    let r = (|| {
+        let ring = m.load_u32_relaxed(HDR_RING0_OFFSET + 8 * rx)? as usize;
+        let size = m.load_u32_relaxed(HDR_RING0_SIZE + 8 * rx)?;
+        let cons = m.load_u32_relaxed(ring_ctrl(rx as u32) + RING_CONS)?;
+        let at = ring.wrapping_add((cons & size.wrapping_sub(1)) as usize);
+        m.store_u32_relaxed(at, 0x7fff_fff0)
+    })();
     c.check("scribble", r.map_err(|_| "out of bounds".to_string()));
     let mut buf = [0u8; 64];
     c.check(

@@ -421,7 +421,7 @@ mod tests {
             );
             assert_eq!(
                 a.writable_bytes().unwrap(),
-                a.tx_ring_size() as usize,
+                a.tx_capacity(),
                 "nothing moved"
             );
         }
