@@ -240,39 +240,6 @@ fn write_with_reports_channel_errors_as_write_does() {
     assert_eq!(e, CopyError::Channel(ChannelError::PeerGone));
 }
 
-/// The write path copies a payload before it looks at the connection
-/// (ring_io.rs, `write_inner`): a peer found gone by that look gets
-/// nothing published, neither the record's length word nor the index.
-#[test]
-fn a_write_after_the_peer_left_publishes_nothing() {
-    let r = Region::new(SMALL);
-    let (mut a, mut b) = pair(r.mem(), &opts(Some(1024), 0));
-    assert_eq!(a.write(b"one").unwrap(), 3);
-    let mut buf = [0u8; 8];
-    assert_eq!(b.read(&mut buf).unwrap(), 3);
-    b.close();
-    let m = r.mem();
-    let ring = Layout::read(&m).unwrap().rings[0];
-    let prod = m.load_u32_relaxed(ring_ctrl(0) + RING_PROD).unwrap();
-    let at = ring.offset + (prod & (ring.size - 1)) as usize;
-    let mut copied = 0;
-    let e = a
-        .write_with(8, |mem: &AtomicMem<'_>, off, _, n| {
-            copied += n;
-            mem.write_bytes(off, &[0xee; 8][..n])
-        })
-        .unwrap_err();
-    assert_eq!(e, CopyError::Channel(ChannelError::PeerGone));
-    assert_eq!(copied, 8, "the payload is staged before the look");
-    assert_eq!(m.load_u32_relaxed(ring_ctrl(0) + RING_PROD).unwrap(), prod);
-    assert_eq!(
-        m.load_u32_relaxed(at).unwrap(),
-        0,
-        "no length word published"
-    );
-    assert_eq!(a.write(b"x"), Err(ChannelError::PeerGone));
-}
-
 #[test]
 fn full_ring_returns_zero() {
     let r = Region::new(SMALL);

@@ -84,17 +84,6 @@ impl<M: SharedMemory> Endpoint<M> {
         Ok(())
     }
 
-    /// Whether [`maybe_pad`](Self::maybe_pad) may pad before the next
-    /// record: past the window of a ring large enough to have one, and the
-    /// reader not found lagging in this lap. A pure check: the write path
-    /// copies a payload before it looks at the connection only when no pad
-    /// (a published record) can come first.
-    pub(super) fn pad_due(&self) -> bool {
-        let size = self.tx.size;
-        let at = self.prod & size.wrapping_sub(1);
-        size >= REC_WINDOW.wrapping_mul(4) && at >= REC_WINDOW && !self.tx_lagging
-    }
-
     /// Before a record of `rec` bytes: if we are past the window and the
     /// consumer has read everything (looked up once per lap of the window),
     /// pad to the ring's end so the record goes to the beginning. Only when
@@ -107,16 +96,15 @@ impl<M: SharedMemory> Endpoint<M> {
     /// behind by even one record sees no pads, and its writer the whole
     /// ring.
     pub(super) fn maybe_pad(&mut self, rec: u32, free: u32) -> Result<u32, ChannelError> {
-        if !self.pad_due() {
-            // Before the window's end (or no window): a new lap starts.
-            let size = self.tx.size;
-            if size < REC_WINDOW.wrapping_mul(4) || self.prod & size.wrapping_sub(1) < REC_WINDOW {
-                self.tx_lagging = false;
-            }
-            return Ok(free);
-        }
         let size = self.tx.size;
         let at = self.prod & size.wrapping_sub(1);
+        if size < REC_WINDOW.wrapping_mul(4) || at < REC_WINDOW {
+            self.tx_lagging = false;
+            return Ok(free);
+        }
+        if self.tx_lagging {
+            return Ok(free);
+        }
         // One look at the consumer's line per lap of the window.
         let free = self.tx_free()?;
         let unread = size.wrapping_sub(free);

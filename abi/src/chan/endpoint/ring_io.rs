@@ -113,30 +113,12 @@ impl<M: SharedMemory> Endpoint<M> {
 
     /// The write path: how many bytes were published, and the copy error
     /// that stopped it early, if any.
-    ///
-    /// Connected as of the last look, the payload is copied into the ring
-    /// first and the look at the region header and the peer's entry
-    /// ([`sync`](Self::sync)) comes between the copy and the publication.
-    /// In a ping-pong the time between the peer's message and our answer is
-    /// the latency, and those loads and checks in front of the copy cost
-    /// 0.1-0.3x the cache-line floor there; between the copy and the
-    /// publication they cost nothing measurable (docs/performance.md, "The
-    /// endpoint's own cost"). What the look decides is what it decided
-    /// before: a payload copied for a connection that turns out to have
-    /// ended is simply never published.
     fn write_inner<E>(
         &mut self,
         len: usize,
         fill: &mut impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
     ) -> Result<(usize, Option<E>), ChannelError> {
         self.held = false;
-        // Not when a pad is due: a pad is published as soon as it is decided.
-        let staged = if len != 0 && matches!(self.conn, Conn::Connected { .. }) && !self.pad_due() {
-            self.check_usable()?;
-            Some(self.stage(len, fill)?)
-        } else {
-            None
-        };
         self.sync()?;
         match self.conn {
             Conn::Connected { .. } => {}
@@ -160,32 +142,6 @@ impl<M: SharedMemory> Endpoint<M> {
         if len == 0 {
             return Ok((0, None));
         }
-        // Still connected to the peer of the last look (a connection only
-        // goes from connected to draining), so a staged payload is still
-        // where the next record goes.
-        let (done, failed) = match staged {
-            Some(s) => s,
-            None => self.stage(len, fill)?,
-        };
-        if done > 0 {
-            // A failed second piece: the first one is a record of its own
-            // (as write(2) reports a partial write).
-            self.publish_record(done)?;
-            self.tx_promised = self.tx_promised.saturating_sub(record_bytes(done));
-        }
-        self.stats.bytes_written = self.stats.bytes_written.wrapping_add(u64::from(done));
-        Ok((done as usize, failed))
-    }
-
-    /// Copies the payload of the next TX record (up to `len` bytes, as
-    /// much as fits) into the ring at `prod` and publishes nothing (a pad
-    /// before it excepted, see `maybe_pad`): the bytes copied, and the copy
-    /// error that stopped it early, if any. `(0, None)`: no room.
-    fn stage<E>(
-        &mut self,
-        len: usize,
-        fill: &mut impl FnMut(&M, usize, usize, usize) -> Result<(), E>,
-    ) -> Result<(u32, Option<E>), ChannelError> {
         // One record per call. The consumer index only moves forward, so
         // the free space seen at the last look is a lower bound: re-read
         // the peer's index (a cache miss: the peer wrote that line) only
@@ -211,7 +167,15 @@ impl<M: SharedMemory> Endpoint<M> {
             return Ok((0, None));
         }
         let payload = self.prod.wrapping_add(REC_HEADER);
-        copy_pieces(&self.mem, self.tx, payload, n, fill)
+        let (done, failed) = copy_pieces(&self.mem, self.tx, payload, n, fill)?;
+        if done > 0 {
+            // A failed second piece: the first one is a record of its own
+            // (as write(2) reports a partial write).
+            self.publish_record(done)?;
+            self.tx_promised = self.tx_promised.saturating_sub(record_bytes(done));
+        }
+        self.stats.bytes_written = self.stats.bytes_written.wrapping_add(u64::from(done));
+        Ok((done as usize, failed))
     }
 
     /// Copies up to `buf.len()` bytes out of the RX ring and releases the
