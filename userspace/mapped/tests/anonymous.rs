@@ -210,7 +210,9 @@ fn scribbled_ring_gives_eio() {
     let m = b.memory();
     let ring = m.load_u32_relaxed(HDR_RING0_OFFSET + 8 * slot).unwrap() as usize;
     let size = m.load_u32_relaxed(HDR_RING0_SIZE + 8 * slot).unwrap();
-    let cons = m.load_u32_relaxed(ring_ctrl(slot as u32) + RING_CONS).unwrap();
+    let cons = m
+        .load_u32_relaxed(ring_ctrl(slot as u32) + RING_CONS)
+        .unwrap();
     let header = ring + (cons & (size - 1)) as usize;
     m.store_u32_relaxed(header, 0x7fff_fff0).unwrap();
     for _ in 0..3 {
