@@ -22,7 +22,8 @@
 
 use super::super::error::ChannelError;
 use super::super::layout::{
-    record_bytes, REC_HEADER, REC_LEN, REC_PAD, REC_WINDOW, RING_CONS, RING_PROD,
+    record_bytes, REC_HEADER, REC_LEN, REC_PAD, REC_WINDOW, REC_WINDOW_MAX_RECORD, RING_CONS,
+    RING_PROD,
 };
 use super::super::shm::SharedMemory;
 use super::Endpoint;
@@ -102,7 +103,7 @@ impl<M: SharedMemory> Endpoint<M> {
             self.tx_lagging = false;
             return Ok(free);
         }
-        if self.tx_lagging {
+        if self.tx_lagging || rec > REC_WINDOW_MAX_RECORD {
             return Ok(free);
         }
         // One look at the consumer's line per lap of the window.
