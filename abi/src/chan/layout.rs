@@ -138,9 +138,9 @@ pub const REC_WINDOW: u32 = 4096;
 /// Records larger than this never pad to the ring's end early: the window
 /// is for small messages, whose lines it keeps hot. A stream of large
 /// records whose reader keeps up would otherwise go back to the ring's
-/// beginning at every write the reader had caught up with, and measured at
-/// 5.8-7.3 GiB/s where walking the ring reached 19-23 GiB/s (64 KiB writes
-/// between two ivc-vmm VMs, docs/performance.md).
+/// beginning whenever the reader had caught up: 64 KiB writes between two
+/// ivc-vmm VMs measured at most 6.8 GiB/s in 7 runs that way, and 19-22
+/// GiB/s in 2 of 5 with this limit (docs/performance.md).
 pub const REC_WINDOW_MAX_RECORD: u32 = REC_WINDOW / 8;
 
 /// Bytes a record with `payload` bytes occupies (header and padding).
