@@ -27,7 +27,7 @@ use ivc_floors::{Latency, Throughput};
 use crate::record::{Data, Record, SuiteReport};
 use crate::repeats;
 use crate::suites::Context;
-use crate::vmm_devices::{field, run_pair, server};
+use crate::vmm_devices::{field, run_pair, server, Pair};
 use crate::vmm_exit::Binaries;
 
 pub fn run_all(
@@ -211,6 +211,41 @@ pub mod what {
         "one-way stream through the ring, CPL3, bytes counted, not checked";
 }
 
+/// Two test-guest VMs of this suite on a 1 MiB ivc-rendezvous region of
+/// their own: the guests get `common` plus `role=<role>`, their logs are
+/// `vmm-<name>-<role>.log` in the run's directory.
+struct GuestPair<'a> {
+    name: &'a str,
+    kind: &'a str,
+    vectors: u32,
+    vmm_args: &'a [&'a str],
+    roles: [&'a str; 2],
+    connected: &'a str,
+}
+
+impl GuestPair<'_> {
+    fn run(&self, ctx: &Context, bins: &Binaries, common: &str) -> Result<Pair, String> {
+        // The server and its socket directory live until both VMs ended.
+        let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
+        let (_server, socket) = server(scratch.path(), self.name, 1 << 20, self.vectors)?;
+        let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
+        let [ra, rb] = self.roles;
+        let log = |role: &str| ctx.out_dir.join(format!("vmm-{}-{role}.log", self.name));
+        run_pair(
+            bins,
+            &ivc_spec(self.kind, sock, self.vectors),
+            self.vmm_args,
+            [
+                &format!("{common} role={ra}"),
+                &format!("{common} role={rb}"),
+            ],
+            self.connected,
+            [log(ra), log(rb)],
+            Duration::from_secs(120),
+        )
+    }
+}
+
 fn ivc_spec(kind: &str, sock: &str, vectors: u32) -> String {
     if kind == "shm-irq" {
         format!("{kind},socket={sock},vectors={vectors}")
@@ -297,7 +332,6 @@ fn pingpong_once(
     run: usize,
 ) -> Result<Run, String> {
     let mut notes = Vec::new();
-    let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
     let vectors = if case.kind == "shm-irq" { 2 } else { 1 };
     let name = format!(
         "pp-{}-{}-{}{}-r{run}",
@@ -306,8 +340,6 @@ fn pingpong_once(
         case.size,
         case.wait.tag()
     );
-    let (_server, socket) = server(scratch.path(), &name, 1 << 20, vectors)?;
-    let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
     let irq = u8::from(case.kind == "shm-irq");
     let warmup = if irq == 1 { 10 } else { 1000 };
     let common = format!(
@@ -318,19 +350,15 @@ fn pingpong_once(
         case.batch,
         case.wait.guest_param()
     );
-    let logs = [
-        ctx.out_dir.join(format!("vmm-{name}-a.log")),
-        ctx.out_dir.join(format!("vmm-{name}-b.log")),
-    ];
-    let pair = run_pair(
-        bins,
-        &ivc_spec(case.kind, sock, vectors),
-        case.wait.vmm_args(),
-        [&format!("{common} role=a"), &format!("{common} role=b")],
-        "pingpong-connected",
-        logs,
-        Duration::from_secs(120),
-    )?;
+    let pair = GuestPair {
+        name: &name,
+        kind: case.kind,
+        vectors,
+        vmm_args: case.wait.vmm_args(),
+        roles: ["a", "b"],
+        connected: "pingpong-connected",
+    }
+    .run(ctx, bins, &common)?;
     let [oa, ob] = &pair.outputs;
     let samples = num(oa, "pingpong-result", "samples")? as u64;
     let batch = num(oa, "pingpong-result", "batch")? as u64;
@@ -488,27 +516,20 @@ pub fn interleaved(
     plan: &InterleavedPlan,
     tsc_khz: u64,
 ) -> Result<(), String> {
-    let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
     let name = "pp-shm-poll-interleaved-64";
-    let (_server, socket) = server(scratch.path(), name, 1 << 20, 1)?;
-    let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
     let common = format!(
         "test=shm-pingpong proto=interleaved size=64 blocks={} iters={} batch={} warmup={} tsc_khz={tsc_khz}",
         plan.blocks, plan.iters, plan.batch, plan.warmup
     );
-    let logs = [
-        ctx.out_dir.join(format!("vmm-{name}-a.log")),
-        ctx.out_dir.join(format!("vmm-{name}-b.log")),
-    ];
-    let pair = run_pair(
-        bins,
-        &ivc_spec("shm-poll", sock, 1),
-        &[],
-        [&format!("{common} role=a"), &format!("{common} role=b")],
-        "pingpong-connected",
-        logs,
-        Duration::from_secs(120),
-    )?;
+    let pair = GuestPair {
+        name,
+        kind: "shm-poll",
+        vectors: 1,
+        vmm_args: &[],
+        roles: ["a", "b"],
+        connected: "pingpong-connected",
+    }
+    .run(ctx, bins, &common)?;
     let [oa, ob] = &pair.outputs;
     let run = parse_interleaved(oa, 64, plan.blocks)?;
     // B checks the stamp of every message and every flag value, A every
@@ -582,31 +603,24 @@ fn stream_once(
     run: usize,
 ) -> Result<Run, String> {
     let mut notes = Vec::new();
-    let scratch = ivc_guest_harness::ScratchDir::new().map_err(|e| e.to_string())?;
     let name = if check {
         format!("stream-{chunk}-r{run}")
     } else {
         format!("stream-{chunk}-unchecked-r{run}")
     };
-    let (_server, socket) = server(scratch.path(), &name, 1 << 20, 1)?;
-    let sock = socket.to_str().ok_or("socket path is not UTF-8")?;
     let common = format!(
         "test=shm-stream bytes={bytes} chunk={chunk} check={} tsc_khz={tsc_khz}",
         u8::from(check)
     );
-    let logs = [
-        ctx.out_dir.join(format!("vmm-{name}-tx.log")),
-        ctx.out_dir.join(format!("vmm-{name}-rx.log")),
-    ];
-    let pair = run_pair(
-        bins,
-        &ivc_spec("shm-poll", sock, 1),
-        &[],
-        [&format!("{common} role=tx"), &format!("{common} role=rx")],
-        "stream-connected",
-        logs,
-        Duration::from_secs(120),
-    )?;
+    let pair = GuestPair {
+        name: &name,
+        kind: "shm-poll",
+        vectors: 1,
+        vmm_args: &[],
+        roles: ["tx", "rx"],
+        connected: "stream-connected",
+    }
+    .run(ctx, bins, &common)?;
     let rx = &pair.outputs[1];
     for (side, o) in [("tx", &pair.outputs[0]), ("rx", rx)] {
         if let Some(line) = guest_line(o, "stream-calib") {
