@@ -321,6 +321,18 @@ impl Ring<'_> {
         }
     }
 
+    /// B's turn: receives message `i` (its stamp checked: a peer out of
+    /// step ends the VM) and sends it back.
+    fn echo_stamped(&mut self, back: &mut [u8], i: u64) {
+        self.recv(back);
+        let mut want = [0u8; 8];
+        stamp(&mut want, i);
+        if back.iter().zip(want).any(|(&a, b)| a != b) {
+            self.fail("message out of order", None);
+        }
+        self.send(back);
+    }
+
     fn recv(&mut self, buf: &mut [u8]) {
         let mut off = 0;
         let mut patience = Patience::new();
@@ -421,13 +433,7 @@ fn ring_main(p: &Params) -> ! {
         report_a(p, samples, &r.n);
     } else {
         for i in 0..total {
-            r.recv(back);
-            let mut want = [0u8; 8];
-            stamp(&mut want, i);
-            if back.iter().zip(want).any(|(&a, b)| a != b) {
-                r.fail("message out of order", None);
-            }
-            r.send(back);
+            r.echo_stamped(back, i);
         }
         r.ep.close();
         r.ring_if_asked();
@@ -714,13 +720,7 @@ fn interleaved_main(p: &Params) -> ! {
                     r.fail("the echo differs from the message", None);
                 }
             } else {
-                r.recv(back);
-                let mut want = [0u8; 8];
-                stamp(&mut want, ring_n);
-                if back.iter().zip(want).any(|(&a, b)| a != b) {
-                    r.fail("message out of order", None);
-                }
-                r.send(back);
+                r.echo_stamped(back, ring_n);
             }
             ring_n += 1;
         }
