@@ -211,6 +211,25 @@ pub mod what {
         "one-way stream through the ring, CPL3, bytes counted, not checked";
 }
 
+/// A guest's latency figure: the sample count and batch from its `result`
+/// line, the nanoseconds from its `ns_line` (the ping-pong's and each
+/// interleaved figure's lines have the same fields).
+fn latency_from(out: &str, result: &str, ns_line: &str, size: u64) -> Result<Latency, String> {
+    let samples = num(out, result, "samples")? as u64;
+    let batch = num(out, result, "batch")? as u64;
+    let ns = |key: &str| num(out, ns_line, key);
+    Ok(Latency {
+        size,
+        iters: samples * batch,
+        batch,
+        min_ns: ns("min_ns")?,
+        median_ns: ns("median_ns")?,
+        p99_ns: ns("p99_ns")?,
+        max_ns: ns("max_ns")?,
+        mean_ns: ns("mean_ns")?,
+    })
+}
+
 /// Two test-guest VMs of this suite on a 1 MiB ivc-rendezvous region of
 /// their own: the guests get `common` plus `role=<role>`, their logs are
 /// `vmm-<name>-<role>.log` in the run's directory.
@@ -360,19 +379,7 @@ fn pingpong_once(
     }
     .run(ctx, bins, &common)?;
     let [oa, ob] = &pair.outputs;
-    let samples = num(oa, "pingpong-result", "samples")? as u64;
-    let batch = num(oa, "pingpong-result", "batch")? as u64;
-    let ns = |key: &str| num(oa, "pingpong-ns", key);
-    let stats = Latency {
-        size: case.size,
-        iters: samples * batch,
-        batch,
-        min_ns: ns("min_ns")?,
-        median_ns: ns("median_ns")?,
-        p99_ns: ns("p99_ns")?,
-        max_ns: ns("max_ns")?,
-        mean_ns: ns("mean_ns")?,
-    };
+    let stats = latency_from(oa, "pingpong-result", "pingpong-ns", case.size)?;
     // A checks every echo against what it sent, B the order of every
     // message; a failure ends the VM with status 1 and run_pair fails.
     let echoed = field(ob, "pingpong-result", "echoed").is_some();
@@ -480,22 +487,13 @@ pub fn parse_interleaved(out: &str, size: u64, blocks: u64) -> Result<Interleave
             ratios.len()
         ));
     }
-    let figure = |name: &str| -> Result<Latency, String> {
-        let result = format!("interleaved-result figure={name} ");
-        let ns_line = format!("interleaved-ns figure={name} ");
-        let ns = |key: &str| num(out, &ns_line, key);
-        let samples = num(out, &result, "samples")? as u64;
-        let batch = num(out, &result, "batch")? as u64;
-        Ok(Latency {
+    let figure = |name: &str| {
+        latency_from(
+            out,
+            &format!("interleaved-result figure={name} "),
+            &format!("interleaved-ns figure={name} "),
             size,
-            iters: samples * batch,
-            batch,
-            min_ns: ns("min_ns")?,
-            median_ns: ns("median_ns")?,
-            p99_ns: ns("p99_ns")?,
-            max_ns: ns("max_ns")?,
-            mean_ns: ns("mean_ns")?,
-        })
+        )
     };
     Ok(InterleavedRun {
         line: figure("line")?,
